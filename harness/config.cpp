@@ -1,0 +1,97 @@
+// Loading and validation of RunConfig (the struct definitions live in config.h).
+#include "harness/config.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "harness/sha256.h"
+
+namespace moelab {
+namespace {
+
+YAML::Node load_yaml_text(const std::string& text, const std::string& source_name) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    return root;
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source_name,
+                                  e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides) {
+  YAML::Node root = load_yaml_text(yaml_text, source_name);
+  YamlSource source{source_name, {}};
+  for (const auto& assignment : overrides) apply_override(root, assignment, source);
+  RunConfig config;
+  YamlReader::read_struct(root, source, "", config);
+  validate(config);
+  return config;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("cannot open config file '{}'", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_run_config(text.str(), path, overrides);
+}
+
+std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {
+  const std::string& spec = model.moe.layers;
+  std::vector<int64_t> indices;
+  if (spec == "all") {
+    for (int64_t i = 0; i < model.depth; ++i) indices.push_back(i);
+  } else if (spec == "every_other") {
+    for (int64_t i = 1; i < model.depth; i += 2) indices.push_back(i);
+  } else if (spec != "none") {
+    std::stringstream ss(spec);
+    for (std::string item; std::getline(ss, item, ',');) {
+      int64_t index = -1;
+      try {
+        size_t used = 0;
+        index = std::stoll(item, &used);
+        if (item.find_first_not_of(" ", used) != std::string::npos) index = -1;
+      } catch (const std::exception&) {
+        index = -1;
+      }
+      if (index < 0 || index >= model.depth) {
+        throw ConfigError(fmt::format(
+            "model.moe.layers = \"{}\": '{}' is not all | every_other | none or a block index "
+            "in [0, {}]",
+            spec, item, model.depth - 1));
+      }
+      indices.push_back(index);
+    }
+  }
+  return indices;
+}
+
+void validate(const RunConfig& config) {
+  const ModelConfig& model = config.model;
+  if (model.dim % model.heads != 0) {
+    throw ConfigError(fmt::format("model.heads = {}: must divide model.dim = {}", model.heads,
+                                  model.dim));
+  }
+  moe_layer_indices(model);
+  if (config.device != "cpu" && config.device.rfind("cuda", 0) != 0) {
+    throw ConfigError(fmt::format("device = \"{}\": must be cpu, cuda or cuda:N", config.device));
+  }
+  validate_router_options(config.router.name, *config.router.options, model);
+}
+
+std::string canonical_yaml(const RunConfig& config) {
+  return canonical_yaml(const_cast<RunConfig&>(config), false);
+}
+
+std::string config_hash(const RunConfig& config) {
+  return sha256_hex(canonical_yaml(const_cast<RunConfig&>(config), true));
+}
+
+}  // namespace moelab

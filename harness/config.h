@@ -1,0 +1,149 @@
+// The run configuration: typed structs, each with one field list (see fields.h), plus
+// loading (file + key=value overrides), cross-field validation, canonical dump and hash.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "harness/fields.h"
+#include "harness/plugins.h"
+
+namespace moelab {
+
+struct MoeConfig {
+  int64_t experts = 8;
+  int64_t expert_hidden = 128;
+  std::string layers = "all";
+  double capacity_factor = 0.0;
+  std::string drop_policy = "probs";
+
+  template <class V>
+  void visit(V& v) {
+    v(experts, "experts", "number of experts per MoE layer", at_least(1));
+    v(expert_hidden, "expert_hidden", "hidden width of each expert FFN", at_least(1));
+    v(layers, "layers",
+      "which blocks have an MoE FFN: all | every_other | none | comma list of block indices "
+      "(e.g. \"0,2\"); the others get a dense FFN");
+    v(capacity_factor, "capacity_factor",
+      "expert capacity = ceil(capacity_factor * assignments / experts); 0 = dropless",
+      at_least(0));
+    v(drop_policy, "drop_policy",
+      "which assignments an over-full expert keeps: probs (highest gate) or position (earliest)",
+      one_of({"probs", "position"}));
+  }
+};
+
+struct ModelConfig {
+  int64_t dim = 64;
+  int64_t depth = 4;
+  int64_t heads = 4;
+  int64_t ffn_hidden = 128;
+  double dropout = 0.0;
+  MoeConfig moe;
+
+  template <class V>
+  void visit(V& v) {
+    v(dim, "dim", "model (residual stream) width", at_least(1));
+    v(depth, "depth", "number of transformer blocks", at_least(1));
+    v(heads, "heads", "attention heads (must divide dim)", at_least(1));
+    v(ffn_hidden, "ffn_hidden", "hidden width of the dense FFN in non-MoE blocks", at_least(1));
+    v(dropout, "dropout", "dropout probability on attention and FFN outputs", in_range(0, 0.9));
+    v(moe, "moe", "mixture-of-experts layers");
+  }
+};
+
+struct TrainConfig {
+  int64_t steps = 500;
+  int64_t batch_size = 128;
+  std::string optimizer = "adamw";
+  double lr = 1e-3;
+  double weight_decay = 0.01;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  int64_t warmup_steps = 50;
+  double min_lr_ratio = 0.1;
+  double grad_clip = 1.0;
+  int64_t log_every = 25;
+  int64_t eval_every = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v(steps, "steps", "optimizer steps", at_least(1));
+    v(batch_size, "batch_size", "examples per step", at_least(1));
+    v(optimizer, "optimizer", "adam or adamw (decoupled weight decay)", one_of({"adam", "adamw"}));
+    v(lr, "lr", "peak learning rate", greater_than(0));
+    v(weight_decay, "weight_decay", "weight decay", at_least(0));
+    v(beta1, "beta1", "Adam beta1", in_range(0, 0.999999));
+    v(beta2, "beta2", "Adam beta2", in_range(0, 0.999999));
+    v(warmup_steps, "warmup_steps", "linear warm-up steps before the cosine decay", at_least(0));
+    v(min_lr_ratio, "min_lr_ratio", "final learning rate as a fraction of lr", in_range(0, 1));
+    v(grad_clip, "grad_clip", "clip the global gradient norm to this value; 0 = off", at_least(0));
+    v(log_every, "log_every", "log training metrics every N steps", at_least(1));
+    v(eval_every, "eval_every", "evaluate on validation every N steps; 0 = only at the end",
+      at_least(0));
+  }
+};
+
+struct EvalConfig {
+  int64_t batch_size = 1000;
+  int64_t max_examples = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v(batch_size, "batch_size", "examples per evaluation batch", at_least(1));
+    v(max_examples, "max_examples", "cap on evaluated examples per split; 0 = all", at_least(0));
+  }
+};
+
+struct RunConfig {
+  std::string name = "run";
+  int64_t seed = 0;
+  std::string db = "results/moelab.db";
+  int64_t threads = 2;
+  int64_t blas_threads = 1;
+  std::string device = "cpu";
+  PluginChoice task{"image", &make_task_options, nullptr};
+  ModelConfig model;
+  PluginChoice router{"topk", &make_router_options, nullptr};
+  TrainConfig train;
+  EvalConfig eval;
+
+  RunConfig() {
+    task.reset_options();
+    router.reset_options();
+  }
+
+  template <class V>
+  void visit(V& v) {
+    v(name, "name", "a label for the run (not part of its identity)", not_hashed());
+    v(seed, "seed", "seed for initialisation, data order, dropout and noise", at_least(0));
+    v(db, "db", "SQLite results database", not_hashed());
+    v(threads, "threads", "LibTorch intra-op threads", at_least(1).unhashed());
+    v(blas_threads, "blas_threads",
+      "OpenBLAS threads; 1 avoids oversubscription beside LibTorch's own pool",
+      at_least(1).unhashed());
+    v(device, "device", "cpu, or cuda / cuda:N when built with CUDA");
+    v(task, "task", "the task plugin and its options (moelab list tasks -v)");
+    v(model, "model", "model architecture");
+    v(router, "router", "the routing strategy and its options (moelab list routers -v)");
+    v(train, "train", "optimisation");
+    v(eval, "eval", "evaluation");
+  }
+};
+
+// Loads a run config from a YAML file plus key=value overrides, validates it completely.
+// Throws ConfigError with file:line:column (or the override) on any problem.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides = {});
+
+// Cross-field rules (heads divide dim, k <= experts, layer list in range, ...).
+void validate(const RunConfig& config);
+
+std::string canonical_yaml(const RunConfig& config);
+std::string config_hash(const RunConfig& config);  // sha256 of the hashed fields' canonical dump
+
+// Indices of the blocks with an MoE FFN, from model.moe.layers.
+std::vector<int64_t> moe_layer_indices(const ModelConfig& model);
+
+}  // namespace moelab

@@ -1,0 +1,159 @@
+// The `moelab` command line: run | list | query. Exit codes: 0 ok, 1 a run failed,
+// 2 usage or configuration error.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "harness/build_info.h"
+#include "harness/config.h"
+#include "harness/provenance.h"
+#include "harness/runner.h"
+#include "harness/store.h"
+#include "harness/table.h"
+#include "routers/registry.h"
+#include "tasks/registry.h"
+
+namespace moelab {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitRunFailed = 1;
+constexpr int kExitUsage = 2;
+
+std::string version_text() {
+  return fmt::format("moelab {} (git {}{}, LibTorch {})", kVersion, kGitCommit,
+                     kGitDirty ? ", dirty" : "", torch_version());
+}
+
+QueryResult summary_table(const RunOutcome& outcome) {
+  QueryResult table;
+  table.columns = {"metric", "value"};
+  for (const auto& [name, value] : outcome.summaries) {
+    Cell metric{Cell::Type::Text, 0, 0.0, name};
+    Cell number{Cell::Type::Real, 0, value, ""};
+    table.rows.push_back({metric, number});
+  }
+  return table;
+}
+
+int command_run(const std::string& path, const std::vector<std::string>& overrides,
+                bool dump_config) {
+  RunConfig config = load_run_config(path, overrides);
+  if (dump_config) {
+    std::cout << canonical_yaml(config);
+    return kExitOk;
+  }
+  install_interrupt_handlers();
+  fmt::print(stderr, "moelab: run '{}' (config {}), task {}, router {}, results -> {}\n",
+             config.name, config_hash(config).substr(0, 12), config.task.name,
+             config.router.name, config.db);
+  RunOutcome outcome = execute_run(config);
+  if (outcome.status != "done") {
+    fmt::print(stderr, "moelab: run {} {}: {}\n", outcome.run_id, outcome.status, outcome.error);
+    return kExitRunFailed;
+  }
+  fmt::print("run {} done\n{}", outcome.run_id, format_aligned(summary_table(outcome)));
+  return kExitOk;
+}
+
+template <class Entry>
+void print_plugins(const std::vector<Entry>& entries, bool verbose) {
+  for (const auto& entry : entries) {
+    fmt::print("{:<16} {}\n", entry.name, entry.summary);
+    if (!verbose) continue;
+    auto options = entry.make_options();
+    for (const auto& row : list_fields(*options)) {
+      fmt::print("    {:<16} {:<8} default {:<10} {}{}\n", row.path, row.type,
+                 row.value.empty() ? "\"\"" : row.value, row.help,
+                 row.rule.empty() ? "" : fmt::format(" [{}]", row.rule));
+    }
+  }
+}
+
+int command_list(const std::string& what, bool verbose) {
+  if (what == "routers") {
+    print_plugins(router_registry(), verbose);
+  } else if (what == "tasks") {
+    print_plugins(task_registry(), verbose);
+  } else {
+    RunConfig defaults;
+    for (const auto& row : list_fields(defaults)) {
+      fmt::print("{:<28} {:<8} default {:<12} {}{}\n", row.path, row.type,
+                 row.value.empty() ? "\"\"" : row.value, row.help,
+                 row.rule.empty() ? "" : fmt::format(" [{}]", row.rule));
+    }
+  }
+  return kExitOk;
+}
+
+int command_query(const std::string& db, const std::string& sql, bool csv, bool json) {
+  if (!std::filesystem::exists(db)) {
+    throw ConfigError(fmt::format("results database '{}' does not exist", db));
+  }
+  Store store(db);
+  QueryResult result;
+  try {
+    result = store.query(sql);
+  } catch (const SQLite::Exception& e) {
+    throw ConfigError(fmt::format("query failed on '{}': {}", db, e.what()));
+  }
+  std::cout << (csv ? format_csv(result) : json ? format_json(result) : format_aligned(result));
+  return kExitOk;
+}
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"moelab: compare sparse mixture-of-experts routing strategies"};
+  app.set_version_flag("--version", version_text());
+  app.require_subcommand(1);
+
+  auto* run = app.add_subcommand("run", "train and evaluate one run config");
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool dump_config = false;
+  run->add_option("config", config_path, "run config YAML")->required()->check(CLI::ExistingFile);
+  run->add_option("overrides", overrides, "key=value overrides with dotted keys (train.lr=3e-4)");
+  run->add_flag("--dump-config", dump_config, "print the fully resolved config and exit");
+
+  auto* list = app.add_subcommand("list", "list routers, tasks or config keys");
+  std::string what;
+  bool verbose = false;
+  list->add_option("what", what, "routers | tasks | config")
+      ->required()
+      ->check(CLI::IsMember({"routers", "tasks", "config"}));
+  list->add_flag("-v,--verbose", verbose, "show every plugin's parameters");
+
+  auto* query = app.add_subcommand("query", "run SQL on a results database");
+  std::string db, sql;
+  bool csv = false, json = false;
+  query->add_option("db", db, "results database")->required();
+  query->add_option("sql", sql, "SQL statement")->required();
+  auto* csv_flag = query->add_flag("--csv", csv, "CSV output");
+  query->add_flag("--json", json, "JSON output")->excludes(csv_flag);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (*run) return command_run(config_path, overrides, dump_config);
+  if (*list) return command_list(what, verbose);
+  return command_query(db, sql, csv, json);
+}
+
+}  // namespace
+}  // namespace moelab
+
+int main(int argc, char** argv) {
+  try {
+    return moelab::run_cli(argc, argv);
+  } catch (const moelab::ConfigError& e) {
+    fmt::print(stderr, "moelab: error: {}\n", e.what());
+    return moelab::kExitUsage;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "moelab: error: {}\n", e.what());
+    return moelab::kExitRunFailed;
+  }
+}

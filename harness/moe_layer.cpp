@@ -1,0 +1,145 @@
+// MoE layer: capacity, permutation dispatch, experts, combine, shared metrics.
+#include "harness/moe_layer.h"
+
+#include <chrono>
+#include <cmath>
+
+namespace moelab {
+namespace {
+
+// Indices that order `key` ascending, ties kept in the order given by `within`.
+torch::Tensor stable_order(const torch::Tensor& key, const torch::Tensor& within) {
+  auto permuted = key.index_select(0, within);
+  auto order = std::get<1>(torch::sort(permuted, /*stable=*/true, /*dim=*/0, /*descending=*/false));
+  return within.index_select(0, order);
+}
+
+torch::Tensor init_uniform(std::vector<int64_t> shape, double bound) {
+  return torch::empty(shape).uniform_(-bound, bound);
+}
+
+}  // namespace
+
+Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacity_factor,
+                       const std::string& drop_policy) {
+  Dispatch d;
+  d.assignments = route.expert.numel();
+  d.requested = torch::bincount(route.expert, /*weights=*/{}, experts);  // [E]
+  auto identity = torch::arange(d.assignments, route.expert.options());  // [A]
+
+  torch::Tensor within = identity;  // order inside an expert's slice
+  if (capacity_factor > 0) {
+    if (drop_policy == "probs") {
+      within = std::get<1>(torch::sort(route.priority, /*stable=*/true, 0, /*descending=*/true));
+    } else {
+      within = std::get<1>(torch::sort(route.token, /*stable=*/true, 0, /*descending=*/false));
+    }
+  }
+  auto order = stable_order(route.expert, within);  // [A], grouped by expert
+
+  auto requested_host = d.requested.cpu();
+  d.kept_per_expert.assign(requested_host.data_ptr<int64_t>(),
+                           requested_host.data_ptr<int64_t>() + experts);
+  if (capacity_factor > 0) {
+    const auto capacity = static_cast<int64_t>(
+        std::ceil(capacity_factor * static_cast<double>(d.assignments) / experts));
+    auto sorted_expert = route.expert.index_select(0, order);            // [A]
+    auto offsets = d.requested.cumsum(0) - d.requested;                  // [E]
+    auto position = identity - offsets.index_select(0, sorted_expert);   // [A] rank in expert
+    order = order.masked_select(position < capacity);                    // [A']
+    for (auto& kept : d.kept_per_expert) kept = std::min(kept, capacity);
+  }
+  d.token = route.token.index_select(0, order);
+  d.expert = route.expert.index_select(0, order);
+  d.weight = route.weight.index_select(0, order);
+  return d;
+}
+
+MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router)
+    : config_(config), router_(std::move(router)) {
+  const int64_t experts = config.experts;
+  const int64_t hidden = config.expert_hidden;
+  register_module("router", router_);
+  w_in_ = register_parameter("w_in", init_uniform({experts, dim, hidden}, 1.0 / std::sqrt(dim)));
+  b_in_ = register_parameter("b_in", torch::zeros({experts, hidden}));
+  w_out_ = register_parameter("w_out",
+                              init_uniform({experts, hidden, dim}, 1.0 / std::sqrt(hidden)));
+  b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
+}
+
+torch::Tensor MoELayerImpl::run_experts(const torch::Tensor& x, const Dispatch& dispatch) {
+  auto inputs = x.index_select(0, dispatch.token);  // [A', D], contiguous per expert
+  std::vector<torch::Tensor> outputs;
+  int64_t offset = 0;
+  for (int64_t e = 0; e < config_.experts; ++e) {
+    const int64_t count = dispatch.kept_per_expert[e];
+    if (count == 0) continue;
+    auto slice = inputs.narrow(0, offset, count);                        // [n_e, D]
+    auto hidden = torch::gelu(torch::addmm(b_in_[e], slice, w_in_[e]));  // [n_e, H]
+    outputs.push_back(torch::addmm(b_out_[e], hidden, w_out_[e]));       // [n_e, D]
+    offset += count;
+  }
+  if (outputs.empty()) return torch::zeros({0, x.size(1)}, x.options());
+  return torch::cat(outputs, 0);
+}
+
+torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
+  const auto start = std::chrono::steady_clock::now();
+  RouteResult route = router_->route(x, ctx);
+  const double route_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+
+  Dispatch dispatch = plan_dispatch(route, config_.experts, config_.capacity_factor,
+                                    config_.drop_policy);
+  auto expert_out = run_experts(x, dispatch);                               // [A', D]
+  auto weighted = expert_out * dispatch.weight.to(x.dtype()).unsqueeze(1);  // [A', D]
+  auto y = torch::zeros_like(x).index_add(0, dispatch.token, weighted);     // [T, D]
+
+  aux_terms_ = route.aux_losses;
+  aux_loss_ = torch::zeros({}, x.options());
+  for (const auto& [name, loss] : route.aux_losses) aux_loss_ = aux_loss_ + loss;
+
+  metrics_.clear();
+  if (ctx.collect_metrics) compute_metrics(route, dispatch, x.size(0), route_ms);
+  return y;
+}
+
+void MoELayerImpl::compute_metrics(const RouteResult& route, const Dispatch& dispatch,
+                                   int64_t tokens, double route_ms) {
+  torch::NoGradGuard no_grad;
+  const int64_t experts = config_.experts;
+  auto load = dispatch.requested.to(torch::kFloat);  // [E]
+  auto mean = load.mean().clamp_min(1e-12);
+  auto share = load / load.sum().clamp_min(1e-12);    // [E]
+  auto entropy = -(share * torch::log(share.clamp_min(1e-12))).sum();
+  const int64_t kept = dispatch.token.numel();
+
+  auto add = [&](const std::string& name, torch::Tensor value) {
+    metrics_.emplace_back(name, value.detach().to(load.device(), torch::kFloat).reshape({}));
+  };
+  add("load_max_over_mean", load.max() / mean);
+  add("load_min_over_mean", load.min() / mean);
+  add("load_cv", load.std(/*unbiased=*/false) / mean);
+  add("load_entropy_norm", experts > 1 ? entropy / std::log(static_cast<double>(experts))
+                                       : torch::ones({}));
+  add("dead_experts", (load == 0).sum());
+  add("dropped_frac",
+      torch::full({}, dispatch.assignments > 0
+                          ? 1.0 - static_cast<double>(kept) / dispatch.assignments
+                          : 0.0));
+  auto routed = torch::zeros({tokens}, load.options())
+                    .index_fill_(0, dispatch.token, 1.0);  // [T] 1 if any expert kept it
+  add("unrouted_frac", 1.0 - routed.mean());
+  add("experts_per_token", torch::full({}, static_cast<double>(kept) / std::max<int64_t>(tokens, 1)));
+  if (route.probs.defined()) {
+    auto p = route.probs.detach();
+    add("gate_entropy", -(p * torch::log(p.clamp_min(1e-12))).sum(-1).mean());
+  }
+  if (route.logits.defined()) add("router_z", torch::logsumexp(route.logits.detach(), -1).mean());
+  for (const auto& [name, loss] : route.aux_losses) add("aux_" + name, loss);
+  for (const auto& [name, value] : route.metrics) add(name, value);
+  add("route_ms", torch::full({}, route_ms));
+  for (int64_t e = 0; e < experts; ++e) add("load_e" + std::to_string(e), share[e]);
+}
+
+}  // namespace moelab

@@ -1,0 +1,64 @@
+// Collects provenance and applies the thread settings.
+#include "harness/provenance.h"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "harness/build_info.h"
+
+namespace moelab {
+namespace {
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+std::string host_name() {
+  char buffer[256] = {};
+  if (gethostname(buffer, sizeof(buffer) - 1) != 0) return "unknown";
+  return buffer;
+}
+
+}  // namespace
+
+std::string torch_version() { return TORCH_VERSION; }
+
+Provenance collect_provenance(const RunConfig& config) {
+  Provenance p;
+  p.git_commit = kGitCommit;
+  p.git_dirty = kGitDirty;
+  p.moelab_version = kVersion;
+  p.torch_version = torch_version();
+  p.compiler = fmt::format("g++ {}", __VERSION__);
+  p.host = host_name();
+  p.cpu_model = cpu_model();
+  p.gpu_model = "";
+  if (config.device != "cpu" && torch::cuda::is_available()) {
+    p.gpu_model = fmt::format("cuda ({} device(s))", torch::cuda::device_count());
+  }
+  p.threads = config.threads;
+  p.blas_threads = config.blas_threads;
+  return p;
+}
+
+void apply_thread_settings(const RunConfig& config) {
+  torch::set_num_threads(static_cast<int>(config.threads));
+  using SetThreads = void (*)(int);
+  if (auto set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas(static_cast<int>(config.blas_threads));
+  }
+}
+
+}  // namespace moelab

@@ -1,0 +1,81 @@
+// Executes one run and records its outcome, whatever happens inside it.
+#include "harness/runner.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <csignal>
+
+#include "harness/provenance.h"
+#include "harness/trainer.h"
+#include "tasks/registry.h"
+
+namespace moelab {
+namespace {
+
+extern "C" void on_interrupt_signal(int) { request_interrupt(); }
+
+RunRecord make_record(const RunConfig& config, const std::string& sweep) {
+  RunRecord record;
+  record.config_hash = config_hash(config);
+  record.sweep = sweep;
+  record.name = config.name;
+  record.task = config.task.name;
+  record.router = config.router.name;
+  record.seed = config.seed;
+  record.config_yaml = canonical_yaml(config);
+  for (const auto& row : list_fields(const_cast<RunConfig&>(config))) {
+    record.params.emplace_back(row.path, row.value);
+  }
+  record.provenance = collect_provenance(config);
+  return record;
+}
+
+torch::Device device_for(const RunConfig& config) {
+  torch::Device device(config.device);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    throw ConfigError(fmt::format("device = \"{}\": this LibTorch has no usable CUDA device",
+                                  config.device));
+  }
+  return device;
+}
+
+}  // namespace
+
+void install_interrupt_handlers() {
+  std::signal(SIGINT, on_interrupt_signal);
+  std::signal(SIGTERM, on_interrupt_signal);
+}
+
+RunOutcome execute_run(const RunConfig& config, const std::string& sweep) {
+  apply_thread_settings(config);
+  Store store(config.db);
+  RunOutcome outcome;
+  outcome.run_id = store.create_run(make_record(config, sweep));
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  try {
+    torch::manual_seed(static_cast<uint64_t>(config.seed));
+    const torch::Device device = device_for(config);
+    auto task = make_task(config);
+    auto model = task->build_model(config);
+    MetricLog log(store, outcome.run_id);
+    outcome.summaries = train_and_evaluate(config, *task, *model, log, device);
+    outcome.status = "done";
+  } catch (const DivergedError& e) {
+    outcome.status = "diverged";
+    outcome.error = e.what();
+  } catch (const InterruptedError& e) {
+    outcome.status = "interrupted";
+    outcome.error = e.what();
+  } catch (const std::exception& e) {
+    outcome.status = "failed";
+    outcome.error = e.what();
+  }
+  store.finish_run(outcome.run_id, outcome.status, outcome.summaries, outcome.error, elapsed());
+  return outcome;
+}
+
+}  // namespace moelab

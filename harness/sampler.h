@@ -1,0 +1,27 @@
+// Seeded data order: a fresh permutation of the training set every epoch, so that batch
+// number s depends only on (seed, s). Uses its own SplitMix/Fisher-Yates, identical on every
+// platform and LibTorch version, and cheap to restart from any step (resume).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace moelab {
+
+class EpochSampler {
+ public:
+  EpochSampler(int64_t size, uint64_t seed);
+  std::vector<int64_t> batch(int64_t step, int64_t batch_size);  // example indices
+
+ private:
+  const std::vector<int64_t>& permutation(int64_t epoch);
+  int64_t size_;
+  uint64_t seed_;
+  int64_t cached_epoch_ = -1;
+  std::vector<int64_t> cached_;
+};
+
+// SplitMix64: a small, well-mixed generator for derived seeds and shuffles.
+uint64_t splitmix64(uint64_t& state);
+
+}  // namespace moelab

@@ -1,0 +1,12 @@
+// SHA-256 (FIPS 180-4) for run identities (config hashes) and data-file checksums.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace moelab {
+
+std::string sha256_hex(std::string_view data);
+std::string sha256_file_hex(const std::string& path);  // throws Error if unreadable
+
+}  // namespace moelab

@@ -1,0 +1,268 @@
+// SQLite store: migrations run in one IMMEDIATE transaction each, before any writer starts;
+// metric batches go through one prepared statement inside one transaction.
+#include "harness/store.h"
+
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+#include <sqlite3.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "harness/error.h"
+
+namespace moelab {
+namespace {
+
+constexpr int kBusyTimeoutMs = 30000;
+
+// Migration N brings the schema from version N-1 to N. Append only; never edit a shipped one.
+const char* const kMigrations[] = {
+    // 1: initial schema
+    R"sql(
+CREATE TABLE runs (
+  id             INTEGER PRIMARY KEY,
+  config_hash    TEXT NOT NULL,
+  sweep          TEXT NOT NULL DEFAULT '',
+  name           TEXT NOT NULL DEFAULT '',
+  task           TEXT NOT NULL,
+  router         TEXT NOT NULL,
+  seed           INTEGER NOT NULL,
+  status         TEXT NOT NULL CHECK (status IN
+                   ('pending','running','done','failed','diverged','interrupted')),
+  config_yaml    TEXT NOT NULL,
+  error          TEXT NOT NULL DEFAULT '',
+  created_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  started_at     TEXT,
+  finished_at    TEXT,
+  heartbeat_at   TEXT,
+  wall_seconds   REAL,
+  git_commit     TEXT NOT NULL DEFAULT '',
+  git_dirty      INTEGER NOT NULL DEFAULT 0,
+  moelab_version TEXT NOT NULL DEFAULT '',
+  torch_version  TEXT NOT NULL DEFAULT '',
+  compiler       TEXT NOT NULL DEFAULT '',
+  host           TEXT NOT NULL DEFAULT '',
+  cpu_model      TEXT NOT NULL DEFAULT '',
+  gpu_model      TEXT NOT NULL DEFAULT '',
+  threads        INTEGER NOT NULL DEFAULT 0,
+  blas_threads   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_by_hash ON runs(config_hash);
+CREATE INDEX runs_by_sweep ON runs(sweep, status);
+
+CREATE TABLE params (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  key    TEXT NOT NULL,
+  value  TEXT NOT NULL,
+  PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE metrics (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step   INTEGER NOT NULL,
+  split  TEXT NOT NULL,
+  name   TEXT NOT NULL,
+  value  REAL
+);
+CREATE INDEX metrics_by_run ON metrics(run_id, split, name, step);
+
+CREATE TABLE summaries (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  name   TEXT NOT NULL,
+  value  REAL,
+  PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+
+-- The last logged value of every (run, split, metric).
+CREATE VIEW latest_metrics AS
+SELECT m.run_id, m.split, m.name, m.step, m.value
+FROM metrics m
+JOIN (SELECT run_id, split, name, MAX(step) AS step FROM metrics GROUP BY run_id, split, name) last
+  USING (run_id, split, name, step);
+
+-- One row per run: identity, status, its params and summaries as JSON objects.
+CREATE VIEW run_overview AS
+SELECT r.id, r.name, r.sweep, r.status, r.task, r.router, r.seed, r.config_hash,
+       r.started_at, r.finished_at, r.wall_seconds, r.error,
+       (SELECT json_group_object(key, value) FROM params p WHERE p.run_id = r.id) AS params,
+       (SELECT json_group_object(name, value) FROM summaries s WHERE s.run_id = r.id) AS summaries
+FROM runs r;
+)sql",
+};
+
+std::string now_sql() { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }
+
+}  // namespace
+
+std::string Cell::to_string() const {
+  switch (type) {
+    case Type::Null: return "NULL";
+    case Type::Integer: return std::to_string(integer);
+    case Type::Real: return fmt::format("{:.6g}", real);
+    case Type::Text: return text;
+  }
+  return "";
+}
+
+Store::Store(const std::string& path)
+    : db_([&]() {
+        std::filesystem::path p(path);
+        if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+        return path;
+      }(),
+          SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs) {
+  db_.exec("PRAGMA journal_mode=WAL");
+  db_.exec("PRAGMA synchronous=NORMAL");
+  db_.exec("PRAGMA foreign_keys=ON");
+  migrate();
+}
+
+int Store::schema_version() { return db_.execAndGet("PRAGMA user_version").getInt(); }
+
+void Store::migrate() {
+  constexpr int kCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+  static_assert(kCount == kSchemaVersion, "one migration per schema version");
+  // IMMEDIATE takes the write lock first, so two processes cannot both apply a migration.
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  const int current = schema_version();
+  if (current > kSchemaVersion) {
+    throw Error(fmt::format("results database '{}' has schema version {}, newer than this "
+                            "moelab ({}); upgrade moelab",
+                            db_.getFilename(), current, kSchemaVersion));
+  }
+  for (int version = current + 1; version <= kSchemaVersion; ++version) {
+    db_.exec(kMigrations[version - 1]);
+    db_.exec(fmt::format("PRAGMA user_version = {}", version));
+  }
+  transaction.commit();
+}
+
+int64_t Store::create_run(const RunRecord& r) {
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement insert(db_, fmt::format(R"sql(
+INSERT INTO runs (config_hash, sweep, name, task, router, seed, status, config_yaml,
+                  started_at, heartbeat_at, git_commit, git_dirty, moelab_version, torch_version,
+                  compiler, host, cpu_model, gpu_model, threads, blas_threads)
+VALUES (?, ?, ?, ?, ?, ?, 'running', ?, {0}, {0}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql",
+                                            now_sql()));
+  const Provenance& p = r.provenance;
+  int i = 1;
+  insert.bind(i++, r.config_hash);
+  insert.bind(i++, r.sweep);
+  insert.bind(i++, r.name);
+  insert.bind(i++, r.task);
+  insert.bind(i++, r.router);
+  insert.bind(i++, static_cast<int64_t>(r.seed));
+  insert.bind(i++, r.config_yaml);
+  insert.bind(i++, p.git_commit);
+  insert.bind(i++, p.git_dirty ? 1 : 0);
+  insert.bind(i++, p.moelab_version);
+  insert.bind(i++, p.torch_version);
+  insert.bind(i++, p.compiler);
+  insert.bind(i++, p.host);
+  insert.bind(i++, p.cpu_model);
+  insert.bind(i++, p.gpu_model);
+  insert.bind(i++, static_cast<int64_t>(p.threads));
+  insert.bind(i++, static_cast<int64_t>(p.blas_threads));
+  insert.exec();
+  const int64_t run_id = db_.getLastInsertRowid();
+
+  SQLite::Statement param(db_, "INSERT INTO params (run_id, key, value) VALUES (?, ?, ?)");
+  for (const auto& [key, value] : r.params) {
+    param.bind(1, static_cast<int64_t>(run_id));
+    param.bind(2, key);
+    param.bind(3, value);
+    param.exec();
+    param.reset();
+  }
+  transaction.commit();
+  return run_id;
+}
+
+void Store::log_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
+  if (rows.empty()) return;
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement insert(db_,
+                           "INSERT INTO metrics (run_id, step, split, name, value) "
+                           "VALUES (?, ?, ?, ?, ?)");
+  for (const auto& row : rows) {
+    insert.bind(1, static_cast<int64_t>(run_id));
+    insert.bind(2, static_cast<int64_t>(row.step));
+    insert.bind(3, row.split);
+    insert.bind(4, row.name);
+    if (std::isfinite(row.value)) {
+      insert.bind(5, row.value);
+    } else {
+      insert.bind(5);  // NULL: SQLite has no NaN
+    }
+    insert.exec();
+    insert.reset();
+  }
+  SQLite::Statement beat(db_, "UPDATE runs SET heartbeat_at = " + now_sql() + " WHERE id = ?");
+  beat.bind(1, static_cast<int64_t>(run_id));
+  beat.exec();
+  transaction.commit();
+}
+
+void Store::finish_run(int64_t run_id, const std::string& status,
+                       const std::vector<std::pair<std::string, double>>& summaries,
+                       const std::string& error, double wall_seconds) {
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement insert(db_,
+                           "INSERT OR REPLACE INTO summaries (run_id, name, value) VALUES (?, ?, ?)");
+  for (const auto& [name, value] : summaries) {
+    insert.bind(1, static_cast<int64_t>(run_id));
+    insert.bind(2, name);
+    if (std::isfinite(value)) {
+      insert.bind(3, value);
+    } else {
+      insert.bind(3);
+    }
+    insert.exec();
+    insert.reset();
+  }
+  SQLite::Statement update(db_, "UPDATE runs SET status = ?, error = ?, wall_seconds = ?, "
+                                "finished_at = " + now_sql() + " WHERE id = ?");
+  update.bind(1, status);
+  update.bind(2, error);
+  update.bind(3, wall_seconds);
+  update.bind(4, static_cast<int64_t>(run_id));
+  MOELAB_CHECK(update.exec() == 1, "run {} not found in the results database", run_id);
+  transaction.commit();
+}
+
+QueryResult Store::query(const std::string& sql) {
+  SQLite::Statement statement(db_, sql);
+  QueryResult result;
+  for (int i = 0; i < statement.getColumnCount(); ++i) {
+    result.columns.emplace_back(statement.getColumnName(i));
+  }
+  while (statement.executeStep()) {
+    std::vector<Cell> row;
+    for (int i = 0; i < statement.getColumnCount(); ++i) {
+      SQLite::Column column = statement.getColumn(i);
+      Cell cell;
+      switch (column.getType()) {
+        case SQLITE_INTEGER:
+          cell.type = Cell::Type::Integer;
+          cell.integer = column.getInt64();
+          break;
+        case SQLITE_FLOAT:
+          cell.type = Cell::Type::Real;
+          cell.real = column.getDouble();
+          break;
+        case SQLITE_NULL: break;
+        default:
+          cell.type = Cell::Type::Text;
+          cell.text = column.getString();
+      }
+      row.push_back(std::move(cell));
+    }
+    result.rows.push_back(std::move(row));
+  }
+  return result;
+}
+
+}  // namespace moelab

@@ -1,0 +1,86 @@
+// The SQLite results database: versioned schema with migrations, run records with
+// provenance, flattened params, batched metric history, final summaries, and ad-hoc queries.
+// Schema documentation: results/SCHEMA.md.
+#pragma once
+
+#include <SQLiteCpp/Database.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace moelab {
+
+// Where and with what a run was produced.
+struct Provenance {
+  std::string git_commit;
+  bool git_dirty = false;
+  std::string moelab_version;
+  std::string torch_version;
+  std::string compiler;
+  std::string host;
+  std::string cpu_model;
+  std::string gpu_model;
+  int64_t threads = 0;
+  int64_t blas_threads = 0;
+};
+
+struct RunRecord {
+  std::string config_hash;
+  std::string sweep;  // "" for a single `moelab run`
+  std::string name;
+  std::string task;
+  std::string router;
+  int64_t seed = 0;
+  std::string config_yaml;
+  std::vector<std::pair<std::string, std::string>> params;  // flattened dotted keys
+  Provenance provenance;
+};
+
+struct MetricRow {
+  int64_t step = 0;
+  std::string split;  // train | val | test | ...
+  std::string name;
+  double value = 0.0;
+};
+
+// One value of a query result, keeping SQLite's storage class for JSON output.
+struct Cell {
+  enum class Type { Null, Integer, Real, Text } type = Type::Null;
+  int64_t integer = 0;
+  double real = 0.0;
+  std::string text;
+  std::string to_string() const;
+};
+
+struct QueryResult {
+  std::vector<std::string> columns;
+  std::vector<std::vector<Cell>> rows;
+};
+
+class Store {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens (creating if needed) and migrates the database before returning.
+  explicit Store(const std::string& path);
+
+  int64_t create_run(const RunRecord& record);  // status 'running'
+  void log_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
+  // Writes the summaries and the final status in one transaction.
+  void finish_run(int64_t run_id, const std::string& status,
+                  const std::vector<std::pair<std::string, double>>& summaries,
+                  const std::string& error = "", double wall_seconds = 0.0);
+
+  QueryResult query(const std::string& sql);
+  int schema_version();
+  SQLite::Database& database() { return db_; }
+
+ private:
+  void migrate();
+  SQLite::Database db_;
+};
+
+}  // namespace moelab

@@ -1,0 +1,179 @@
+// The shared training loop.
+#include "harness/trainer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+namespace moelab {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+std::atomic<bool> g_interrupt{false};
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& train,
+                                                        std::vector<torch::Tensor> params) {
+  if (train.optimizer == "adam") {
+    return std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(train.lr)
+                    .betas({train.beta1, train.beta2})
+                    .weight_decay(train.weight_decay));
+  }
+  return std::make_unique<torch::optim::AdamW>(
+      params, torch::optim::AdamWOptions(train.lr)
+                  .betas({train.beta1, train.beta2})
+                  .weight_decay(train.weight_decay));
+}
+
+// Progress: a redrawn line with ETA on a terminal, plain lines at log steps otherwise.
+class Progress {
+ public:
+  explicit Progress(int64_t total) : total_(total), interactive_(isatty(fileno(stderr)) != 0) {}
+
+  void update(int64_t step, double loss, bool log_step) {
+    if (!interactive_ && !log_step) return;
+    const double elapsed = seconds();
+    const double eta = step > 0 ? elapsed / step * (total_ - step) : 0.0;
+    std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | {:.1f} steps/s | ETA {:.0f}s",
+                                   step, total_, loss, step / std::max(elapsed, 1e-9), eta);
+    if (interactive_) {
+      fmt::print(stderr, "\r{}\x1b[K", line);
+      if (step == total_) fmt::print(stderr, "\n");
+    } else {
+      fmt::print(stderr, "{}\n", line);
+    }
+    std::fflush(stderr);
+  }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  int64_t total_;
+  bool interactive_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
+  return t.defined() ? t.to(device) : t;
+}
+
+// Converts the backbone's routing metrics with one host transfer; returns the layer means.
+MetricValues log_routing_metrics(Transformer backbone, int64_t step, MetricLog& log) {
+  auto metrics = backbone->routing_metrics();
+  MetricValues means;
+  if (metrics.empty()) return means;
+  std::vector<torch::Tensor> values;
+  for (const auto& entry : metrics) values.push_back(entry.second.reshape({1}));
+  auto host = torch::cat(values).to(torch::kCPU, torch::kDouble);
+  auto data = host.accessor<double, 1>();
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    const std::string name = "moe/" + metrics[i].first;
+    log.add(step, "train", name, data[static_cast<int64_t>(i)]);
+    if (metrics[i].first.find('/') == std::string::npos) {
+      means.emplace_back("train/" + name, data[static_cast<int64_t>(i)]);
+    }
+  }
+  return means;
+}
+
+void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& config, Task& task,
+                     TaskModel& model, MetricLog& log, int64_t step, torch::Device device,
+                     MetricValues* summaries) {
+  model.eval();
+  for (const auto& split : splits) {
+    for (const auto& [name, value] : task.evaluate(model, split, config, device)) {
+      log.add(step, split, name, value);
+      if (summaries) summaries->emplace_back(split + "/" + name, value);
+    }
+  }
+  model.train();
+}
+
+}  // namespace
+
+void request_interrupt() { g_interrupt = true; }
+bool interrupt_requested() { return g_interrupt; }
+
+double learning_rate(const TrainConfig& train, int64_t step) {
+  if (step <= train.warmup_steps) {
+    return train.lr * static_cast<double>(step) / std::max<int64_t>(train.warmup_steps, 1);
+  }
+  const double span = std::max<int64_t>(train.steps - train.warmup_steps, 1);
+  const double progress = std::min(1.0, static_cast<double>(step - train.warmup_steps) / span);
+  const double cosine = 0.5 * (1.0 + std::cos(kPi * progress));
+  return train.lr * (train.min_lr_ratio + (1.0 - train.min_lr_ratio) * cosine);
+}
+
+MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
+                                MetricLog& log, torch::Device device) {
+  const TrainConfig& train = config.train;
+  model.to(device);
+  model.train();
+  auto optimizer = make_optimizer(train, model.parameters());
+  Transformer backbone = model.backbone();
+  auto moe_layers = backbone->moe_layers();
+  Progress progress(train.steps);
+  double last_loss = 0.0;
+  MetricValues last_routing;
+
+  for (int64_t step = 1; step <= train.steps; ++step) {
+    if (interrupt_requested()) throw InterruptedError(fmt::format("interrupted at step {}", step));
+    const double lr = learning_rate(train, step);
+    for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+
+    const bool log_step = step % train.log_every == 0 || step == train.steps;
+    Batch batch = task.train_batch(step - 1, train.batch_size);
+    batch.input = to_device(batch.input, device);
+    batch.target = to_device(batch.target, device);
+    RouteContext ctx;
+    ctx.training = true;
+    ctx.step = step;
+    ctx.seed = config.seed;
+    ctx.collect_metrics = log_step;
+
+    auto task_loss = model.loss(batch, ctx);
+    auto aux_loss = backbone->aux_loss().to(task_loss.device());
+    auto total = task_loss + aux_loss;
+    last_loss = task_loss.item<double>();
+    if (!std::isfinite(last_loss) || !std::isfinite(total.item<double>())) {
+      throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss, step));
+    }
+    optimizer->zero_grad();
+    total.backward();
+    double grad_norm = 0.0;
+    if (train.grad_clip > 0) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(model.parameters(), train.grad_clip);
+    }
+    optimizer->step();
+    for (auto& layer : moe_layers) layer->router().on_step_end(step);
+
+    if (log_step) {
+      log.add(step, "train", "loss", last_loss);
+      log.add(step, "train", "aux_loss", aux_loss.item<double>());
+      log.add(step, "train", "lr", lr);
+      if (train.grad_clip > 0) log.add(step, "train", "grad_norm", grad_norm);
+      last_routing = log_routing_metrics(backbone, step, log);
+    }
+    if (train.eval_every > 0 && step % train.eval_every == 0 && step != train.steps) {
+      evaluate_splits(task.periodic_splits(), config, task, model, log, step, device, nullptr);
+    }
+    if (log_step) log.flush();
+    progress.update(step, last_loss, log_step);
+  }
+
+  const double train_seconds = progress.seconds();
+  MetricValues summaries = {{"train/loss", last_loss},
+                            {"train/seconds", train_seconds},
+                            {"train/steps_per_second", train.steps / train_seconds}};
+  summaries.insert(summaries.end(), last_routing.begin(), last_routing.end());
+  evaluate_splits(task.final_splits(), config, task, model, log, train.steps, device, &summaries);
+  log.flush();
+  return summaries;
+}
+
+}  // namespace moelab

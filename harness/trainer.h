@@ -1,0 +1,60 @@
+// The training loop shared by every task: Adam/AdamW, linear warm-up then cosine decay,
+// gradient clipping, task loss + router aux losses, periodic logging and evaluation,
+// divergence detection and clean interruption.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "harness/config.h"
+#include "harness/store.h"
+#include "tasks/task.h"
+
+namespace moelab {
+
+// A NaN/Inf loss: the run is recorded as 'diverged', not as a crash.
+class DivergedError : public Error {
+ public:
+  DivergedError(int64_t step, const std::string& what) : Error(what), step(step) {}
+  int64_t step;
+};
+
+// SIGINT/SIGTERM arrived: the run is recorded as 'interrupted'.
+class InterruptedError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Buffers metric rows and writes them in one transaction per flush (at logging steps).
+class MetricLog {
+ public:
+  MetricLog(Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
+  void add(int64_t step, const std::string& split, const std::string& name, double value) {
+    rows_.push_back({step, split, name, value});
+  }
+  void flush() {
+    store_.log_metrics(run_id_, rows_);
+    rows_.clear();
+  }
+
+ private:
+  Store& store_;
+  int64_t run_id_;
+  std::vector<MetricRow> rows_;
+};
+
+// Learning rate at 1-based step: linear warm-up to lr, then cosine down to lr*min_lr_ratio.
+double learning_rate(const TrainConfig& train, int64_t step);
+
+// Trains and evaluates; returns the summaries ("split/metric" -> value) on success.
+MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
+                                MetricLog& log, torch::Device device);
+
+// Set by the signal handler of the run boundary; the loop checks it every step.
+void request_interrupt();
+bool interrupt_requested();
+
+}  // namespace moelab

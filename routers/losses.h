@@ -1,0 +1,16 @@
+// Auxiliary losses shared by token-choice routers (switchable on any of them).
+#pragma once
+
+#include <torch/torch.h>
+
+namespace moelab {
+
+// Switch Transformer load balancing: E * sum_e f_e * P_e, with f_e the fraction of the A
+// assignments sent to expert e (all k choices counted) and P_e the mean full-softmax
+// probability of e. probs: [T, E]; expert: [A] int64.
+torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tensor& expert);
+
+// ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2. logits: [T, E].
+torch::Tensor router_z_loss(const torch::Tensor& logits);
+
+}  // namespace moelab

@@ -1,0 +1,28 @@
+// The explicit list of routers (routers/registry.cpp). No static self-registration:
+// adding a router means adding one line there.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness/config.h"
+#include "routers/router.h"
+
+namespace moelab {
+
+struct RouterEntry {
+  const char* name;
+  const char* summary;
+  std::unique_ptr<AnyOptions> (*make_options)();
+  std::shared_ptr<Router> (*make)(const AnyOptions& options, const RouterShape& shape);
+  void (*validate)(const AnyOptions& options, const ModelConfig& model);
+};
+
+const std::vector<RouterEntry>& router_registry();
+const RouterEntry& find_router(const std::string& name);  // ConfigError listing known names
+
+// Builds the router named in the config for one MoE layer.
+std::shared_ptr<Router> make_router(const PluginChoice& choice, const RouterShape& shape);
+
+}  // namespace moelab

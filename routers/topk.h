@@ -1,0 +1,44 @@
+// `topk`: softmax token-choice routing (the SMoE baseline). Each token picks its k
+// highest-scoring experts. Softmax before top-k (optionally renormalised over the k) or
+// after top-k (a softmax over the k chosen logits). Switch balance loss and z-loss are
+// available through aux_coef / z_coef (off by default; the `aux_loss` router turns them on).
+#pragma once
+
+#include "harness/config.h"
+#include "routers/router.h"
+
+namespace moelab {
+
+struct TopKOptions {
+  int64_t k = 2;
+  std::string softmax = "after";
+  bool renormalize = true;
+  double aux_coef = 0.0;
+  double z_coef = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v(k, "k", "experts per token", at_least(1));
+    v(softmax, "softmax",
+      "after: gates = softmax over the k chosen logits; before: gates = full softmax "
+      "probabilities of the chosen experts",
+      one_of({"after", "before"}));
+    v(renormalize, "renormalize", "with softmax=before, rescale the k gates to sum to 1");
+    v(aux_coef, "aux_coef", "weight of the Switch load-balancing loss", at_least(0));
+    v(z_coef, "z_coef", "weight of the ST-MoE router z-loss", at_least(0));
+  }
+  void check(const ModelConfig& model) const;
+};
+
+class TopKRouter : public Router {
+ public:
+  using Options = TopKOptions;
+  TopKRouter(const TopKOptions& options, const RouterShape& shape);
+  RouteResult route(const torch::Tensor& x, const RouteContext& ctx) override;
+
+ private:
+  TopKOptions options_;
+  torch::nn::Linear gate_{nullptr};
+};
+
+}  // namespace moelab

@@ -1,0 +1,14 @@
+// Reader for IDX files (the MNIST / Fashion-MNIST format), gzip-compressed or plain.
+// Validates magic number, dimensions and size; a truncated or wrong file is a clear Error.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace moelab {
+
+torch::Tensor read_idx_images(const std::string& path);  // [N, rows, cols] uint8
+torch::Tensor read_idx_labels(const std::string& path);  // [N] int64
+
+}  // namespace moelab

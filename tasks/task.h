@@ -1,0 +1,48 @@
+// The task interface: a task owns its data, builds its model around the shared transformer
+// backbone (and so around the configured router), serves training batches in a
+// seed-determined order, and evaluates its metrics on named splits.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "harness/config.h"
+#include "harness/transformer.h"
+
+namespace moelab {
+
+struct Batch {
+  torch::Tensor input;   // task-specific, on the CPU as served
+  torch::Tensor target;
+};
+
+using MetricValues = std::vector<std::pair<std::string, double>>;
+
+class TaskModel : public torch::nn::Module {
+ public:
+  // Mean task loss over the batch (router aux losses are added by the trainer).
+  virtual torch::Tensor loss(const Batch& batch, const RouteContext& ctx) = 0;
+  virtual Transformer backbone() = 0;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::shared_ptr<TaskModel> build_model(const RunConfig& config) = 0;
+  // Batch number `step` (0-based) of the run's data order; depends only on (seed, step).
+  virtual Batch train_batch(int64_t step, int64_t batch_size) = 0;
+  // Metrics on a split ("val", "test", ...), model in eval mode, no gradients.
+  virtual MetricValues evaluate(TaskModel& model, const std::string& split,
+                                const RunConfig& config, torch::Device device) = 0;
+  // Splits evaluated periodically during training and at the end.
+  virtual std::vector<std::string> periodic_splits() const { return {"val"}; }
+  virtual std::vector<std::string> final_splits() const { return {"val", "test"}; }
+  // (file, sha256) of every data file the task read: run provenance.
+  virtual std::vector<std::pair<std::string, std::string>> data_files() const { return {}; }
+};
+
+}  // namespace moelab

@@ -1,0 +1,144 @@
+// Typed config: parsing, every kind of error with its message, overrides, canonical dump
+// and hash stability.
+#include "harness/config.h"
+
+#include "harness/sha256.h"
+#include "routers/topk.h"
+#include "test_util.h"
+
+using moelab::testing::config_error;
+using Catch::Matchers::Contains;
+
+namespace moelab {
+
+TEST_CASE("sha256 matches the FIPS 180-4 test vectors", "[config]") {
+  CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  CHECK(sha256_hex(std::string(1000000, 'a')) ==
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST_CASE("a valid config is parsed into typed fields", "[config]") {
+  RunConfig config = parse_run_config(R"(
+name: demo
+seed: 7
+model:
+  dim: 32
+  heads: 2
+  moe: {experts: 4, expert_hidden: 64, layers: "0,2", capacity_factor: 1.25, drop_policy: position}
+router: {name: topk, k: 1, softmax: before, aux_coef: 0.01}
+train: {steps: 10, lr: 3e-4}
+)",
+                                      "demo.yaml");
+  CHECK(config.name == "demo");
+  CHECK(config.seed == 7);
+  CHECK(config.model.dim == 32);
+  CHECK(config.model.moe.experts == 4);
+  CHECK(config.model.moe.capacity_factor == 1.25);
+  CHECK(config.model.moe.drop_policy == "position");
+  CHECK(moe_layer_indices(config.model) == std::vector<int64_t>{0, 2});
+  CHECK(config.train.lr == 3e-4);
+  CHECK(config.train.batch_size == TrainConfig{}.batch_size);  // default kept
+  const auto& topk = options_as<TopKOptions>(*config.router.options);
+  CHECK(topk.k == 1);
+  CHECK(topk.softmax == "before");
+  CHECK(topk.aux_coef == 0.01);
+}
+
+TEST_CASE("YAML syntax errors give file, line and column", "[config]") {
+  const std::string message = config_error("train:\n  steps: [1, 2\nmodel: {}\n");
+  CHECK_THAT(message, Contains("test.yaml:"));
+  CHECK_THAT(message, Contains("YAML syntax error"));
+}
+
+TEST_CASE("unknown keys are rejected with their path and the nearest valid key", "[config]") {
+  SECTION("top level") {
+    const std::string message = config_error("seed: 1\ntrian:\n  steps: 3\n");
+    CHECK_THAT(message, Contains("test.yaml:2:1"));
+    CHECK_THAT(message, Contains("unknown key 'trian'"));
+    CHECK_THAT(message, Contains("did you mean 'train'?"));
+  }
+  SECTION("nested") {
+    const std::string message = config_error("train:\n  step: 3\n");
+    CHECK_THAT(message, Contains("test.yaml:2:3"));
+    CHECK_THAT(message, Contains("unknown key 'train.step'"));
+    CHECK_THAT(message, Contains("did you mean 'steps'?"));
+  }
+  SECTION("plugin options are typed per plugin") {
+    const std::string message = config_error("router: {name: topk, kk: 2}\n");
+    CHECK_THAT(message, Contains("unknown key 'router.kk'"));
+    CHECK_THAT(message, Contains("did you mean 'k'?"));
+  }
+}
+
+TEST_CASE("unknown plugin names list the known ones", "[config]") {
+  const std::string message = config_error("router: {name: topkk}\n");
+  CHECK_THAT(message, Contains("test.yaml:1:16"));
+  CHECK_THAT(message, Contains("unknown router 'topkk'"));
+  CHECK_THAT(message, Contains("did you mean 'topk'?"));
+  CHECK_THAT(message, Contains("known routers: topk"));
+}
+
+TEST_CASE("wrong types and out-of-range values name key, value and rule", "[config]") {
+  CHECK_THAT(config_error("train: {steps: many}\n"),
+             Contains("train.steps = 'many': expected int"));
+  CHECK_THAT(config_error("train: {lr: -0.001}\n"), Contains("train.lr = -0.001: must be > 0"));
+  CHECK_THAT(config_error("train: {batch_size: 0}\n"),
+             Contains("train.batch_size = 0: must be >= 1"));
+  CHECK_THAT(config_error("model: {moe: {experts: 4}}\nrouter: {name: topk, k: 5}\n"),
+             Contains("router.k = 5: must be <= model.moe.experts = 4"));
+  CHECK_THAT(config_error("model: {moe: {drop_policy: prob}}\n"),
+             Contains("did you mean 'probs'?"));
+  CHECK_THAT(config_error("model: {dim: 30, heads: 4}\n"), Contains("must divide model.dim"));
+  CHECK_THAT(config_error("model: {depth: 2, moe: {layers: \"0,5\"}}\n"),
+             Contains("model.moe.layers"));
+  CHECK_THAT(config_error("train: 5\n"), Contains("'train' must be a map"));
+}
+
+TEST_CASE("key=value overrides set dotted paths and are validated", "[config]") {
+  RunConfig config = parse_run_config("train: {steps: 10}\n", "base.yaml",
+                                      {"train.steps=20", "router.k=1", "model.moe.layers=none"});
+  CHECK(config.train.steps == 20);
+  CHECK(options_as<TopKOptions>(*config.router.options).k == 1);
+  CHECK(moe_layer_indices(config.model).empty());
+
+  CHECK_THAT(config_error("", {"train.lr=-1"}), Contains("override 'train.lr=-1'"));
+  CHECK_THAT(config_error("", {"train.setps=3"}), Contains("did you mean 'steps'?"));
+  CHECK_THAT(config_error("", {"novalue"}), Contains("expected key=value"));
+  CHECK_THAT(config_error("seed: 1\n", {"seed.x=1"}), Contains("'seed' is a value, not a section"));
+  CHECK_THAT(config_error("", {"seed.x=1"}), Contains("override 'seed.x=1'"));
+}
+
+TEST_CASE("the canonical dump round-trips and the hash is stable", "[config]") {
+  RunConfig config = parse_run_config("seed: 3\ntrain: {lr: 0.0003}\nrouter: {name: topk, k: 1}\n",
+                                      "a.yaml");
+  const std::string dump = canonical_yaml(config);
+  RunConfig again = parse_run_config(dump, "dump.yaml");
+  CHECK(canonical_yaml(again) == dump);
+  CHECK(config_hash(again) == config_hash(config));
+  CHECK_THAT(dump, Contains("lr: 0.0003"));
+
+  SECTION("key order and formatting in the file do not change the identity") {
+    RunConfig reordered = parse_run_config(
+        "router:\n  k: 1\n  name: topk\ntrain:\n  lr: 3.0e-4\nseed: 3\n", "b.yaml");
+    CHECK(config_hash(reordered) == config_hash(config));
+  }
+  SECTION("unhashed fields (name, db, threads) do not change the identity") {
+    RunConfig relabelled = parse_run_config(dump, "c.yaml", {"name=other", "threads=1",
+                                                             "db=/tmp/x.db"});
+    CHECK(config_hash(relabelled) == config_hash(config));
+  }
+  SECTION("any hashed field changes the identity") {
+    CHECK(config_hash(parse_run_config(dump, "d.yaml", {"seed=4"})) != config_hash(config));
+    CHECK(config_hash(parse_run_config(dump, "d.yaml", {"router.k=2"})) != config_hash(config));
+  }
+  SECTION("the hash of the default config is pinned") {
+    // Changing a default or a field name changes every run identity: do it deliberately.
+    RunConfig defaults;
+    CHECK(config_hash(defaults) == "d0874dcbfc51e39eb4f9ded78df6748d5bdc8e4743aed573082dc3de3334f893");
+  }
+}
+
+}  // namespace moelab

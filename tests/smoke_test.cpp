@@ -1,0 +1,125 @@
+// End to end through the `moelab` binary: a few training steps on real Fashion-MNIST write a
+// done run with metrics; query reads it; config errors exit 2 with the line number.
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "harness/store.h"
+#include "test_util.h"
+
+namespace moelab {
+namespace {
+
+struct Command {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+Command run_moelab(const std::string& args) {
+  const std::string command = std::string(MOELAB_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+const char* kTinyRun = R"(name: smoke
+seed: 1
+task: {name: image, train_limit: 512, val_size: 500}
+model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16, layers: every_other}}
+router: {name: topk, k: 2, aux_coef: 0.01}
+train: {steps: 6, batch_size: 32, log_every: 3, warmup_steps: 2, eval_every: 3}
+eval: {max_examples: 200}
+)";
+
+}  // namespace
+
+TEST_CASE("moelab run trains, evaluates and records a done run", "[smoke]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
+  const std::string db = dir.file("results.db");
+  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + db);
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, Catch::Matchers::Contains("test/accuracy"));
+
+  Store store(db);
+  auto runs = store.query("SELECT status, task, router, seed, git_commit, torch_version, threads "
+                          "FROM runs");
+  REQUIRE(runs.rows.size() == 1);
+  CHECK(runs.rows[0][0].text == "done");
+  CHECK(runs.rows[0][1].text == "image");
+  CHECK(runs.rows[0][2].text == "topk");
+  CHECK(runs.rows[0][3].integer == 1);
+  CHECK(!runs.rows[0][4].text.empty());
+  CHECK(!runs.rows[0][5].text.empty());
+  CHECK(runs.rows[0][6].integer == 2);
+
+  auto steps = store.query(
+      "SELECT step FROM metrics WHERE split='train' AND name='loss' ORDER BY step");
+  REQUIRE(steps.rows.size() == 2);
+  CHECK(steps.rows[0][0].integer == 3);
+  CHECK(steps.rows[1][0].integer == 6);
+  auto val = store.query("SELECT COUNT(*) FROM metrics WHERE split='val' AND name='accuracy'");
+  CHECK(val.rows[0][0].integer == 2);  // periodic at step 3 and final
+  auto loads = store.query(
+      "SELECT SUM(value) FROM metrics WHERE step=6 AND name GLOB 'moe/l1/load_e[0-9]*'");
+  CHECK(loads.rows[0][0].real == Approx(1.0));  // per-expert load shares of block 1
+  auto summary = store.query("SELECT value FROM summaries WHERE name='test/accuracy'");
+  REQUIRE(summary.rows.size() == 1);
+  CHECK(summary.rows[0][0].real >= 0.0);
+  CHECK(summary.rows[0][0].real <= 1.0);
+  auto params = store.query("SELECT value FROM params WHERE key='router.k'");
+  CHECK(params.rows[0][0].text == "2");
+
+  Command query = run_moelab("query " + db + " \"SELECT status, router FROM runs\" --json");
+  CHECK(query.exit_code == 0);
+  CHECK_THAT(query.output, Catch::Matchers::Contains("\"status\": \"done\""));
+}
+
+TEST_CASE("the same config and seed give identical metrics", "[smoke]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
+  const std::string db = dir.file("results.db");
+  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + " db=" + db).exit_code == 0);
+  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + " db=" + db).exit_code == 0);
+  Store store(db);
+  auto differing = store.query(R"(
+SELECT COUNT(*) FROM metrics a JOIN metrics b
+  ON a.step = b.step AND a.split = b.split AND a.name = b.name AND a.run_id = 1 AND b.run_id = 2
+WHERE a.value IS NOT b.value AND a.name NOT LIKE '%route_ms' AND a.name NOT LIKE '%seconds%')");
+  auto compared = store.query("SELECT COUNT(*) FROM metrics WHERE run_id = 1");
+  CHECK(compared.rows[0][0].integer > 20);
+  CHECK(differing.rows[0][0].integer == 0);
+}
+
+TEST_CASE("config errors exit 2 with file and line; a failing run exits 1", "[smoke]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("typo.yaml")) << "seed: 1\ntrain:\n  stpes: 3\n";
+  Command typo = run_moelab("run " + dir.file("typo.yaml"));
+  CHECK(typo.exit_code == 2);
+  CHECK_THAT(typo.output, Catch::Matchers::Contains("typo.yaml:3:3"));
+  CHECK_THAT(typo.output, Catch::Matchers::Contains("did you mean 'steps'?"));
+
+  Command override_error = run_moelab("run " + dir.file("typo.yaml") + " train.lr=-1");
+  CHECK(override_error.exit_code == 2);
+
+  std::ofstream(dir.file("nodata.yaml")) << kTinyRun;
+  const std::string db = dir.file("results.db");
+  Command failed = run_moelab("run " + dir.file("nodata.yaml") + " db=" + db +
+                              " task.data_dir=" + dir.file("missing"));
+  CHECK(failed.exit_code == 1);
+  Store store(db);
+  auto runs = store.query("SELECT status, error FROM runs");
+  REQUIRE(runs.rows.size() == 1);
+  CHECK(runs.rows[0][0].text == "failed");
+  CHECK_THAT(runs.rows[0][1].text, Catch::Matchers::Contains("cannot open data file"));
+
+  CHECK(run_moelab("frobnicate").exit_code == 2);
+  CHECK(run_moelab("--help").exit_code == 0);
+}
+
+}  // namespace moelab

@@ -1,0 +1,98 @@
+// Results database: migration from an empty file, run round-trip, failed runs, views.
+#include "harness/store.h"
+
+#include <SQLiteCpp/Statement.h>
+
+#include "test_util.h"
+
+namespace moelab {
+
+namespace {
+RunRecord sample_record() {
+  RunRecord record;
+  record.config_hash = "abc123";
+  record.name = "sample";
+  record.task = "image";
+  record.router = "topk";
+  record.seed = 5;
+  record.config_yaml = "seed: 5\n";
+  record.params = {{"seed", "5"}, {"router.k", "2"}};
+  record.provenance.git_commit = "deadbeef";
+  record.provenance.threads = 2;
+  return record;
+}
+}  // namespace
+
+TEST_CASE("an empty file is migrated to the current schema", "[store]") {
+  testing::TempDir dir;
+  const std::string path = dir.file("sub/results.db");
+  {
+    Store store(path);
+    CHECK(store.schema_version() == Store::kSchemaVersion);
+    auto tables = store.query(
+        "SELECT name FROM sqlite_master WHERE type IN ('table','view') ORDER BY name");
+    std::vector<std::string> names;
+    for (const auto& row : tables.rows) names.push_back(row[0].text);
+    CHECK(names == std::vector<std::string>{"latest_metrics", "metrics", "params",
+                                            "run_overview", "runs", "summaries"});
+    CHECK(store.query("PRAGMA journal_mode").rows[0][0].text == "wal");
+  }
+  Store reopened(path);  // migrating an up-to-date database is a no-op
+  CHECK(reopened.schema_version() == Store::kSchemaVersion);
+}
+
+TEST_CASE("a database from a newer moelab is refused", "[store]") {
+  testing::TempDir dir;
+  const std::string path = dir.file("new.db");
+  {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("PRAGMA user_version = 99");
+  }
+  CHECK_THROWS_WITH(Store(path), Catch::Matchers::Contains("newer than this moelab"));
+}
+
+TEST_CASE("runs, params, metrics and summaries round-trip", "[store]") {
+  testing::TempDir dir;
+  Store store(dir.file("r.db"));
+  const int64_t run = store.create_run(sample_record());
+  CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "running");
+
+  store.log_metrics(run, {{1, "train", "loss", 2.5}, {2, "train", "loss", 1.5},
+                          {2, "val", "accuracy", 0.75}, {3, "train", "loss", std::nan("")}});
+  store.finish_run(run, "done", {{"test/accuracy", 0.8}}, "", 12.0);
+
+  auto runs = store.query("SELECT status, config_hash, seed, git_commit, wall_seconds FROM runs");
+  REQUIRE(runs.rows.size() == 1);
+  CHECK(runs.rows[0][0].text == "done");
+  CHECK(runs.rows[0][1].text == "abc123");
+  CHECK(runs.rows[0][2].integer == 5);
+  CHECK(runs.rows[0][3].text == "deadbeef");
+  CHECK(runs.rows[0][4].real == 12.0);
+
+  auto latest = store.query(
+      "SELECT split, name, step, value FROM latest_metrics ORDER BY split, name");
+  REQUIRE(latest.rows.size() == 2);
+  CHECK(latest.rows[0][1].text == "loss");
+  CHECK(latest.rows[0][2].integer == 3);
+  CHECK(latest.rows[0][3].type == Cell::Type::Null);  // NaN is stored as NULL
+  CHECK(latest.rows[1][3].real == 0.75);
+
+  auto overview = store.query("SELECT params, summaries FROM run_overview");
+  CHECK(overview.rows[0][0].text == R"({"router.k":"2","seed":"5"})");
+  CHECK(overview.rows[0][1].text == R"({"test/accuracy":0.8})");
+}
+
+TEST_CASE("a failed run keeps its message and the database stays consistent", "[store]") {
+  testing::TempDir dir;
+  Store store(dir.file("f.db"));
+  const int64_t run = store.create_run(sample_record());
+  store.finish_run(run, "failed", {}, "out of memory at step 3");
+  auto rows = store.query("SELECT status, error FROM runs WHERE id = " + std::to_string(run));
+  CHECK(rows.rows[0][0].text == "failed");
+  CHECK(rows.rows[0][1].text == "out of memory at step 3");
+  CHECK_THROWS(store.finish_run(run, "bogus", {}));  // CHECK constraint on status
+  CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "failed");
+  CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
+}
+
+}  // namespace moelab

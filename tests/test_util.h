@@ -1,0 +1,53 @@
+// Helpers shared by the tests: temporary directories and checked config parsing.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include "harness/config.h"
+
+namespace moelab::testing {
+
+// A fresh directory under the system temp dir, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device device;
+    path_ = std::filesystem::temp_directory_path() /
+            ("moelab-test-" + std::to_string(device()) + std::to_string(device()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The ConfigError message produced by parsing `yaml` (fails the test if none is thrown).
+inline std::string config_error(const std::string& yaml,
+                                const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_run_config(yaml, "test.yaml", overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  FAIL("expected a ConfigError for:\n" << yaml);
+  return "";
+}
+
+inline std::vector<int64_t> as_vector(const torch::Tensor& t) {
+  auto values = t.contiguous().to(torch::kLong);
+  return {values.data_ptr<int64_t>(), values.data_ptr<int64_t>() + values.numel()};
+}
+
+inline std::string fashion_mnist_dir() { return "/usr/share/datasets/fashion-mnist"; }
+
+}  // namespace moelab::testing
