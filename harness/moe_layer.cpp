@@ -67,6 +67,11 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
   b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
 }
 
+torch::Tensor MoELayerImpl::expert_ffn(int64_t e, const torch::Tensor& input) {
+  auto hidden = torch::gelu(torch::addmm(b_in_[e], input, w_in_[e]));  // [n, H]
+  return torch::addmm(b_out_[e], hidden, w_out_[e]);                   // [n, D]
+}
+
 torch::Tensor MoELayerImpl::run_experts(const torch::Tensor& x, const Dispatch& dispatch) {
   auto inputs = x.index_select(0, dispatch.token);  // [A', D], contiguous per expert
   std::vector<torch::Tensor> outputs;
@@ -74,9 +79,7 @@ torch::Tensor MoELayerImpl::run_experts(const torch::Tensor& x, const Dispatch& 
   for (int64_t e = 0; e < config_.experts; ++e) {
     const int64_t count = dispatch.kept_per_expert[e];
     if (count == 0) continue;
-    auto slice = inputs.narrow(0, offset, count);                        // [n_e, D]
-    auto hidden = torch::gelu(torch::addmm(b_in_[e], slice, w_in_[e]));  // [n_e, H]
-    outputs.push_back(torch::addmm(b_out_[e], hidden, w_out_[e]));       // [n_e, D]
+    outputs.push_back(expert_ffn(e, inputs.narrow(0, offset, count)));
     offset += count;
   }
   if (outputs.empty()) return torch::zeros({0, x.size(1)}, x.options());
@@ -89,48 +92,87 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   const double route_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
+  aux_terms_ = route.aux_losses;
+  aux_loss_ = torch::zeros({}, x.options());
+  for (const auto& [name, loss] : route.aux_losses) aux_loss_ = aux_loss_ + loss;
+  metrics_.clear();
+  return route.soft_dispatch.defined() ? forward_soft(x, route, ctx, route_ms)
+                                       : forward_sparse(x, route, ctx, route_ms);
+}
+
+torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteResult& route,
+                                           const RouteContext& ctx, double route_ms) {
   Dispatch dispatch = plan_dispatch(route, config_.experts, config_.capacity_factor,
                                     config_.drop_policy);
   auto expert_out = run_experts(x, dispatch);                               // [A', D]
   auto weighted = expert_out * dispatch.weight.to(x.dtype()).unsqueeze(1);  // [A', D]
   auto y = torch::zeros_like(x).index_add(0, dispatch.token, weighted);     // [T, D]
-
-  aux_terms_ = route.aux_losses;
-  aux_loss_ = torch::zeros({}, x.options());
-  for (const auto& [name, loss] : route.aux_losses) aux_loss_ = aux_loss_ + loss;
-
-  metrics_.clear();
-  if (ctx.collect_metrics) compute_metrics(route, dispatch, x.size(0), route_ms);
+  if (ctx.collect_metrics) {
+    torch::NoGradGuard no_grad;
+    const int64_t tokens = x.size(0), kept = dispatch.token.numel();
+    auto routed = torch::zeros({tokens}, x.options().dtype(torch::kFloat))
+                      .index_fill_(0, dispatch.token, 1.0);  // [T] 1 if any expert kept it
+    compute_metrics(route, dispatch.requested.to(torch::kFloat),
+                    dispatch.assignments > 0
+                        ? 1.0 - static_cast<double>(kept) / dispatch.assignments
+                        : 0.0,
+                    1.0 - routed.mean(), static_cast<double>(kept) / std::max<int64_t>(tokens, 1),
+                    route_ms);
+  }
   return y;
 }
 
-void MoELayerImpl::compute_metrics(const RouteResult& route, const Dispatch& dispatch,
-                                   int64_t tokens, double route_ms) {
-  torch::NoGradGuard no_grad;
+torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResult& route,
+                                         const RouteContext& ctx, double route_ms) {
+  const int64_t experts = config_.experts, dim = x.size(1);
+  auto rows = route.soft_tokens.reshape({-1});                            // [G*Tg]
+  const int64_t groups = route.soft_tokens.size(0), group_tokens = route.soft_tokens.size(1);
+  auto grouped = x.index_select(0, rows).view({groups, group_tokens, dim});  // [G, Tg, D]
+  auto dispatch = route.soft_dispatch.to(x.dtype());                          // [G, Tg, E*S]
+  auto slots_in = torch::matmul(dispatch.transpose(1, 2), grouped);           // [G, E*S, D]
+  const int64_t slots = slots_in.size(1) / experts;
+  auto per_expert = slots_in.view({groups, experts, slots, dim})
+                        .permute({1, 0, 2, 3})
+                        .reshape({experts, groups * slots, dim});             // [E, G*S, D]
+  std::vector<torch::Tensor> outputs;
+  for (int64_t e = 0; e < experts; ++e) outputs.push_back(expert_ffn(e, per_expert[e]));
+  auto slots_out = torch::stack(outputs)
+                       .view({experts, groups, slots, dim})
+                       .permute({1, 0, 2, 3})
+                       .reshape({groups, experts * slots, dim});              // [G, E*S, D]
+  auto combined = torch::matmul(route.soft_combine.to(x.dtype()), slots_out);  // [G, Tg, D]
+  auto y = torch::zeros_like(x).index_add(0, rows, combined.reshape({-1, dim}));  // [T, D]
+  if (ctx.collect_metrics) {
+    torch::NoGradGuard no_grad;
+    // Load of an expert: the combine mass its slots receive.
+    auto load = route.soft_combine.detach().view({groups, group_tokens, experts, slots})
+                    .sum({0, 1, 3});  // [E]
+    compute_metrics(route, load, 0.0, torch::zeros({}), static_cast<double>(experts), route_ms);
+  }
+  return y;
+}
+
+void MoELayerImpl::compute_metrics(const RouteResult& route, const torch::Tensor& load_in,
+                                   double dropped_frac, const torch::Tensor& unrouted_frac,
+                                   double experts_per_token, double route_ms) {
   const int64_t experts = config_.experts;
-  auto load = dispatch.requested.to(torch::kFloat);  // [E]
+  auto load = load_in.detach().to(torch::kFloat);     // [E]
   auto mean = load.mean().clamp_min(1e-12);
   auto share = load / load.sum().clamp_min(1e-12);    // [E]
   auto entropy = -(share * torch::log(share.clamp_min(1e-12))).sum();
-  const int64_t kept = dispatch.token.numel();
 
   auto add = [&](const std::string& name, torch::Tensor value) {
     metrics_.emplace_back(name, value.detach().to(load.device(), torch::kFloat).reshape({}));
   };
   add("load_max_over_mean", load.max() / mean);
   add("load_min_over_mean", load.min() / mean);
-  add("load_cv", load.std(/*unbiased=*/false) / mean);
+  add("load_cv", (load - load.mean()).pow(2).mean().sqrt() / mean);
   add("load_entropy_norm", experts > 1 ? entropy / std::log(static_cast<double>(experts))
                                        : torch::ones({}));
   add("dead_experts", (load == 0).sum());
-  add("dropped_frac",
-      torch::full({}, dispatch.assignments > 0
-                          ? 1.0 - static_cast<double>(kept) / dispatch.assignments
-                          : 0.0));
-  auto routed = torch::zeros({tokens}, load.options())
-                    .index_fill_(0, dispatch.token, 1.0);  // [T] 1 if any expert kept it
-  add("unrouted_frac", 1.0 - routed.mean());
-  add("experts_per_token", torch::full({}, static_cast<double>(kept) / std::max<int64_t>(tokens, 1)));
+  add("dropped_frac", torch::full({}, dropped_frac));
+  add("unrouted_frac", unrouted_frac);
+  add("experts_per_token", torch::full({}, experts_per_token));
   if (route.probs.defined()) {
     auto p = route.probs.detach();
     add("gate_entropy", -(p * torch::log(p.clamp_min(1e-12))).sum(-1).mean());

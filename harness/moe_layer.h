@@ -45,8 +45,15 @@ class MoELayerImpl : public torch::nn::Module {
   Router& router() { return *router_; }
 
  private:
+  torch::Tensor expert_ffn(int64_t expert, const torch::Tensor& input);          // [n, D]
   torch::Tensor run_experts(const torch::Tensor& x, const Dispatch& dispatch);  // [A', D]
-  void compute_metrics(const RouteResult& route, const Dispatch& dispatch, int64_t tokens,
+  torch::Tensor forward_sparse(const torch::Tensor& x, const RouteResult& route,
+                               const RouteContext& ctx, double route_ms);
+  torch::Tensor forward_soft(const torch::Tensor& x, const RouteResult& route,
+                             const RouteContext& ctx, double route_ms);
+  // Shared metrics from the per-expert load [E] and the fractions the paths measure.
+  void compute_metrics(const RouteResult& route, const torch::Tensor& load, double dropped_frac,
+                       const torch::Tensor& unrouted_frac, double experts_per_token,
                        double route_ms);
 
   MoeConfig config_;

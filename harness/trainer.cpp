@@ -139,9 +139,12 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
     auto task_loss = model.loss(batch, ctx);
     auto aux_loss = backbone->aux_loss().to(task_loss.device());
     auto total = task_loss + aux_loss;
-    last_loss = task_loss.item<double>();
-    if (!std::isfinite(last_loss) || !std::isfinite(total.item<double>())) {
-      throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss, step));
+    // Reading the loss syncs a GPU, so there it is checked at logging steps only.
+    if (log_step || !device.is_cuda()) {
+      last_loss = task_loss.item<double>();
+      if (!std::isfinite(last_loss) || !std::isfinite(total.item<double>())) {
+        throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss, step));
+      }
     }
     optimizer->zero_grad();
     total.backward();

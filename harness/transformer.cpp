@@ -31,7 +31,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
 }
 
 BlockImpl::BlockImpl(const ModelConfig& model, const PluginChoice& router, bool causal,
-                     bool use_moe) {
+                     bool use_moe, const RouterShape& shape) {
   norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(
                                                 torch::nn::LayerNormOptions({model.dim})));
   norm_ffn_ = register_module("norm_ffn", torch::nn::LayerNorm(
@@ -40,7 +40,7 @@ BlockImpl::BlockImpl(const ModelConfig& model, const PluginChoice& router, bool 
                                Attention(model.dim, model.heads, model.dropout, causal));
   dropout_ = register_module("dropout", torch::nn::Dropout(model.dropout));
   if (use_moe) {
-    auto routing = make_router(router, RouterShape{model.dim, model.moe.experts});
+    auto routing = make_router(router, shape);
     moe_ = register_module("moe", MoELayer(model.dim, model.moe, routing));
   } else {
     dense_ = register_module("ffn", torch::nn::Sequential(
@@ -66,13 +66,15 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx
 }
 
 TransformerImpl::TransformerImpl(const ModelConfig& model, const PluginChoice& router,
-                                 bool causal) {
+                                 bool causal, int64_t seed)
+    : causal_(causal) {
   const auto moe_indices = moe_layer_indices(model);
   for (int64_t i = 0; i < model.depth; ++i) {
     const bool use_moe =
         std::find(moe_indices.begin(), moe_indices.end(), i) != moe_indices.end();
+    const RouterShape shape{model.dim, model.moe.experts, seed, i};
     blocks_.push_back(register_module("block" + std::to_string(i),
-                                      Block(model, router, causal, use_moe)));
+                                      Block(model, router, causal, use_moe, shape)));
   }
   final_norm_ = register_module("final_norm",
                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({model.dim})));
@@ -80,6 +82,7 @@ TransformerImpl::TransformerImpl(const ModelConfig& model, const PluginChoice& r
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& x, RouteContext ctx) {
   auto h = x;
+  ctx.causal = causal_;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     ctx.layer = static_cast<int64_t>(i);
     h = blocks_[i]->forward(h, ctx);

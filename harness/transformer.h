@@ -27,7 +27,8 @@ TORCH_MODULE(Attention);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const ModelConfig& model, const PluginChoice& router, bool causal, bool use_moe);
+  BlockImpl(const ModelConfig& model, const PluginChoice& router, bool causal, bool use_moe,
+            const RouterShape& shape);
   torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);  // [B, L, D]
   MoELayer moe() const { return moe_; }  // empty holder in dense blocks
 
@@ -42,7 +43,8 @@ TORCH_MODULE(Block);
 
 class TransformerImpl : public torch::nn::Module {
  public:
-  TransformerImpl(const ModelConfig& model, const PluginChoice& router, bool causal);
+  TransformerImpl(const ModelConfig& model, const PluginChoice& router, bool causal,
+                  int64_t seed);
 
   // x: [B, L, D] embeddings -> [B, L, D] final-normalised states. ctx.layer is set per block.
   torch::Tensor forward(const torch::Tensor& x, RouteContext ctx);
@@ -55,6 +57,7 @@ class TransformerImpl : public torch::nn::Module {
  private:
   std::vector<Block> blocks_;
   torch::nn::LayerNorm final_norm_{nullptr};
+  bool causal_;
 };
 TORCH_MODULE(Transformer);
 

@@ -1,6 +1,8 @@
 // Switch balance loss and ST-MoE z-loss.
 #include "routers/losses.h"
 
+#include "routers/router.h"
+
 namespace moelab {
 
 torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tensor& expert) {
@@ -13,6 +15,14 @@ torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tenso
 
 torch::Tensor router_z_loss(const torch::Tensor& logits) {
   return torch::logsumexp(logits, -1).pow(2).mean();
+}
+
+void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
+                             const torch::Tensor& probs, double aux_coef, double z_coef) {
+  if (aux_coef > 0) {
+    result.aux_losses.emplace_back("balance", aux_coef * switch_balance_loss(probs, result.expert));
+  }
+  if (z_coef > 0) result.aux_losses.emplace_back("z", z_coef * router_z_loss(logits));
 }
 
 }  // namespace moelab

@@ -13,4 +13,11 @@ torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tenso
 // ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2. logits: [T, E].
 torch::Tensor router_z_loss(const torch::Tensor& logits);
 
+struct RouteResult;
+
+// Appends the switchable token-choice losses ("balance", "z") when their weights are > 0.
+// probs: [T, E] full softmax; logits: [T, E].
+void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
+                             const torch::Tensor& probs, double aux_coef, double z_coef);
+
 }  // namespace moelab

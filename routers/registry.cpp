@@ -3,7 +3,20 @@
 #include "routers/registry.h"
 
 #include "harness/registry.h"
+#include "routers/aux_loss.h"
+#include "routers/base.h"
+#include "routers/expert_choice.h"
+#include "routers/hash.h"
+#include "routers/loss_free.h"
+#include "routers/noisy_topk.h"
+#include "routers/sbase.h"
+#include "routers/smoe_dropout.h"
+#include "routers/soft_moe.h"
+#include "routers/ssr.h"
+#include "routers/stablemoe.h"
 #include "routers/topk.h"
+#include "routers/usmoe.h"
+#include "routers/xmoe.h"
 
 namespace moelab {
 namespace {
@@ -28,6 +41,20 @@ RouterEntry router_entry(const char* name, const char* summary) {
 const std::vector<RouterEntry>& router_registry() {
   static const std::vector<RouterEntry> entries = {
       router_entry<TopKRouter>("topk", "softmax token choice: each token takes its k best experts"),
+      router_entry<NoisyTopKRouter>("noisy_topk",
+                                    "noisy top-k gating with importance and load losses (Shazeer 2017)"),
+      router_entry<AuxLossRouter>("aux_loss", "top-k with Switch balance loss 0.01 and z-loss 0.001"),
+      router_entry<SsrRouter>("ssr", "Selective Sinkhorn Routing: transport-plan gates on a fraction p of steps"),
+      router_entry<UsmoeRouter>("usmoe", "Unified SMoE: global top-c pairs of a mixed token/expert-choice score"),
+      router_entry<ExpertChoiceRouter>("expert_choice", "each expert picks its top tokens in a group"),
+      router_entry<SbaseRouter>("sbase", "S-BASE: Sinkhorn-balanced indices every training step"),
+      router_entry<LossFreeRouter>("loss_free", "selection bias moved by the sign of the load error"),
+      router_entry<BaseRouter>("base", "BASE: balanced top-1 assignment by auction in training"),
+      router_entry<HashRouter>("hash", "fixed random table from token id (or position) to experts"),
+      router_entry<XmoeRouter>("xmoe", "X-MoE: low-dimensional routing against normalised expert embeddings"),
+      router_entry<StableMoeRouter>("stablemoe", "StableMoE: learn and distil routing, then freeze it"),
+      router_entry<SmoeDropoutRouter>("smoe_dropout", "frozen random router with k rising over training"),
+      router_entry<SoftMoeRouter>("soft_moe", "Soft MoE: slots as convex token mixtures (vision only)"),
   };
   return entries;
 }

@@ -1,6 +1,11 @@
 // Shared helpers of the router interface.
 #include "routers/router.h"
 
+#include <fmt/format.h>
+
+#include "harness/error.h"
+#include "harness/sampler.h"
+
 namespace moelab {
 
 RouteResult RouteResult::from_topk(const torch::Tensor& indices, const torch::Tensor& weights) {
@@ -12,6 +17,36 @@ RouteResult RouteResult::from_topk(const torch::Tensor& indices, const torch::Te
   result.weight = weights.reshape({-1});                                         // [T*k]
   result.priority = result.weight.detach();
   return result;
+}
+
+LogitRouter::LogitRouter(const RouterShape& shape) {
+  gate_ = register_module(
+      "gate", torch::nn::Linear(torch::nn::LinearOptions(shape.dim, shape.experts).bias(false)));
+}
+
+RouteResult LogitRouter::route(const torch::Tensor& x, const RouteContext& ctx) {
+  return decide(gate_(x.to(torch::kFloat)), ctx);  // router in fp32
+}
+
+torch::Tensor routing_groups(int64_t tokens, const RouteContext& ctx, const std::string& mode) {
+  auto options = torch::TensorOptions().dtype(torch::kLong);
+  const std::string resolved = mode == "auto" ? (ctx.causal ? "position" : "sequence") : mode;
+  const int64_t length = ctx.group_size > 0 ? ctx.group_size : tokens;
+  if (resolved == "all") return torch::arange(tokens, options).unsqueeze(0);  // [1, T]
+  if (tokens % length != 0) {
+    throw Error(fmt::format("{} tokens do not split into groups of {}", tokens, length));
+  }
+  auto grid = torch::arange(tokens, options).view({tokens / length, length});  // [B, L]
+  if (resolved == "sequence") return grid;
+  if (resolved == "position") return grid.t().contiguous();  // [L, B]
+  throw Error(fmt::format("unknown routing group mode '{}'", mode));
+}
+
+double derived_uniform(int64_t seed, int64_t step, int64_t salt) {
+  uint64_t state = static_cast<uint64_t>(seed) * 0x9e3779b97f4a7c15ULL ^
+                   static_cast<uint64_t>(step) * 0xbf58476d1ce4e5b9ULL ^
+                   static_cast<uint64_t>(salt) * 0x94d049bb133111ebULL;
+  return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
 }
 
 }  // namespace moelab

@@ -20,7 +20,8 @@ struct RouteContext {
   int64_t seed = 0;
   torch::Tensor token_ids;   // [T] int64 where the task has token ids (LM); undefined otherwise
   torch::Tensor valid;       // [T] bool padding mask; undefined = every token is real
-  int64_t group_size = 0;    // tokens per routing group (one image / sequence); 0 = all T
+  int64_t group_size = 0;    // tokens per sequence / image (row-major [B, L] order); 0 = all T
+  bool causal = false;       // a token must not be influenced by later tokens of its sequence
   bool collect_metrics = false;  // a logging step: compute the detached metrics
 };
 
@@ -36,6 +37,12 @@ struct RouteResult {
   std::vector<NamedTensor> aux_losses;  // already weighted, differentiable scalars
   std::vector<NamedTensor> metrics;     // router-specific, detached, on the device
 
+  // Soft routing (soft_moe) instead of assignments: slots are convex mixtures of the tokens
+  // of a group. Both [G, Tg, E*S]; token rows follow `soft_tokens` [G, Tg].
+  torch::Tensor soft_dispatch;  // softmax over tokens: slot inputs = dispatch^T x
+  torch::Tensor soft_combine;   // softmax over slots: token outputs = combine * slot outputs
+  torch::Tensor soft_tokens;
+
   // From per-token choices: indices [T, k] int64 and weights [T, k].
   static RouteResult from_topk(const torch::Tensor& indices, const torch::Tensor& weights);
 };
@@ -43,6 +50,8 @@ struct RouteResult {
 struct RouterShape {
   int64_t dim = 0;      // token representation width D
   int64_t experts = 0;  // E
+  int64_t seed = 0;     // run seed, for routers with fixed random state (hash tables)
+  int64_t layer = 0;    // block index of the MoE layer
 };
 
 class Router : public torch::nn::Module {
@@ -52,5 +61,29 @@ class Router : public torch::nn::Module {
   // Called once after each optimizer step (gradient-free state such as selection biases).
   virtual void on_step_end(int64_t /*step*/) {}
 };
+
+// A router whose decision is a function of linear router logits z = x W^T (fp32) alone.
+// `moelab route` and evaluation-time routing swaps work on such routers through decide().
+class LogitRouter : public Router {
+ public:
+  explicit LogitRouter(const RouterShape& shape);
+  RouteResult route(const torch::Tensor& x, const RouteContext& ctx) override;
+  // logits: [T, E] -> the decision.
+  virtual RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) = 0;
+  torch::nn::Linear gate() const { return gate_; }
+
+ protected:
+  torch::nn::Linear gate_{nullptr};
+};
+
+// The token groups a group-wise router (usmoe, expert_choice) works in: [G, Tg] token
+// indices. mode: "sequence" (one sequence/image per group), "position" (the same position
+// across the batch: never mixes a token with later tokens of its own sequence), "all" (one
+// group), "auto" (position when ctx.causal, else sequence).
+torch::Tensor routing_groups(int64_t tokens, const RouteContext& ctx, const std::string& mode);
+
+// Uniform number in [0, 1) derived from (seed, step, salt): reproducible draws that a
+// resumed run repeats.
+double derived_uniform(int64_t seed, int64_t step, int64_t salt);
 
 }  // namespace moelab

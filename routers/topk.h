@@ -30,15 +30,21 @@ struct TopKOptions {
   void check(const ModelConfig& model) const;
 };
 
-class TopKRouter : public Router {
+// Top-k selection with softmax gates: indices and gates [T, k] from logits [T, E].
+std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits, int64_t k,
+                                                     const std::string& softmax, bool renormalize);
+
+// Throws ConfigError unless 1 <= k <= experts.
+void check_k(double k, const ModelConfig& model, const char* key = "router.k");
+
+class TopKRouter : public LogitRouter {
  public:
   using Options = TopKOptions;
   TopKRouter(const TopKOptions& options, const RouterShape& shape);
-  RouteResult route(const torch::Tensor& x, const RouteContext& ctx) override;
+  RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
 
  private:
   TopKOptions options_;
-  torch::nn::Linear gate_{nullptr};
 };
 
 }  // namespace moelab

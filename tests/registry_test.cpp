@@ -2,6 +2,10 @@
 // router honours the decision contract on random inputs.
 #include "routers/registry.h"
 
+#include <cmath>
+
+#include "harness/moe_layer.h"
+
 #include "tasks/registry.h"
 #include "test_util.h"
 
@@ -13,47 +17,70 @@ TEST_CASE("every registered router builds from defaults and keeps the contract",
       RunConfig config = parse_run_config("", "defaults.yaml",
                                           {std::string("router.name=") + entry.name});
       const int64_t tokens = 64, dim = 16, experts = config.model.moe.experts;
-      auto router = make_router(config.router, RouterShape{dim, experts});
+      auto router = make_router(config.router, RouterShape{dim, experts, 3, 0});
       torch::manual_seed(0);
       auto x = torch::randn({tokens, dim});
       RouteContext ctx;
       ctx.training = true;
       ctx.step = 1;
+      ctx.seed = 3;
       ctx.group_size = 16;
+      ctx.token_ids = torch::randint(0, 1000, {tokens}, torch::kLong);
+      torch::manual_seed(5);
       RouteResult r = router->route(x, ctx);
 
-      const int64_t assignments = r.expert.numel();
-      REQUIRE(r.token.numel() == assignments);
-      REQUIRE(r.weight.numel() == assignments);
-      REQUIRE(r.priority.numel() == assignments);
-      CHECK(r.token.scalar_type() == torch::kLong);
-      CHECK(r.expert.scalar_type() == torch::kLong);
-      if (assignments > 0) {
+      torch::Tensor objective = torch::zeros({});
+      if (r.soft_dispatch.defined()) {
+        CHECK(torch::allclose(r.soft_dispatch.sum(1), torch::ones({1})));  // over tokens
+        CHECK(torch::allclose(r.soft_combine.sum(2), torch::ones({1})));   // over slots
+        objective = (r.soft_dispatch * torch::rand_like(r.soft_dispatch)).sum();
+      } else {
+        const int64_t assignments = r.expert.numel();
+        REQUIRE(r.token.numel() == assignments);
+        REQUIRE(r.weight.numel() == assignments);
+        REQUIRE(r.priority.numel() == assignments);
+        CHECK(r.token.scalar_type() == torch::kLong);
+        CHECK(r.expert.scalar_type() == torch::kLong);
+        REQUIRE(assignments > 0);
         CHECK(r.token.min().item<int64_t>() >= 0);
         CHECK(r.token.max().item<int64_t>() < tokens);
         CHECK(r.expert.min().item<int64_t>() >= 0);
         CHECK(r.expert.max().item<int64_t>() < experts);
         CHECK(torch::isfinite(r.weight).all().item<bool>());
         CHECK(r.weight.min().item<double>() >= 0.0);
+        // No (token, expert) pair twice.
+        CHECK(std::get<0>(torch::_unique(r.token * experts + r.expert)).numel() == assignments);
+        // Capacity is respected by the MoE layer's plan.
+        Dispatch capped = plan_dispatch(r, experts, 1.0, "probs");
+        const auto capacity = static_cast<int64_t>(std::ceil(double(assignments) / experts));
+        for (int64_t kept : capped.kept_per_expert) CHECK(kept <= capacity);
+        objective = (r.weight * torch::arange(assignments).to(torch::kFloat)).sum();
       }
       for (const auto& [name, loss] : r.aux_losses) {
         INFO("aux loss " << name);
         CHECK(loss.dim() == 0);
         CHECK(loss.requires_grad());
+        objective = objective + loss;
       }
-      // Gradients reach the router through the weights.
-      auto objective = (r.weight * torch::arange(assignments).to(torch::kFloat)).sum();
-      for (const auto& [name, loss] : r.aux_losses) objective = objective + loss;
-      objective.backward();
-      bool any_grad = false;
+      // Gradients reach every trainable router parameter that the decision used.
+      bool trainable = false, any_grad = false;
+      if (objective.requires_grad()) objective.backward();
       for (const auto& p : router->parameters()) {
+        if (!p.requires_grad()) continue;
+        trainable = true;
         any_grad = any_grad || (p.grad().defined() && p.grad().abs().sum().item<double>() > 0);
       }
-      CHECK(any_grad);
+      CHECK(any_grad == trainable);
       // Same seed and input: same decision.
+      torch::manual_seed(5);
       RouteResult again = router->route(x, ctx);
-      CHECK(torch::equal(again.expert, r.expert));
-      CHECK(torch::equal(again.token, r.token));
+      if (r.soft_dispatch.defined()) {
+        CHECK(torch::equal(again.soft_dispatch, r.soft_dispatch));
+      } else {
+        CHECK(torch::equal(again.expert, r.expert));
+        CHECK(torch::equal(again.token, r.token));
+        CHECK(torch::allclose(again.weight, r.weight));
+      }
     }
   }
 }

@@ -25,7 +25,8 @@ VitImpl::VitImpl(const RunConfig& config, int64_t image_side, int64_t patch, int
   const int64_t patches = (image_side / patch) * (image_side / patch);
   embed_ = register_module("embed", torch::nn::Linear(patch * patch, model.dim));
   positions_ = register_parameter("positions", torch::randn({1, patches, model.dim}) * 0.02);
-  backbone_ = register_module("backbone", Transformer(model, config.router, /*causal=*/false));
+  backbone_ = register_module(
+      "backbone", Transformer(model, config.router, /*causal=*/false, config.seed));
   head_ = register_module("head", torch::nn::Linear(model.dim, classes));
 }
 

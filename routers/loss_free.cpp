@@ -1,0 +1,40 @@
+// Auxiliary-loss-free balancing by a selection-only bias.
+#include "routers/loss_free.h"
+
+#include "routers/topk.h"
+
+namespace moelab {
+
+void LossFreeOptions::check(const ModelConfig& model) const { check_k(k, model); }
+
+LossFreeRouter::LossFreeRouter(const LossFreeOptions& options, const RouterShape& shape)
+    : LogitRouter(shape), options_(options) {
+  bias_ = register_buffer("selection_bias", torch::zeros({shape.experts}));
+  step_counts_ = register_buffer("step_counts", torch::zeros({shape.experts}));
+}
+
+RouteResult LossFreeRouter::decide(const torch::Tensor& logits, const RouteContext& ctx) {
+  auto scores = options_.score == "softmax" ? torch::softmax(logits, -1)
+                                            : torch::sigmoid(logits);  // [T, E]
+  auto indices = std::get<1>(torch::topk(scores.detach() + bias_.to(scores.device()),
+                                         options_.k, -1));             // [T, k]
+  auto gates = scores.gather(1, indices);                              // [T, k] unbiased
+  if (options_.renormalize) gates = gates / gates.sum(-1, true);
+  RouteResult result = RouteResult::from_topk(indices, gates);
+  result.logits = logits;
+  result.probs = torch::softmax(logits, -1);
+  if (ctx.training) {
+    torch::NoGradGuard no_grad;
+    step_counts_ += torch::bincount(result.expert, {}, logits.size(1)).to(step_counts_.options());
+  }
+  result.metrics.emplace_back("bias_abs_max", bias_.abs().max().detach());
+  return result;
+}
+
+void LossFreeRouter::on_step_end(int64_t /*step*/) {
+  torch::NoGradGuard no_grad;  // a step without training forwards leaves sign(0) = 0
+  bias_ += options_.rate * torch::sign(step_counts_.mean() - step_counts_);
+  step_counts_.zero_();
+}
+
+}  // namespace moelab

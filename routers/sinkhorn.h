@@ -1,0 +1,33 @@
+// The one log-domain Sinkhorn solver (used by ssr, sbase and DOT-MoE).
+// Finds duals f [m], g [n] so that P = exp(log_kernel + f[:,None] + g[None,:]) has row sums
+// exp(log_row) and column sums exp(log_col). Runs in fp32 without gradient, whatever the
+// input precision; checks the relative column-marginal error only every `check_every`
+// iterations (one host sync per check) and stops at `tol` or after `max_iters`.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace moelab {
+
+struct SinkhornOptions {
+  int64_t max_iters = 100;
+  double tol = 1e-4;        // max_j |colsum_j - target_j| / target_j
+  int64_t check_every = 5;
+};
+
+struct SinkhornResult {
+  torch::Tensor f;           // [m] row duals
+  torch::Tensor g;           // [n] column duals
+  int64_t iterations = 0;
+  double error = 0.0;        // relative column-marginal error at the end
+};
+
+SinkhornResult sinkhorn_log(const torch::Tensor& log_kernel,  // [m, n]
+                            const torch::Tensor& log_row,     // [m]
+                            const torch::Tensor& log_col,     // [n]
+                            const SinkhornOptions& options = {});
+
+// Balanced marginals for token->expert routing: every token ships 1, every expert takes m/n.
+SinkhornResult sinkhorn_balanced(const torch::Tensor& log_kernel, const SinkhornOptions& options);
+
+}  // namespace moelab

@@ -1,0 +1,295 @@
+// Router behaviour: the Sinkhorn solver, hand-computed golden decisions, USMoE causality,
+// loss-free bias direction, SSR's draw frequency, BASE's balanced assignment, schedules.
+#include <cmath>
+
+#include "harness/moe_layer.h"
+#include "routers/base.h"
+#include "routers/expert_choice.h"
+#include "routers/hash.h"
+#include "routers/loss_free.h"
+#include "routers/noisy_topk.h"
+#include "routers/registry.h"
+#include "routers/sinkhorn.h"
+#include "routers/smoe_dropout.h"
+#include "routers/ssr.h"
+#include "routers/usmoe.h"
+#include "test_util.h"
+
+namespace moelab {
+namespace {
+
+RunConfig config_with(const std::vector<std::string>& overrides) {
+  return parse_run_config("", "t.yaml", overrides);
+}
+
+template <class R>
+std::shared_ptr<R> make(const std::vector<std::string>& overrides, int64_t experts = 4,
+                        int64_t dim = 4) {
+  RunConfig config = config_with(overrides);
+  auto router = make_router(config.router, RouterShape{dim, experts, 0, 0});
+  auto typed = std::dynamic_pointer_cast<R>(router);
+  REQUIRE(typed != nullptr);
+  return typed;
+}
+
+RouteContext training_ctx(int64_t step = 1) {
+  RouteContext ctx;
+  ctx.training = true;
+  ctx.step = step;
+  return ctx;
+}
+
+torch::Tensor loads(const RouteResult& r, int64_t experts) {
+  return torch::bincount(r.expert, {}, experts);
+}
+
+}  // namespace
+
+TEST_CASE("sinkhorn matches balanced marginals on easy logits", "[sinkhorn]") {
+  torch::manual_seed(0);
+  auto logits = torch::randn({256, 16});
+  SinkhornResult plan = sinkhorn_balanced(logits, SinkhornOptions{200, 1e-5, 5});
+  auto pi = torch::exp(logits + plan.f.unsqueeze(1) + plan.g.unsqueeze(0));
+  CHECK(torch::allclose(pi.sum(1), torch::ones({256}), 1e-4, 1e-4));
+  CHECK(torch::allclose(pi.sum(0), torch::full({16}, 16.0), 1e-3, 1e-3));
+  CHECK(plan.error < 1e-5);
+  CHECK(plan.iterations < 200);
+  CHECK(plan.iterations % 5 == 0);  // convergence is only checked every 5 iterations
+}
+
+TEST_CASE("sinkhorn honours arbitrary marginals", "[sinkhorn]") {
+  torch::manual_seed(1);
+  auto logits = torch::randn({6, 3});
+  auto rows = torch::tensor({1.0f, 2.0f, 1.0f, 0.5f, 0.5f, 1.0f});  // sum 6
+  auto cols = torch::tensor({3.0f, 2.0f, 1.0f});                    // sum 6
+  SinkhornResult plan = sinkhorn_log(logits, rows.log(), cols.log(), SinkhornOptions{500, 1e-6, 1});
+  auto pi = torch::exp(logits + plan.f.unsqueeze(1) + plan.g.unsqueeze(0));
+  CHECK(torch::allclose(pi.sum(1), rows, 1e-4, 1e-5));
+  CHECK(torch::allclose(pi.sum(0), cols, 1e-4, 1e-5));
+}
+
+TEST_CASE("sinkhorn stays finite on extreme logits and ties", "[sinkhorn]") {
+  SECTION("logits with standard deviation 30") {
+    torch::manual_seed(2);
+    auto logits = torch::randn({512, 8}) * 30 + torch::randn({1, 8}) * 30;
+    SinkhornResult plan = sinkhorn_balanced(logits, SinkhornOptions{100, 1e-4, 5});
+    CHECK(torch::isfinite(plan.f).all().item<bool>());
+    CHECK(torch::isfinite(plan.g).all().item<bool>());
+    CHECK(std::isfinite(plan.error));
+    CHECK(plan.iterations <= 100);  // the cap holds whatever happens
+    auto top1 = (logits + plan.g.unsqueeze(0)).argmax(-1);
+    auto counts = torch::bincount(top1, {}, 8).to(torch::kFloat);
+    CHECK(counts.max().item<double>() / counts.mean().item<double>() < 1.5);
+  }
+  SECTION("all-equal logits converge to the uniform plan at once") {
+    SinkhornResult plan = sinkhorn_balanced(torch::zeros({32, 4}), SinkhornOptions{100, 1e-6, 1});
+    CHECK(plan.iterations == 1);
+    CHECK(plan.error < 1e-6);
+  }
+}
+
+TEST_CASE("usmoe selects the c best unified scores of a group", "[router][usmoe]") {
+  auto router = make<UsmoeRouter>({"router.name=usmoe", "router.k=1", "router.beta=0.5",
+                                   "router.group=all", "model.moe.experts=2"},
+                                  /*experts=*/2);
+  // logits [[2, 0], [1, 1]]: S = 0.5*softmax + 0.5*(2/2)*sigmoid.
+  auto logits = torch::tensor({{2.0f, 0.0f}, {1.0f, 1.0f}});
+  auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  const double p0 = 1.0 / (1.0 + std::exp(-2.0));
+  const double s00 = 0.5 * p0 + 0.5 * sig(2), s01 = 0.5 * (1 - p0) + 0.5 * sig(0);
+  const double s1 = 0.5 * 0.5 + 0.5 * sig(1);  // both experts of token 1
+  REQUIRE(s00 > s1);
+  REQUIRE(s1 > s01);
+  RouteResult r = router->decide(logits, RouteContext{});
+  // c = round(1 * 2) = 2 pairs: (0,0) and one of token 1's tied pairs; token 0 gets 1 expert.
+  REQUIRE(r.token.numel() == 2);
+  CHECK(testing::as_vector(r.token) == std::vector<int64_t>{0, 1});
+  CHECK(r.expert[0].item<int64_t>() == 0);
+  CHECK(r.weight[0].item<double>() == Approx(s00));
+  CHECK(r.weight[1].item<double>() == Approx(s1));
+}
+
+TEST_CASE("usmoe in a causal model never lets a token see later tokens", "[router][usmoe]") {
+  auto router = make<UsmoeRouter>({"router.name=usmoe", "router.k=1.5"}, 4);
+  const int64_t batch = 4, length = 8, experts = 4;
+  torch::manual_seed(3);
+  auto logits = torch::randn({batch * length, experts});
+  RouteContext ctx = training_ctx();
+  ctx.causal = true;
+  ctx.group_size = length;
+  RouteResult before = router->decide(logits, ctx);
+  auto changed = logits.clone();
+  changed[length - 1] = torch::tensor({9.0f, -9.0f, 9.0f, -9.0f});  // last token of sequence 0
+  RouteResult after = router->decide(changed, ctx);
+  auto earlier_of_seq0 = [&](const RouteResult& r) {
+    auto mask = r.token < (length - 1);
+    return std::make_pair(r.token.masked_select(mask), r.expert.masked_select(mask));
+  };
+  auto [tokens_before, experts_before] = earlier_of_seq0(before);
+  auto [tokens_after, experts_after] = earlier_of_seq0(after);
+  CHECK(torch::equal(tokens_before, tokens_after));
+  CHECK(torch::equal(experts_before, experts_after));
+  CHECK(before.token.numel() == std::llround(1.5 * batch) * length);  // c per position group
+}
+
+TEST_CASE("expert choice gives every expert the same number of tokens", "[router]") {
+  auto router = make<ExpertChoiceRouter>({"router.name=expert_choice", "router.k=1",
+                                          "router.group=all"}, 4);
+  torch::manual_seed(4);
+  auto logits = torch::randn({16, 4}) + torch::tensor({3.0f, 0.0f, 0.0f, 0.0f});
+  RouteResult r = router->decide(logits, RouteContext{});
+  CHECK(testing::as_vector(loads(r, 4)) == std::vector<int64_t>(4, 4));  // ceil(1*16/4)
+  // Expert 3's picks are its 4 highest-probability tokens.
+  auto probs = torch::softmax(logits, -1);
+  auto best = std::get<0>(std::get<1>(torch::topk(probs.select(1, 3), 4)).sort());
+  auto picked = std::get<0>(r.token.masked_select(r.expert == 3).sort());
+  CHECK(torch::equal(best, picked));
+}
+
+TEST_CASE("loss-free bias moves load away from overloaded experts", "[router]") {
+  auto router = make<LossFreeRouter>({"router.name=loss_free", "router.k=1", "router.rate=0.05"}, 4);
+  torch::manual_seed(5);
+  auto logits = torch::randn({256, 4}) * 0.5 + torch::tensor({1.5f, 0.0f, 0.0f, 0.0f});
+  auto initial = loads(router->decide(logits, RouteContext{}), 4);
+  REQUIRE(initial[0].item<int64_t>() > 128);  // expert 0 starts overloaded
+  for (int step = 1; step <= 60; ++step) {
+    router->decide(logits, training_ctx(step));
+    router->on_step_end(step);
+  }
+  CHECK(router->bias()[0].item<double>() < 0);
+  CHECK(router->bias()[1].item<double>() > 0);
+  auto final_load = loads(router->decide(logits, RouteContext{}), 4);
+  CHECK(final_load.max().item<int64_t>() < initial.max().item<int64_t>() / 2);
+  // Gates stay the unbiased scores (renormalised top-1 = 1).
+  CHECK(router->decide(logits, RouteContext{}).weight.allclose(torch::ones({256})));
+}
+
+TEST_CASE("ssr takes the Sinkhorn branch on a fraction p of steps", "[router][ssr]") {
+  SsrOptions options;
+  options.p = 0.01;
+  RouteContext ctx = training_ctx();
+  ctx.seed = 7;
+  int64_t hits = 0;
+  const int64_t steps = 20000;
+  for (int64_t step = 1; step <= steps; ++step) {
+    ctx.step = step;
+    hits += ssr_draw(options, ctx) ? 1 : 0;
+  }
+  CHECK(hits > 0.008 * steps);
+  CHECK(hits < 0.012 * steps);
+  ctx.step = 1234;
+  const bool first = ssr_draw(options, ctx);
+  CHECK(ssr_draw(options, ctx) == first);  // derived from (seed, step): a resume redraws it
+  ctx.training = false;
+  options.p = 1.0;
+  CHECK(!ssr_draw(options, ctx));  // never at evaluation
+}
+
+TEST_CASE("ssr's Sinkhorn branch balances a skewed router", "[router][ssr]") {
+  torch::manual_seed(6);
+  auto logits = torch::randn({512, 8}) + torch::tensor({3.0f, 2.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f});
+  auto always = make<SsrRouter>({"router.name=ssr", "router.p=1", "router.k=1",
+                                 "model.moe.experts=8"}, 8);
+  auto never = make<SsrRouter>({"router.name=ssr", "router.p=0", "router.k=1",
+                                "model.moe.experts=8"}, 8);
+  auto balanced = loads(always->decide(logits, training_ctx()), 8).to(torch::kFloat);
+  auto plain = loads(never->decide(logits, training_ctx()), 8).to(torch::kFloat);
+  CHECK(plain.max().item<double>() / plain.mean().item<double>() > 3.0);
+  CHECK(balanced.max().item<double>() / balanced.mean().item<double>() < 1.5);
+  RouteResult r = always->decide(logits, training_ctx());
+  bool has_iters = false;
+  for (const auto& [name, value] : r.metrics) has_iters = has_iters || name == "sinkhorn_iters";
+  CHECK(has_iters);
+  CHECK(r.weight.requires_grad() == logits.requires_grad());
+}
+
+TEST_CASE("balanced assignment is exact and optimal on a small case", "[router][base]") {
+  auto scores = torch::tensor({{5.0f, 4.0f}, {4.9f, 1.0f}, {1.0f, 0.5f}, {3.0f, 2.9f}});
+  auto assigned = balanced_assignment(scores, 100);
+  CHECK(testing::as_vector(torch::bincount(assigned, {}, 2)) == std::vector<int64_t>{2, 2});
+  // Brute force over the 6 balanced assignments.
+  double best = -1e9;
+  for (int mask = 0; mask < 16; ++mask) {
+    if (__builtin_popcount(mask) != 2) continue;
+    double total = 0;
+    for (int t = 0; t < 4; ++t) total += scores[t][(mask >> t) & 1].item<double>();
+    best = std::max(best, total);
+  }
+  double got = 0;
+  for (int t = 0; t < 4; ++t) got += scores[t][assigned[t].item<int64_t>()].item<double>();
+  CHECK(got == Approx(best).margin(0.2));  // eps-optimal
+  auto uneven = balanced_assignment(torch::randn({10, 3}), 100);
+  CHECK(testing::as_vector(torch::bincount(uneven, {}, 3)) == std::vector<int64_t>{4, 3, 3});
+}
+
+TEST_CASE("hash routing is a fixed function of the token id", "[router]") {
+  RunConfig config = config_with({"router.name=hash", "router.k=2"});
+  auto a = make_router(config.router, RouterShape{4, 8, /*seed=*/1, 0});
+  auto b = make_router(config.router, RouterShape{4, 8, /*seed=*/1, 0});
+  auto c = make_router(config.router, RouterShape{4, 8, /*seed=*/2, 0});
+  RouteContext ctx;
+  ctx.token_ids = torch::tensor({5, 9, 5, 65536 + 5}, torch::kLong);  // buckets = 65536
+  auto x = torch::zeros({4, 4});
+  RouteResult ra = a->route(x, ctx), rb = b->route(x, ctx), rc = c->route(x, ctx);
+  CHECK(torch::equal(ra.expert, rb.expert));
+  CHECK(torch::equal(ra.expert.narrow(0, 0, 2), ra.expert.narrow(0, 4, 2)));  // same id 5
+  CHECK(torch::equal(ra.expert.narrow(0, 0, 2), ra.expert.narrow(0, 6, 2)));  // same bucket
+  CHECK(!torch::equal(ra.expert, rc.expert));
+  CHECK(ra.expert[0].item<int64_t>() != ra.expert[1].item<int64_t>());  // k distinct experts
+  CHECK(ra.weight.allclose(torch::full({8}, 0.5)));
+}
+
+TEST_CASE("smoe_dropout raises k linearly and keeps its router frozen", "[router]") {
+  auto router = make<SmoeDropoutRouter>({"router.name=smoe_dropout", "router.ramp_steps=100",
+                                         "model.moe.experts=8"}, 8);
+  CHECK(router->k_at(training_ctx(0)) == 4);
+  CHECK(router->k_at(training_ctx(50)) == 6);
+  CHECK(router->k_at(training_ctx(100)) == 8);
+  CHECK(router->k_at(training_ctx(1000)) == 8);
+  CHECK(router->k_at(RouteContext{}) == 8);
+  for (const auto& p : router->parameters()) CHECK(!p.requires_grad());
+}
+
+TEST_CASE("noisy top-k adds noise in training only", "[router]") {
+  auto router = make<NoisyTopKRouter>({"router.name=noisy_topk", "router.k=1"}, 4);
+  auto logits = torch::tensor({{0.1f, 0.3f, 0.2f, 0.0f}, {2.0f, 0.0f, 0.0f, 0.1f}});
+  CHECK(testing::as_vector(router->decide(logits, RouteContext{}).expert) ==
+        std::vector<int64_t>{1, 0});
+  torch::manual_seed(8);
+  int64_t changed = 0;
+  for (int i = 0; i < 50; ++i) {
+    changed += router->decide(logits, training_ctx()).expert[0].item<int64_t>() != 1;
+  }
+  CHECK(changed > 0);  // noise of scale softplus(0) ~ 0.69 flips close calls
+}
+
+TEST_CASE("soft MoE layer output equals the slot mixture reference", "[router][moe]") {
+  RunConfig config = config_with({"router.name=soft_moe", "model.moe.experts=2",
+                                  "model.moe.expert_hidden=3"});
+  auto router = make_router(config.router, RouterShape{4, 2, 0, 0});
+  MoELayer layer(4, config.model.moe, router);
+  torch::manual_seed(9);
+  auto x = torch::randn({6, 4});  // 2 images of 3 tokens
+  RouteContext ctx;
+  ctx.group_size = 3;
+  ctx.collect_metrics = true;
+  auto y = layer(x, ctx);
+  RouteResult r = router->route(x, ctx);
+  auto params = layer->named_parameters();
+  auto ffn = [&](int64_t e, const torch::Tensor& v) {
+    auto h = torch::gelu(torch::matmul(v, params["w_in"][e]) + params["b_in"][e]);
+    return torch::matmul(h, params["w_out"][e]) + params["b_out"][e];
+  };
+  auto expected = torch::zeros_like(x);
+  for (int64_t g = 0; g < 2; ++g) {
+    auto tokens = x.narrow(0, 3 * g, 3);                               // [3, D]
+    auto slot_in = torch::matmul(r.soft_dispatch[g].t(), tokens);      // [2, D] (1 slot each)
+    auto slot_out = torch::stack({ffn(0, slot_in[0]), ffn(1, slot_in[1])});
+    expected.narrow(0, 3 * g, 3).copy_(torch::matmul(r.soft_combine[g], slot_out));
+  }
+  CHECK(torch::allclose(y, expected, 1e-5, 1e-6));
+  ctx.causal = true;
+  CHECK_THROWS_WITH(router->route(x, ctx), Catch::Matchers::Contains("causal"));
+}
+
+}  // namespace moelab
