@@ -83,7 +83,12 @@ void validate(const RunConfig& config) {
   if (config.device != "cpu" && config.device.rfind("cuda", 0) != 0) {
     throw ConfigError(fmt::format("device = \"{}\": must be cpu, cuda or cuda:N", config.device));
   }
+  if (config.router.name == "none") {
+    throw ConfigError("router.name = \"none\": a run needs a router (moelab list routers)");
+  }
   validate_router_options(config.router.name, *config.router.options, model);
+  const PluginChoice& swap = config.eval.router_override;
+  if (swap.name != "none") validate_router_options(swap.name, *swap.options, model);
 }
 
 std::string canonical_yaml(const RunConfig& config) {

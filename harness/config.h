@@ -87,11 +87,17 @@ struct TrainConfig {
 struct EvalConfig {
   int64_t batch_size = 1000;
   int64_t max_examples = 0;
+  PluginChoice router_override{"none", &make_router_options, nullptr};
+
+  EvalConfig() { router_override.reset_options(); }
 
   template <class V>
   void visit(V& v) {
     v(batch_size, "batch_size", "examples per evaluation batch", at_least(1));
     v(max_examples, "max_examples", "cap on evaluated examples per split; 0 = all", at_least(0));
+    v(router_override, "router_override",
+      "after training, also evaluate under this routing rule, reusing the trained router "
+      "logits (training-free swap; logged as split@router); name none = off");
   }
 };
 

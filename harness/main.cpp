@@ -1,14 +1,17 @@
-// The `moelab` command line: run | list | query. Exit codes: 0 ok, 1 a run failed,
+// The `moelab` command line: run | list | query | route | bench. Exit codes: 0 ok, 1 a run failed,
 // 2 usage or configuration error.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <iostream>
 
+#include "harness/bench.h"
 #include "harness/build_info.h"
 #include "harness/config.h"
 #include "harness/provenance.h"
+#include "harness/route_command.h"
 #include "harness/runner.h"
 #include "harness/store.h"
 #include "harness/table.h"
@@ -132,6 +135,29 @@ int run_cli(int argc, char** argv) {
   auto* csv_flag = query->add_flag("--csv", csv, "CSV output");
   query->add_flag("--json", json, "JSON output")->excludes(csv_flag);
 
+  auto* route = app.add_subcommand(
+      "route", "run a router's decision on logits from a .npy file [T, E] and print JSON");
+  RouteRequest route_request;
+  route->add_option("--router", route_request.router, "registered router name")->required();
+  route->add_option("--logits", route_request.logits_path, "float32 .npy file [T, E]")
+      ->required()
+      ->check(CLI::ExistingFile);
+  route->add_option("options", route_request.options, "router options as key=value (k=1 p=0.5)");
+  route->add_flag("--training", route_request.training, "decide as in training (default: eval)");
+  route->add_option("--seed", route_request.seed, "run seed (random draws)");
+  route->add_option("--step", route_request.step, "training step (SSR's draw, schedules)");
+
+  auto* bench = app.add_subcommand("bench", "performance benchmarks: matmul | routers");
+  std::string bench_what;
+  BenchOptions bench_options;
+  bench->add_option("what", bench_what, "matmul | routers")
+      ->required()
+      ->check(CLI::IsMember({"matmul", "routers"}));
+  bench->add_flag("--json", bench_options.json, "JSON output");
+  bench->add_option("--threads", bench_options.threads, "LibTorch threads");
+  bench->add_option("--repeats", bench_options.repeats, "repeats per measurement");
+  bench->add_option("--tokens", bench_options.tokens, "tokens T");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -140,6 +166,15 @@ int run_cli(int argc, char** argv) {
   }
   if (*run) return command_run(config_path, overrides, dump_config);
   if (*list) return command_list(what, verbose);
+  if (*route) {
+    std::cout << route_json(route_request);
+    return kExitOk;
+  }
+  if (*bench) {
+    std::cout << (bench_what == "matmul" ? bench_matmul_report(bench_options)
+                                         : bench_routers_report(bench_options));
+    return kExitOk;
+  }
   return command_query(db, sql, csv, json);
 }
 
@@ -147,6 +182,11 @@ int run_cli(int argc, char** argv) {
 }  // namespace moelab
 
 int main(int argc, char** argv) {
+  // Keep freed tensor memory in the heap instead of returning it to the OS after every
+  // step: LibTorch frees and reallocates the same large buffers each step, and glibc's
+  // defaults turn that into page faults (quickstart: 8.6 -> 9.2-9.9 steps/s).
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
   try {
     return moelab::run_cli(argc, argv);
   } catch (const moelab::ConfigError& e) {

@@ -67,6 +67,13 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
   b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
 }
 
+std::shared_ptr<Router> MoELayerImpl::swap_router(std::shared_ptr<Router> router) {
+  auto previous = router_;
+  router_ = std::move(router);
+  replace_module("router", router_);
+  return previous;
+}
+
 torch::Tensor MoELayerImpl::expert_ffn(int64_t e, const torch::Tensor& input) {
   auto hidden = torch::gelu(torch::addmm(b_in_[e], input, w_in_[e]));  // [n, H]
   return torch::addmm(b_out_[e], hidden, w_out_[e]);                   // [n, D]

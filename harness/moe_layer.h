@@ -43,6 +43,9 @@ class MoELayerImpl : public torch::nn::Module {
   const std::vector<NamedTensor>& aux_terms() const { return aux_terms_; }
 
   Router& router() { return *router_; }
+  std::shared_ptr<Router> router_ptr() const { return router_; }
+  // Replaces the router (evaluation-time routing swaps); returns the previous one.
+  std::shared_ptr<Router> swap_router(std::shared_ptr<Router> router);
 
  private:
   torch::Tensor expert_ffn(int64_t expert, const torch::Tensor& input);          // [n, D]

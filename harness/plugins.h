@@ -12,6 +12,7 @@ namespace moelab {
 
 struct ModelConfig;
 
+// "none" gives empty options (for optional router choices such as eval.router_override).
 std::unique_ptr<AnyOptions> make_router_options(const std::string& name);
 std::unique_ptr<AnyOptions> make_task_options(const std::string& name);
 

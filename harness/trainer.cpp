@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "routers/registry.h"
+
 namespace moelab {
 namespace {
 
@@ -83,15 +85,45 @@ MetricValues log_routing_metrics(Transformer backbone, int64_t step, MetricLog& 
 
 void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& config, Task& task,
                      TaskModel& model, MetricLog& log, int64_t step, torch::Device device,
-                     MetricValues* summaries) {
+                     MetricValues* summaries, const std::string& label_suffix = "") {
   model.eval();
   for (const auto& split : splits) {
+    const std::string label = split + label_suffix;
     for (const auto& [name, value] : task.evaluate(model, split, config, device)) {
-      log.add(step, split, name, value);
-      if (summaries) summaries->emplace_back(split + "/" + name, value);
+      log.add(step, label, name, value);
+      if (summaries) summaries->emplace_back(label + "/" + name, value);
     }
   }
   model.train();
+}
+
+// Builds the eval.router_override router for every MoE layer, carrying over the trained
+// router's gate weights, and swaps it in; returns the trained routers to restore.
+std::vector<std::shared_ptr<Router>> swap_in_override(Transformer backbone, const RunConfig& config,
+                                                      torch::Device device) {
+  const PluginChoice& choice = config.eval.router_override;
+  std::vector<std::shared_ptr<Router>> trained;
+  int64_t layer_index = 0;
+  for (auto& layer : backbone->moe_layers()) {
+    auto source = std::dynamic_pointer_cast<LogitRouter>(layer->router_ptr());
+    auto replacement = make_router(choice, RouterShape{source ? source->gate()->weight.size(1) : 0,
+                                                       config.model.moe.experts, config.seed,
+                                                       layer_index++});
+    auto target = std::dynamic_pointer_cast<LogitRouter>(replacement);
+    if (!source || !target) {
+      throw ConfigError(fmt::format(
+          "eval.router_override: swapping '{}' for '{}' needs two routers that decide from "
+          "linear router logits",
+          config.router.name, choice.name));
+    }
+    {
+      torch::NoGradGuard no_grad;
+      target->gate()->weight.copy_(source->gate()->weight);
+    }
+    replacement->to(device);
+    trained.push_back(layer->swap_router(replacement));
+  }
+  return trained;
 }
 
 }  // namespace
@@ -175,6 +207,13 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
                             {"train/steps_per_second", train.steps / train_seconds}};
   summaries.insert(summaries.end(), last_routing.begin(), last_routing.end());
   evaluate_splits(task.final_splits(), config, task, model, log, train.steps, device, &summaries);
+  if (config.eval.router_override.name != "none") {
+    auto trained = swap_in_override(backbone, config, device);
+    evaluate_splits(task.final_splits(), config, task, model, log, train.steps, device, &summaries,
+                    "@" + config.eval.router_override.name);
+    auto layers = backbone->moe_layers();
+    for (size_t i = 0; i < layers.size(); ++i) layers[i]->swap_router(trained[i]);
+  }
   log.flush();
   return summaries;
 }

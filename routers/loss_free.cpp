@@ -1,6 +1,7 @@
 // Auxiliary-loss-free balancing by a selection-only bias.
 #include "routers/loss_free.h"
 
+#include "routers/losses.h"
 #include "routers/topk.h"
 
 namespace moelab {
@@ -27,6 +28,7 @@ RouteResult LossFreeRouter::decide(const torch::Tensor& logits, const RouteConte
     torch::NoGradGuard no_grad;
     step_counts_ += torch::bincount(result.expert, {}, logits.size(1)).to(step_counts_.options());
   }
+  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef);
   result.metrics.emplace_back("bias_abs_max", bias_.abs().max().detach());
   return result;
 }

@@ -1,7 +1,7 @@
 // `loss_free` (Wang et al. 2024; DeepSeek-V3): a per-expert selection bias b, added to the
 // scores only to choose the top k (gates come from the unbiased scores), updated after every
 // optimizer step by b_e += rate * sign(mean load - load_e) from the step's token counts.
-// No gradient reaches b and no auxiliary loss is used.
+// No gradient reaches b; no auxiliary loss unless aux_coef / z_coef ask for one.
 #pragma once
 
 #include "harness/config.h"
@@ -14,6 +14,8 @@ struct LossFreeOptions {
   double rate = 1e-3;
   std::string score = "softmax";
   bool renormalize = true;
+  double aux_coef = 0.0;
+  double z_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -22,6 +24,9 @@ struct LossFreeOptions {
     v(score, "score", "affinity: softmax over experts or element-wise sigmoid",
       one_of({"softmax", "sigmoid"}));
     v(renormalize, "renormalize", "rescale the k gates to sum to 1");
+    v(aux_coef, "aux_coef", "Switch balance loss weight (the method uses none; for ablations)",
+      at_least(0));
+    v(z_coef, "z_coef", "router z-loss weight", at_least(0));
   }
   void check(const ModelConfig& model) const;
 };

@@ -67,7 +67,15 @@ std::shared_ptr<Router> make_router(const PluginChoice& choice, const RouterShap
   return find_router(choice.name).make(*choice.options, shape);
 }
 
+namespace {
+struct NoOptions {
+  template <class V>
+  void visit(V&) {}
+};
+}  // namespace
+
 std::unique_ptr<AnyOptions> make_router_options(const std::string& name) {
+  if (name == "none") return std::make_unique<TypedOptions<NoOptions>>();
   return find_router(name).make_options();
 }
 

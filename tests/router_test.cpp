@@ -10,6 +10,7 @@
 #include "routers/noisy_topk.h"
 #include "routers/registry.h"
 #include "routers/sinkhorn.h"
+#include "routers/stablemoe.h"
 #include "routers/smoe_dropout.h"
 #include "routers/ssr.h"
 #include "routers/usmoe.h"
@@ -290,6 +291,73 @@ TEST_CASE("soft MoE layer output equals the slot mixture reference", "[router][m
   CHECK(torch::allclose(y, expected, 1e-5, 1e-6));
   ctx.causal = true;
   CHECK_THROWS_WITH(router->route(x, ctx), Catch::Matchers::Contains("causal"));
+}
+
+}  // namespace moelab
+
+namespace moelab {
+
+TEST_CASE("aux_loss adds the Switch balance loss and the z-loss with their weights", "[router]") {
+  RunConfig config = parse_run_config("", "t.yaml", {"router.name=aux_loss", "router.k=1",
+                                                     "model.moe.experts=2"});
+  auto router = std::dynamic_pointer_cast<LogitRouter>(
+      make_router(config.router, RouterShape{2, 2, 0, 0}));
+  auto logits = torch::tensor({{1.0f, 0.0f}, {2.0f, 0.0f}, {0.0f, 1.0f}});
+  RouteResult r = router->decide(logits, RouteContext{});
+  std::map<std::string, double> aux;
+  for (const auto& [name, value] : r.aux_losses) aux[name] = value.item<double>();
+  // f = (2/3, 1/3); P = mean softmax rows.
+  const double p1 = 1 / (1 + std::exp(-1.0)), p2 = 1 / (1 + std::exp(-2.0));
+  const double P0 = (p1 + p2 + (1 - p1)) / 3, P1 = 1 - P0;
+  CHECK(aux.at("balance") == Approx(0.01 * 2 * (2.0 / 3 * P0 + 1.0 / 3 * P1)));
+  auto lse = [](double a, double b) { return std::log(std::exp(a) + std::exp(b)); };
+  const double z = (std::pow(lse(1, 0), 2) + std::pow(lse(2, 0), 2) + std::pow(lse(0, 1), 2)) / 3;
+  CHECK(aux.at("z") == Approx(0.001 * z));
+}
+
+TEST_CASE("sbase balances in training and routes by activation at evaluation", "[router]") {
+  auto router = make<LogitRouter>({"router.name=sbase", "router.k=1", "model.moe.experts=4"}, 4);
+  torch::manual_seed(10);
+  auto logits = torch::randn({64, 4}) + torch::tensor({4.0f, 0.0f, 0.0f, 0.0f});
+  RouteResult train = router->decide(logits, training_ctx());
+  auto train_load = loads(train, 4).to(torch::kFloat);
+  CHECK(train_load.max().item<double>() / train_load.mean().item<double>() < 1.3);
+  CHECK(train.weight.allclose(torch::sigmoid(logits).gather(1, train.expert.view({-1, 1})).view(-1)));
+  RouteResult eval = router->decide(logits, RouteContext{});
+  CHECK(torch::equal(eval.expert, logits.argmax(-1)));
+}
+
+TEST_CASE("stablemoe freezes its distilled routing after stage 1", "[router]") {
+  RunConfig config = parse_run_config("", "t.yaml", {"router.name=stablemoe", "router.stage1_steps=2"});
+  auto router = make_router(config.router, RouterShape{8, 8, 0, 0});
+  auto stable = std::dynamic_pointer_cast<StableMoeRouter>(router);
+  REQUIRE(stable);
+  auto x = torch::randn({32, 8});
+  auto has_distill = [&](const RouteResult& r) {
+    for (const auto& [name, value] : r.aux_losses) if (name == "distill") return true;
+    return false;
+  };
+  CHECK(stable->in_stage1());
+  CHECK(has_distill(router->route(x, training_ctx(1))));
+  router->on_step_end(1);
+  router->on_step_end(2);
+  CHECK(!stable->in_stage1());
+  RouteResult frozen = router->route(x, training_ctx(3));
+  CHECK(!has_distill(frozen));
+  // Stage 2 decides by the distilled router: changing the centroids changes no choice.
+  {
+    torch::NoGradGuard no_grad;
+    router->named_parameters()["centroids"].normal_();
+  }
+  CHECK(torch::equal(router->route(x, training_ctx(4)).expert, frozen.expert));
+}
+
+TEST_CASE("xmoe keeps its expert embeddings at the configured norm", "[router]") {
+  RunConfig config = parse_run_config("", "t.yaml", {"router.name=xmoe", "router.embedding_norm=1.5"});
+  auto router = make_router(config.router, RouterShape{8, 8, 0, 0});
+  router->route(torch::randn({16, 8}), training_ctx());
+  auto norms = router->named_parameters()["expert_embeddings"].norm(2, -1);
+  CHECK(norms.allclose(torch::full({8}, 1.5)));
 }
 
 }  // namespace moelab

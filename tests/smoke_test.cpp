@@ -1,9 +1,13 @@
 // End to end through the `moelab` binary: a few training steps on real Fashion-MNIST write a
 // done run with metrics; query reads it; config errors exit 2 with the line number.
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
+#include "harness/npy.h"
 #include "harness/store.h"
 #include "test_util.h"
 
@@ -120,6 +124,62 @@ TEST_CASE("config errors exit 2 with file and line; a failing run exits 1", "[sm
 
   CHECK(run_moelab("frobnicate").exit_code == 2);
   CHECK(run_moelab("--help").exit_code == 0);
+}
+
+}  // namespace moelab
+
+namespace moelab {
+
+TEST_CASE("moelab route prints a router's decision on .npy logits", "[smoke][route]") {
+  testing::TempDir dir;
+  // Token 0 prefers expert 1, token 1 expert 2, token 2 expert 0.
+  write_npy_float32(dir.file("logits.npy"),
+                    torch::tensor({{0.0f, 3.0f, 1.0f}, {1.0f, 0.0f, 2.0f}, {5.0f, 0.0f, 4.0f}}));
+  Command topk = run_moelab("route --router topk --logits " + dir.file("logits.npy") + " k=2");
+  INFO(topk.output);
+  REQUIRE(topk.exit_code == 0);
+  auto json = nlohmann::json::parse(topk.output);
+  CHECK(json["indices"] == nlohmann::json::parse("[[1, 2], [2, 0], [0, 2]]"));
+  const double g = 1.0 / (1.0 + std::exp(-2.0));  // softmax over logits {3, 1}
+  CHECK(json["weights"][0][0].get<double>() == Approx(g));
+  CHECK(json["weights"][0][1].get<double>() == Approx(1 - g));
+  CHECK(json["tokens_per_expert"] == nlohmann::json::parse("[2, 1, 3]"));
+
+  Command ec = run_moelab("route --router expert_choice --logits " + dir.file("logits.npy") +
+                          " k=1");
+  REQUIRE(ec.exit_code == 0);
+  CHECK(nlohmann::json::parse(ec.output)["tokens_per_expert"] == nlohmann::json::parse("[1, 1, 1]"));
+
+  Command ssr = run_moelab("route --router ssr --training --step 3 --logits " +
+                           dir.file("logits.npy") + " p=1 k=1");
+  REQUIRE(ssr.exit_code == 0);
+  auto ssr_json = nlohmann::json::parse(ssr.output);
+  CHECK(ssr_json["metrics"]["ssr_sinkhorn_step"].get<double>() == 1.0);
+  CHECK(ssr_json["tokens_per_expert"] == nlohmann::json::parse("[1, 1, 1]"));  // balanced plan
+
+  Command hash = run_moelab("route --router hash --logits " + dir.file("logits.npy"));
+  CHECK(hash.exit_code == 2);
+  CHECK_THAT(hash.output, Catch::Matchers::Contains("more than router logits"));
+  Command bad_k = run_moelab("route --router topk --logits " + dir.file("logits.npy") + " k=4");
+  CHECK(bad_k.exit_code == 2);
+  CHECK_THAT(bad_k.output, Catch::Matchers::Contains("router.k = 4"));
+}
+
+TEST_CASE("eval.router_override evaluates the trained model under another rule", "[smoke]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
+  const std::string db = dir.file("results.db");
+  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + db +
+                           " eval.router_override.name=expert_choice eval.router_override.k=2");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  Store store(db);
+  auto splits = store.query("SELECT DISTINCT split FROM metrics WHERE name = 'accuracy' ORDER BY split");
+  std::vector<std::string> names;
+  for (const auto& row : splits.rows) names.push_back(row[0].text);
+  CHECK(names == std::vector<std::string>{"test", "test@expert_choice", "val", "val@expert_choice"});
+  CHECK(store.query("SELECT COUNT(*) FROM summaries WHERE name = 'test@expert_choice/accuracy'")
+            .rows[0][0].integer == 1);
 }
 
 }  // namespace moelab

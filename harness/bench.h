@@ -1,0 +1,24 @@
+// `moelab bench`: performance measurements (never timed tests). `routers` times, in one
+// process, each registered router's decision and a training step of one MoE layer against a
+// dense FFN of equal active FLOPs, plus SSR and S-BASE against top-k.
+#pragma once
+
+#include <string>
+
+namespace moelab {
+
+struct BenchOptions {
+  int64_t tokens = 4096;
+  int64_t dim = 256;
+  int64_t hidden = 512;
+  int64_t experts = 16;
+  int64_t k = 2;
+  int64_t threads = 2;
+  int64_t repeats = 5;
+  bool json = false;
+};
+
+std::string bench_matmul_report(const BenchOptions& options);
+std::string bench_routers_report(const BenchOptions& options);
+
+}  // namespace moelab

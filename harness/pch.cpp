@@ -1,0 +1,1 @@
+// Carrier of the precompiled LibTorch header (harness/pch.h) that every target reuses.
