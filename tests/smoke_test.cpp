@@ -8,7 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/npy.h"
+#include "harness/runner.h"
 #include "harness/store.h"
+#include "routers/registry.h"
 #include "test_util.h"
 
 namespace moelab {
@@ -180,6 +182,33 @@ TEST_CASE("eval.router_override evaluates the trained model under another rule",
   CHECK(names == std::vector<std::string>{"test", "test@expert_choice", "val", "val@expert_choice"});
   CHECK(store.query("SELECT COUNT(*) FROM summaries WHERE name = 'test@expert_choice/accuracy'")
             .rows[0][0].integer == 1);
+}
+
+}  // namespace moelab
+
+namespace moelab {
+
+TEST_CASE("every registered router trains in the quickstart model", "[smoke][routers]") {
+  testing::TempDir dir;
+  const std::string db = dir.file("routers.db");
+  for (const auto& entry : router_registry()) {
+    DYNAMIC_SECTION("router " << entry.name) {
+      RunConfig config = parse_run_config(
+          R"(task: {name: image, train_limit: 256, val_size: 200}
+model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16}}
+train: {steps: 4, batch_size: 16, log_every: 2, warmup_steps: 1}
+eval: {max_examples: 100}
+)",
+          "routers.yaml", {std::string("router.name=") + entry.name, "db=" + db});
+      RunOutcome outcome = execute_run(config);
+      INFO(outcome.error);
+      CHECK(outcome.status == "done");
+      Store store(db);
+      auto done = store.query(std::string("SELECT COUNT(*) FROM runs WHERE status = 'done' AND "
+                                          "router = '") + entry.name + "'");
+      CHECK(done.rows[0][0].integer == 1);
+    }
+  }
 }
 
 }  // namespace moelab
