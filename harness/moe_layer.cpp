@@ -99,7 +99,6 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   const double route_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
-  aux_terms_ = route.aux_losses;
   aux_loss_ = torch::zeros({}, x.options());
   for (const auto& [name, loss] : route.aux_losses) aux_loss_ = aux_loss_ + loss;
   metrics_.clear();

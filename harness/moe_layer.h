@@ -40,7 +40,6 @@ class MoELayerImpl : public torch::nn::Module {
   torch::Tensor aux_loss() const { return aux_loss_; }
   // From the last forward with ctx.collect_metrics: detached scalars, plus per-expert loads.
   const std::vector<NamedTensor>& metrics() const { return metrics_; }
-  const std::vector<NamedTensor>& aux_terms() const { return aux_terms_; }
 
   Router& router() { return *router_; }
   std::shared_ptr<Router> router_ptr() const { return router_; }
@@ -63,7 +62,6 @@ class MoELayerImpl : public torch::nn::Module {
   std::shared_ptr<Router> router_;
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
   torch::Tensor aux_loss_;
-  std::vector<NamedTensor> aux_terms_;
   std::vector<NamedTensor> metrics_;
 };
 TORCH_MODULE(MoELayer);

@@ -32,12 +32,7 @@ RouteResult ExpertChoiceRouter::decide(const torch::Tensor& logits, const RouteC
                     .view({1, experts, 1})
                     .expand({group_count, experts, capacity})
                     .reshape({-1});                                    // [G*E*cap]
-  auto order = std::get<1>(torch::sort(token * experts + expert));    // token-major
-  RouteResult result;
-  result.token = token.index_select(0, order);
-  result.expert = expert.index_select(0, order);
-  result.weight = probs.index({result.token, result.expert});
-  result.priority = result.weight.detach();
+  RouteResult result = RouteResult::from_pairs(token, expert, probs);
   result.logits = logits;
   result.probs = probs;
   return result;

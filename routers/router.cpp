@@ -19,6 +19,17 @@ RouteResult RouteResult::from_topk(const torch::Tensor& indices, const torch::Te
   return result;
 }
 
+RouteResult RouteResult::from_pairs(const torch::Tensor& token, const torch::Tensor& expert,
+                                    const torch::Tensor& scores) {
+  auto order = std::get<1>(torch::sort(token * scores.size(1) + expert));  // token-major
+  RouteResult result;
+  result.token = token.index_select(0, order);
+  result.expert = expert.index_select(0, order);
+  result.weight = scores.index({result.token, result.expert});
+  result.priority = result.weight.detach();
+  return result;
+}
+
 LogitRouter::LogitRouter(const RouterShape& shape) {
   gate_ = register_module(
       "gate", torch::nn::Linear(torch::nn::LinearOptions(shape.dim, shape.experts).bias(false)));

@@ -45,6 +45,10 @@ struct RouteResult {
 
   // From per-token choices: indices [T, k] int64 and weights [T, k].
   static RouteResult from_topk(const torch::Tensor& indices, const torch::Tensor& weights);
+  // From chosen (token [A], expert [A]) pairs in any order, gated by scores [T, E]: sorted
+  // token-major like from_topk, weight = scores[token, expert].
+  static RouteResult from_pairs(const torch::Tensor& token, const torch::Tensor& expert,
+                                const torch::Tensor& scores);
 };
 
 struct RouterShape {

@@ -18,14 +18,13 @@ StableMoeRouter::StableMoeRouter(const StableMoeOptions& options, const RouterSh
   } else {
     distill_linear_ = register_module("distill", torch::nn::Linear(shape.dim, shape.experts));
   }
-  steps_done_ = register_buffer("steps_done", torch::zeros({}, torch::kLong));
 }
 
 bool StableMoeRouter::in_stage1() const {
-  return steps_done_.item<int64_t>() < options_.stage1_steps;
+  return steps_done_ < options_.stage1_steps;
 }
 
-void StableMoeRouter::on_step_end(int64_t /*step*/) { steps_done_ += 1; }
+void StableMoeRouter::on_step_end(int64_t /*step*/) { ++steps_done_; }
 
 torch::Tensor StableMoeRouter::distilled_logits(const torch::Tensor& x, const RouteContext& ctx) {
   if (distill_embedding_) {

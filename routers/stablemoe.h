@@ -51,7 +51,7 @@ class StableMoeRouter : public Router {
   torch::Tensor centroids_;          // [E, D]
   torch::nn::Linear distill_linear_{nullptr};
   torch::nn::Embedding distill_embedding_{nullptr};
-  torch::Tensor steps_done_;         // [] int64 buffer (checkpointed with the model)
+  int64_t steps_done_ = 0;           // optimizer steps seen; host-side, no device sync
 };
 
 }  // namespace moelab

@@ -28,13 +28,7 @@ RouteResult UsmoeRouter::decide(const torch::Tensor& logits, const RouteContext&
   auto local_token = chosen.div(experts, "floor");                   // [G, c]
   auto token = groups.gather(1, local_token).reshape({-1});          // [G*c]
   auto expert = chosen.remainder(experts).reshape({-1});             // [G*c]
-  // Token-major order, as the other routers produce.
-  auto order = std::get<1>(torch::sort(token * experts + expert));
-  RouteResult result;
-  result.token = token.index_select(0, order);
-  result.expert = expert.index_select(0, order);
-  result.weight = scores.index({result.token, result.expert});
-  result.priority = result.weight.detach();
+  RouteResult result = RouteResult::from_pairs(token, expert, scores);
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);
   return result;

@@ -54,8 +54,8 @@ ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
       throw Error(fmt::format("'{}' has {} images but '{}' has {} labels", image_path,
                               s.images.size(0), label_path, s.labels.size(0)));
     }
-    files_.emplace_back(image_path, sha256_file_hex(image_path));
-    files_.emplace_back(label_path, sha256_file_hex(label_path));
+    files_.push_back(image_path);
+    files_.push_back(label_path);
     return s;
   };
   Split full = load("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz");
@@ -122,6 +122,10 @@ MetricValues ImageTask::evaluate(TaskModel& model, const std::string& split_name
           {"loss", loss_sum / count}};
 }
 
-std::vector<std::pair<std::string, std::string>> ImageTask::data_files() const { return files_; }
+std::vector<std::pair<std::string, std::string>> ImageTask::data_files() const {
+  std::vector<std::pair<std::string, std::string>> hashed;
+  for (const auto& path : files_) hashed.emplace_back(path, sha256_file_hex(path));
+  return hashed;
+}
 
 }  // namespace moelab

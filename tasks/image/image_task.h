@@ -64,7 +64,7 @@ class ImageTask : public Task {
   Split train_, val_, test_;
   int64_t classes_ = 10;
   EpochSampler sampler_;
-  std::vector<std::pair<std::string, std::string>> files_;
+  std::vector<std::string> files_;  // data files read, hashed on demand by data_files()
 };
 
 }  // namespace moelab
