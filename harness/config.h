@@ -65,6 +65,7 @@ struct TrainConfig {
   double grad_clip = 1.0;
   int64_t log_every = 25;
   int64_t eval_every = 0;
+  int64_t checkpoint_every = 0;
 
   template <class V>
   void visit(V& v) {
@@ -81,6 +82,9 @@ struct TrainConfig {
     v(log_every, "log_every", "log training metrics every N steps", at_least(1));
     v(eval_every, "eval_every", "evaluate on validation every N steps; 0 = only at the end",
       at_least(0));
+    v(checkpoint_every, "checkpoint_every",
+      "save a checkpoint every N steps (always at the end and on interruption); 0 = only then",
+      at_least(0).unhashed());
   }
 };
 
@@ -105,6 +109,7 @@ struct RunConfig {
   std::string name = "run";
   int64_t seed = 0;
   std::string db = "results/moelab.db";
+  std::string checkpoint_dir = "results/checkpoints";
   int64_t threads = 2;
   int64_t blas_threads = 1;
   std::string device = "cpu";
@@ -124,6 +129,8 @@ struct RunConfig {
     v(name, "name", "a label for the run (not part of its identity)", not_hashed());
     v(seed, "seed", "seed for initialisation, data order, dropout and noise", at_least(0));
     v(db, "db", "SQLite results database", not_hashed());
+    v(checkpoint_dir, "checkpoint_dir", "folder of the runs' checkpoints (<config hash>.pt)",
+      not_hashed());
     v(threads, "threads", "LibTorch intra-op threads", at_least(1).unhashed());
     v(blas_threads, "blas_threads",
       "OpenBLAS threads; 1 avoids oversubscription beside LibTorch's own pool",

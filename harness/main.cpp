@@ -12,6 +12,7 @@
 #include "harness/config.h"
 #include "harness/provenance.h"
 #include "harness/route_command.h"
+#include "harness/robustness.h"
 #include "harness/runner.h"
 #include "harness/store.h"
 #include "harness/table.h"
@@ -42,7 +43,7 @@ QueryResult summary_table(const RunOutcome& outcome) {
 }
 
 int command_run(const std::string& path, const std::vector<std::string>& overrides,
-                bool dump_config) {
+                bool dump_config, bool resume) {
   RunConfig config = load_run_config(path, overrides);
   if (dump_config) {
     std::cout << canonical_yaml(config);
@@ -52,7 +53,7 @@ int command_run(const std::string& path, const std::vector<std::string>& overrid
   fmt::print(stderr, "moelab: run '{}' (config {}), task {}, router {}, results -> {}\n",
              config.name, config_hash(config).substr(0, 12), config.task.name,
              config.router.name, config.db);
-  RunOutcome outcome = execute_run(config);
+  RunOutcome outcome = execute_run(config, "", resume);
   if (outcome.status != "done") {
     fmt::print(stderr, "moelab: run {} {}: {}\n", outcome.run_id, outcome.status, outcome.error);
     return kExitRunFailed;
@@ -106,6 +107,25 @@ int command_query(const std::string& db, const std::string& sql, bool csv, bool 
   return kExitOk;
 }
 
+// Runs of the database that have results on `suite`, in id order.
+std::vector<int64_t> runs_with_suite(Store& store, const std::string& suite) {
+  auto result = store.query(fmt::format(
+      "SELECT DISTINCT run_id FROM summaries WHERE name LIKE '{}:%/accuracy' ORDER BY run_id",
+      suite));
+  std::vector<int64_t> runs;
+  for (const auto& row : result.rows) runs.push_back(row[0].integer);
+  return runs;
+}
+
+int command_robustness(const std::string& db, const std::string& suite, int64_t baseline,
+                       std::vector<int64_t> runs, bool csv, bool json) {
+  Store store(db);
+  if (runs.empty()) runs = runs_with_suite(store, suite);
+  QueryResult table = robustness_table(store, suite, baseline, runs);
+  std::cout << (csv ? format_csv(table) : json ? format_json(table) : format_aligned(table));
+  return kExitOk;
+}
+
 int run_cli(int argc, char** argv) {
   CLI::App app{"moelab: compare sparse mixture-of-experts routing strategies"};
   app.set_version_flag("--version", version_text());
@@ -114,10 +134,12 @@ int run_cli(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "train and evaluate one run config");
   std::string config_path;
   std::vector<std::string> overrides;
-  bool dump_config = false;
+  bool dump_config = false, resume = false;
   run->add_option("config", config_path, "run config YAML")->required()->check(CLI::ExistingFile);
   run->add_option("overrides", overrides, "key=value overrides with dotted keys (train.lr=3e-4)");
   run->add_flag("--dump-config", dump_config, "print the fully resolved config and exit");
+  run->add_flag("--resume", resume,
+                "continue this config's newest unfinished run from its checkpoint");
 
   auto* list = app.add_subcommand("list", "list routers, tasks or config keys");
   std::string what;
@@ -158,14 +180,33 @@ int run_cli(int argc, char** argv) {
   bench->add_option("--repeats", bench_options.repeats, "repeats per measurement");
   bench->add_option("--tokens", bench_options.tokens, "tokens T");
 
+  auto* robustness = app.add_subcommand(
+      "robustness", "corruption error, mCE and relative mCE of runs against a baseline run");
+  std::string robustness_suite = "fmnist_c";
+  int64_t baseline_run = 0;
+  std::vector<int64_t> robustness_runs;
+  bool robustness_csv = false, robustness_json = false;
+  robustness->add_option("db", db, "results database")->required()->check(CLI::ExistingFile);
+  robustness->add_option("--suite", robustness_suite, "fmnist_c | cifar_c")
+      ->check(CLI::IsMember({"fmnist_c", "cifar_c"}));
+  robustness->add_option("--baseline", baseline_run, "run id in the AlexNet role")->required();
+  robustness->add_option("--runs", robustness_runs, "run ids (default: every run with the suite)")
+      ->delimiter(',');
+  auto* robustness_csv_flag = robustness->add_flag("--csv", robustness_csv, "CSV output");
+  robustness->add_flag("--json", robustness_json, "JSON output")->excludes(robustness_csv_flag);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  if (*run) return command_run(config_path, overrides, dump_config);
+  if (*run) return command_run(config_path, overrides, dump_config, resume);
   if (*list) return command_list(what, verbose);
+  if (*robustness) {
+    return command_robustness(db, robustness_suite, baseline_run, robustness_runs, robustness_csv,
+                              robustness_json);
+  }
   if (*route) {
     std::cout << route_json(route_request);
     return kExitOk;

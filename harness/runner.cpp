@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 
+#include "harness/checkpoint.h"
 #include "harness/provenance.h"
 #include "harness/trainer.h"
 #include "tasks/registry.h"
@@ -40,6 +41,24 @@ torch::Device device_for(const RunConfig& config) {
   return device;
 }
 
+// The run to continue: the newest unfinished one of this config, reopened at its checkpoint.
+int64_t reopen_for_resume(Store& store, const RunConfig& config) {
+  const std::string hash = config_hash(config);
+  const std::string checkpoint = checkpoint_path(config);
+  auto previous = store.latest_unfinished_run(hash);
+  if (!previous) {
+    throw ConfigError(fmt::format("--resume: '{}' has no unfinished run of config {}",
+                                  config.db, hash.substr(0, 12)));
+  }
+  const int64_t step = checkpoint_step(checkpoint);
+  if (step < 0) {
+    throw ConfigError(fmt::format("--resume: run {} has no checkpoint ('{}' is missing)",
+                                  *previous, checkpoint));
+  }
+  store.reopen_run(*previous, step);
+  return *previous;
+}
+
 }  // namespace
 
 void install_interrupt_handlers() {
@@ -47,11 +66,12 @@ void install_interrupt_handlers() {
   std::signal(SIGTERM, on_interrupt_signal);
 }
 
-RunOutcome execute_run(const RunConfig& config, const std::string& sweep) {
+RunOutcome execute_run(const RunConfig& config, const std::string& sweep, bool resume) {
   apply_thread_settings(config);
   Store store(config.db);
   RunOutcome outcome;
-  outcome.run_id = store.create_run(make_record(config, sweep));
+  outcome.run_id = resume ? reopen_for_resume(store, config)
+                          : store.create_run(make_record(config, sweep));
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -62,7 +82,7 @@ RunOutcome execute_run(const RunConfig& config, const std::string& sweep) {
     auto task = make_task(config);
     auto model = task->build_model(config);
     MetricLog log(store, outcome.run_id);
-    outcome.summaries = train_and_evaluate(config, *task, *model, log, device);
+    outcome.summaries = train_and_evaluate(config, *task, *model, log, device, resume);
     outcome.status = "done";
   } catch (const DivergedError& e) {
     outcome.status = "diverged";

@@ -16,7 +16,10 @@ struct RunOutcome {
   MetricValues summaries;
 };
 
-RunOutcome execute_run(const RunConfig& config, const std::string& sweep = "");
+// With `resume`, continues the newest unfinished run of this config from its checkpoint
+// (ConfigError when there is none) instead of starting a new run.
+RunOutcome execute_run(const RunConfig& config, const std::string& sweep = "",
+                       bool resume = false);
 
 // Installs SIGINT/SIGTERM handlers that ask the training loop to stop at the next step.
 void install_interrupt_handlers();

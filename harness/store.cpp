@@ -233,6 +233,32 @@ void Store::finish_run(int64_t run_id, const std::string& status,
   transaction.commit();
 }
 
+std::optional<int64_t> Store::latest_unfinished_run(const std::string& config_hash) {
+  SQLite::Statement select(db_,
+                           "SELECT id FROM runs WHERE config_hash = ? AND status IN "
+                           "('running', 'interrupted', 'failed', 'diverged') "
+                           "ORDER BY id DESC LIMIT 1");
+  select.bind(1, config_hash);
+  if (!select.executeStep()) return std::nullopt;
+  return select.getColumn(0).getInt64();
+}
+
+void Store::reopen_run(int64_t run_id, int64_t step) {
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement drop(db_, "DELETE FROM metrics WHERE run_id = ? AND step > ?");
+  drop.bind(1, static_cast<int64_t>(run_id));
+  drop.bind(2, static_cast<int64_t>(step));
+  drop.exec();
+  SQLite::Statement drop_summaries(db_, "DELETE FROM summaries WHERE run_id = ?");
+  drop_summaries.bind(1, static_cast<int64_t>(run_id));
+  drop_summaries.exec();
+  SQLite::Statement update(db_, "UPDATE runs SET status = 'running', error = '', finished_at = "
+                                "NULL, heartbeat_at = " + now_sql() + " WHERE id = ?");
+  update.bind(1, static_cast<int64_t>(run_id));
+  MOELAB_CHECK(update.exec() == 1, "run {} not found in the results database", run_id);
+  transaction.commit();
+}
+
 QueryResult Store::query(const std::string& sql) {
   SQLite::Statement statement(db_, sql);
   QueryResult result;

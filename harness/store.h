@@ -74,6 +74,13 @@ class Store {
                   const std::vector<std::pair<std::string, double>>& summaries,
                   const std::string& error = "", double wall_seconds = 0.0);
 
+  // The newest run with this config hash that did not end well (running, interrupted,
+  // failed, diverged), if any: what `--resume` continues.
+  std::optional<int64_t> latest_unfinished_run(const std::string& config_hash);
+  // Marks the run 'running' again and deletes its metric rows after `step`, which the
+  // resumed run logs anew; earlier summaries are dropped (the resumed run writes them).
+  void reopen_run(int64_t run_id, int64_t step);
+
   QueryResult query(const std::string& sql);
   int schema_version();
   SQLite::Database& database() { return db_; }

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "harness/checkpoint.h"
+#include "harness/sampler.h"
 #include "routers/registry.h"
 
 namespace moelab {
@@ -34,14 +36,16 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& train
 // Progress: a redrawn line with ETA on a terminal, plain lines at log steps otherwise.
 class Progress {
  public:
-  explicit Progress(int64_t total) : total_(total), interactive_(isatty(fileno(stderr)) != 0) {}
+  Progress(int64_t first, int64_t total)
+      : first_(first), total_(total), interactive_(isatty(fileno(stderr)) != 0) {}
 
   void update(int64_t step, double loss, bool log_step) {
     if (!interactive_ && !log_step) return;
     const double elapsed = seconds();
-    const double eta = step > 0 ? elapsed / step * (total_ - step) : 0.0;
+    const double rate = (step - first_) / std::max(elapsed, 1e-9);
+    const double eta = rate > 0 ? (total_ - step) / rate : 0.0;
     std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | {:.1f} steps/s | ETA {:.0f}s",
-                                   step, total_, loss, step / std::max(elapsed, 1e-9), eta);
+                                   step, total_, loss, rate, eta);
     if (interactive_) {
       fmt::print(stderr, "\r{}\x1b[K", line);
       if (step == total_) fmt::print(stderr, "\n");
@@ -55,10 +59,25 @@ class Progress {
   }
 
  private:
-  int64_t total_;
+  int64_t first_, total_;
   bool interactive_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
+
+// The global generator (dropout, router noise) is reseeded from (seed, step) before every
+// step, so a run resumed from a checkpoint draws exactly what the uninterrupted run drew.
+void seed_step(int64_t seed, int64_t step) {
+  uint64_t state = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step);
+  torch::manual_seed(splitmix64(state));
+}
+
+// Gradients are reset to undefined, not to zero (PyTorch 2's default, explicit here because
+// 1.13 zeroes): a parameter outside this step's graph (an expert that got no tokens, a frozen
+// stage) is then skipped by the optimizer, so its update does not depend on whether it had a
+// gradient before, which is also what makes a resumed run equal the uninterrupted one.
+void clear_gradients(torch::nn::Module& model) {
+  for (auto& parameter : model.parameters()) parameter.mutable_grad() = torch::Tensor();
+}
 
 torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
   return t.defined() ? t.to(device) : t;
@@ -130,6 +149,7 @@ std::vector<std::shared_ptr<Router>> swap_in_override(Transformer backbone, cons
 
 void request_interrupt() { g_interrupt = true; }
 bool interrupt_requested() { return g_interrupt; }
+void clear_interrupt_request() { g_interrupt = false; }
 
 double learning_rate(const TrainConfig& train, int64_t step) {
   if (step <= train.warmup_steps) {
@@ -142,22 +162,31 @@ double learning_rate(const TrainConfig& train, int64_t step) {
 }
 
 MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
-                                MetricLog& log, torch::Device device) {
+                                MetricLog& log, torch::Device device, bool resume) {
   const TrainConfig& train = config.train;
   model.to(device);
   model.train();
   auto optimizer = make_optimizer(train, model.parameters());
   Transformer backbone = model.backbone();
   auto moe_layers = backbone->moe_layers();
-  Progress progress(train.steps);
-  double last_loss = 0.0;
+  const std::string checkpoint = checkpoint_path(config);
+  int64_t first_step = 0;
+  if (resume) {
+    first_step = load_checkpoint(checkpoint, model, *optimizer);
+    for (auto& layer : moe_layers) layer->router().on_resume(first_step);
+  }
+  Progress progress(first_step, train.steps);
+  double last_loss = std::nan("");
   MetricValues last_routing;
 
-  for (int64_t step = 1; step <= train.steps; ++step) {
-    if (interrupt_requested()) throw InterruptedError(fmt::format("interrupted at step {}", step));
+  for (int64_t step = first_step + 1; step <= train.steps; ++step) {
+    if (interrupt_requested()) {
+      if (step - 1 > first_step) save_checkpoint(checkpoint, model, *optimizer, step - 1);
+      throw InterruptedError(fmt::format("interrupted after step {} (checkpoint saved)", step - 1));
+    }
+    seed_step(config.seed, step);
     const double lr = learning_rate(train, step);
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
-
     const bool log_step = step % train.log_every == 0 || step == train.steps;
     Batch batch = task.train_batch(step - 1, train.batch_size);
     batch.input = to_device(batch.input, device);
@@ -178,7 +207,7 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
         throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss, step));
       }
     }
-    optimizer->zero_grad();
+    clear_gradients(model);
     total.backward();
     double grad_norm = 0.0;
     if (train.grad_clip > 0) {
@@ -198,13 +227,18 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
       evaluate_splits(task.periodic_splits(), config, task, model, log, step, device, nullptr);
     }
     if (log_step) log.flush();
+    if (train.checkpoint_every > 0 && step % train.checkpoint_every == 0 && step != train.steps) {
+      save_checkpoint(checkpoint, model, *optimizer, step);
+    }
     progress.update(step, last_loss, log_step);
   }
+  if (first_step < train.steps) save_checkpoint(checkpoint, model, *optimizer, train.steps);
 
+  // After a resume these cover the resumed part only.
   const double train_seconds = progress.seconds();
   MetricValues summaries = {{"train/loss", last_loss},
                             {"train/seconds", train_seconds},
-                            {"train/steps_per_second", train.steps / train_seconds}};
+                            {"train/steps_per_second", (train.steps - first_step) / train_seconds}};
   summaries.insert(summaries.end(), last_routing.begin(), last_routing.end());
   evaluate_splits(task.final_splits(), config, task, model, log, train.steps, device, &summaries);
   if (config.eval.router_override.name != "none") {
@@ -214,6 +248,8 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
     auto layers = backbone->moe_layers();
     for (size_t i = 0; i < layers.size(); ++i) layers[i]->swap_router(trained[i]);
   }
+  const MetricValues derived = task.derived_summaries(summaries);
+  summaries.insert(summaries.end(), derived.begin(), derived.end());
   log.flush();
   return summaries;
 }

@@ -50,11 +50,13 @@ class MetricLog {
 double learning_rate(const TrainConfig& train, int64_t step);
 
 // Trains and evaluates; returns the summaries ("split/metric" -> value) on success.
+// Checkpoints go to checkpoint_path(config); `resume` continues from the one there.
 MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
-                                MetricLog& log, torch::Device device);
+                                MetricLog& log, torch::Device device, bool resume = false);
 
 // Set by the signal handler of the run boundary; the loop checks it every step.
 void request_interrupt();
 bool interrupt_requested();
+void clear_interrupt_request();
 
 }  // namespace moelab

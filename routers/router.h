@@ -64,6 +64,9 @@ class Router : public torch::nn::Module {
   virtual RouteResult route(const torch::Tensor& x, const RouteContext& ctx) = 0;
   // Called once after each optimizer step (gradient-free state such as selection biases).
   virtual void on_step_end(int64_t /*step*/) {}
+  // The run continues from a checkpoint taken after `steps_done` optimizer steps: restore
+  // host-side state kept outside parameters and buffers.
+  virtual void on_resume(int64_t /*steps_done*/) {}
 };
 
 // A router whose decision is a function of linear router logits z = x W^T (fp32) alone.

@@ -43,6 +43,7 @@ class StableMoeRouter : public Router {
   StableMoeRouter(const StableMoeOptions& options, const RouterShape& shape);
   RouteResult route(const torch::Tensor& x, const RouteContext& ctx) override;
   void on_step_end(int64_t step) override;
+  void on_resume(int64_t steps_done) override { steps_done_ = steps_done; }
   bool in_stage1() const;
 
  private:

@@ -3,6 +3,7 @@
 
 #include "harness/registry.h"
 #include "tasks/image/image_task.h"
+#include "tasks/lm/lm_task.h"
 
 namespace moelab {
 namespace {
@@ -23,6 +24,7 @@ TaskEntry task_entry(const char* name, const char* summary) {
 const std::vector<TaskEntry>& task_registry() {
   static const std::vector<TaskEntry> entries = {
       task_entry<ImageTask>("image", "image classification with a vision transformer"),
+      task_entry<LmTask>("lm", "language modelling (bytes or words) with a causal transformer"),
   };
   return entries;
 }

@@ -41,6 +41,9 @@ class Task {
   // Splits evaluated periodically during training and at the end.
   virtual std::vector<std::string> periodic_splits() const { return {"val"}; }
   virtual std::vector<std::string> final_splits() const { return {"val", "test"}; }
+  // Summaries computed from the final ones ("split/metric" -> value), e.g. the mean error
+  // over a corruption suite.
+  virtual MetricValues derived_summaries(const MetricValues& /*finals*/) const { return {}; }
   // (file, sha256) of every data file the task read: run provenance.
   virtual std::vector<std::pair<std::string, std::string>> data_files() const { return {}; }
 };

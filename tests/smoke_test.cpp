@@ -47,7 +47,7 @@ TEST_CASE("moelab run trains, evaluates and records a done run", "[smoke]") {
   testing::TempDir dir;
   std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
   const std::string db = dir.file("results.db");
-  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + db);
+  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + db + " checkpoint_dir=" + dir.file("ckpt"));
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   CHECK_THAT(run.output, Catch::Matchers::Contains("test/accuracy"));
@@ -90,8 +90,8 @@ TEST_CASE("the same config and seed give identical metrics", "[smoke]") {
   testing::TempDir dir;
   std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
   const std::string db = dir.file("results.db");
-  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + " db=" + db).exit_code == 0);
-  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + " db=" + db).exit_code == 0);
+  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + " db=" + db + " checkpoint_dir=" + dir.file("ckpt")).exit_code == 0);
+  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + " db=" + db + " checkpoint_dir=" + dir.file("ckpt")).exit_code == 0);
   Store store(db);
   auto differing = store.query(R"(
 SELECT COUNT(*) FROM metrics a JOIN metrics b
@@ -115,7 +115,7 @@ TEST_CASE("config errors exit 2 with file and line; a failing run exits 1", "[sm
 
   std::ofstream(dir.file("nodata.yaml")) << kTinyRun;
   const std::string db = dir.file("results.db");
-  Command failed = run_moelab("run " + dir.file("nodata.yaml") + " db=" + db +
+  Command failed = run_moelab("run " + dir.file("nodata.yaml") + " db=" + db + " checkpoint_dir=" + dir.file("ckpt") +
                               " task.data_dir=" + dir.file("missing"));
   CHECK(failed.exit_code == 1);
   Store store(db);
@@ -171,7 +171,7 @@ TEST_CASE("eval.router_override evaluates the trained model under another rule",
   testing::TempDir dir;
   std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
   const std::string db = dir.file("results.db");
-  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + db +
+  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + db + " checkpoint_dir=" + dir.file("ckpt") +
                            " eval.router_override.name=expert_choice eval.router_override.k=2");
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
@@ -199,7 +199,7 @@ model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16}}
 train: {steps: 4, batch_size: 16, log_every: 2, warmup_steps: 1}
 eval: {max_examples: 100}
 )",
-          "routers.yaml", {std::string("router.name=") + entry.name, "db=" + db});
+          "routers.yaml", {std::string("router.name=") + entry.name, "db=" + db, "checkpoint_dir=" + dir.file("ckpt")});
       RunOutcome outcome = execute_run(config);
       INFO(outcome.error);
       CHECK(outcome.status == "done");

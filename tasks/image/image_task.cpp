@@ -3,7 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <map>
+#include <mutex>
+#include <sstream>
+
 #include "harness/sha256.h"
+#include "tasks/image/corruptions.h"
 #include "tasks/image/idx.h"
 
 namespace moelab {
@@ -15,6 +20,42 @@ constexpr double kPixelStd = 0.3530;
 
 torch::Tensor normalise(const torch::Tensor& images_u8) {
   return (images_u8.to(torch::kFloat) / 255.0 - kPixelMean) / kPixelStd;
+}
+
+// Corrupted test sets, generated once per process: a sweep worker evaluates many runs on the
+// same sets. Keyed by everything that determines the pixels; bounded in memory.
+class CorruptionCache {
+ public:
+  torch::Tensor get(const std::string& key, const std::function<torch::Tensor()>& make) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto found = sets_.find(key);
+    if (found != sets_.end()) return found->second;
+    auto images = make();
+    bytes_ += images.numel();
+    if (bytes_ > kMaxBytes) {  // a different data set or seed: start over
+      sets_.clear();
+      bytes_ = images.numel();
+    }
+    return sets_[key] = images;
+  }
+
+ private:
+  static constexpr int64_t kMaxBytes = int64_t{2} << 30;
+  std::mutex mutex_;
+  std::map<std::string, torch::Tensor> sets_;
+  int64_t bytes_ = 0;
+};
+
+CorruptionCache& corruption_cache() {
+  static CorruptionCache cache;
+  return cache;
+}
+
+std::vector<std::string> split_list(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::istringstream in(text);
+  for (std::string part; std::getline(in, part, separator);) parts.push_back(part);
+  return parts;
 }
 
 }  // namespace
@@ -45,11 +86,13 @@ torch::Tensor VitImpl::loss(const Batch& batch, const RouteContext& ctx) {
 }
 
 ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
-    : options_(options), sampler_(1, 0) {
+    : options_(options), seed_(static_cast<uint64_t>(config.seed)), sampler_(1, 0) {
   const std::string dir = options.data_dir;
+  torch::Tensor pixels;
   auto load = [&](const std::string& images, const std::string& labels) {
     const std::string image_path = dir + "/" + images, label_path = dir + "/" + labels;
-    Split s{normalise(read_idx_images(image_path)), read_idx_labels(label_path)};
+    pixels = read_idx_images(image_path);
+    Split s{normalise(pixels), read_idx_labels(label_path)};
     if (s.images.size(0) != s.labels.size(0)) {
       throw Error(fmt::format("'{}' has {} images but '{}' has {} labels", image_path,
                               s.images.size(0), label_path, s.labels.size(0)));
@@ -60,6 +103,7 @@ ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
   };
   Split full = load("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz");
   test_ = load("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz");
+  test_pixels_ = pixels;
 
   const int64_t side = full.images.size(1);
   if (side % options.patch != 0 || full.images.size(2) != side) {
@@ -88,16 +132,81 @@ Batch ImageTask::train_batch(int64_t step, int64_t batch_size) {
   return {train_.images.index_select(0, indices), train_.labels.index_select(0, indices)};
 }
 
-const ImageTask::Split& ImageTask::split(const std::string& name) const {
+ImageTask::Split ImageTask::split(const std::string& name) const {
   if (name == "train") return train_;
   if (name == "val") return val_;
   if (name == "test") return test_;
+  if (name.find(':') != std::string::npos) return corrupted_test(name);
   throw Error(fmt::format("image task has no split '{}' (train, val, test)", name));
+}
+
+// "fmnist_c:NAME" or "cifar_c:NAME:SEVERITY" -> the corrupted (first corruption_examples)
+// test images.
+ImageTask::Split ImageTask::corrupted_test(const std::string& name) const {
+  const auto parts = split_list(name, ':');
+  const CorruptionEntry& corruption = find_corruption(parts.at(0), parts.at(1));
+  const int64_t severity = parts.size() > 2 ? std::stoll(parts[2]) : 1;
+  int64_t count = test_pixels_.size(0);
+  if (options_.corruption_examples > 0) count = std::min(count, options_.corruption_examples);
+  const std::string key = fmt::format("{}|{}|{}|{}", options_.data_dir, seed_, name, count);
+  auto pixels = corruption_cache().get(key, [&] {
+    return corrupt_images(test_pixels_.narrow(0, 0, count), corruption, severity, seed_);
+  });
+  return {normalise(pixels), test_.labels.narrow(0, 0, count)};
+}
+
+std::vector<std::string> ImageTask::final_splits() const {
+  std::vector<std::string> splits = {"val", "test"};
+  if (options_.corruptions.empty()) return splits;
+  for (const auto& suite : split_list(options_.corruptions, ',')) {
+    for (const auto& corruption : suite_corruptions(suite)) {
+      if (corruption.severities == 1) {
+        splits.push_back(fmt::format("{}:{}", suite, corruption.name));
+        continue;
+      }
+      for (int64_t severity = 1; severity <= corruption.severities; ++severity) {
+        splits.push_back(fmt::format("{}:{}:{}", suite, corruption.name, severity));
+      }
+    }
+  }
+  return splits;
+}
+
+MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
+  // (group name) -> (sum of errors, count), in first-seen order.
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> groups;
+  auto add = [&](const std::string& group, double error) {
+    for (auto& entry : groups) {
+      if (entry.first == group) {
+        entry.second.first += error;
+        entry.second.second += 1;
+        return;
+      }
+    }
+    groups.push_back({group, {error, 1}});
+  };
+  for (const auto& [name, value] : finals) {
+    const auto slash = name.rfind('/');
+    if (slash == std::string::npos || name.substr(slash + 1) != "accuracy") continue;
+    const std::string label = name.substr(0, slash);
+    const auto at = label.find('@');
+    const std::string split = label.substr(0, at);
+    const std::string suffix = at == std::string::npos ? "" : label.substr(at);
+    const auto parts = split_list(split, ':');
+    if (parts.size() < 2) continue;
+    add(parts[0] + suffix, 1.0 - value);
+    if (parts.size() == 3) add(parts[0] + ":" + parts[1] + suffix, 1.0 - value);
+  }
+  MetricValues derived;
+  for (const auto& [group, sum] : groups) {
+    derived.emplace_back(group + "/mean_error", sum.first / static_cast<double>(sum.second));
+  }
+  return derived;
 }
 
 MetricValues ImageTask::evaluate(TaskModel& model, const std::string& split_name,
                                  const RunConfig& config, torch::Device device) {
-  const Split& data = split(split_name);
+  const Split data = split(split_name);
   auto& vit = dynamic_cast<VitImpl&>(model);
   int64_t count = data.images.size(0);
   if (config.eval.max_examples > 0) count = std::min(count, config.eval.max_examples);

@@ -14,6 +14,8 @@ struct ImageOptions {
   int64_t patch = 7;
   int64_t val_size = 5000;
   int64_t train_limit = 0;
+  std::string corruptions = "";
+  int64_t corruption_examples = 0;
 
   template <class V>
   void visit(V& v) {
@@ -23,6 +25,13 @@ struct ImageOptions {
     v(val_size, "val_size", "training images held out (from the end) for validation",
       at_least(1));
     v(train_limit, "train_limit", "use only the first N training images; 0 = all", at_least(0));
+    v(corruptions, "corruptions",
+      "corruption suites evaluated on the test set after training: fmnist_c (the 15 MNIST-C "
+      "corruptions at their fixed severity), cifar_c (the 15 CIFAR-10-C corruptions, "
+      "severities 1-5, single-channel; frost uses a procedural texture), both, or \"\"",
+      one_of({"", "fmnist_c", "cifar_c", "fmnist_c,cifar_c"}));
+    v(corruption_examples, "corruption_examples",
+      "corrupt only the first N test images (per corruption and severity); 0 = all", at_least(0));
   }
 };
 
@@ -51,6 +60,11 @@ class ImageTask : public Task {
   Batch train_batch(int64_t step, int64_t batch_size) override;
   MetricValues evaluate(TaskModel& model, const std::string& split, const RunConfig& config,
                         torch::Device device) override;
+  // val, test, then "fmnist_c:NAME" and "cifar_c:NAME:SEVERITY" for the configured suites.
+  std::vector<std::string> final_splits() const override;
+  // Per suite "SUITE/mean_error" over every corruption (and severity), and for cifar_c
+  // "cifar_c:NAME/mean_error" over severities: the inputs of CE and mCE.
+  MetricValues derived_summaries(const MetricValues& finals) const override;
   std::vector<std::pair<std::string, std::string>> data_files() const override;
 
  private:
@@ -58,10 +72,13 @@ class ImageTask : public Task {
     torch::Tensor images;  // [N, H, W] float, normalised
     torch::Tensor labels;  // [N] int64
   };
-  const Split& split(const std::string& name) const;
+  Split split(const std::string& name) const;
+  Split corrupted_test(const std::string& name) const;
 
   ImageOptions options_;
+  uint64_t seed_;
   Split train_, val_, test_;
+  torch::Tensor test_pixels_;  // [N, H, W] uint8, the input of the corruptions
   int64_t classes_ = 10;
   EpochSampler sampler_;
   std::vector<std::string> files_;  // data files read, hashed on demand by data_files()

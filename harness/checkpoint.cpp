@@ -1,0 +1,71 @@
+// Checkpoint files.
+#include "harness/checkpoint.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "harness/error.h"
+
+namespace moelab {
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+
+}  // namespace
+
+std::string checkpoint_path(const RunConfig& config) {
+  return config.checkpoint_dir + "/" + config_hash(config) + ".pt";
+}
+
+void save_checkpoint(const std::string& path, torch::nn::Module& model,
+                     const torch::optim::Optimizer& optimizer, int64_t step) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+  model.save(model_archive);
+  optimizer.save(optimizer_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", optimizer_archive);
+  archive.write("step", torch::tensor(step, torch::kLong));
+  archive.write("format", torch::tensor(kFormatVersion, torch::kLong));
+  const std::string temporary = path + ".tmp";
+  archive.save_to(temporary);
+  fs::rename(temporary, target);  // atomic on POSIX: readers see the old or the new file
+}
+
+int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
+                        torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive archive, model_archive, optimizer_archive;
+  try {
+    archive.load_from(path);
+    torch::Tensor format;
+    archive.read("format", format);
+    if (format.item<int64_t>() != kFormatVersion) {
+      throw Error(fmt::format("format {} (this build reads {})", format.item<int64_t>(),
+                              kFormatVersion));
+    }
+    archive.read("model", model_archive);
+    archive.read("optimizer", optimizer_archive);
+    model.load(model_archive);
+    optimizer.load(optimizer_archive);
+    torch::Tensor step;
+    archive.read("step", step);
+    return step.item<int64_t>();
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("checkpoint '{}' cannot be loaded: {}", path, e.what()));
+  }
+}
+
+int64_t checkpoint_step(const std::string& path) {
+  if (!std::filesystem::exists(path)) return -1;
+  torch::serialize::InputArchive archive;
+  archive.load_from(path);
+  torch::Tensor step;
+  archive.read("step", step);
+  return step.item<int64_t>();
+}
+
+}  // namespace moelab

@@ -1,0 +1,143 @@
+// Language-modelling task and its decoder-only transformer.
+#include "tasks/lm/lm_task.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "harness/rng.h"
+#include "harness/sha256.h"
+
+namespace moelab {
+namespace {
+
+torch::Tensor to_tensor(const std::vector<int64_t>& ids) {
+  return torch::tensor(ids, torch::kLong);
+}
+
+}  // namespace
+
+LmModelImpl::LmModelImpl(const RunConfig& config, int64_t vocab, int64_t seq_len) {
+  const auto& model = config.model;
+  embed_ = register_module("embed", torch::nn::Embedding(vocab, model.dim));
+  torch::nn::init::normal_(embed_->weight, 0.0, 0.02);
+  positions_ = register_parameter("positions", torch::randn({1, seq_len, model.dim}) * 0.02);
+  backbone_ = register_module(
+      "backbone", Transformer(model, config.router, /*causal=*/true, config.seed));
+}
+
+torch::Tensor LmModelImpl::logits(const torch::Tensor& tokens, RouteContext ctx) {
+  const int64_t length = tokens.size(1);
+  ctx.token_ids = tokens.reshape({-1});                        // [B*L]
+  auto h = embed_(tokens) + positions_.narrow(1, 0, length);  // [B, L, D]
+  h = backbone_(h, ctx);                                      // [B, L, D]
+  return torch::matmul(h, embed_->weight.t());                // tied output [B, L, V]
+}
+
+torch::Tensor LmModelImpl::loss(const Batch& batch, const RouteContext& ctx) {
+  auto out = logits(batch.input, ctx);  // [B, L, V]
+  return torch::nn::functional::cross_entropy(out.reshape({-1, out.size(-1)}),
+                                              batch.target.reshape({-1}));
+}
+
+LmTask::LmTask(const LmOptions& options, const RunConfig& config)
+    : options_(options), seed_(static_cast<uint64_t>(config.seed)) {
+  corruptions_ = parse_text_corruptions(options.corruptions);
+  text_ = load_corpus(options.corpus, options.data_path, options.include_bible);
+  const bool pretokenised = options.corpus == "wikitext103";
+  vocabulary_ = options.level == "word"
+                    ? Vocabulary::words(text_.train, options.vocab_size, pretokenised)
+                    : Vocabulary::bytes();
+  for (const char* name : {"train", "val", "test"}) {
+    const auto& ids = tokens(name);
+    if (ids.size(0) < options.seq_len + 1) {
+      throw Error(fmt::format("lm: the {} split of '{}' has {} tokens, fewer than seq_len + 1 = {}",
+                              name, options.data_path, ids.size(0), options.seq_len + 1));
+    }
+  }
+}
+
+const torch::Tensor& LmTask::tokens(const std::string& split) {
+  auto found = tokens_.find(split);
+  if (found != tokens_.end()) return found->second;
+  const auto colon = split.find(':');
+  const std::string base = split.substr(0, colon);
+  const std::string* text = base == "train" ? &text_.train
+                            : base == "val" ? &text_.val
+                            : base == "test" ? &text_.test
+                                             : nullptr;
+  if (!text) throw Error(fmt::format("lm task has no split '{}' (train, val, test)", split));
+  if (colon == std::string::npos) return tokens_[split] = to_tensor(vocabulary_.encode(*text));
+  for (const auto& corruption : corruptions_) {
+    if (corruption.label() == split.substr(colon + 1)) {
+      const std::string corrupted = corrupt_text(*text, corruption, seed_);
+      return tokens_[split] = to_tensor(vocabulary_.encode(corrupted));
+    }
+  }
+  throw Error(fmt::format("lm task: split '{}' names no configured corruption", split));
+}
+
+std::shared_ptr<TaskModel> LmTask::build_model(const RunConfig& config) {
+  return std::make_shared<LmModelImpl>(config, vocabulary_.size(), options_.seq_len);
+}
+
+Batch LmTask::train_batch(int64_t step, int64_t batch_size) {
+  const torch::Tensor& ids = tokens("train");
+  const int64_t length = options_.seq_len;
+  const int64_t starts = ids.size(0) - length;  // windows of length + 1 tokens
+  Rng rng = Rng::keyed({seed_, static_cast<uint64_t>(step), 0x1A});
+  std::vector<torch::Tensor> windows;
+  windows.reserve(static_cast<size_t>(batch_size));
+  for (int64_t b = 0; b < batch_size; ++b) windows.push_back(ids.narrow(0, rng.below(starts), length + 1));
+  auto block = torch::stack(windows);  // [B, L+1]
+  return {block.narrow(1, 0, length), block.narrow(1, 1, length)};
+}
+
+MetricValues LmTask::evaluate(TaskModel& model, const std::string& split,
+                              const RunConfig& config, torch::Device device) {
+  const torch::Tensor& ids = tokens(split);
+  auto& lm = dynamic_cast<LmModelImpl&>(model);
+  const int64_t length = options_.seq_len;
+  // Consecutive non-overlapping windows: every token after the first is predicted once.
+  int64_t windows = (ids.size(0) - 1) / length;
+  if (config.eval.max_examples > 0) windows = std::min(windows, config.eval.max_examples);
+  torch::NoGradGuard no_grad;
+  RouteContext ctx;
+  ctx.training = false;
+  ctx.seed = config.seed;
+  double nll_sum = 0.0;
+  const int64_t per_batch = std::max<int64_t>(1, config.eval.batch_size / length);
+  for (int64_t first = 0; first < windows; first += per_batch) {
+    const int64_t count = std::min(per_batch, windows - first);
+    auto block = ids.narrow(0, first * length, count * length + 1);
+    auto inputs = block.narrow(0, 0, count * length).reshape({count, length}).to(device);
+    auto targets = block.narrow(0, 1, count * length).reshape({count, length}).to(device);
+    auto out = lm.logits(inputs, ctx);  // [b, L, V]
+    nll_sum += torch::nn::functional::cross_entropy(
+                   out.reshape({-1, out.size(-1)}), targets.reshape({-1}),
+                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                   .item<double>();
+  }
+  const double loss = nll_sum / static_cast<double>(windows * length);
+  MetricValues metrics = {{"loss", loss}};
+  if (vocabulary_.is_words()) {
+    metrics.emplace_back("ppl", std::exp(loss));
+  } else {
+    metrics.emplace_back("bpc", loss / std::log(2.0));
+  }
+  return metrics;
+}
+
+std::vector<std::string> LmTask::final_splits() const {
+  std::vector<std::string> splits = {"val", "test"};
+  for (const auto& corruption : corruptions_) splits.push_back("test:" + corruption.label());
+  return splits;
+}
+
+std::vector<std::pair<std::string, std::string>> LmTask::data_files() const {
+  std::vector<std::pair<std::string, std::string>> hashed;
+  for (const auto& path : text_.files) hashed.emplace_back(path, sha256_file_hex(path));
+  return hashed;
+}
+
+}  // namespace moelab

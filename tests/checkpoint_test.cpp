@@ -1,0 +1,145 @@
+// Checkpoint -> resume continues a CPU run bit for bit, for routers with random noise,
+// dropout, host-side stage counters and gradient-free buffers; divergence is recorded.
+#include <map>
+
+#include "harness/checkpoint.h"
+#include "harness/runner.h"
+#include "harness/store.h"
+#include "harness/trainer.h"
+#include "tasks/image/image_task.h"
+#include "test_util.h"
+
+namespace moelab {
+namespace {
+
+// Asks the trainer to stop once batch `stop_after` has been served.
+class InterruptingTask : public ImageTask {
+ public:
+  InterruptingTask(const ImageOptions& options, const RunConfig& config, int64_t stop_after)
+      : ImageTask(options, config), stop_after_(stop_after) {}
+  Batch train_batch(int64_t step, int64_t batch_size) override {
+    if (step == stop_after_) request_interrupt();
+    return ImageTask::train_batch(step, batch_size);
+  }
+
+ private:
+  int64_t stop_after_;
+};
+
+RunConfig tiny_config(const std::string& router, const std::string& checkpoint_dir,
+                      const std::string& db) {
+  return parse_run_config(R"(seed: 3
+task: {name: image, train_limit: 256, val_size: 200}
+model: {dim: 16, depth: 2, heads: 2, dropout: 0.1, moe: {experts: 4, expert_hidden: 16}}
+train: {steps: 10, batch_size: 16, log_every: 2, warmup_steps: 2}
+eval: {max_examples: 100}
+)",
+                          "ckpt.yaml",
+                          {router, "checkpoint_dir=" + checkpoint_dir, "db=" + db});
+}
+
+struct Trained {
+  MetricValues summaries;
+  std::map<std::string, torch::Tensor> state;
+};
+
+Trained train(const RunConfig& config, Task& task, bool resume, int64_t init_seed) {
+  Store store(config.db);
+  MetricLog log(store, store.create_run({}));
+  torch::manual_seed(static_cast<uint64_t>(init_seed));
+  auto model = task.build_model(config);
+  Trained out;
+  out.summaries = train_and_evaluate(config, task, *model, log, torch::kCPU, resume);
+  for (const auto& item : model->named_parameters()) out.state[item.key()] = item.value().clone();
+  for (const auto& item : model->named_buffers()) out.state[item.key()] = item.value().clone();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterrupted run",
+          "[checkpoint]") {
+  auto router = GENERATE(as<std::string>{}, "router.name=topk", "router.name=noisy_topk",
+                         "router.name=stablemoe", "router.name=loss_free", "router.name=ssr");
+  INFO(router);
+  testing::TempDir dir;
+  std::vector<std::string> overrides = {router};
+  if (router == "router.name=stablemoe") overrides.push_back("router.stage1_steps=4");
+  if (router == "router.name=ssr") overrides.push_back("router.p=0.5");
+  RunConfig straight = tiny_config(router, dir.file("a"), dir.file("a.db"));
+  RunConfig stopped = tiny_config(router, dir.file("b"), dir.file("b.db"));
+  for (const auto& extra : overrides) {
+    straight = parse_run_config(canonical_yaml(straight), "x", {extra});
+    stopped = parse_run_config(canonical_yaml(stopped), "x", {extra});
+  }
+  REQUIRE(config_hash(straight) == config_hash(stopped));  // paths are not identity
+
+  ImageTask plain(options_as<ImageOptions>(*straight.task.options), straight);
+  const Trained reference = train(straight, plain, false, straight.seed);
+
+  InterruptingTask interrupting(options_as<ImageOptions>(*stopped.task.options), stopped, 5);
+  CHECK_THROWS_AS(train(stopped, interrupting, false, stopped.seed), InterruptedError);
+  clear_interrupt_request();
+  CHECK(checkpoint_step(checkpoint_path(stopped)) == 6);
+
+  ImageTask fresh(options_as<ImageOptions>(*stopped.task.options), stopped);
+  const Trained resumed = train(stopped, fresh, true, /*a different init, overwritten*/ 99);
+  for (const auto& [name, tensor] : reference.state) {
+    INFO(name);
+    CHECK(tensor.equal(resumed.state.at(name)));
+  }
+  std::map<std::string, double> a(reference.summaries.begin(), reference.summaries.end());
+  std::map<std::string, double> b(resumed.summaries.begin(), resumed.summaries.end());
+  CHECK(a.at("test/accuracy") == b.at("test/accuracy"));
+  CHECK(a.at("test/loss") == b.at("test/loss"));
+}
+
+TEST_CASE("moelab run --resume continues the interrupted run in the database", "[checkpoint]") {
+  testing::TempDir dir;
+  RunConfig config = tiny_config("router.name=topk", dir.file("ckpt"), dir.file("r.db"));
+  // Nothing to resume yet: a usage error, and no run is created.
+  CHECK_THROWS_AS(execute_run(config, "", true), ConfigError);
+  {
+    Store store(config.db);
+    RunRecord record;
+    record.config_hash = config_hash(config);
+    record.task = "image";
+    record.router = "topk";
+    const int64_t id = store.create_run(record);
+    store.log_metrics(id, {{2, "train", "loss", 1.0}, {8, "train", "loss", 0.5}});
+    store.finish_run(id, "interrupted", {}, "interrupted after step 6");
+  }
+  ImageTask task(options_as<ImageOptions>(*config.task.options), config);
+  torch::manual_seed(3);
+  auto model = task.build_model(config);
+  auto optimizer = torch::optim::AdamW(model->parameters());
+  save_checkpoint(checkpoint_path(config), *model, optimizer, 6);
+
+  RunOutcome outcome = execute_run(config, "", true);
+  INFO(outcome.error);
+  CHECK(outcome.status == "done");
+  CHECK(outcome.run_id == 1);
+  Store store(config.db);
+  // Rows after the checkpoint step were dropped and logged again by the resumed run.
+  auto rows = store.query("SELECT step FROM metrics WHERE split = 'train' AND name = 'loss' "
+                          "ORDER BY step");
+  std::vector<int64_t> steps;
+  for (const auto& row : rows.rows) steps.push_back(row[0].integer);
+  CHECK(steps == std::vector<int64_t>{2, 8, 10});
+  CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "done");
+}
+
+TEST_CASE("a NaN loss ends the run as diverged with the step", "[checkpoint]") {
+  testing::TempDir dir;
+  RunConfig config = tiny_config("router.name=topk", dir.file("ckpt"), dir.file("d.db"));
+  config.train.lr = 1e30;  // valid, and enough to blow the weights up
+  config.train.grad_clip = 0;
+  config.train.warmup_steps = 0;
+  RunOutcome outcome = execute_run(config);
+  CHECK(outcome.status == "diverged");
+  CHECK_THAT(outcome.error, Catch::Matchers::Contains("at step"));
+  Store store(config.db);
+  CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "diverged");
+}
+
+}  // namespace moelab
