@@ -5,16 +5,21 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "harness/bench.h"
 #include "harness/build_info.h"
 #include "harness/config.h"
+#include "harness/plots.h"
 #include "harness/provenance.h"
 #include "harness/route_command.h"
+#include "harness/report.h"
 #include "harness/robustness.h"
 #include "harness/runner.h"
 #include "harness/store.h"
+#include "harness/sweep_runner.h"
 #include "harness/table.h"
 #include "routers/registry.h"
 #include "tasks/registry.h"
@@ -92,6 +97,31 @@ int command_list(const std::string& what, bool verbose) {
   return kExitOk;
 }
 
+// Named queries for `moelab query --preset`.
+std::string preset_sql(const std::string& preset) {
+  auto summary = [](const char* name, const char* column) {
+    return fmt::format("(SELECT value FROM summaries WHERE run_id = r.id AND name = '{}') AS {}",
+                       name, column);
+  };
+  if (preset == "leaderboard") {
+    return fmt::format(
+        "SELECT r.id, r.sweep, r.task, r.router, r.seed, r.axes, {}, {}, {}, {}, "
+        "ROUND(r.wall_seconds, 1) AS seconds FROM runs r WHERE r.status = 'done' "
+        "ORDER BY r.task, test_accuracy DESC, test_bpc, test_ppl, r.id",
+        summary("test/accuracy", "test_accuracy"), summary("test/bpc", "test_bpc"),
+        summary("test/ppl", "test_ppl"), summary("fmnist_c/mean_error", "fmnist_c_error"));
+  }
+  if (preset == "failures") {
+    return "SELECT id, sweep, status, router, seed, axes, finished_at, error FROM runs "
+           "WHERE status IN ('failed', 'diverged', 'interrupted') ORDER BY id";
+  }
+  return "SELECT sweep, COUNT(*) AS runs, SUM(status = 'done') AS done, "
+         "SUM(status = 'running') AS running, SUM(status = 'pending') AS pending, "
+         "SUM(status IN ('failed', 'diverged')) AS failed, SUM(status = 'interrupted') AS "
+         "interrupted, ROUND(SUM(wall_seconds), 1) AS seconds, MAX(heartbeat_at) AS last_heartbeat "
+         "FROM runs GROUP BY sweep ORDER BY sweep";
+}
+
 int command_query(const std::string& db, const std::string& sql, bool csv, bool json) {
   if (!std::filesystem::exists(db)) {
     throw ConfigError(fmt::format("results database '{}' does not exist", db));
@@ -115,6 +145,54 @@ std::vector<int64_t> runs_with_suite(Store& store, const std::string& suite) {
   std::vector<int64_t> runs;
   for (const auto& row : result.rows) runs.push_back(row[0].integer);
   return runs;
+}
+
+int command_report(const std::string& db, const ReportRequest& request, const std::string& format,
+                   const std::string& output) {
+  if (!std::filesystem::exists(db)) {
+    throw ConfigError(fmt::format("results database '{}' does not exist", db));
+  }
+  Store store(db);
+  const std::string text =
+      render_report(report_table(collect_groups(store, request), request), request, format);
+  if (output.empty()) {
+    std::cout << text;
+  } else {
+    std::ofstream(output) << text;
+    fmt::print(stderr, "report written to {}\n", output);
+  }
+  return kExitOk;
+}
+
+int command_sweep(const std::string& path, const std::vector<std::string>& overrides,
+                  bool plan_only, SweepOptions options) {
+  const SweepPlan plan = expand_sweep(path, overrides);
+  if (plan_only) {
+    QueryResult table;
+    table.columns = {"#", "config", "axes"};
+    for (size_t i = 0; i < plan.runs.size(); ++i) {
+      table.rows.push_back({Cell{Cell::Type::Integer, static_cast<int64_t>(i + 1), 0.0, ""},
+                            Cell{Cell::Type::Text, 0, 0.0, config_hash(plan.runs[i].config).substr(0, 12)},
+                            Cell{Cell::Type::Text, 0, 0.0, plan.runs[i].label()}});
+    }
+    fmt::print("sweep '{}': {} runs, all valid\n{}", plan.name, plan.runs.size(), format_aligned(table));
+    return kExitOk;
+  }
+  options.executable = std::filesystem::read_symlink("/proc/self/exe").string();
+  const int code = run_sweep(plan, options);
+  ReportRequest request;
+  request.sweep = plan.name;
+  Store store(plan.runs.front().config.db);
+  for (const char* metric : {"test/accuracy", "test/bpc", "test/ppl"}) {
+    request.metric = metric;
+    try {
+      std::cout << render_report(report_table(collect_groups(store, request), request), request, "text");
+      break;
+    } catch (const Error&) {
+      continue;  // this task has no such metric
+    }
+  }
+  return code == 0 ? kExitOk : kExitRunFailed;
 }
 
 int command_robustness(const std::string& db, const std::string& suite, int64_t baseline,
@@ -153,7 +231,11 @@ int run_cli(int argc, char** argv) {
   std::string db, sql;
   bool csv = false, json = false;
   query->add_option("db", db, "results database")->required();
-  query->add_option("sql", sql, "SQL statement")->required();
+  std::string preset;
+  auto* sql_option = query->add_option("sql", sql, "SQL statement");
+  query->add_option("--preset", preset, "leaderboard | failures | progress")
+      ->check(CLI::IsMember({"leaderboard", "failures", "progress"}))
+      ->excludes(sql_option);
   auto* csv_flag = query->add_flag("--csv", csv, "CSV output");
   query->add_flag("--json", json, "JSON output")->excludes(csv_flag);
 
@@ -180,6 +262,57 @@ int run_cli(int argc, char** argv) {
   bench->add_option("--repeats", bench_options.repeats, "repeats per measurement");
   bench->add_option("--tokens", bench_options.tokens, "tokens T");
 
+  auto* sweep = app.add_subcommand("sweep", "run a sweep file with worker processes (or: sweep plan FILE)");
+  std::string sweep_path;
+  std::vector<std::string> sweep_overrides;
+  SweepOptions sweep_options;
+  sweep->add_option("file", sweep_path, "sweep YAML")->check(CLI::ExistingFile);
+  sweep->add_option("overrides", sweep_overrides,
+                    "key=value for every run, key=a,b adds a grid axis");
+  sweep->add_option("--workers", sweep_options.workers, "worker processes")->check(CLI::Range(1, 256));
+  sweep->add_option("--threads-per-worker", sweep_options.threads_per_worker,
+                    "LibTorch threads per worker (default: the config's with 1 worker, else 1)");
+  sweep->add_flag("--retry-failed", sweep_options.retry_failed, "run failed and diverged runs again");
+  sweep->add_flag("--force", sweep_options.force, "run done runs again (as new runs)");
+  sweep->add_option("--stale-after", sweep_options.stale_after_seconds,
+                    "seconds without a heartbeat before a running run is requeued");
+  auto* sweep_plan = sweep->add_subcommand("plan", "expand and validate, print the runs, run nothing");
+  sweep_plan->add_option("file", sweep_path, "sweep YAML")->required()->check(CLI::ExistingFile);
+  sweep_plan->add_option("overrides", sweep_overrides, "as for sweep");
+
+  auto* worker = app.add_subcommand("sweep-worker", "");  // started by `moelab sweep`
+  worker->group("");
+  std::string worker_db, worker_sweep;
+  int64_t worker_threads = 1;
+  worker->add_option("--db", worker_db)->required();
+  worker->add_option("--sweep", worker_sweep)->required();
+  worker->add_option("--threads", worker_threads);
+
+  auto* report = app.add_subcommand("report", "a metric per group over seeds: mean, std, 95% CI, Welch p");
+  ReportRequest report_request;
+  std::string report_format = "text", report_output;
+  std::string group_by = "router";
+  report->add_option("db", db, "results database")->required();
+  report->add_option("--sweep", report_request.sweep, "only this sweep's runs");
+  report->add_option("--group-by", group_by, "config keys, comma separated (router = router.name)");
+  report->add_option("--metric", report_request.metric, "a summary name (test/accuracy, test/bpc, ...)");
+  report->add_option("--baseline", report_request.baseline, "the group to test the others against");
+  report->add_option("--format", report_format, "text | md | csv | latex | json | html")
+      ->check(CLI::IsMember({"text", "md", "csv", "latex", "json", "html"}));
+  report->add_option("-o,--output", report_output, "write to this file instead of stdout");
+
+  auto* plot = app.add_subcommand("plot", "figures with gnuplot (PNG, SVG, data and script)");
+  PlotRequest plot_request;
+  bool plot_data_only = false;
+  plot->add_option("db", db, "results database")->required()->check(CLI::ExistingFile);
+  plot->add_option("--kind", plot_request.kind, "curves | corruption | load")
+      ->check(CLI::IsMember({"curves", "corruption", "load"}));
+  plot->add_option("--sweep", plot_request.sweep, "only this sweep's runs");
+  plot->add_option("--group-by", plot_request.group_by, "a config key (router = router.name)");
+  plot->add_option("--metric", plot_request.metric, "curves: SPLIT/NAME, e.g. val/accuracy, train/loss");
+  plot->add_option("-o,--output-dir", plot_request.output_dir, "folder for the files");
+  plot->add_flag("--data-only", plot_data_only, "write data and script, do not run gnuplot");
+
   auto* robustness = app.add_subcommand(
       "robustness", "corruption error, mCE and relative mCE of runs against a baseline run");
   std::string robustness_suite = "fmnist_c";
@@ -203,6 +336,23 @@ int run_cli(int argc, char** argv) {
   }
   if (*run) return command_run(config_path, overrides, dump_config, resume);
   if (*list) return command_list(what, verbose);
+  if (*worker) return sweep_worker(worker_db, worker_sweep, worker_threads);
+  if (*plot) {
+    plot_request.render = !plot_data_only;
+    Store store(db);
+    for (const auto& file : make_plot(store, plot_request)) fmt::print("{}\n", file);
+    return kExitOk;
+  }
+  if (*sweep) {
+    if (sweep_path.empty()) throw ConfigError("sweep: a sweep file is needed (moelab sweep FILE)");
+    return command_sweep(sweep_path, sweep_overrides, static_cast<bool>(*sweep_plan), sweep_options);
+  }
+  if (*report) {
+    std::stringstream keys(group_by);
+    report_request.group_by.clear();
+    for (std::string key; std::getline(keys, key, ',');) report_request.group_by.push_back(key);
+    return command_report(db, report_request, report_format, report_output);
+  }
   if (*robustness) {
     return command_robustness(db, robustness_suite, baseline_run, robustness_runs, robustness_csv,
                               robustness_json);
@@ -216,7 +366,8 @@ int run_cli(int argc, char** argv) {
                                          : bench_routers_report(bench_options));
     return kExitOk;
   }
-  return command_query(db, sql, csv, json);
+  if (sql.empty() && preset.empty()) throw ConfigError("query: give SQL or --preset");
+  return command_query(db, preset.empty() ? sql : preset_sql(preset), csv, json);
 }
 
 }  // namespace

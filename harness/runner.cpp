@@ -3,11 +3,16 @@
 
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <csignal>
+#include <filesystem>
+#include <map>
 
 #include "harness/checkpoint.h"
 #include "harness/provenance.h"
+#include "harness/sha256.h"
 #include "harness/trainer.h"
 #include "tasks/registry.h"
 
@@ -16,7 +21,32 @@ namespace {
 
 extern "C" void on_interrupt_signal(int) { request_interrupt(); }
 
-RunRecord make_record(const RunConfig& config, const std::string& sweep) {
+// sha256 of data files, computed once per process per (path, size, modification time).
+std::vector<std::pair<std::string, std::string>> hashed_files(const Task& task) {
+  static std::map<std::string, std::pair<std::string, std::string>> cache;  // path -> (stamp, hash)
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const auto& path : task.data_paths()) {
+    std::error_code error;
+    const auto size = std::filesystem::file_size(path, error);
+    const auto time = std::filesystem::last_write_time(path, error).time_since_epoch().count();
+    if (error) continue;
+    const std::string stamp = fmt::format("{}:{}", size, time);
+    auto& entry = cache[path];
+    if (entry.first != stamp) entry = {stamp, sha256_file_hex(path)};
+    files.emplace_back(path, entry.second);
+  }
+  return files;
+}
+
+double peak_rss_mb() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+}  // namespace
+
+RunRecord make_run_record(const RunConfig& config, const std::string& sweep) {
   RunRecord record;
   record.config_hash = config_hash(config);
   record.sweep = sweep;
@@ -31,6 +61,8 @@ RunRecord make_record(const RunConfig& config, const std::string& sweep) {
   record.provenance = collect_provenance(config);
   return record;
 }
+
+namespace {
 
 torch::Device device_for(const RunConfig& config) {
   torch::Device device(config.device);
@@ -55,7 +87,7 @@ int64_t reopen_for_resume(Store& store, const RunConfig& config) {
     throw ConfigError(fmt::format("--resume: run {} has no checkpoint ('{}' is missing)",
                                   *previous, checkpoint));
   }
-  store.reopen_run(*previous, step);
+  store.reopen_run(*previous, step, collect_provenance(config));
   return *previous;
 }
 
@@ -69,17 +101,24 @@ void install_interrupt_handlers() {
 RunOutcome execute_run(const RunConfig& config, const std::string& sweep, bool resume) {
   apply_thread_settings(config);
   Store store(config.db);
+  const int64_t run_id = resume ? reopen_for_resume(store, config)
+                                : store.create_run(make_run_record(config, sweep));
+  return run_on_row(store, run_id, config, resume);
+}
+
+RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, bool resume) {
   RunOutcome outcome;
-  outcome.run_id = resume ? reopen_for_resume(store, config)
-                          : store.create_run(make_record(config, sweep));
+  outcome.run_id = run_id;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
+  std::vector<std::pair<std::string, std::string>> files;
   try {
     torch::manual_seed(static_cast<uint64_t>(config.seed));
     const torch::Device device = device_for(config);
     auto task = make_task(config);
+    files = hashed_files(*task);
     auto model = task->build_model(config);
     MetricLog log(store, outcome.run_id);
     outcome.summaries = train_and_evaluate(config, *task, *model, log, device, resume);
@@ -94,6 +133,7 @@ RunOutcome execute_run(const RunConfig& config, const std::string& sweep, bool r
     outcome.status = "failed";
     outcome.error = e.what();
   }
+  store.record_resources(outcome.run_id, peak_rss_mb(), files);
   store.finish_run(outcome.run_id, outcome.status, outcome.summaries, outcome.error, elapsed());
   return outcome;
 }

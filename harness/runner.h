@@ -5,6 +5,7 @@
 #include <string>
 
 #include "harness/config.h"
+#include "harness/store.h"
 #include "tasks/task.h"
 
 namespace moelab {
@@ -20,6 +21,13 @@ struct RunOutcome {
 // (ConfigError when there is none) instead of starting a new run.
 RunOutcome execute_run(const RunConfig& config, const std::string& sweep = "",
                        bool resume = false);
+
+// Trains and evaluates on a run row that is already 'running' (created, reopened or claimed
+// by a sweep worker), then records resources, summaries and the final status.
+RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, bool resume);
+
+// The database record of a config: identity, flattened params, provenance.
+RunRecord make_run_record(const RunConfig& config, const std::string& sweep);
 
 // Installs SIGINT/SIGTERM handlers that ask the training loop to stop at the next step.
 void install_interrupt_handlers();

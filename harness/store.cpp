@@ -90,9 +90,32 @@ SELECT r.id, r.name, r.sweep, r.status, r.task, r.router, r.seed, r.config_hash,
        (SELECT json_group_object(name, value) FROM summaries s WHERE s.run_id = r.id) AS summaries
 FROM runs r;
 )sql",
+    // 2: sweep queue (worker, axis labels), resources, data files
+    R"sql(
+ALTER TABLE runs ADD COLUMN worker TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN axes TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN peak_rss_mb REAL;
+CREATE INDEX runs_by_worker ON runs(worker, status);
+
+CREATE TABLE run_files (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  path   TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  PRIMARY KEY (run_id, path)
+) WITHOUT ROWID;
+)sql",
 };
 
 std::string now_sql() { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }
+
+std::string escape_sql(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    out += c;
+    if (c == '\'') out += c;
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -139,15 +162,18 @@ void Store::migrate() {
   transaction.commit();
 }
 
-int64_t Store::create_run(const RunRecord& r) {
+int64_t Store::create_run(const RunRecord& record) { return insert_run(record, "running"); }
+
+int64_t Store::enqueue_run(const RunRecord& record) { return insert_run(record, "pending"); }
+
+int64_t Store::insert_run(const RunRecord& r, const std::string& status) {
   SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  const bool running = status == "running";
   SQLite::Statement insert(db_, fmt::format(R"sql(
-INSERT INTO runs (config_hash, sweep, name, task, router, seed, status, config_yaml,
-                  started_at, heartbeat_at, git_commit, git_dirty, moelab_version, torch_version,
-                  compiler, host, cpu_model, gpu_model, threads, blas_threads)
-VALUES (?, ?, ?, ?, ?, ?, 'running', ?, {0}, {0}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql",
-                                            now_sql()));
-  const Provenance& p = r.provenance;
+INSERT INTO runs (config_hash, sweep, name, task, router, seed, status, config_yaml, axes,
+                  started_at, heartbeat_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {0}, {0}))sql",
+                                            running ? now_sql() : "NULL"));
   int i = 1;
   insert.bind(i++, r.config_hash);
   insert.bind(i++, r.sweep);
@@ -155,19 +181,12 @@ VALUES (?, ?, ?, ?, ?, ?, 'running', ?, {0}, {0}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))
   insert.bind(i++, r.task);
   insert.bind(i++, r.router);
   insert.bind(i++, static_cast<int64_t>(r.seed));
+  insert.bind(i++, status);
   insert.bind(i++, r.config_yaml);
-  insert.bind(i++, p.git_commit);
-  insert.bind(i++, p.git_dirty ? 1 : 0);
-  insert.bind(i++, p.moelab_version);
-  insert.bind(i++, p.torch_version);
-  insert.bind(i++, p.compiler);
-  insert.bind(i++, p.host);
-  insert.bind(i++, p.cpu_model);
-  insert.bind(i++, p.gpu_model);
-  insert.bind(i++, static_cast<int64_t>(p.threads));
-  insert.bind(i++, static_cast<int64_t>(p.blas_threads));
+  insert.bind(i++, r.axes);
   insert.exec();
   const int64_t run_id = db_.getLastInsertRowid();
+  if (running) write_provenance(run_id, r.provenance);
 
   SQLite::Statement param(db_, "INSERT INTO params (run_id, key, value) VALUES (?, ?, ?)");
   for (const auto& [key, value] : r.params) {
@@ -179,6 +198,88 @@ VALUES (?, ?, ?, ?, ?, ?, 'running', ?, {0}, {0}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))
   }
   transaction.commit();
   return run_id;
+}
+
+void Store::write_provenance(int64_t run_id, const Provenance& p) {
+  SQLite::Statement update(db_, R"sql(
+UPDATE runs SET git_commit = ?, git_dirty = ?, moelab_version = ?, torch_version = ?,
+                compiler = ?, host = ?, cpu_model = ?, gpu_model = ?, threads = ?,
+                blas_threads = ?
+WHERE id = ?)sql");
+  int i = 1;
+  update.bind(i++, p.git_commit);
+  update.bind(i++, p.git_dirty ? 1 : 0);
+  update.bind(i++, p.moelab_version);
+  update.bind(i++, p.torch_version);
+  update.bind(i++, p.compiler);
+  update.bind(i++, p.host);
+  update.bind(i++, p.cpu_model);
+  update.bind(i++, p.gpu_model);
+  update.bind(i++, static_cast<int64_t>(p.threads));
+  update.bind(i++, static_cast<int64_t>(p.blas_threads));
+  update.bind(i++, static_cast<int64_t>(run_id));
+  update.exec();
+}
+
+std::optional<ClaimedRun> Store::claim_run(const std::string& sweep, const std::string& worker) {
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement select(db_, "SELECT id, config_yaml FROM runs WHERE sweep = ? AND "
+                                "status = 'pending' ORDER BY id LIMIT 1");
+  select.bind(1, sweep);
+  if (!select.executeStep()) return std::nullopt;
+  ClaimedRun claimed{select.getColumn(0).getInt64(), select.getColumn(1).getString()};
+  select.reset();
+  SQLite::Statement update(db_, "UPDATE runs SET status = 'running', worker = ?, started_at = " +
+                                    now_sql() + ", heartbeat_at = " + now_sql() +
+                                    ", finished_at = NULL, error = '' WHERE id = ?");
+  update.bind(1, worker);
+  update.bind(2, static_cast<int64_t>(claimed.run_id));
+  update.exec();
+  transaction.commit();
+  return claimed;
+}
+
+void Store::heartbeat(int64_t run_id) {
+  SQLite::Statement beat(db_, "UPDATE runs SET heartbeat_at = " + now_sql() + " WHERE id = ?");
+  beat.bind(1, static_cast<int64_t>(run_id));
+  beat.exec();
+}
+
+int64_t Store::requeue(const std::string& where_sql) {
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  const int changed = db_.exec("UPDATE runs SET status = 'pending', worker = '' WHERE " + where_sql);
+  transaction.commit();
+  return changed;
+}
+
+int64_t Store::requeue_stale(const std::string& sweep, double stale_seconds) {
+  return requeue(fmt::format(
+      "sweep = '{}' AND status = 'running' AND (julianday('now') - julianday(heartbeat_at)) * "
+      "86400.0 > {}",
+      escape_sql(sweep), stale_seconds));
+}
+
+int64_t Store::requeue_worker(const std::string& worker) {
+  return requeue(fmt::format("worker = '{}' AND status = 'running'", escape_sql(worker)));
+}
+
+void Store::record_resources(int64_t run_id, double peak_rss_mb,
+                             const std::vector<std::pair<std::string, std::string>>& files) {
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement update(db_, "UPDATE runs SET peak_rss_mb = ? WHERE id = ?");
+  update.bind(1, peak_rss_mb);
+  update.bind(2, static_cast<int64_t>(run_id));
+  update.exec();
+  SQLite::Statement insert(db_, "INSERT OR REPLACE INTO run_files (run_id, path, sha256) "
+                                "VALUES (?, ?, ?)");
+  for (const auto& [path, sha256] : files) {
+    insert.bind(1, static_cast<int64_t>(run_id));
+    insert.bind(2, path);
+    insert.bind(3, sha256);
+    insert.exec();
+    insert.reset();
+  }
+  transaction.commit();
 }
 
 void Store::log_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
@@ -243,8 +344,9 @@ std::optional<int64_t> Store::latest_unfinished_run(const std::string& config_ha
   return select.getColumn(0).getInt64();
 }
 
-void Store::reopen_run(int64_t run_id, int64_t step) {
+void Store::reopen_run(int64_t run_id, int64_t step, const Provenance& provenance) {
   SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  write_provenance(run_id, provenance);
   SQLite::Statement drop(db_, "DELETE FROM metrics WHERE run_id = ? AND step > ?");
   drop.bind(1, static_cast<int64_t>(run_id));
   drop.bind(2, static_cast<int64_t>(step));

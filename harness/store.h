@@ -37,6 +37,12 @@ struct RunRecord {
   std::string config_yaml;
   std::vector<std::pair<std::string, std::string>> params;  // flattened dotted keys
   Provenance provenance;
+  std::string axes;  // a sweep run's axis values, "router=topk seed=1"
+};
+
+struct ClaimedRun {
+  int64_t run_id = 0;
+  std::string config_yaml;
 };
 
 struct MetricRow {
@@ -62,12 +68,13 @@ struct QueryResult {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating if needed) and migrates the database before returning.
   explicit Store(const std::string& path);
 
   int64_t create_run(const RunRecord& record);  // status 'running'
+  int64_t enqueue_run(const RunRecord& record);  // status 'pending', provenance at claim time
   void log_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
   // Writes the summaries and the final status in one transaction.
   void finish_run(int64_t run_id, const std::string& status,
@@ -79,7 +86,19 @@ class Store {
   std::optional<int64_t> latest_unfinished_run(const std::string& config_hash);
   // Marks the run 'running' again and deletes its metric rows after `step`, which the
   // resumed run logs anew; earlier summaries are dropped (the resumed run writes them).
-  void reopen_run(int64_t run_id, int64_t step);
+  void reopen_run(int64_t run_id, int64_t step, const Provenance& provenance);
+
+  // The sweep queue. claim_run moves the oldest pending run of the sweep to 'running' in one
+  // IMMEDIATE transaction, so no two workers ever get the same run.
+  std::optional<ClaimedRun> claim_run(const std::string& sweep, const std::string& worker);
+  void heartbeat(int64_t run_id);
+  // Back to 'pending': running runs whose heartbeat is older than stale_seconds, or whose
+  // worker ("host:pid") is known to be dead. Return how many.
+  int64_t requeue_stale(const std::string& sweep, double stale_seconds);
+  int64_t requeue_worker(const std::string& worker);
+  // Peak resident memory of the process and the (path, sha256) of the data files read.
+  void record_resources(int64_t run_id, double peak_rss_mb,
+                        const std::vector<std::pair<std::string, std::string>>& files);
 
   QueryResult query(const std::string& sql);
   int schema_version();
@@ -87,6 +106,9 @@ class Store {
 
  private:
   void migrate();
+  int64_t insert_run(const RunRecord& record, const std::string& status);
+  void write_provenance(int64_t run_id, const Provenance& provenance);
+  int64_t requeue(const std::string& where_sql);
   SQLite::Database db_;
 };
 

@@ -44,8 +44,8 @@ class Task {
   // Summaries computed from the final ones ("split/metric" -> value), e.g. the mean error
   // over a corruption suite.
   virtual MetricValues derived_summaries(const MetricValues& /*finals*/) const { return {}; }
-  // (file, sha256) of every data file the task read: run provenance.
-  virtual std::vector<std::pair<std::string, std::string>> data_files() const { return {}; }
+  // Every data file the task read (hashed into the run's provenance by the runner).
+  virtual std::vector<std::string> data_paths() const { return {}; }
 };
 
 }  // namespace moelab

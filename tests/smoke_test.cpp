@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -188,13 +189,15 @@ TEST_CASE("eval.router_override evaluates the trained model under another rule",
 
 namespace moelab {
 
-TEST_CASE("every registered router trains in the quickstart model", "[smoke][routers]") {
+TEST_CASE("every registered router trains in the quickstart model and is scored on corruptions",
+          "[smoke][routers]") {
   testing::TempDir dir;
   const std::string db = dir.file("routers.db");
   for (const auto& entry : router_registry()) {
     DYNAMIC_SECTION("router " << entry.name) {
       RunConfig config = parse_run_config(
-          R"(task: {name: image, train_limit: 256, val_size: 200}
+          R"(task: {name: image, train_limit: 256, val_size: 200, corruptions: "fmnist_c,cifar_c",
+       corruption_examples: 20}
 model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16}}
 train: {steps: 4, batch_size: 16, log_every: 2, warmup_steps: 1}
 eval: {max_examples: 100}
@@ -207,6 +210,71 @@ eval: {max_examples: 100}
       auto done = store.query(std::string("SELECT COUNT(*) FROM runs WHERE status = 'done' AND "
                                           "router = '") + entry.name + "'");
       CHECK(done.rows[0][0].integer == 1);
+      std::map<std::string, double> summaries(outcome.summaries.begin(), outcome.summaries.end());
+      CHECK(summaries.count("fmnist_c/mean_error") == 1);
+      CHECK(summaries.count("cifar_c/mean_error") == 1);
+    }
+  }
+}
+
+}  // namespace moelab
+
+namespace moelab {
+
+TEST_CASE("a run's rows hold clean and corrupted metrics; moelab robustness scores them",
+          "[smoke][corruption]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
+  const std::string db = dir.file("results.db");
+  const std::string common = " db=" + db + " checkpoint_dir=" + dir.file("ckpt") +
+                             " task.corruptions=fmnist_c,cifar_c task.corruption_examples=60";
+  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + common).exit_code == 0);
+  REQUIRE(run_moelab("run " + dir.file("tiny.yaml") + common + " router.name=ssr").exit_code == 0);
+  Store store(db);
+  auto splits = store.query(
+      "SELECT COUNT(DISTINCT split) FROM metrics WHERE run_id = 1 AND name = 'accuracy' AND "
+      "(split LIKE 'fmnist_c:%' OR split LIKE 'cifar_c:%')");
+  CHECK(splits.rows[0][0].integer == 15 + 15 * 5);
+  auto means = store.query("SELECT COUNT(*) FROM summaries WHERE run_id = 1 AND name IN "
+                           "('fmnist_c/mean_error', 'cifar_c/mean_error', 'cifar_c:fog/mean_error')");
+  CHECK(means.rows[0][0].integer == 3);
+
+  Command scores = run_moelab("robustness " + db + " --suite cifar_c --baseline 1 --csv");
+  INFO(scores.output);
+  REQUIRE(scores.exit_code == 0);
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("run,router,clean_error"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("1,topk,"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("2,ssr,"));
+  // The baseline against itself: mCE and relative mCE are exactly 1.
+  CHECK_THAT(scores.output, Catch::Matchers::Contains(",1,1\n"));
+}
+
+TEST_CASE("every registered router trains in the character LM", "[smoke][routers][lm]") {
+  testing::TempDir dir;
+  const std::string sentence = "It was the best of times, it was the worst of times.\n";
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += sentence;
+  for (const char* name : {"train.txt", "valid.txt", "test.txt"}) std::ofstream(dir.file(name)) << text;
+  const std::string db = dir.file("lm.db");
+  for (const auto& entry : router_registry()) {
+    DYNAMIC_SECTION("router " << entry.name) {
+      RunConfig config = parse_run_config(
+          R"(task: {name: lm, corpus: text_files, seq_len: 16}
+model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16}}
+train: {steps: 4, batch_size: 4, log_every: 2, warmup_steps: 1}
+eval: {max_examples: 8}
+)",
+          "lm_routers.yaml",
+          {std::string("router.name=") + entry.name, "task.data_path=" + dir.file(""),
+           "db=" + db, "checkpoint_dir=" + dir.file("ckpt")});
+      RunOutcome outcome = execute_run(config);
+      INFO(outcome.error);
+      if (std::string(entry.name) == "soft_moe") {  // mixes tokens across positions
+        CHECK(outcome.status == "failed");
+        CHECK_THAT(outcome.error, Catch::Matchers::Contains("causal"));
+      } else {
+        CHECK(outcome.status == "done");
+      }
     }
   }
 }

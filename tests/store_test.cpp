@@ -33,7 +33,7 @@ TEST_CASE("an empty file is migrated to the current schema", "[store]") {
         "SELECT name FROM sqlite_master WHERE type IN ('table','view') ORDER BY name");
     std::vector<std::string> names;
     for (const auto& row : tables.rows) names.push_back(row[0].text);
-    CHECK(names == std::vector<std::string>{"latest_metrics", "metrics", "params",
+    CHECK(names == std::vector<std::string>{"latest_metrics", "metrics", "params", "run_files",
                                             "run_overview", "runs", "summaries"});
     CHECK(store.query("PRAGMA journal_mode").rows[0][0].text == "wal");
   }

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set-up, build, train the quickstart MoE vision
-# transformer on Fashion-MNIST, and print the results table from the database.
+# The main job on a fresh machine: set-up, build, then a small sweep comparing five routers
+# on Fashion-MNIST and its MNIST-C corruptions (experiments/sweeps/main.yaml, 2 workers),
+# ending with the report table (clean test accuracy) and the corruption table from the
+# results database. Re-running skips the runs already done; Ctrl-C and re-run resumes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 bash harness/scripts/setup.sh
 bash harness/scripts/build.sh moelab
 MOELAB="${MOELAB_BUILD_DIR:-$ROOT/build}/moelab"
-"$MOELAB" run experiments/quickstart.yaml "$@"
+"$MOELAB" sweep experiments/sweeps/main.yaml --workers 2 "$@"
 echo
-echo "Latest quickstart runs in results/moelab.db:"
-"$MOELAB" query results/moelab.db "
-SELECT r.id, r.status, r.router, r.seed, round(r.wall_seconds, 1) AS seconds,
-       round(MAX(CASE WHEN s.name = 'test/accuracy' THEN s.value END), 4) AS test_accuracy,
-       round(MAX(CASE WHEN s.name = 'val/accuracy' THEN s.value END), 4) AS val_accuracy,
-       round(MAX(CASE WHEN s.name = 'train/moe/load_cv' THEN s.value END), 3) AS load_cv
-FROM runs r LEFT JOIN summaries s ON s.run_id = r.id
-WHERE r.name = 'quickstart' GROUP BY r.id ORDER BY r.id DESC LIMIT 5"
+echo "Corruption robustness (FMNIST-C, 2000 test images per corruption; baseline: the topk run):"
+BASELINE="$("$MOELAB" query results/moelab.db --csv \
+  "SELECT id FROM runs WHERE sweep = 'main' AND router = 'topk' AND status = 'done' ORDER BY id DESC LIMIT 1" | tail -n 1)"
+RUNS="$("$MOELAB" query results/moelab.db --csv \
+  "SELECT group_concat(id) FROM (SELECT MAX(id) AS id FROM runs WHERE sweep = 'main' AND status = 'done' GROUP BY config_hash ORDER BY id)" | tail -n 1)"
+"$MOELAB" robustness results/moelab.db --suite fmnist_c --baseline "$BASELINE" --runs "$RUNS"

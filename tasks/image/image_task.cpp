@@ -7,7 +7,6 @@
 #include <mutex>
 #include <sstream>
 
-#include "harness/sha256.h"
 #include "tasks/image/corruptions.h"
 #include "tasks/image/idx.h"
 
@@ -229,12 +228,6 @@ MetricValues ImageTask::evaluate(TaskModel& model, const std::string& split_name
   }
   return {{"accuracy", static_cast<double>(correct) / count},
           {"loss", loss_sum / count}};
-}
-
-std::vector<std::pair<std::string, std::string>> ImageTask::data_files() const {
-  std::vector<std::pair<std::string, std::string>> hashed;
-  for (const auto& path : files_) hashed.emplace_back(path, sha256_file_hex(path));
-  return hashed;
 }
 
 }  // namespace moelab

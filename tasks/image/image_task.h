@@ -65,7 +65,7 @@ class ImageTask : public Task {
   // Per suite "SUITE/mean_error" over every corruption (and severity), and for cifar_c
   // "cifar_c:NAME/mean_error" over severities: the inputs of CE and mCE.
   MetricValues derived_summaries(const MetricValues& finals) const override;
-  std::vector<std::pair<std::string, std::string>> data_files() const override;
+  std::vector<std::string> data_paths() const override { return files_; }
 
  private:
   struct Split {
@@ -81,7 +81,7 @@ class ImageTask : public Task {
   torch::Tensor test_pixels_;  // [N, H, W] uint8, the input of the corruptions
   int64_t classes_ = 10;
   EpochSampler sampler_;
-  std::vector<std::string> files_;  // data files read, hashed on demand by data_files()
+  std::vector<std::string> files_;  // data files read (provenance)
 };
 
 }  // namespace moelab

@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "harness/rng.h"
-#include "harness/sha256.h"
 
 namespace moelab {
 namespace {
@@ -98,9 +97,12 @@ MetricValues LmTask::evaluate(TaskModel& model, const std::string& split,
   const torch::Tensor& ids = tokens(split);
   auto& lm = dynamic_cast<LmModelImpl&>(model);
   const int64_t length = options_.seq_len;
-  // Consecutive non-overlapping windows: every token after the first is predicted once.
-  int64_t windows = (ids.size(0) - 1) / length;
+  // Non-overlapping windows of seq_len + 1 tokens; with eval.max_examples, that many spread
+  // evenly over the split (not just its first book). Every target is predicted once.
+  const int64_t available = (ids.size(0) - 1) / length;
+  int64_t windows = available;
   if (config.eval.max_examples > 0) windows = std::min(windows, config.eval.max_examples);
+  const int64_t stride = available / windows;
   torch::NoGradGuard no_grad;
   RouteContext ctx;
   ctx.training = false;
@@ -109,10 +111,12 @@ MetricValues LmTask::evaluate(TaskModel& model, const std::string& split,
   const int64_t per_batch = std::max<int64_t>(1, config.eval.batch_size / length);
   for (int64_t first = 0; first < windows; first += per_batch) {
     const int64_t count = std::min(per_batch, windows - first);
-    auto block = ids.narrow(0, first * length, count * length + 1);
-    auto inputs = block.narrow(0, 0, count * length).reshape({count, length}).to(device);
-    auto targets = block.narrow(0, 1, count * length).reshape({count, length}).to(device);
-    auto out = lm.logits(inputs, ctx);  // [b, L, V]
+    std::vector<torch::Tensor> rows;
+    for (int64_t w = first; w < first + count; ++w) rows.push_back(ids.narrow(0, w * stride * length, length + 1));
+    auto block = torch::stack(rows);                              // [b, L+1]
+    auto inputs = block.narrow(1, 0, length).to(device);          // [b, L]
+    auto targets = block.narrow(1, 1, length).to(device);         // [b, L]
+    auto out = lm.logits(inputs, ctx);                            // [b, L, V]
     nll_sum += torch::nn::functional::cross_entropy(
                    out.reshape({-1, out.size(-1)}), targets.reshape({-1}),
                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -132,12 +136,6 @@ std::vector<std::string> LmTask::final_splits() const {
   std::vector<std::string> splits = {"val", "test"};
   for (const auto& corruption : corruptions_) splits.push_back("test:" + corruption.label());
   return splits;
-}
-
-std::vector<std::pair<std::string, std::string>> LmTask::data_files() const {
-  std::vector<std::pair<std::string, std::string>> hashed;
-  for (const auto& path : text_.files) hashed.emplace_back(path, sha256_file_hex(path));
-  return hashed;
 }
 
 }  // namespace moelab

@@ -67,7 +67,7 @@ class LmTask : public Task {
   MetricValues evaluate(TaskModel& model, const std::string& split, const RunConfig& config,
                         torch::Device device) override;
   std::vector<std::string> final_splits() const override;
-  std::vector<std::pair<std::string, std::string>> data_files() const override;
+  std::vector<std::string> data_paths() const override { return text_.files; }
 
   const Vocabulary& vocabulary() const { return vocabulary_; }
   const torch::Tensor& tokens(const std::string& split);  // [N] int64

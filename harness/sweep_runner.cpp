@@ -1,0 +1,296 @@
+// Sweep queue, workers and supervisor.
+#include "harness/sweep_runner.h"
+
+#include <fmt/format.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "harness/checkpoint.h"
+#include "harness/provenance.h"
+#include "harness/runner.h"
+#include "harness/trainer.h"
+
+extern char** environ;
+
+namespace moelab {
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_supervisor_signal(int) { g_stop = true; }
+
+std::string host_name() {
+  char name[256] = {0};
+  gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+// Refreshes a run's heartbeat from its own connection while the run trains or evaluates.
+class HeartbeatThread {
+ public:
+  HeartbeatThread(const std::string& db, int64_t run_id) : thread_([this, db, run_id] {
+      Store store(db);
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (!stop_) {
+        if (wake_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) break;
+        store.heartbeat(run_id);
+      }
+    }) {}
+  ~HeartbeatThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// A process that exists and is not a zombie (a killed worker whose parent died stays a zombie
+// in containers whose init does not reap).
+bool process_alive(pid_t pid) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // no /proc: trust kill()
+  const auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
+}
+
+// Running runs of the sweep whose worker was a process on this host that no longer exists
+// (killed with the supervisor, say) go back to pending without waiting for staleness.
+void requeue_dead_local_workers(Store& store, const std::string& sweep) {
+  SQLite::Statement select(store.database(),
+                           "SELECT DISTINCT worker FROM runs WHERE sweep = ? AND status = 'running'");
+  select.bind(1, sweep);
+  std::vector<std::string> dead;
+  const std::string prefix = host_name() + ":";
+  while (select.executeStep()) {
+    const std::string worker = select.getColumn(0).getString();
+    if (worker.rfind(prefix, 0) != 0) continue;
+    const auto pid = static_cast<pid_t>(std::stol(worker.substr(prefix.size())));
+    if (!process_alive(pid)) dead.push_back(worker);
+  }
+  select.reset();
+  for (const auto& worker : dead) store.requeue_worker(worker);
+}
+
+pid_t spawn_worker(const SweepPlan& plan, const SweepOptions& options, const std::string& db,
+                   int64_t threads, int64_t index) {
+  const std::string log_dir = "results/logs/" + plan.name;
+  std::filesystem::create_directories(log_dir);
+  const std::string log = fmt::format("{}/worker-{}.log", log_dir, index);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  std::vector<std::string> args = {options.executable, "sweep-worker", "--db", db,
+                                   "--sweep", plan.name, "--threads", std::to_string(threads)};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int error = posix_spawn(&pid, options.executable.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) throw Error(fmt::format("cannot start a worker ({}): {}", options.executable, std::strerror(error)));
+  return pid;
+}
+
+void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t finished_here,
+                    bool interactive) {
+  const int64_t remaining = c.pending + c.running;
+  const double eta = finished_here > 0 ? seconds / static_cast<double>(finished_here) * static_cast<double>(remaining) : 0.0;
+  const std::string line = fmt::format(
+      "sweep: {}/{} done | {} running | {} pending | {} failed | {} diverged | {} interrupted | "
+      "{:.0f}s{}",
+      c.done, total, c.running, c.pending, c.failed, c.diverged, c.interrupted, seconds,
+      finished_here > 0 ? fmt::format(" | ETA {:.0f}s", eta) : "");
+  if (interactive) {
+    fmt::print(stderr, "\r{}\x1b[K", line);
+  } else {
+    fmt::print(stderr, "{}\n", line);
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+std::string worker_id() { return fmt::format("{}:{}", host_name(), getpid()); }
+
+QueueCounts sweep_counts(const std::string& db, const std::string& sweep) {
+  Store store(db);
+  SQLite::Statement select(store.database(),
+                           "SELECT status, COUNT(*) FROM runs WHERE sweep = ? GROUP BY status");
+  select.bind(1, sweep);
+  QueueCounts counts;
+  std::map<std::string, int64_t*> slots = {{"pending", &counts.pending}, {"running", &counts.running},
+                                           {"done", &counts.done}, {"failed", &counts.failed},
+                                           {"diverged", &counts.diverged},
+                                           {"interrupted", &counts.interrupted}};
+  while (select.executeStep()) *slots.at(select.getColumn(0).getString()) = select.getColumn(1).getInt64();
+  return counts;
+}
+
+QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
+  const std::string db = plan.runs.front().config.db;
+  Store store(db);
+  store.requeue_stale(plan.name, options.stale_after_seconds);
+  requeue_dead_local_workers(store, plan.name);
+  std::set<std::string> seen;
+  for (const auto& run : plan.runs) {
+    MOELAB_CHECK(run.config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
+                 plan.name, db, run.config.db);
+    const std::string hash = config_hash(run.config);
+    if (!seen.insert(hash).second) continue;  // the same identity twice in one plan
+    SQLite::Statement latest(store.database(),
+                             "SELECT id, status, sweep FROM runs WHERE config_hash = ? "
+                             "ORDER BY (status = 'done') DESC, id DESC LIMIT 1");
+    latest.bind(1, hash);
+    const bool exists = latest.executeStep();
+    const int64_t id = exists ? latest.getColumn(0).getInt64() : 0;
+    const std::string status = exists ? latest.getColumn(1).getString() : "";
+    const std::string sweep = exists ? latest.getColumn(2).getString() : "";
+    latest.reset();
+    RunRecord record = make_run_record(run.config, plan.name);
+    record.axes = run.label();
+    auto requeue_fresh = [&] {
+      std::filesystem::remove(checkpoint_path(run.config));
+      store.database().exec(fmt::format("DELETE FROM metrics WHERE run_id = {0}; DELETE FROM "
+                                        "summaries WHERE run_id = {0}; UPDATE runs SET status = "
+                                        "'pending', worker = '' WHERE id = {0}",
+                                        id));
+    };
+    if (!exists || (status == "done" && options.force)) {
+      if (exists) std::filesystem::remove(checkpoint_path(run.config));
+      store.enqueue_run(record);
+    } else if (sweep != plan.name && status != "done") {
+      store.enqueue_run(record);  // unfinished in another sweep: this sweep runs its own copy
+    } else if ((status == "failed" || status == "diverged") && options.retry_failed) {
+      requeue_fresh();
+    } else if (status == "interrupted") {
+      store.database().exec(fmt::format(
+          "UPDATE runs SET status = 'pending', worker = '' WHERE id = {}", id));  // resumes
+    }
+  }
+  return sweep_counts(db, plan.name);
+}
+
+int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
+  const std::string db = plan.runs.front().config.db;
+  QueueCounts counts = enqueue_sweep(plan, options);
+  const int64_t total = counts.pending + counts.running + counts.done + counts.failed +
+                        counts.diverged + counts.interrupted;
+  const int64_t threads = options.threads_per_worker > 0 ? options.threads_per_worker
+                          : options.workers == 1      ? plan.runs.front().config.threads
+                                                      : 1;
+  fmt::print(stderr, "sweep '{}': {} runs, {} to do; {} worker(s) x {} thread(s); logs in "
+                     "results/logs/{}/\n",
+             plan.name, total, counts.pending, options.workers, threads, plan.name);
+  g_stop = false;
+  std::signal(SIGINT, on_supervisor_signal);
+  std::signal(SIGTERM, on_supervisor_signal);
+
+  Store store(db);
+  std::map<pid_t, std::string> workers;  // pid -> worker id
+  const std::string host = host_name();
+  int64_t started = 0;
+  const int64_t max_starts = options.workers * 3 + total;
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t done_before = counts.done;
+  const bool interactive = isatty(fileno(stderr)) != 0;
+  int64_t last_print = -1;
+  while (true) {
+    // Reap workers; a worker that died mid-run gives its run back at once.
+    for (auto it = workers.begin(); it != workers.end();) {
+      int status = 0;
+      if (waitpid(it->first, &status, WNOHANG) == it->first) {
+        store.requeue_worker(it->second);
+        it = workers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    store.requeue_stale(plan.name, options.stale_after_seconds);
+    counts = sweep_counts(db, plan.name);
+    if (g_stop) break;
+    if (counts.pending == 0 && workers.empty() && counts.running == 0) break;
+    while (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
+           started < max_starts) {
+      const pid_t pid = spawn_worker(plan, options, db, threads, started++);
+      workers[pid] = fmt::format("{}:{}", host, pid);
+    }
+    if (workers.empty() && counts.running > 0) {
+      // Runs held by processes we do not own (another supervisor): wait for them or staleness.
+    } else if (workers.empty()) {
+      break;  // nothing left we can start
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto tick = static_cast<int64_t>(seconds) / (interactive ? 1 : 30);
+    if (tick != last_print) {
+      print_progress(counts, total, seconds, counts.done - done_before, interactive);
+      last_print = tick;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (g_stop) {
+    fmt::print(stderr, "\nsweep: stopping the workers (their runs are marked interrupted)\n");
+    for (const auto& [pid, id] : workers) kill(pid, SIGINT);
+    for (const auto& [pid, id] : workers) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+      store.requeue_worker(id);  // only if it died without recording its run
+    }
+    counts = sweep_counts(db, plan.name);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  print_progress(counts, total, seconds, counts.done - done_before, false);
+  return counts.done == total ? 0 : 1;
+}
+
+int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads) {
+  install_interrupt_handlers();
+  Store store(db);
+  const std::string id = worker_id();
+  while (!interrupt_requested()) {
+    auto claimed = store.claim_run(sweep, id);
+    if (!claimed) break;
+    RunConfig config = parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
+                                        {fmt::format("threads={}", threads)});
+    apply_thread_settings(config);
+    const int64_t step = checkpoint_step(checkpoint_path(config));
+    // Metrics after the checkpoint (or all of them, without one) are logged again.
+    store.reopen_run(claimed->run_id, step, collect_provenance(config));
+    fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, claimed->run_id, config.name,
+               step >= 0 ? fmt::format(" resuming at step {}", step) : "");
+    HeartbeatThread heartbeat(db, claimed->run_id);
+    RunOutcome outcome = run_on_row(store, claimed->run_id, config, step >= 0);
+    fmt::print(stderr, "worker {}: run {} {}{}\n", id, outcome.run_id, outcome.status,
+               outcome.error.empty() ? "" : ": " + outcome.error);
+  }
+  return 0;
+}
+
+}  // namespace moelab

@@ -1,0 +1,274 @@
+// Sweeps: expansion and validation, identity, skip/retry, concurrent workers, a worker killed
+// with SIGKILL and the sweep resumed, report statistics.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "harness/plots.h"
+#include "harness/report.h"
+#include "harness/stats.h"
+#include "harness/store.h"
+#include "harness/sweep.h"
+#include "test_util.h"
+
+namespace moelab {
+namespace {
+
+const char* kBase = R"(name: tiny
+task: {name: image, train_limit: 256, val_size: 200}
+model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16}}
+router: {name: topk, k: 2}
+train: {steps: 4, batch_size: 16, log_every: 2, warmup_steps: 1}
+eval: {max_examples: 100}
+)";
+
+std::vector<std::string> labels(const SweepPlan& plan) {
+  std::vector<std::string> out;
+  for (const auto& run : plan.runs) out.push_back(run.label());
+  return out;
+}
+
+int shell(const std::string& command) {
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A tiny sweep file in `dir` with the given body after the base; db and checkpoints inside dir.
+std::string write_sweep(const testing::TempDir& dir, const std::string& body) {
+  std::ofstream(dir.file("base.yaml")) << kBase << "db: " << dir.file("s.db") << "\n"
+                                       << "checkpoint_dir: " << dir.file("ckpt") << "\n";
+  std::ofstream(dir.file("sweep.yaml")) << "extends: base.yaml\n" << body;
+  return dir.file("sweep.yaml");
+}
+
+}  // namespace
+
+TEST_CASE("sweep expansion: grid, zip, seeds, exclude and command-line axes", "[sweep]") {
+  testing::TempDir dir;
+  const std::string path = write_sweep(dir, R"(name: demo
+grid:
+  router: [{name: topk, k: 2}, {name: base}]
+  train.lr: [0.001, 0.002]
+zip:
+  model.dim: [16, 32]
+  model.heads: [2, 4]
+seeds: 2
+exclude:
+  - {router.name: base, train.lr: 1e-3}
+)");
+  const SweepPlan plan = expand_sweep(path);
+  CHECK(plan.name == "demo");
+  // 2 routers x 2 lr x 2 zip rows x 2 seeds = 16, minus base with lr 0.001 (4) = 12.
+  REQUIRE(plan.runs.size() == 12);
+  CHECK(plan.runs[0].label() == "router={name: topk, k: 2} train.lr=0.001 model.dim=16 model.heads=2 seed=0");
+  CHECK(plan.runs[1].label() == "router={name: topk, k: 2} train.lr=0.001 model.dim=16 model.heads=2 seed=1");
+  CHECK(plan.runs[2].config.model.dim == 32);
+  CHECK(plan.runs[2].config.model.heads == 4);
+  CHECK(plan.runs.back().config.router.name == "base");
+  CHECK(plan.runs.back().config.train.lr == 0.002);
+  CHECK(plan.runs.back().config.seed == 1);
+  CHECK(plan.runs[0].config.train.steps == 4);  // from the extended base
+
+  // Hash stability: the same file expands to the same identities.
+  const SweepPlan again = expand_sweep(path);
+  for (size_t i = 0; i < plan.runs.size(); ++i) {
+    CHECK(config_hash(plan.runs[i].config) == config_hash(again.runs[i].config));
+  }
+  // A command-line list adds an axis, a single value overrides every run.
+  const SweepPlan wider = expand_sweep(path, {"train.batch_size=8,16", "train.steps=3"});
+  CHECK(wider.runs.size() == 24);
+  CHECK(wider.runs[0].config.train.steps == 3);
+  CHECK(labels(wider)[0].find("train.batch_size=8") != std::string::npos);
+}
+
+TEST_CASE("sweep errors: unknown keys with position, invalid combinations with their values",
+          "[sweep]") {
+  testing::TempDir dir;
+  const std::string typo = write_sweep(dir, "gird:\n  train.lr: [0.1]\n");
+  CHECK_THROWS_WITH(expand_sweep(typo), Catch::Matchers::Contains("sweep.yaml:2:1") &&
+                                            Catch::Matchers::Contains("did you mean 'grid'"));
+  const std::string bad = write_sweep(dir, "grid:\n  router.k: [2, 9]\n  train.lr: [0.1, -1]\n");
+  try {
+    expand_sweep(bad);
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    CHECK_THAT(message, Catch::Matchers::Contains("3 invalid combination(s)"));
+    CHECK_THAT(message, Catch::Matchers::Contains("[router.k=9 train.lr=0.1]"));
+    CHECK_THAT(message, Catch::Matchers::Contains("[router.k=2 train.lr=-1]"));
+  }
+  const std::string zip = write_sweep(dir, "zip:\n  model.dim: [16, 32]\n  model.heads: [2]\n");
+  CHECK_THROWS_WITH(expand_sweep(zip), Catch::Matchers::Contains("zip.model.heads has 1 values"));
+}
+
+TEST_CASE("statistics: t distribution and Welch's test on hand-computed values", "[report]") {
+  CHECK(student_t_cdf(1.0, 1) == Approx(0.5 + std::atan(1.0) / M_PI));  // Cauchy
+  CHECK(student_t_cdf(-2.0, 2) == Approx(0.5 - 2.0 / (2 * std::sqrt(6.0))));
+  CHECK(student_t_quantile(0.975, 2) == Approx(4.302653).epsilon(1e-5));
+  CHECK(student_t_quantile(0.975, 4) == Approx(2.776445).epsilon(1e-5));
+  const Summary s = summarise({1, 2, 3, 4, 5});
+  CHECK(s.mean == Approx(3.0));
+  CHECK(s.std == Approx(std::sqrt(2.5)));
+  CHECK(s.ci_half == Approx(2.776445 * std::sqrt(2.5) / std::sqrt(5.0)).epsilon(1e-5));
+  // Equal variances and n = 2: Welch df = 2, t = -3/sqrt(2), p = 1 - t/sqrt(2 + t^2).
+  const WelchTest test = welch_test({0, 2}, {3, 5});
+  CHECK(test.t == Approx(-3.0 / std::sqrt(2.0)));
+  CHECK(test.df == Approx(2.0));
+  CHECK(test.p == Approx(1.0 - (3.0 / std::sqrt(2.0)) / std::sqrt(2.0 + 4.5)));
+  CHECK(std::isnan(welch_test({1}, {2, 3}).p));
+}
+
+TEST_CASE("report groups runs over seeds and tests against the baseline", "[report]") {
+  testing::TempDir dir;
+  Store store(dir.file("r.db"));
+  auto add = [&](const std::string& router, double accuracy) {
+    RunRecord record;
+    record.config_hash = router + std::to_string(accuracy);
+    record.sweep = "s";
+    record.task = "image";
+    record.router = router;
+    record.params = {{"router.name", router}};
+    const int64_t id = store.create_run(record);
+    store.finish_run(id, "done", {{"test/accuracy", accuracy}});
+  };
+  add("topk", 0.0);
+  add("topk", 2.0);
+  add("ssr", 3.0);
+  add("ssr", 5.0);
+  ReportRequest request;
+  request.sweep = "s";
+  request.baseline = "topk";
+  const auto table = report_table(collect_groups(store, request), request);
+  REQUIRE(table.rows.size() == 2);
+  CHECK(table.rows[1][0].text == "ssr");
+  CHECK(table.rows[1][1].integer == 2);
+  CHECK(table.rows[1][2].real == Approx(4.0));
+  CHECK(table.rows[1][5].real == Approx(3.0));  // delta
+  CHECK(table.rows[1][6].real == Approx(1.0 - (3.0 / std::sqrt(2.0)) / std::sqrt(6.5)));
+  CHECK(table.rows[0][6].type == Cell::Type::Null);  // the baseline itself
+  for (const char* format : {"text", "md", "csv", "latex", "json", "html"}) {
+    CHECK_THAT(render_report(table, request, format), Catch::Matchers::Contains("ssr"));
+  }
+  request.baseline = "nope";
+  CHECK_THROWS_WITH(report_table(collect_groups(store, request), request),
+                    Catch::Matchers::Contains("ssr"));
+  request.metric = "test/bleu";
+  CHECK_THROWS_WITH(collect_groups(store, request), Catch::Matchers::Contains("test/bleu"));
+}
+
+TEST_CASE("moelab sweep: two workers run every run exactly once; re-running skips done ones",
+          "[sweep][smoke]") {
+  testing::TempDir dir;
+  const std::string path = write_sweep(dir, "name: pair\ngrid:\n  router.name: [topk, ssr, hash]\nseeds: 2\n");
+  const std::string moelab = MOELAB_BINARY;
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " --workers 2 > out.txt 2>&1") == 0);
+  Store store(dir.file("s.db"));
+  auto runs = store.query("SELECT COUNT(*), COUNT(DISTINCT config_hash), SUM(status = 'done'), "
+                          "COUNT(DISTINCT worker) FROM runs WHERE sweep = 'pair'");
+  CHECK(runs.rows[0][0].integer == 6);
+  CHECK(runs.rows[0][1].integer == 6);
+  CHECK(runs.rows[0][2].integer == 6);
+  CHECK(runs.rows[0][3].integer >= 1);
+  auto files = store.query("SELECT COUNT(*) FROM run_files WHERE run_id = 1");
+  CHECK(files.rows[0][0].integer == 4);  // the four Fashion-MNIST files, hashed
+  // Plots: data, script and rendered files, non-empty.
+  PlotRequest plot;
+  plot.sweep = "pair";
+  plot.metric = "train/loss";
+  plot.output_dir = dir.file("plots");
+  for (const char* kind : {"curves", "load"}) {
+    plot.kind = kind;
+    for (const auto& file : make_plot(store, plot)) {
+      INFO(file);
+      CHECK(std::filesystem::file_size(file) > 100);
+    }
+  }
+  // Again: nothing to do. With --force: six new runs.
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " > out.txt 2>&1") == 0);
+  CHECK(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 6);
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " --force > out.txt 2>&1") == 0);
+  CHECK(store.query("SELECT COUNT(*) FROM runs WHERE status = 'done'").rows[0][0].integer == 12);
+}
+
+TEST_CASE("failed runs are recorded, the sweep goes on, --retry-failed reruns them", "[sweep][smoke]") {
+  testing::TempDir dir;
+  // stablemoe with vocab > 0 needs token ids: it fails on images, the others succeed.
+  const std::string path = write_sweep(
+      dir, "name: mixed\ngrid:\n  router: [{name: topk, k: 2}, {name: stablemoe, vocab: 10}]\n");
+  const std::string moelab = MOELAB_BINARY;
+  CHECK(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " > out.txt 2>&1") == 1);
+  Store store(dir.file("s.db"));
+  auto rows = store.query("SELECT router, status, error FROM runs ORDER BY id");
+  REQUIRE(rows.rows.size() == 2);
+  CHECK(rows.rows[0][1].text == "done");
+  CHECK(rows.rows[1][1].text == "failed");
+  CHECK_THAT(rows.rows[1][2].text, Catch::Matchers::Contains("token ids"));
+  CHECK(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " --retry-failed > out.txt 2>&1") == 1);
+  CHECK(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 2);  // the same row again
+  const std::string preset = "cd " + dir.file("") + " && " + moelab + " query " + dir.file("s.db") +
+                             " --preset failures --csv > failures.csv";
+  REQUIRE(shell(preset) == 0);
+  std::ifstream in(dir.file("failures.csv"));
+  std::string csv((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(csv, Catch::Matchers::Contains("stablemoe"));
+}
+
+TEST_CASE("a sweep killed with SIGKILL mid-run resumes: every run done exactly once",
+          "[sweep][smoke]") {
+  testing::TempDir dir;
+  const std::string path = write_sweep(
+      dir, "name: killed\nbase: {train: {steps: 200, checkpoint_every: 20, log_every: 10}}\n"
+           "grid:\n  router.name: [topk, loss_free]\n");
+  const std::string moelab = MOELAB_BINARY;
+  const pid_t supervisor = fork();
+  if (supervisor == 0) {
+    if (chdir(dir.file("").c_str()) != 0) _exit(127);
+    execl(moelab.c_str(), moelab.c_str(), "sweep", path.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until the first run has passed a checkpoint, then kill the worker and the supervisor.
+  std::string worker;
+  for (int i = 0; i < 600 && worker.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    try {
+      Store store(dir.file("s.db"));
+      auto rows = store.query("SELECT worker FROM runs r WHERE status = 'running' AND EXISTS "
+                              "(SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.step >= 20)");
+      if (!rows.rows.empty()) worker = rows.rows[0][0].text;
+    } catch (const std::exception&) {
+      // the database may not exist yet
+    }
+  }
+  REQUIRE_FALSE(worker.empty());
+  const pid_t worker_pid = static_cast<pid_t>(std::stol(worker.substr(worker.find(':') + 1)));
+  kill(supervisor, SIGKILL);
+  kill(worker_pid, SIGKILL);
+  int status = 0;
+  waitpid(supervisor, &status, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  {
+    Store store(dir.file("s.db"));
+    CHECK(store.query("SELECT COUNT(*) FROM runs WHERE status = 'running'").rows[0][0].integer == 1);
+  }
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " > out.txt 2>&1") == 0);
+  Store store(dir.file("s.db"));
+  CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
+  auto runs = store.query("SELECT COUNT(*), SUM(status = 'done') FROM runs");
+  CHECK(runs.rows[0][0].integer == 2);
+  CHECK(runs.rows[0][1].integer == 2);
+  // The resumed run's loss history has each logged step exactly once.
+  auto duplicates = store.query("SELECT COUNT(*) FROM (SELECT run_id, step FROM metrics WHERE "
+                                "split = 'train' AND name = 'loss' GROUP BY run_id, step "
+                                "HAVING COUNT(*) > 1)");
+  CHECK(duplicates.rows[0][0].integer == 0);
+  CHECK(store.query("SELECT COUNT(*) FROM metrics WHERE split = 'train' AND name = 'loss'")
+            .rows[0][0].integer == 2 * 20);
+}
+
+}  // namespace moelab
