@@ -1,16 +1,21 @@
-// Router and MoE-layer benchmarks. Every figure is a median over repeats of wall time.
+// Benchmarks: BLAS matmul, router decisions and the MoE layer (medians over repeats of wall
+// time), and the sweep runner (overhead, logging share, worker scaling).
 #include "harness/bench.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "harness/config.h"
 #include "harness/moe_layer.h"
 #include "harness/provenance.h"
+#include "harness/store.h"
+#include "harness/sweep_runner.h"
 #include "routers/registry.h"
 
 namespace moelab {
@@ -157,6 +162,51 @@ std::string bench_routers_report(const BenchOptions& options) {
       "  sbase vs topk (k=1): {:.1f} ms vs {:.1f} ms per step, {:+.1f}% (Sinkhorn every step)\n",
       ssr_s * 1e3, topk_s * 1e3, 100 * (ssr_s / topk_s - 1), sbase_s * 1e3, topk1_s * 1e3,
       100 * (sbase_s / topk1_s - 1));
+  return options.json ? out.dump(2) + "\n" : text;
+}
+
+}  // namespace moelab
+
+namespace moelab {
+
+std::string bench_sweep_report(const BenchOptions& options, const std::string& executable) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   fmt::format("moelab-bench-sweep-{}", static_cast<long>(getpid()));
+  std::filesystem::create_directories(dir);
+  nlohmann::json out;
+  std::string text = "moelab bench sweep: experiments/sweeps/smoke.yaml (6 runs), 1 LibTorch thread per run\n";
+  double wall_one = 0.0;
+  for (int64_t workers : {1, 2}) {
+    const std::string db = (dir / fmt::format("w{}.db", workers)).string();
+    SweepPlan plan = expand_sweep("experiments/sweeps/smoke.yaml",
+                                  {"db=" + db, "checkpoint_dir=" + (dir / "ckpt").string(),
+                                   "threads=1"});
+    plan.name = fmt::format("bench{}", workers);
+    SweepOptions sweep;
+    sweep.workers = workers;
+    sweep.threads_per_worker = 1;
+    sweep.executable = executable;
+    const auto start = std::chrono::steady_clock::now();
+    run_sweep(plan, sweep);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Store store(db);
+    auto totals = store.query(
+        "SELECT SUM(r.wall_seconds), SUM(s.value), COUNT(*) FROM runs r JOIN summaries s ON "
+        "s.run_id = r.id AND s.name = 'train/log_seconds' WHERE r.status = 'done'");
+    const double run_seconds = totals.rows[0][0].real, log_seconds = totals.rows[0][1].real;
+    const double overhead = (wall - run_seconds / static_cast<double>(workers)) / wall;
+    if (workers == 1) wall_one = wall;
+    const double speedup = wall_one / wall;
+    out[fmt::format("workers_{}", workers)] = {{"wall_seconds", wall}, {"run_seconds", run_seconds},
+                                               {"runner_overhead", overhead},
+                                               {"logging_share", log_seconds / run_seconds},
+                                               {"throughput_vs_1_worker", speedup}};
+    text += fmt::format("{} worker(s): wall {:.1f}s, runs {:.1f}s, runner overhead {:.1f}%, metric "
+                        "logging {:.2f}% of run time, throughput {:.2f}x of 1 worker\n",
+                        workers, wall, run_seconds, 100 * overhead, 100 * log_seconds / run_seconds,
+                        speedup);
+  }
+  std::filesystem::remove_all(dir);
   return options.json ? out.dump(2) + "\n" : text;
 }
 

@@ -20,5 +20,8 @@ struct BenchOptions {
 
 std::string bench_matmul_report(const BenchOptions& options);
 std::string bench_routers_report(const BenchOptions& options);
+// The sweep runner on experiments/sweeps/smoke.yaml: its overhead beyond the runs' own time,
+// metric logging's share of run time, and 2 workers' throughput against 1.
+std::string bench_sweep_report(const BenchOptions& options, const std::string& executable);
 
 }  // namespace moelab

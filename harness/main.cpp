@@ -251,12 +251,12 @@ int run_cli(int argc, char** argv) {
   route->add_option("--seed", route_request.seed, "run seed (random draws)");
   route->add_option("--step", route_request.step, "training step (SSR's draw, schedules)");
 
-  auto* bench = app.add_subcommand("bench", "performance benchmarks: matmul | routers");
+  auto* bench = app.add_subcommand("bench", "performance benchmarks: matmul | routers | sweep");
   std::string bench_what;
   BenchOptions bench_options;
-  bench->add_option("what", bench_what, "matmul | routers")
+  bench->add_option("what", bench_what, "matmul | routers | sweep")
       ->required()
-      ->check(CLI::IsMember({"matmul", "routers"}));
+      ->check(CLI::IsMember({"matmul", "routers", "sweep"}));
   bench->add_flag("--json", bench_options.json, "JSON output");
   bench->add_option("--threads", bench_options.threads, "LibTorch threads");
   bench->add_option("--repeats", bench_options.repeats, "repeats per measurement");
@@ -362,8 +362,13 @@ int run_cli(int argc, char** argv) {
     return kExitOk;
   }
   if (*bench) {
-    std::cout << (bench_what == "matmul" ? bench_matmul_report(bench_options)
-                                         : bench_routers_report(bench_options));
+    if (bench_what == "sweep") {
+      std::cout << bench_sweep_report(bench_options,
+                                      std::filesystem::read_symlink("/proc/self/exe").string());
+    } else {
+      std::cout << (bench_what == "matmul" ? bench_matmul_report(bench_options)
+                                           : bench_routers_report(bench_options));
+    }
     return kExitOk;
   }
   if (sql.empty() && preset.empty()) throw ConfigError("query: give SQL or --preset");

@@ -44,6 +44,7 @@ Summary summarise(const std::vector<double>& values) {
   for (double v : values) s.mean += v;
   s.mean /= static_cast<double>(s.n);
   if (s.n < 2) {
+    s.std = kNaN;
     s.ci_half = kNaN;
     return s;
   }

@@ -8,7 +8,7 @@ namespace moelab {
 
 struct Summary {
   int64_t n = 0;
-  double mean = 0.0, std = 0.0;  // std: sample (n - 1); 0 when n < 2
+  double mean = 0.0, std = 0.0;  // std: sample (n - 1); NaN when n < 2
   double ci_half = 0.0;          // half-width of the 95% t interval; NaN when n < 2
 };
 Summary summarise(const std::vector<double>& values);

@@ -106,11 +106,18 @@ void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& co
                      TaskModel& model, MetricLog& log, int64_t step, torch::Device device,
                      MetricValues* summaries, const std::string& label_suffix = "") {
   model.eval();
-  for (const auto& split : splits) {
-    const std::string label = split + label_suffix;
-    for (const auto& [name, value] : task.evaluate(model, split, config, device)) {
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < splits.size(); ++i) {
+    const std::string label = splits[i] + label_suffix;
+    for (const auto& [name, value] : task.evaluate(model, splits[i], config, device)) {
       log.add(step, label, name, value);
       if (summaries) summaries->emplace_back(label + "/" + name, value);
+    }
+    if (splits.size() > 3) {  // long final evaluations (corruption suites): visible progress
+      log.flush();
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      fmt::print(stderr, "evaluated {} ({}/{}, {:.0f}s)\n", label, i + 1, splits.size(), seconds);
     }
   }
   model.train();
@@ -251,6 +258,7 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
   const MetricValues derived = task.derived_summaries(summaries);
   summaries.insert(summaries.end(), derived.begin(), derived.end());
   log.flush();
+  summaries.emplace_back("train/log_seconds", log.seconds());
   return summaries;
 }
 

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -36,14 +37,18 @@ class MetricLog {
     rows_.push_back({step, split, name, value});
   }
   void flush() {
+    const auto start = std::chrono::steady_clock::now();
     store_.log_metrics(run_id_, rows_);
     rows_.clear();
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
+  double seconds() const { return seconds_; }  // time spent writing to the database
 
  private:
   Store& store_;
   int64_t run_id_;
   std::vector<MetricRow> rows_;
+  double seconds_ = 0.0;
 };
 
 // Learning rate at 1-based step: linear warm-up to lr, then cosine down to lr*min_lr_ratio.
