@@ -178,9 +178,9 @@ QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
     record.axes = run.label();
     auto requeue_fresh = [&] {
       std::filesystem::remove(checkpoint_path(run.config));
-      store.database().exec(fmt::format("DELETE FROM metrics WHERE run_id = {0}; DELETE FROM "
-                                        "summaries WHERE run_id = {0}; UPDATE runs SET status = "
-                                        "'pending', worker = '' WHERE id = {0}",
+      store.database().exec(fmt::format("BEGIN IMMEDIATE; DELETE FROM metrics WHERE run_id = {0}; "
+                                        "DELETE FROM summaries WHERE run_id = {0}; UPDATE runs SET "
+                                        "status = 'pending', worker = '' WHERE id = {0}; COMMIT;",
                                         id));
     };
     if (!exists || (status == "done" && options.force)) {

@@ -103,7 +103,7 @@ WHERE a.value IS NOT b.value AND a.name NOT LIKE '%route_ms' AND a.name NOT LIKE
   CHECK(differing.rows[0][0].integer == 0);
 }
 
-TEST_CASE("config errors exit 2 with file and line; a failing run exits 1", "[smoke]") {
+TEST_CASE("config errors exit 2 with file and line, a failing run exits 1", "[smoke]") {
   testing::TempDir dir;
   std::ofstream(dir.file("typo.yaml")) << "seed: 1\ntrain:\n  stpes: 3\n";
   Command typo = run_moelab("run " + dir.file("typo.yaml"));
@@ -221,7 +221,7 @@ eval: {max_examples: 100}
 
 namespace moelab {
 
-TEST_CASE("a run's rows hold clean and corrupted metrics; moelab robustness scores them",
+TEST_CASE("a run's rows hold clean and corrupted metrics and moelab robustness scores them",
           "[smoke][corruption]") {
   testing::TempDir dir;
   std::ofstream(dir.file("tiny.yaml")) << kTinyRun;

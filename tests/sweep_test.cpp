@@ -162,7 +162,7 @@ TEST_CASE("report groups runs over seeds and tests against the baseline", "[repo
   CHECK_THROWS_WITH(collect_groups(store, request), Catch::Matchers::Contains("test/bleu"));
 }
 
-TEST_CASE("moelab sweep: two workers run every run exactly once; re-running skips done ones",
+TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skips done ones",
           "[sweep][smoke]") {
   testing::TempDir dir;
   const std::string path = write_sweep(dir, "name: pair\ngrid:\n  router.name: [topk, ssr, hash]\nseeds: 2\n");
