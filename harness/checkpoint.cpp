@@ -3,7 +3,6 @@
 
 #include <fmt/format.h>
 
-#include <cstdio>
 #include <filesystem>
 
 #include "harness/error.h"
@@ -12,6 +11,12 @@ namespace moelab {
 namespace {
 
 constexpr int64_t kFormatVersion = 1;
+
+int64_t read_int(torch::serialize::InputArchive& archive, const char* key) {
+  torch::Tensor value;
+  archive.read(key, value);
+  return value.item<int64_t>();
+}
 
 }  // namespace
 
@@ -41,19 +46,15 @@ int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
   torch::serialize::InputArchive archive, model_archive, optimizer_archive;
   try {
     archive.load_from(path);
-    torch::Tensor format;
-    archive.read("format", format);
-    if (format.item<int64_t>() != kFormatVersion) {
-      throw Error(fmt::format("format {} (this build reads {})", format.item<int64_t>(),
-                              kFormatVersion));
+    const int64_t format = read_int(archive, "format");
+    if (format != kFormatVersion) {
+      throw Error(fmt::format("format {} (this build reads {})", format, kFormatVersion));
     }
     archive.read("model", model_archive);
     archive.read("optimizer", optimizer_archive);
     model.load(model_archive);
     optimizer.load(optimizer_archive);
-    torch::Tensor step;
-    archive.read("step", step);
-    return step.item<int64_t>();
+    return read_int(archive, "step");
   } catch (const std::exception& e) {
     throw Error(fmt::format("checkpoint '{}' cannot be loaded: {}", path, e.what()));
   }
@@ -61,11 +62,13 @@ int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
 
 int64_t checkpoint_step(const std::string& path) {
   if (!std::filesystem::exists(path)) return -1;
-  torch::serialize::InputArchive archive;
-  archive.load_from(path);
-  torch::Tensor step;
-  archive.read("step", step);
-  return step.item<int64_t>();
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    return read_int(archive, "step");
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("checkpoint '{}' cannot be read: {}", path, e.what()));
+  }
 }
 
 }  // namespace moelab

@@ -9,34 +9,18 @@
 #include <map>
 
 #include "harness/error.h"
+#include "harness/report.h"
 #include "harness/stats.h"
 
 namespace moelab {
 namespace {
 
-struct GroupedRuns {
-  std::vector<std::string> labels;                       // first-run order
-  std::map<std::string, std::vector<int64_t>> runs;      // label -> run ids
-};
-
-GroupedRuns group_runs(Store& store, const PlotRequest& request) {
-  const std::string key = request.group_by == "router" ? "router.name" : request.group_by;
-  SQLite::Statement select(store.database(),
-                           "SELECT r.id, COALESCE((SELECT value FROM params p WHERE p.run_id = r.id "
-                           "AND p.key = ?1), '?') FROM runs r WHERE r.status = 'done' AND "
-                           "(?2 = '' OR r.sweep = ?2) ORDER BY r.id");
-  select.bind(1, key);
-  select.bind(2, request.sweep);
-  GroupedRuns grouped;
-  while (select.executeStep()) {
-    const std::string label = select.getColumn(1).getString();
-    if (!grouped.runs.count(label)) grouped.labels.push_back(label);
-    grouped.runs[label].push_back(select.getColumn(0).getInt64());
-  }
-  if (grouped.labels.empty()) {
+std::vector<RunGroup> group_runs(Store& store, const PlotRequest& request) {
+  auto groups = group_done_runs(store, request.sweep, {request.group_by});
+  if (groups.empty()) {
     throw Error(fmt::format("plot: no done runs{}", request.sweep.empty() ? "" : " in sweep '" + request.sweep + "'"));
   }
-  return grouped;
+  return groups;
 }
 
 std::string slug(const std::string& text) {
@@ -77,7 +61,7 @@ std::vector<std::string> finish(const PlotRequest& request, const std::string& b
   return files;
 }
 
-std::vector<std::string> curves(Store& store, const PlotRequest& request, const GroupedRuns& grouped) {
+std::vector<std::string> curves(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
   const auto slash = request.metric.find('/');
   MOELAB_CHECK(slash != std::string::npos, "plot curves: --metric is SPLIT/NAME (val/accuracy, train/loss)");
   const std::string split = request.metric.substr(0, slash), name = request.metric.substr(slash + 1);
@@ -88,9 +72,10 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
                                  "  set style fill transparent solid 0.2 noborder\n  plot ",
                                  quote(request.metric));
   int index = 0;
-  for (const auto& label : grouped.labels) {
+  for (const auto& group : groups) {
+    const std::string& label = group.label;
     std::map<int64_t, std::vector<double>> by_step;
-    for (int64_t run : grouped.runs.at(label)) {
+    for (int64_t run : group.run_ids) {
       SQLite::Statement select(store.database(), "SELECT step, value FROM metrics WHERE run_id = ? "
                                                  "AND split = ? AND name = ? AND value IS NOT NULL");
       select.bind(1, static_cast<int64_t>(run));
@@ -117,16 +102,17 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
   return finish(request, base, plot + "\n");
 }
 
-std::vector<std::string> corruption(Store& store, const PlotRequest& request, const GroupedRuns& grouped) {
+std::vector<std::string> corruption(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
   const std::string base = request.output_dir + "/corruption";
   std::ofstream data(base + ".dat");
   data << "# severity mean_accuracy (0 = clean; cifar_c corruptions and seeds averaged)\n";
   std::string plot = "  set xlabel \"severity (0 = clean)\"\n  set ylabel \"accuracy\"\n  set xtics 1\n"
                      "  set key outside right\n  plot ";
   int index = 0;
-  for (const auto& label : grouped.labels) {
+  for (const auto& group : groups) {
+    const std::string& label = group.label;
     std::map<int64_t, std::vector<double>> by_severity;
-    for (int64_t run : grouped.runs.at(label)) {
+    for (int64_t run : group.run_ids) {
       SQLite::Statement select(store.database(),
                                "SELECT name, value FROM summaries WHERE run_id = ? AND value IS NOT NULL "
                                "AND (name = 'test/accuracy' OR (name LIKE 'cifar_c:%:_/accuracy'))");
@@ -151,10 +137,11 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
   return finish(request, base, plot + "\n");
 }
 
-std::vector<std::string> load(Store& store, const PlotRequest& request, const GroupedRuns& grouped) {
+std::vector<std::string> load(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
   std::vector<std::string> files;
-  for (const auto& label : grouped.labels) {
-    const int64_t run = grouped.runs.at(label).front();
+  for (const auto& group : groups) {
+    const std::string& label = group.label;
+    const int64_t run = group.run_ids.front();
     SQLite::Statement select(store.database(), R"sql(
 SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name GLOB 'moe/l*/load_e[0-9]*'
   AND step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1 AND name GLOB 'moe/l*/load_e[0-9]*'))sql");
@@ -190,10 +177,10 @@ SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name G
 
 std::vector<std::string> make_plot(Store& store, const PlotRequest& request) {
   std::filesystem::create_directories(request.output_dir);
-  const GroupedRuns grouped = group_runs(store, request);
-  if (request.kind == "curves") return curves(store, request, grouped);
-  if (request.kind == "corruption") return corruption(store, request, grouped);
-  if (request.kind == "load") return load(store, request, grouped);
+  const auto groups = group_runs(store, request);
+  if (request.kind == "curves") return curves(store, request, groups);
+  if (request.kind == "corruption") return corruption(store, request, groups);
+  if (request.kind == "load") return load(store, request, groups);
   throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load)", request.kind));
 }
 

@@ -95,36 +95,49 @@ std::string html(const QueryResult& table, const ReportRequest& request) {
 
 }  // namespace
 
-std::vector<ReportGroup> collect_groups(Store& store, const ReportRequest& request) {
-  MOELAB_CHECK(!request.group_by.empty(), "report: --group-by needs at least one key");
-  std::string sql = "SELECT r.id, s.value";
-  for (size_t i = 0; i < request.group_by.size(); ++i) {
-    sql += fmt::format(", (SELECT value FROM params p WHERE p.run_id = r.id AND p.key = ?{})", i + 3);
+std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
+                                      const std::vector<std::string>& keys) {
+  MOELAB_CHECK(!keys.empty(), "--group-by needs at least one key");
+  std::string sql = "SELECT r.id";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    sql += fmt::format(", (SELECT value FROM params p WHERE p.run_id = r.id AND p.key = ?{})", i + 2);
   }
-  sql += " FROM runs r JOIN summaries s ON s.run_id = r.id AND s.name = ?1 "
-         "WHERE r.status = 'done' AND (?2 = '' OR r.sweep = ?2) AND s.value IS NOT NULL "
-         "ORDER BY r.id";
+  sql += " FROM runs r WHERE r.status = 'done' AND (?1 = '' OR r.sweep = ?1) ORDER BY r.id";
   SQLite::Statement select(store.database(), sql);
-  select.bind(1, request.metric);
-  select.bind(2, request.sweep);
-  for (size_t i = 0; i < request.group_by.size(); ++i) {
-    select.bind(static_cast<int>(i + 3), param_key(request.group_by[i]));
-  }
-  std::vector<ReportGroup> groups;
+  select.bind(1, sweep);
+  for (size_t i = 0; i < keys.size(); ++i) select.bind(static_cast<int>(i + 2), param_key(keys[i]));
+  std::vector<RunGroup> groups;
   std::map<std::string, size_t> index;
   while (select.executeStep()) {
-    std::vector<std::string> keys;
-    for (size_t i = 0; i < request.group_by.size(); ++i) {
-      const auto column = select.getColumn(static_cast<int>(i + 2));
-      keys.push_back(column.isNull() ? "?" : column.getString());
+    std::vector<std::string> values;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const auto column = select.getColumn(static_cast<int>(i + 1));
+      values.push_back(column.isNull() ? "?" : column.getString());
     }
-    const std::string label = fmt::format("{}", fmt::join(keys, ", "));
+    const std::string label = fmt::format("{}", fmt::join(values, ", "));
     auto found = index.find(label);
     if (found == index.end()) {
       found = index.emplace(label, groups.size()).first;
       groups.push_back({label, {}});
     }
-    groups[found->second].values.push_back(select.getColumn(1).getDouble());
+    groups[found->second].run_ids.push_back(select.getColumn(0).getInt64());
+  }
+  return groups;
+}
+
+std::vector<ReportGroup> collect_groups(Store& store, const ReportRequest& request) {
+  SQLite::Statement value(store.database(), "SELECT value FROM summaries WHERE run_id = ? AND "
+                                            "name = ? AND value IS NOT NULL");
+  std::vector<ReportGroup> groups;
+  for (const auto& runs : group_done_runs(store, request.sweep, request.group_by)) {
+    ReportGroup group{runs.label, {}};
+    for (int64_t run : runs.run_ids) {
+      value.bind(1, static_cast<int64_t>(run));
+      value.bind(2, request.metric);
+      if (value.executeStep()) group.values.push_back(value.getColumn(0).getDouble());
+      value.reset();
+    }
+    if (!group.values.empty()) groups.push_back(std::move(group));
   }
   if (groups.empty()) {
     throw Error(fmt::format("report: no done run{} has the summary '{}' (moelab query DB \"SELECT "

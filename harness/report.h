@@ -17,6 +17,16 @@ struct ReportRequest {
   std::string baseline;                  // group label to test against; "" = none
 };
 
+// Done runs (of `sweep`, or of the whole database when it is "") grouped by the values of
+// config keys, groups in order of their first run; "router" stands for router.name and
+// "task" for task.name; a run without a key gets "?". Shared by reports and plots.
+struct RunGroup {
+  std::string label;  // the key values joined by ", "
+  std::vector<int64_t> run_ids;
+};
+std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
+                                      const std::vector<std::string>& keys);
+
 struct ReportGroup {
   std::string label;  // the group's key values joined by ", "
   std::vector<double> values;

@@ -108,14 +108,7 @@ CREATE TABLE run_files (
 
 std::string now_sql() { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }
 
-std::string escape_sql(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    out += c;
-    if (c == '\'') out += c;
-  }
-  return out;
-}
+
 
 }  // namespace
 
@@ -245,22 +238,52 @@ void Store::heartbeat(int64_t run_id) {
   beat.exec();
 }
 
-int64_t Store::requeue(const std::string& where_sql) {
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
-  const int changed = db_.exec("UPDATE runs SET status = 'pending', worker = '' WHERE " + where_sql);
-  transaction.commit();
-  return changed;
+std::optional<RunState> Store::run_for_hash(const std::string& config_hash) {
+  SQLite::Statement select(db_, "SELECT id, status, sweep FROM runs WHERE config_hash = ? "
+                                "ORDER BY (status = 'done') DESC, id DESC LIMIT 1");
+  select.bind(1, config_hash);
+  if (!select.executeStep()) return std::nullopt;
+  return RunState{select.getColumn(0).getInt64(), select.getColumn(1).getString(),
+                  select.getColumn(2).getString()};
+}
+
+void Store::requeue_run(int64_t run_id) {
+  SQLite::Statement update(db_, "UPDATE runs SET status = 'pending', worker = '' WHERE id = ?");
+  update.bind(1, static_cast<int64_t>(run_id));
+  update.exec();
 }
 
 int64_t Store::requeue_stale(const std::string& sweep, double stale_seconds) {
-  return requeue(fmt::format(
-      "sweep = '{}' AND status = 'running' AND (julianday('now') - julianday(heartbeat_at)) * "
-      "86400.0 > {}",
-      escape_sql(sweep), stale_seconds));
+  SQLite::Statement update(db_, "UPDATE runs SET status = 'pending', worker = '' WHERE sweep = ? "
+                                "AND status = 'running' AND (julianday('now') - "
+                                "julianday(heartbeat_at)) * 86400.0 > ?");
+  update.bind(1, sweep);
+  update.bind(2, stale_seconds);
+  return update.exec();
 }
 
 int64_t Store::requeue_worker(const std::string& worker) {
-  return requeue(fmt::format("worker = '{}' AND status = 'running'", escape_sql(worker)));
+  SQLite::Statement update(db_, "UPDATE runs SET status = 'pending', worker = '' WHERE worker = ? "
+                                "AND status = 'running'");
+  update.bind(1, worker);
+  return update.exec();
+}
+
+std::map<std::string, int64_t> Store::status_counts(const std::string& sweep) {
+  SQLite::Statement select(db_, "SELECT status, COUNT(*) FROM runs WHERE sweep = ? GROUP BY status");
+  select.bind(1, sweep);
+  std::map<std::string, int64_t> counts;
+  while (select.executeStep()) counts[select.getColumn(0).getString()] = select.getColumn(1).getInt64();
+  return counts;
+}
+
+std::vector<std::string> Store::running_workers(const std::string& sweep) {
+  SQLite::Statement select(db_, "SELECT DISTINCT worker FROM runs WHERE sweep = ? AND "
+                                "status = 'running' AND worker != ''");
+  select.bind(1, sweep);
+  std::vector<std::string> workers;
+  while (select.executeStep()) workers.push_back(select.getColumn(0).getString());
+  return workers;
 }
 
 void Store::record_resources(int64_t run_id, double peak_rss_mb,

@@ -6,6 +6,7 @@
 #include <SQLiteCpp/Database.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -43,6 +44,13 @@ struct RunRecord {
 struct ClaimedRun {
   int64_t run_id = 0;
   std::string config_yaml;
+};
+
+// The run that stands for a config hash: its done run if any, else its newest.
+struct RunState {
+  int64_t run_id = 0;
+  std::string status;
+  std::string sweep;
 };
 
 struct MetricRow {
@@ -92,6 +100,11 @@ class Store {
   // IMMEDIATE transaction, so no two workers ever get the same run.
   std::optional<ClaimedRun> claim_run(const std::string& sweep, const std::string& worker);
   void heartbeat(int64_t run_id);
+  std::optional<RunState> run_for_hash(const std::string& config_hash);
+  // Back to 'pending' for a worker to claim (its metrics are cleared at claim time).
+  void requeue_run(int64_t run_id);
+  std::map<std::string, int64_t> status_counts(const std::string& sweep);  // status -> runs
+  std::vector<std::string> running_workers(const std::string& sweep);     // distinct "host:pid"
   // Back to 'pending': running runs whose heartbeat is older than stale_seconds, or whose
   // worker ("host:pid") is known to be dead. Return how many.
   int64_t requeue_stale(const std::string& sweep, double stale_seconds);
@@ -108,7 +121,6 @@ class Store {
   void migrate();
   int64_t insert_run(const RunRecord& record, const std::string& status);
   void write_provenance(int64_t run_id, const Provenance& provenance);
-  int64_t requeue(const std::string& where_sql);
   SQLite::Database db_;
 };
 

@@ -82,19 +82,12 @@ bool process_alive(pid_t pid) {
 // Running runs of the sweep whose worker was a process on this host that no longer exists
 // (killed with the supervisor, say) go back to pending without waiting for staleness.
 void requeue_dead_local_workers(Store& store, const std::string& sweep) {
-  SQLite::Statement select(store.database(),
-                           "SELECT DISTINCT worker FROM runs WHERE sweep = ? AND status = 'running'");
-  select.bind(1, sweep);
-  std::vector<std::string> dead;
   const std::string prefix = host_name() + ":";
-  while (select.executeStep()) {
-    const std::string worker = select.getColumn(0).getString();
+  for (const auto& worker : store.running_workers(sweep)) {
     if (worker.rfind(prefix, 0) != 0) continue;
     const auto pid = static_cast<pid_t>(std::stol(worker.substr(prefix.size())));
-    if (!process_alive(pid)) dead.push_back(worker);
+    if (!process_alive(pid)) store.requeue_worker(worker);
   }
-  select.reset();
-  for (const auto& worker : dead) store.requeue_worker(worker);
 }
 
 pid_t spawn_worker(const SweepPlan& plan, const SweepOptions& options, const std::string& db,
@@ -140,18 +133,14 @@ void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t
 
 std::string worker_id() { return fmt::format("{}:{}", host_name(), getpid()); }
 
-QueueCounts sweep_counts(const std::string& db, const std::string& sweep) {
-  Store store(db);
-  SQLite::Statement select(store.database(),
-                           "SELECT status, COUNT(*) FROM runs WHERE sweep = ? GROUP BY status");
-  select.bind(1, sweep);
-  QueueCounts counts;
-  std::map<std::string, int64_t*> slots = {{"pending", &counts.pending}, {"running", &counts.running},
-                                           {"done", &counts.done}, {"failed", &counts.failed},
-                                           {"diverged", &counts.diverged},
-                                           {"interrupted", &counts.interrupted}};
-  while (select.executeStep()) *slots.at(select.getColumn(0).getString()) = select.getColumn(1).getInt64();
-  return counts;
+QueueCounts sweep_counts(Store& store, const std::string& sweep) {
+  const auto counts = store.status_counts(sweep);
+  auto count = [&](const char* status) {
+    auto found = counts.find(status);
+    return found == counts.end() ? int64_t{0} : found->second;
+  };
+  return {count("pending"), count("running"), count("done"),
+          count("failed"), count("diverged"), count("interrupted")};
 }
 
 QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
@@ -165,37 +154,25 @@ QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
                  plan.name, db, run.config.db);
     const std::string hash = config_hash(run.config);
     if (!seen.insert(hash).second) continue;  // the same identity twice in one plan
-    SQLite::Statement latest(store.database(),
-                             "SELECT id, status, sweep FROM runs WHERE config_hash = ? "
-                             "ORDER BY (status = 'done') DESC, id DESC LIMIT 1");
-    latest.bind(1, hash);
-    const bool exists = latest.executeStep();
-    const int64_t id = exists ? latest.getColumn(0).getInt64() : 0;
-    const std::string status = exists ? latest.getColumn(1).getString() : "";
-    const std::string sweep = exists ? latest.getColumn(2).getString() : "";
-    latest.reset();
-    RunRecord record = make_run_record(run.config, plan.name);
-    record.axes = run.label();
-    auto requeue_fresh = [&] {
-      std::filesystem::remove(checkpoint_path(run.config));
-      store.database().exec(fmt::format("BEGIN IMMEDIATE; DELETE FROM metrics WHERE run_id = {0}; "
-                                        "DELETE FROM summaries WHERE run_id = {0}; UPDATE runs SET "
-                                        "status = 'pending', worker = '' WHERE id = {0}; COMMIT;",
-                                        id));
-    };
-    if (!exists || (status == "done" && options.force)) {
-      if (exists) std::filesystem::remove(checkpoint_path(run.config));
+    const auto state = store.run_for_hash(hash);
+    auto enqueue = [&] {
+      RunRecord record = make_run_record(run.config, plan.name);
+      record.axes = run.label();
       store.enqueue_run(record);
-    } else if (sweep != plan.name && status != "done") {
-      store.enqueue_run(record);  // unfinished in another sweep: this sweep runs its own copy
-    } else if ((status == "failed" || status == "diverged") && options.retry_failed) {
-      requeue_fresh();
-    } else if (status == "interrupted") {
-      store.database().exec(fmt::format(
-          "UPDATE runs SET status = 'pending', worker = '' WHERE id = {}", id));  // resumes
+    };
+    if (!state || (state->status == "done" && options.force)) {
+      std::filesystem::remove(checkpoint_path(run.config));  // a new run starts from scratch
+      enqueue();
+    } else if (state->sweep != plan.name && state->status != "done") {
+      enqueue();  // unfinished in another sweep: this sweep runs its own copy
+    } else if ((state->status == "failed" || state->status == "diverged") && options.retry_failed) {
+      std::filesystem::remove(checkpoint_path(run.config));  // retried from scratch
+      store.requeue_run(state->run_id);
+    } else if (state->status == "interrupted") {
+      store.requeue_run(state->run_id);  // resumes from its checkpoint
     }
   }
-  return sweep_counts(db, plan.name);
+  return sweep_counts(store, plan.name);
 }
 
 int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
@@ -234,7 +211,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       }
     }
     store.requeue_stale(plan.name, options.stale_after_seconds);
-    counts = sweep_counts(db, plan.name);
+    counts = sweep_counts(store, plan.name);
     if (g_stop) break;
     if (counts.pending == 0 && workers.empty() && counts.running == 0) break;
     while (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
@@ -263,7 +240,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       waitpid(pid, &status, 0);
       store.requeue_worker(id);  // only if it died without recording its run
     }
-    counts = sweep_counts(db, plan.name);
+    counts = sweep_counts(store, plan.name);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_progress(counts, total, seconds, counts.done - done_before, false);
@@ -277,10 +254,20 @@ int sweep_worker(const std::string& db, const std::string& sweep, int64_t thread
   while (!interrupt_requested()) {
     auto claimed = store.claim_run(sweep, id);
     if (!claimed) break;
-    RunConfig config = parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
-                                        {fmt::format("threads={}", threads)});
+    // Reading the config or the checkpoint can fail too: record that as the run's failure
+    // instead of losing the worker (and having the run requeued forever).
+    RunConfig config;
+    int64_t step = -1;
+    try {
+      config = parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
+                                {fmt::format("threads={}", threads)});
+      step = checkpoint_step(checkpoint_path(config));
+    } catch (const std::exception& e) {
+      store.finish_run(claimed->run_id, "failed", {}, e.what());
+      fmt::print(stderr, "worker {}: run {} failed: {}\n", id, claimed->run_id, e.what());
+      continue;
+    }
     apply_thread_settings(config);
-    const int64_t step = checkpoint_step(checkpoint_path(config));
     // Metrics after the checkpoint (or all of them, without one) are logged again.
     store.reopen_run(claimed->run_id, step, collect_provenance(config));
     fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, claimed->run_id, config.name,

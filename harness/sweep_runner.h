@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "harness/store.h"
 #include "harness/sweep.h"
 
 namespace moelab {
@@ -29,7 +30,7 @@ struct QueueCounts {
 
 // Enqueues the plan's runs as described above; returns the queue state of the sweep.
 QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options);
-QueueCounts sweep_counts(const std::string& db, const std::string& sweep);
+QueueCounts sweep_counts(Store& store, const std::string& sweep);
 
 // Enqueue + workers + supervision. Returns 0 when every run of the plan is done, else 1.
 int run_sweep(const SweepPlan& plan, const SweepOptions& options);
