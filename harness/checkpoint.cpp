@@ -60,6 +60,18 @@ int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
   }
 }
 
+int64_t load_model_weights(const std::string& path, torch::nn::Module& model) {
+  torch::serialize::InputArchive archive, model_archive;
+  try {
+    archive.load_from(path);
+    archive.read("model", model_archive);
+    model.load(model_archive);
+    return read_int(archive, "step");
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("checkpoint '{}' cannot be loaded: {}", path, e.what()));
+  }
+}
+
 int64_t checkpoint_step(const std::string& path) {
   if (!std::filesystem::exists(path)) return -1;
   try {

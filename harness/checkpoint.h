@@ -23,6 +23,9 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
 int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
                         torch::optim::Optimizer& optimizer);
 
+// Restores only the model (a frozen teacher, a dense parent); returns its step count.
+int64_t load_model_weights(const std::string& path, torch::nn::Module& model);
+
 // The number of completed steps recorded in a checkpoint, or -1 when there is none.
 int64_t checkpoint_step(const std::string& path);
 

@@ -73,6 +73,66 @@ std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {
   return indices;
 }
 
+namespace {
+
+bool is_parent_reference(const std::string& text) {
+  if (text == "auto") return true;
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  const bool hash = text.size() >= 8 && text.size() <= 64 &&
+                    text.find_first_not_of("0123456789abcdef") == std::string::npos;
+  return digits || hash;
+}
+
+void validate_convert(const RunConfig& config) {
+  const ConvertConfig& convert = config.convert;
+  if (convert.method == "none") return;
+  const MoeConfig& moe = config.model.moe;
+  auto fail = [&](const std::string& what) {
+    throw ConfigError(fmt::format("convert.method = {}: {}", convert.method, what));
+  };
+  if (config.router.name != "dot_moe") {
+    fail(fmt::format("router.name = {}: converted models route with dot_moe (unweighted sum of "
+                     "the chosen experts, which k = E makes equal to the dense FFN)",
+                     config.router.name));
+  }
+  if (moe.experts * moe.expert_hidden != config.model.ffn_hidden) {
+    fail(fmt::format("model.moe.experts x model.moe.expert_hidden = {} x {} must equal "
+                     "model.ffn_hidden = {} (every neuron in exactly one expert)",
+                     moe.experts, moe.expert_hidden, config.model.ffn_hidden));
+  }
+  if (moe.capacity_factor != 0) {
+    fail(fmt::format("model.moe.capacity_factor = {}: converted layers are dropless (0)",
+                     moe.capacity_factor));
+  }
+  if (moe_layer_indices(config.model).empty()) fail("model.moe.layers = none converts nothing");
+  if (!is_parent_reference(convert.parent)) {
+    fail(fmt::format("convert.parent = \"{}\": not auto, a run id or a config hash prefix "
+                     "(>= 8 lowercase hex digits)",
+                     convert.parent));
+  }
+  if (convert.tau_end > convert.tau_start) {
+    fail(fmt::format("convert.tau_end = {} is above convert.tau_start = {}", convert.tau_end,
+                     convert.tau_start));
+  }
+}
+
+}  // namespace
+
+RunConfig dense_parent_config(const RunConfig& config) {
+  RunConfig parent = config;
+  parent.name = config.name + "-dense";
+  parent.model.moe = MoeConfig{};
+  parent.model.moe.layers = "none";
+  parent.router.name = "topk";
+  parent.router.reset_options();
+  parent.eval.router_override.name = "none";
+  parent.eval.router_override.reset_options();
+  parent.train.steps = config.convert.dense_steps;
+  parent.train.lr = config.convert.dense_lr;
+  parent.convert = ConvertConfig{};
+  return parent;
+}
+
 void validate(const RunConfig& config) {
   const ModelConfig& model = config.model;
   if (model.dim % model.heads != 0) {
@@ -89,6 +149,7 @@ void validate(const RunConfig& config) {
   validate_router_options(config.router.name, *config.router.options, model);
   const PluginChoice& swap = config.eval.router_override;
   if (swap.name != "none") validate_router_options(swap.name, *swap.options, model);
+  validate_convert(config);
 }
 
 std::string canonical_yaml(const RunConfig& config) {

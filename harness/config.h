@@ -105,6 +105,61 @@ struct EvalConfig {
   }
 };
 
+// Dense -> MoE conversion (MoEfication / DOT-MoE, research notes §5). With a method set, the
+// run takes a trained dense model (its parent), splits every FFN of model.moe.layers into
+// model.moe.experts experts of model.moe.expert_hidden = model.ffn_hidden / experts neurons,
+// fine-tunes for train.steps with a `dot_moe` router, and evaluates the exported MoE.
+struct ConvertConfig {
+  std::string method = "none";
+  std::string parent = "auto";
+  int64_t dense_steps = 1000;
+  double dense_lr = 1e-3;
+  double kl_coef = 1.0;
+  int64_t calibration_tokens = 4096;
+  int64_t kmeans_iters = 30;
+  double tau_start = 1.0;
+  double tau_end = 0.1;
+  double tau_anneal = 0.2;
+  int64_t sinkhorn_iters = 30;
+  double affinity_std = 0.01;
+
+  template <class V>
+  void visit(V& v) {
+    v(method, "method",
+      "none | random (LLaMA-MoE) | weight_cluster (balanced k-means on FFN input weights, "
+      "MoEfication) | activation_cluster (balanced k-means on hidden activations, CMoE) | "
+      "dot_moe (split learned by entropic transport + greedy rounding + straight-through)",
+      one_of({"none", "random", "weight_cluster", "activation_cluster", "dot_moe"}));
+    v(parent, "parent",
+      "the dense model: auto (this config with dense FFNs, train.steps = dense_steps and "
+      "train.lr = dense_lr; run first unless already done) or the id / config hash (prefix of "
+      ">= 8 characters) of a done dense run in the same database");
+    v(dense_steps, "dense_steps", "training steps of the auto parent", at_least(1));
+    v(dense_lr, "dense_lr", "peak learning rate of the auto parent", greater_than(0));
+    v(kl_coef, "kl_coef",
+      "weight of KL(dense teacher || converted student) on the predictions while fine-tuning, "
+      "for every method (PROPOSAL 1.0); 0 = task loss only",
+      at_least(0));
+    v(calibration_tokens, "calibration_tokens",
+      "training tokens (from the first batches) whose FFN inputs drive activation_cluster and "
+      "the reconstruction-error metrics",
+      at_least(1));
+    v(kmeans_iters, "kmeans_iters", "iteration cap of the balanced k-means", at_least(1));
+    v(tau_start, "tau_start", "dot_moe: transport temperature at step 1 (PROPOSAL 1.0)",
+      greater_than(0));
+    v(tau_end, "tau_end", "dot_moe: temperature after annealing and at export (PROPOSAL 0.1)",
+      greater_than(0));
+    v(tau_anneal, "tau_anneal",
+      "dot_moe: fraction of train.steps over which tau falls linearly (PROPOSAL 0.2)",
+      in_range(0, 1));
+    v(sinkhorn_iters, "sinkhorn_iters",
+      "dot_moe: log-domain Sinkhorn iterations per forward pass (PROPOSAL 30)", at_least(1));
+    v(affinity_std, "affinity_std",
+      "dot_moe: neuron-expert affinities start ~ N(0, affinity_std^2) (PROPOSAL 0.01)",
+      greater_than(0));
+  }
+};
+
 struct RunConfig {
   std::string name = "run";
   int64_t seed = 0;
@@ -118,6 +173,7 @@ struct RunConfig {
   PluginChoice router{"topk", &make_router_options, nullptr};
   TrainConfig train;
   EvalConfig eval;
+  ConvertConfig convert;
 
   RunConfig() {
     task.reset_options();
@@ -141,6 +197,8 @@ struct RunConfig {
     v(router, "router", "the routing strategy and its options (moelab list routers -v)");
     v(train, "train", "optimisation");
     v(eval, "eval", "evaluation");
+    v(convert, "convert", "turn a trained dense model into an MoE (MoEfication, DOT-MoE)",
+      hashed_when_set());
   }
 };
 
@@ -155,6 +213,11 @@ void validate(const RunConfig& config);
 
 std::string canonical_yaml(const RunConfig& config);
 std::string config_hash(const RunConfig& config);  // sha256 of the hashed fields' canonical dump
+
+// The dense model a converting run starts from when convert.parent = auto: this config with
+// dense FFNs (model.moe and the router reset to defaults), train.steps = convert.dense_steps,
+// train.lr = convert.dense_lr, no conversion and no routing swap.
+RunConfig dense_parent_config(const RunConfig& config);
 
 // Indices of the blocks with an MoE FFN, from model.moe.layers.
 std::vector<int64_t> moe_layer_indices(const ModelConfig& model);

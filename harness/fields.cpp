@@ -35,6 +35,12 @@ Spec one_of(std::vector<std::string> choices) {
 }
 Spec not_hashed() { return Spec{}.unhashed(); }
 
+Spec hashed_when_set() {
+  Spec spec;
+  spec.hashed_when_set = true;
+  return spec;
+}
+
 std::string Spec::describe() const {
   if (!choices.empty()) return fmt::format("one of: {}", fmt::join(choices, ", "));
   if (min && max) {

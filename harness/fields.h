@@ -32,6 +32,9 @@ struct Spec {
   bool max_exclusive = false;
   std::vector<std::string> choices;
   bool hashed = true;  // false: does not change results (paths, threads); left out of the run identity
+  // A section added after run identities were first recorded: left out of the hash while it
+  // is entirely at its defaults, so the identities of configs that do not use it stay valid.
+  bool hashed_when_set = false;
 
   Spec unhashed() const {
     Spec s = *this;
@@ -48,6 +51,7 @@ Spec greater_than(double lo);
 Spec in_range(double lo, double hi);  // closed interval
 Spec one_of(std::vector<std::string> choices);
 Spec not_hashed();
+Spec hashed_when_set();
 
 class YamlReader;
 class YamlWriter;
@@ -189,6 +193,9 @@ class YamlReader {
   std::vector<std::string> skip_;  // keys consumed by a plugin's name field
 };
 
+template <class T>
+std::string canonical_yaml(T& config, bool hashed_only = false);
+
 // Emits the canonical YAML of a config: fields in list order, numbers in shortest
 // round-trip form. With hashed_only, fields marked unhashed are left out (the hash input).
 class YamlWriter {
@@ -199,6 +206,9 @@ class YamlWriter {
   template <class T>
   void operator()(const T& field, const char* key, const char* /*help*/, const Spec& spec = {}) {
     if (hashed_only_ && !spec.hashed) return;
+    if constexpr (detail::is_struct_config<T>::value) {
+      if (hashed_only_ && spec.hashed_when_set && at_defaults(field)) return;
+    }
     out_ << YAML::Key << key << YAML::Value;
     if constexpr (detail::is_struct_config<T>::value) {
       out_ << YAML::BeginMap;
@@ -213,6 +223,11 @@ class YamlWriter {
 
  private:
   void emit_scalar(const std::string& text, bool is_string);
+  template <class T>
+  static bool at_defaults(const T& field) {
+    T defaults;
+    return canonical_yaml(const_cast<T&>(field)) == canonical_yaml(defaults);
+  }
   YAML::Emitter& out_;
   bool hashed_only_;
 };
@@ -251,9 +266,10 @@ class FieldLister {
   std::string prefix_;
 };
 
+
 // Canonical YAML of any config struct or plugin options.
 template <class T>
-std::string canonical_yaml(T& config, bool hashed_only = false) {
+std::string canonical_yaml(T& config, bool hashed_only) {
   YAML::Emitter out;
   out << YAML::BeginMap;
   YamlWriter writer(out, hashed_only);

@@ -29,9 +29,28 @@ struct Dispatch {
 Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacity_factor,
                        const std::string& drop_policy);
 
+// The masked-dense training form of a layer converted from a dense FFN (DOT-MoE §5.3): the
+// experts' E*s neurons run as one dense FFN whose hidden units are masked per token by
+// R_STE M_STE^T, R_STE = one-hot(router's top-k) + (P - stopgrad P) and M the neuron split
+// (fixed: neuron e*s+j in expert e; learned: from affinities, see learned_split). Exactly
+// the MoE's output, with the router's gradient reaching every expert. export_split() turns
+// the layer into the ordinary sparse MoE.
+struct MaskedTraining {
+  bool enabled = false;
+  bool learn_split = false;     // dot_moe: affinities [E*s, E] are parameters
+  double tau_start = 1.0, tau_end = 0.1;
+  int64_t anneal_steps = 0;     // tau falls linearly from tau_start to tau_end over these
+  int64_t sinkhorn_iters = 30;
+  double affinity_std = 0.01;
+
+  static MaskedTraining from(const RunConfig& config);
+  double tau(int64_t step) const;
+};
+
 class MoELayerImpl : public torch::nn::Module {
  public:
-  MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router);
+  MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router,
+               const MaskedTraining& masked = {});
 
   // x: [T, D] -> [T, D]; tokens that no expert kept get 0 (the block's residual carries them).
   torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);
@@ -46,6 +65,20 @@ class MoELayerImpl : public torch::nn::Module {
   // Replaces the router (evaluation-time routing swaps); returns the previous one.
   std::shared_ptr<Router> swap_router(std::shared_ptr<Router> router);
 
+  // Converted layers. Loads a dense FFN (w1 [H, D], b1 [H], w2 [D, H], b2 [D], torch Linear
+  // layout) with its neurons in `order` [H] (expert e gets order[e*s .. e*s+s-1]); each
+  // expert's output bias is b2 / k, so the k chosen experts add b2 once.
+  void load_dense(const torch::Tensor& w1, const torch::Tensor& b1, const torch::Tensor& w2,
+                  const torch::Tensor& b2, const torch::Tensor& order, int64_t k);
+  bool masked() const { return masked_.enabled; }
+  // The current neuron split [E*s] int64 over the stored neuron order (learned: rounded at
+  // tau_end, the export temperature).
+  torch::Tensor split() const;
+  // Lays the experts' neurons out by split() and switches to the sparse MoE forward.
+  void export_split();
+  // Outputs of every expert on x [T, D], each including its b_out: [E, T, D].
+  torch::Tensor all_expert_outputs(const torch::Tensor& x);
+
  private:
   torch::Tensor expert_ffn(int64_t expert, const torch::Tensor& input);          // [n, D]
   torch::Tensor run_experts(const torch::Tensor& x, const Dispatch& dispatch);  // [A', D]
@@ -53,14 +86,18 @@ class MoELayerImpl : public torch::nn::Module {
                                const RouteContext& ctx, double route_ms);
   torch::Tensor forward_soft(const torch::Tensor& x, const RouteResult& route,
                              const RouteContext& ctx, double route_ms);
+  torch::Tensor forward_masked(const torch::Tensor& x, const RouteResult& route,
+                               const RouteContext& ctx, double route_ms);
   // Shared metrics from the per-expert load [E] and the fractions the paths measure.
   void compute_metrics(const RouteResult& route, const torch::Tensor& load, double dropped_frac,
                        const torch::Tensor& unrouted_frac, double experts_per_token,
                        double route_ms);
 
   MoeConfig config_;
+  MaskedTraining masked_;
   std::shared_ptr<Router> router_;
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
+  torch::Tensor affinity_;                     // [E*H, E] with masked_.learn_split
   torch::Tensor aux_loss_;
   std::vector<NamedTensor> metrics_;
 };

@@ -6,11 +6,17 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "harness/checkpoint.h"
+#include "harness/conversion.h"
 #include "harness/provenance.h"
 #include "harness/sha256.h"
 #include "harness/trainer.h"
@@ -20,6 +26,34 @@ namespace moelab {
 namespace {
 
 extern "C" void on_interrupt_signal(int) { request_interrupt(); }
+
+// Refreshes a run's heartbeat every 10 s from its own connection while the run trains or
+// evaluates, so that supervisors can tell a live run from one whose process died.
+class HeartbeatThread {
+ public:
+  HeartbeatThread(const std::string& db, int64_t run_id) : thread_([this, db, run_id] {
+      Store store(db);
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (!stop_) {
+        if (wake_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) break;
+        store.heartbeat(run_id);
+      }
+    }) {}
+  ~HeartbeatThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 // sha256 of data files, computed once per process per (path, size, modification time).
 std::vector<std::pair<std::string, std::string>> hashed_files(const Task& task) {
@@ -115,13 +149,27 @@ RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, boo
   };
   std::vector<std::pair<std::string, std::string>> files;
   try {
+    HeartbeatThread heartbeat(store.database().getFilename(), run_id);
+    // A converted run's dense parent runs first (before this run's seeding, so that its own
+    // initialisation does not depend on whether the parent had to be trained).
+    std::optional<DenseParent> parent;
+    if (config.convert.method != "none") {
+      const auto state = store.run_state(run_id);
+      const std::string sweep = state ? state->sweep : "";
+      parent = resolve_dense_parent(config, store, sweep, /*retry_failed=*/sweep.empty());
+    }
     torch::manual_seed(static_cast<uint64_t>(config.seed));
     const torch::Device device = device_for(config);
     auto task = make_task(config);
     files = hashed_files(*task);
     auto model = task->build_model(config);
+    std::unique_ptr<Conversion> conversion;
+    if (parent) {
+      conversion = std::make_unique<Conversion>(config, *parent, *task, store, run_id, device);
+    }
     MetricLog log(store, outcome.run_id);
-    outcome.summaries = train_and_evaluate(config, *task, *model, log, device, resume);
+    outcome.summaries =
+        train_and_evaluate(config, *task, *model, log, device, resume, conversion.get());
     outcome.status = "done";
   } catch (const DivergedError& e) {
     outcome.status = "diverged";

@@ -104,6 +104,17 @@ CREATE TABLE run_files (
   PRIMARY KEY (run_id, path)
 ) WITHOUT ROWID;
 )sql",
+    // 3: a converted run's dense parent
+    R"sql(
+ALTER TABLE runs ADD COLUMN parent_run_id INTEGER REFERENCES runs(id);
+DROP VIEW run_overview;
+CREATE VIEW run_overview AS
+SELECT r.id, r.name, r.sweep, r.status, r.task, r.router, r.seed, r.config_hash,
+       r.started_at, r.finished_at, r.wall_seconds, r.error, r.parent_run_id,
+       (SELECT json_group_object(key, value) FROM params p WHERE p.run_id = r.id) AS params,
+       (SELECT json_group_object(name, value) FROM summaries s WHERE s.run_id = r.id) AS summaries
+FROM runs r;
+)sql",
 };
 
 std::string now_sql() { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }
@@ -159,8 +170,14 @@ int64_t Store::create_run(const RunRecord& record) { return insert_run(record, "
 
 int64_t Store::enqueue_run(const RunRecord& record) { return insert_run(record, "pending"); }
 
-int64_t Store::insert_run(const RunRecord& r, const std::string& status) {
+int64_t Store::insert_run(const RunRecord& record, const std::string& status) {
   SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  const int64_t run_id = insert_run_rows(record, status);
+  transaction.commit();
+  return run_id;
+}
+
+int64_t Store::insert_run_rows(const RunRecord& r, const std::string& status) {
   const bool running = status == "running";
   SQLite::Statement insert(db_, fmt::format(R"sql(
 INSERT INTO runs (config_hash, sweep, name, task, router, seed, status, config_yaml, axes,
@@ -189,8 +206,99 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {0}, {0}))sql",
     param.exec();
     param.reset();
   }
-  transaction.commit();
   return run_id;
+}
+
+AcquiredRun Store::acquire_run(const RunRecord& record, const std::string& worker,
+                               bool retry_failed) {
+  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement select(db_, "SELECT id, status, error FROM runs WHERE config_hash = ? "
+                                "ORDER BY (status = 'done') DESC, id DESC LIMIT 1");
+  select.bind(1, record.config_hash);
+  AcquiredRun acquired;
+  const bool found = select.executeStep();
+  if (found) {
+    acquired.run_id = select.getColumn(0).getInt64();
+    acquired.status = select.getColumn(1).getString();
+    acquired.error = select.getColumn(2).getString();
+  }
+  select.reset();
+  const bool failed = acquired.status == "failed" || acquired.status == "diverged";
+  if (!found || (failed && retry_failed)) {
+    acquired.run_id = insert_run_rows(record, "running");
+    acquired.status = "claimed";
+    acquired.created = true;
+  } else if (acquired.status == "pending" || acquired.status == "interrupted") {
+    acquired.status = "claimed";
+  }
+  if (acquired.status == "claimed") {
+    SQLite::Statement update(db_, "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = " +
+                                      now_sql() + " WHERE id = ?");
+    update.bind(1, worker);
+    update.bind(2, static_cast<int64_t>(acquired.run_id));
+    update.exec();
+  }
+  transaction.commit();
+  return acquired;
+}
+
+void Store::set_parent(int64_t run_id, int64_t parent_run_id) {
+  SQLite::Statement update(db_, "UPDATE runs SET parent_run_id = ? WHERE id = ?");
+  update.bind(1, static_cast<int64_t>(parent_run_id));
+  update.bind(2, static_cast<int64_t>(run_id));
+  MOELAB_CHECK(update.exec() == 1, "run {} not found in the results database", run_id);
+}
+
+std::optional<RunState> Store::run_state(int64_t run_id) {
+  SQLite::Statement select(db_, "SELECT id, status, sweep, error FROM runs WHERE id = ?");
+  select.bind(1, static_cast<int64_t>(run_id));
+  if (!select.executeStep()) return std::nullopt;
+  return RunState{select.getColumn(0).getInt64(), select.getColumn(1).getString(),
+                  select.getColumn(2).getString(), select.getColumn(3).getString()};
+}
+
+std::vector<ClaimedRun> Store::done_runs_matching(const std::string& reference) {
+  const bool is_id = reference.find_first_not_of("0123456789") == std::string::npos;
+  SQLite::Statement select(db_, is_id ? "SELECT id, config_yaml FROM runs WHERE id = ? AND "
+                                        "status = 'done'"
+                                      : "SELECT id, config_yaml FROM runs WHERE status = 'done' "
+                                        "AND substr(config_hash, 1, length(?1)) = ?1 ORDER BY id");
+  if (is_id) {
+    select.bind(1, static_cast<int64_t>(std::stoll(reference)));
+  } else {
+    select.bind(1, reference);
+  }
+  std::vector<ClaimedRun> runs;
+  while (select.executeStep()) {
+    runs.push_back({select.getColumn(0).getInt64(), select.getColumn(1).getString()});
+  }
+  return runs;
+}
+
+std::vector<std::pair<std::string, double>> Store::summaries(int64_t run_id) {
+  SQLite::Statement select(db_, "SELECT name, value FROM summaries WHERE run_id = ? AND "
+                                "value IS NOT NULL ORDER BY name");
+  select.bind(1, static_cast<int64_t>(run_id));
+  std::vector<std::pair<std::string, double>> values;
+  while (select.executeStep()) {
+    values.emplace_back(select.getColumn(0).getString(), select.getColumn(1).getDouble());
+  }
+  return values;
+}
+
+std::vector<std::pair<std::string, double>> Store::metrics_at(int64_t run_id,
+                                                              const std::string& split,
+                                                              int64_t step) {
+  SQLite::Statement select(db_, "SELECT name, value FROM metrics WHERE run_id = ? AND split = ? "
+                                "AND step = ? AND value IS NOT NULL ORDER BY rowid");
+  select.bind(1, static_cast<int64_t>(run_id));
+  select.bind(2, split);
+  select.bind(3, static_cast<int64_t>(step));
+  std::vector<std::pair<std::string, double>> values;
+  while (select.executeStep()) {
+    values.emplace_back(select.getColumn(0).getString(), select.getColumn(1).getDouble());
+  }
+  return values;
 }
 
 void Store::write_provenance(int64_t run_id, const Provenance& p) {
@@ -239,12 +347,12 @@ void Store::heartbeat(int64_t run_id) {
 }
 
 std::optional<RunState> Store::run_for_hash(const std::string& config_hash) {
-  SQLite::Statement select(db_, "SELECT id, status, sweep FROM runs WHERE config_hash = ? "
+  SQLite::Statement select(db_, "SELECT id, status, sweep, error FROM runs WHERE config_hash = ? "
                                 "ORDER BY (status = 'done') DESC, id DESC LIMIT 1");
   select.bind(1, config_hash);
   if (!select.executeStep()) return std::nullopt;
   return RunState{select.getColumn(0).getInt64(), select.getColumn(1).getString(),
-                  select.getColumn(2).getString()};
+                  select.getColumn(2).getString(), select.getColumn(3).getString()};
 }
 
 void Store::requeue_run(int64_t run_id) {

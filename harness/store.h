@@ -51,6 +51,16 @@ struct RunState {
   int64_t run_id = 0;
   std::string status;
   std::string sweep;
+  std::string error;
+};
+
+// What acquire_run found: status "done", "running" (someone else's), "failed"/"diverged"
+// (not retried), or "claimed" (now running for the caller; `created` if a new row).
+struct AcquiredRun {
+  int64_t run_id = 0;
+  std::string status;
+  std::string error;
+  bool created = false;
 };
 
 struct MetricRow {
@@ -76,7 +86,7 @@ struct QueryResult {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if needed) and migrates the database before returning.
   explicit Store(const std::string& path);
@@ -101,6 +111,20 @@ class Store {
   std::optional<ClaimedRun> claim_run(const std::string& sweep, const std::string& worker);
   void heartbeat(int64_t run_id);
   std::optional<RunState> run_for_hash(const std::string& config_hash);
+  std::optional<RunState> run_state(int64_t run_id);
+  // A dependency run (a converted run's dense parent), in one IMMEDIATE transaction: the
+  // config's done run, or its running one, or its pending/interrupted one claimed for
+  // `worker`, or a new running row when there is none (or, with retry_failed, when the
+  // newest failed or diverged).
+  AcquiredRun acquire_run(const RunRecord& record, const std::string& worker,
+                          bool retry_failed);
+  void set_parent(int64_t run_id, int64_t parent_run_id);
+  // Done runs by id ("42") or config-hash prefix ("3fa9c2d1..."): (id, canonical config).
+  std::vector<ClaimedRun> done_runs_matching(const std::string& reference);
+  std::vector<std::pair<std::string, double>> summaries(int64_t run_id);
+  // Metric values of one (split, step) of a run, in logging order.
+  std::vector<std::pair<std::string, double>> metrics_at(int64_t run_id, const std::string& split,
+                                                         int64_t step);
   // Back to 'pending' for a worker to claim (its metrics are cleared at claim time).
   void requeue_run(int64_t run_id);
   std::map<std::string, int64_t> status_counts(const std::string& sweep);  // status -> runs
@@ -120,6 +144,7 @@ class Store {
  private:
   void migrate();
   int64_t insert_run(const RunRecord& record, const std::string& status);
+  int64_t insert_run_rows(const RunRecord& record, const std::string& status);  // no transaction
   void write_provenance(int64_t run_id, const Provenance& provenance);
   SQLite::Database db_;
 };

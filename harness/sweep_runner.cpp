@@ -12,13 +12,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
@@ -40,33 +38,6 @@ std::string host_name() {
   gethostname(name, sizeof(name) - 1);
   return name;
 }
-
-// Refreshes a run's heartbeat from its own connection while the run trains or evaluates.
-class HeartbeatThread {
- public:
-  HeartbeatThread(const std::string& db, int64_t run_id) : thread_([this, db, run_id] {
-      Store store(db);
-      std::unique_lock<std::mutex> lock(mutex_);
-      while (!stop_) {
-        if (wake_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) break;
-        store.heartbeat(run_id);
-      }
-    }) {}
-  ~HeartbeatThread() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 // A process that exists and is not a zombie (a killed worker whose parent died stays a zombie
 // in containers whose init does not reap).
@@ -143,30 +114,48 @@ QueueCounts sweep_counts(Store& store, const std::string& sweep) {
           count("failed"), count("diverged"), count("interrupted")};
 }
 
+namespace {
+
+// The runs to queue, in claim order: the dense parents of converting runs (convert.parent =
+// auto) first, so that workers train them before the runs that need them.
+std::vector<std::pair<RunConfig, std::string>> queue_order(const SweepPlan& plan) {
+  std::vector<std::pair<RunConfig, std::string>> parents, runs;
+  for (const auto& run : plan.runs) {
+    if (run.config.convert.method != "none" && run.config.convert.parent == "auto") {
+      parents.emplace_back(dense_parent_config(run.config), "dense parent");
+    }
+    runs.emplace_back(run.config, run.label());
+  }
+  parents.insert(parents.end(), runs.begin(), runs.end());
+  return parents;
+}
+
+}  // namespace
+
 QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
   const std::string db = plan.runs.front().config.db;
   Store store(db);
   store.requeue_stale(plan.name, options.stale_after_seconds);
   requeue_dead_local_workers(store, plan.name);
   std::set<std::string> seen;
-  for (const auto& run : plan.runs) {
-    MOELAB_CHECK(run.config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
-                 plan.name, db, run.config.db);
-    const std::string hash = config_hash(run.config);
+  for (const auto& [config, label] : queue_order(plan)) {
+    MOELAB_CHECK(config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
+                 plan.name, db, config.db);
+    const std::string hash = config_hash(config);
     if (!seen.insert(hash).second) continue;  // the same identity twice in one plan
     const auto state = store.run_for_hash(hash);
-    auto enqueue = [&] {
-      RunRecord record = make_run_record(run.config, plan.name);
-      record.axes = run.label();
+    auto enqueue = [&, &config = config, &label = label] {
+      RunRecord record = make_run_record(config, plan.name);
+      record.axes = label;
       store.enqueue_run(record);
     };
     if (!state || (state->status == "done" && options.force)) {
-      std::filesystem::remove(checkpoint_path(run.config));  // a new run starts from scratch
+      std::filesystem::remove(checkpoint_path(config));  // a new run starts from scratch
       enqueue();
     } else if (state->sweep != plan.name && state->status != "done") {
       enqueue();  // unfinished in another sweep: this sweep runs its own copy
     } else if ((state->status == "failed" || state->status == "diverged") && options.retry_failed) {
-      std::filesystem::remove(checkpoint_path(run.config));  // retried from scratch
+      std::filesystem::remove(checkpoint_path(config));  // retried from scratch
       store.requeue_run(state->run_id);
     } else if (state->status == "interrupted") {
       store.requeue_run(state->run_id);  // resumes from its checkpoint
@@ -272,7 +261,6 @@ int sweep_worker(const std::string& db, const std::string& sweep, int64_t thread
     store.reopen_run(claimed->run_id, step, collect_provenance(config));
     fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, claimed->run_id, config.name,
                step >= 0 ? fmt::format(" resuming at step {}", step) : "");
-    HeartbeatThread heartbeat(db, claimed->run_id);
     RunOutcome outcome = run_on_row(store, claimed->run_id, config, step >= 0);
     fmt::print(stderr, "worker {}: run {} {}{}\n", id, outcome.run_id, outcome.status,
                outcome.error.empty() ? "" : ": " + outcome.error);

@@ -169,9 +169,11 @@ double learning_rate(const TrainConfig& train, int64_t step) {
 }
 
 MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
-                                MetricLog& log, torch::Device device, bool resume) {
+                                MetricLog& log, torch::Device device, bool resume,
+                                TrainingHooks* hooks) {
   const TrainConfig& train = config.train;
   model.to(device);
+  if (hooks) hooks->before_training(model, log, resume);
   model.train();
   auto optimizer = make_optimizer(train, model.parameters());
   Transformer backbone = model.backbone();
@@ -204,12 +206,15 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
     ctx.seed = config.seed;
     ctx.collect_metrics = log_step;
 
-    auto task_loss = model.loss(batch, ctx);
-    auto aux_loss = backbone->aux_loss().to(task_loss.device());
-    auto total = task_loss + aux_loss;
+    auto logits = model.predict(batch, ctx);  // [N, C]
+    auto loss = task_loss(logits, batch);
+    auto aux_loss = backbone->aux_loss().to(loss.device());
+    auto total = loss + aux_loss;
+    const auto extra = hooks ? hooks->extra_losses(batch, logits) : std::vector<NamedTensor>{};
+    for (const auto& entry : extra) total = total + entry.second;
     // Reading the loss syncs a GPU, so there it is checked at logging steps only.
     if (log_step || !device.is_cuda()) {
-      last_loss = task_loss.item<double>();
+      last_loss = loss.item<double>();
       if (!std::isfinite(last_loss) || !std::isfinite(total.item<double>())) {
         throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss, step));
       }
@@ -226,6 +231,7 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
     if (log_step) {
       log.add(step, "train", "loss", last_loss);
       log.add(step, "train", "aux_loss", aux_loss.item<double>());
+      for (const auto& [name, value] : extra) log.add(step, "train", name, value.item<double>());
       log.add(step, "train", "lr", lr);
       if (train.grad_clip > 0) log.add(step, "train", "grad_norm", grad_norm);
       last_routing = log_routing_metrics(backbone, step, log);
@@ -240,6 +246,7 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
     progress.update(step, last_loss, log_step);
   }
   if (first_step < train.steps) save_checkpoint(checkpoint, model, *optimizer, train.steps);
+  if (hooks) hooks->after_training(model);
 
   // After a resume these cover the resumed part only.
   const double train_seconds = progress.seconds();
@@ -257,6 +264,10 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
   }
   const MetricValues derived = task.derived_summaries(summaries);
   summaries.insert(summaries.end(), derived.begin(), derived.end());
+  if (hooks) {
+    const MetricValues extra_summaries = hooks->summaries(model, summaries);
+    summaries.insert(summaries.end(), extra_summaries.begin(), extra_summaries.end());
+  }
   log.flush();
   summaries.emplace_back("train/log_seconds", log.seconds());
   return summaries;

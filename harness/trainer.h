@@ -51,13 +51,29 @@ class MetricLog {
   double seconds_ = 0.0;
 };
 
+// What a run adds around the shared loop (the dense -> MoE conversion, harness/conversion.h).
+class TrainingHooks {
+ public:
+  virtual ~TrainingHooks() = default;
+  // Before the optimizer exists and before a checkpoint is loaded (`resuming`).
+  virtual void before_training(TaskModel& model, MetricLog& log, bool resuming) = 0;
+  // Named, weighted extra losses on this step's predictions [N, C].
+  virtual std::vector<NamedTensor> extra_losses(const Batch& batch,
+                                                const torch::Tensor& logits) = 0;
+  // After the final checkpoint, before the final evaluation.
+  virtual void after_training(TaskModel& model) = 0;
+  // Extra summaries, given the final evaluation's.
+  virtual MetricValues summaries(TaskModel& model, const MetricValues& finals) = 0;
+};
+
 // Learning rate at 1-based step: linear warm-up to lr, then cosine down to lr*min_lr_ratio.
 double learning_rate(const TrainConfig& train, int64_t step);
 
 // Trains and evaluates; returns the summaries ("split/metric" -> value) on success.
 // Checkpoints go to checkpoint_path(config); `resume` continues from the one there.
 MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
-                                MetricLog& log, torch::Device device, bool resume = false);
+                                MetricLog& log, torch::Device device, bool resume = false,
+                                TrainingHooks* hooks = nullptr);
 
 // Set by the signal handler of the run boundary; the loop checks it every step.
 void request_interrupt();

@@ -30,8 +30,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return proj_(attended.transpose(1, 2).reshape({batch, length, dim}));
 }
 
-BlockImpl::BlockImpl(const ModelConfig& model, const PluginChoice& router, bool causal,
-                     bool use_moe, const RouterShape& shape) {
+BlockImpl::BlockImpl(const RunConfig& config, bool causal, bool use_moe,
+                     const RouterShape& shape) {
+  const ModelConfig& model = config.model;
   norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(
                                                 torch::nn::LayerNormOptions({model.dim})));
   norm_ffn_ = register_module("norm_ffn", torch::nn::LayerNorm(
@@ -40,8 +41,9 @@ BlockImpl::BlockImpl(const ModelConfig& model, const PluginChoice& router, bool 
                                Attention(model.dim, model.heads, model.dropout, causal));
   dropout_ = register_module("dropout", torch::nn::Dropout(model.dropout));
   if (use_moe) {
-    auto routing = make_router(router, shape);
-    moe_ = register_module("moe", MoELayer(model.dim, model.moe, routing));
+    auto routing = make_router(config.router, shape);
+    moe_ = register_module(
+        "moe", MoELayer(model.dim, model.moe, routing, MaskedTraining::from(config)));
   } else {
     dense_ = register_module("ffn", torch::nn::Sequential(
                                         torch::nn::Linear(model.dim, model.ffn_hidden),
@@ -53,6 +55,7 @@ BlockImpl::BlockImpl(const ModelConfig& model, const PluginChoice& router, bool 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
   auto h = x + dropout_(attention_(norm_attn_(x)));  // [B, L, D]
   auto normed = norm_ffn_(h);
+  if (capture_) capture_->push_back(normed.detach().reshape({-1, normed.size(-1)}));
   torch::Tensor ffn_out;
   if (moe_) {
     const auto shape = normed.sizes().vec();
@@ -65,16 +68,15 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx
   return h + dropout_(ffn_out);
 }
 
-TransformerImpl::TransformerImpl(const ModelConfig& model, const PluginChoice& router,
-                                 bool causal, int64_t seed)
-    : causal_(causal) {
+TransformerImpl::TransformerImpl(const RunConfig& config, bool causal) : causal_(causal) {
+  const ModelConfig& model = config.model;
   const auto moe_indices = moe_layer_indices(model);
   for (int64_t i = 0; i < model.depth; ++i) {
     const bool use_moe =
         std::find(moe_indices.begin(), moe_indices.end(), i) != moe_indices.end();
-    const RouterShape shape{model.dim, model.moe.experts, seed, i};
+    const RouterShape shape{model.dim, model.moe.experts, config.seed, i};
     blocks_.push_back(register_module("block" + std::to_string(i),
-                                      Block(model, router, causal, use_moe, shape)));
+                                      Block(config, causal, use_moe, shape)));
   }
   final_norm_ = register_module("final_norm",
                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({model.dim})));

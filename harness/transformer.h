@@ -27,12 +27,15 @@ TORCH_MODULE(Attention);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const ModelConfig& model, const PluginChoice& router, bool causal, bool use_moe,
-            const RouterShape& shape);
+  BlockImpl(const RunConfig& config, bool causal, bool use_moe, const RouterShape& shape);
   torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);  // [B, L, D]
   MoELayer moe() const { return moe_; }  // empty holder in dense blocks
+  torch::nn::Sequential dense_ffn() const { return dense_; }  // empty holder in MoE blocks
+  // While set, every forward appends the FFN's input [B*L, D] (detached) to *sink.
+  void capture_ffn_inputs(std::vector<torch::Tensor>* sink) { capture_ = sink; }
 
  private:
+  std::vector<torch::Tensor>* capture_ = nullptr;
   torch::nn::LayerNorm norm_attn_{nullptr}, norm_ffn_{nullptr};
   Attention attention_{nullptr};
   MoELayer moe_{nullptr};
@@ -43,8 +46,9 @@ TORCH_MODULE(Block);
 
 class TransformerImpl : public torch::nn::Module {
  public:
-  TransformerImpl(const ModelConfig& model, const PluginChoice& router, bool causal,
-                  int64_t seed);
+  // MoE blocks per config.model.moe.layers, routed by config.router; in the masked training
+  // form when config.convert converts a dense model.
+  TransformerImpl(const RunConfig& config, bool causal);
 
   // x: [B, L, D] embeddings -> [B, L, D] final-normalised states. ctx.layer is set per block.
   torch::Tensor forward(const torch::Tensor& x, RouteContext ctx);
@@ -53,6 +57,7 @@ class TransformerImpl : public torch::nn::Module {
   // Per-layer metrics ("l{i}/{name}") and their mean over MoE layers ("{name}").
   std::vector<NamedTensor> routing_metrics() const;
   std::vector<MoELayer> moe_layers() const;
+  const std::vector<Block>& blocks() const { return blocks_; }
 
  private:
   std::vector<Block> blocks_;

@@ -5,6 +5,7 @@
 #include "harness/registry.h"
 #include "routers/aux_loss.h"
 #include "routers/base.h"
+#include "routers/dot_moe.h"
 #include "routers/expert_choice.h"
 #include "routers/hash.h"
 #include "routers/loss_free.h"
@@ -55,6 +56,7 @@ const std::vector<RouterEntry>& router_registry() {
       router_entry<StableMoeRouter>("stablemoe", "StableMoE: learn and distil routing, then freeze it"),
       router_entry<SmoeDropoutRouter>("smoe_dropout", "frozen random router with k rising over training"),
       router_entry<SoftMoeRouter>("soft_moe", "Soft MoE: slots as convex token mixtures (vision only)"),
+      router_entry<DotMoeRouter>("dot_moe", "DOT-MoE router: top-k, unweighted sum, straight-through gradient"),
   };
   return entries;
 }

@@ -24,10 +24,16 @@ using MetricValues = std::vector<std::pair<std::string, double>>;
 
 class TaskModel : public torch::nn::Module {
  public:
-  // Mean task loss over the batch (router aux losses are added by the trainer).
-  virtual torch::Tensor loss(const Batch& batch, const RouteContext& ctx) = 0;
+  // One row of class logits per prediction of the batch: [N, C] (an image, a next token).
+  virtual torch::Tensor predict(const Batch& batch, const RouteContext& ctx) = 0;
   virtual Transformer backbone() = 0;
 };
+
+// Mean cross-entropy of predict()'s logits [N, C] against the batch targets (any shape with
+// N elements). Router aux losses are added by the trainer.
+inline torch::Tensor task_loss(const torch::Tensor& logits, const Batch& batch) {
+  return torch::nn::functional::cross_entropy(logits, batch.target.reshape({-1}));
+}
 
 class Task {
  public:

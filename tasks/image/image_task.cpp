@@ -66,7 +66,7 @@ VitImpl::VitImpl(const RunConfig& config, int64_t image_side, int64_t patch, int
   embed_ = register_module("embed", torch::nn::Linear(patch * patch, model.dim));
   positions_ = register_parameter("positions", torch::randn({1, patches, model.dim}) * 0.02);
   backbone_ = register_module(
-      "backbone", Transformer(model, config.router, /*causal=*/false, config.seed));
+      "backbone", Transformer(config, /*causal=*/false));
   head_ = register_module("head", torch::nn::Linear(model.dim, classes));
 }
 
@@ -80,8 +80,8 @@ torch::Tensor VitImpl::logits(const torch::Tensor& images, const RouteContext& c
   return head_(h.mean(1));                                             // [B, C]
 }
 
-torch::Tensor VitImpl::loss(const Batch& batch, const RouteContext& ctx) {
-  return torch::nn::functional::cross_entropy(logits(batch.input, ctx), batch.target);
+torch::Tensor VitImpl::predict(const Batch& batch, const RouteContext& ctx) {
+  return logits(batch.input, ctx);  // [B, C]
 }
 
 ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)

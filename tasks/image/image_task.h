@@ -41,7 +41,7 @@ class VitImpl : public TaskModel {
  public:
   VitImpl(const RunConfig& config, int64_t image_side, int64_t patch, int64_t classes);
   torch::Tensor logits(const torch::Tensor& images, const RouteContext& ctx);  // [B, C]
-  torch::Tensor loss(const Batch& batch, const RouteContext& ctx) override;
+  torch::Tensor predict(const Batch& batch, const RouteContext& ctx) override;  // [B, C]
   Transformer backbone() override { return backbone_; }
 
  private:

@@ -22,7 +22,7 @@ LmModelImpl::LmModelImpl(const RunConfig& config, int64_t vocab, int64_t seq_len
   torch::nn::init::normal_(embed_->weight, 0.0, 0.02);
   positions_ = register_parameter("positions", torch::randn({1, seq_len, model.dim}) * 0.02);
   backbone_ = register_module(
-      "backbone", Transformer(model, config.router, /*causal=*/true, config.seed));
+      "backbone", Transformer(config, /*causal=*/true));
 }
 
 torch::Tensor LmModelImpl::logits(const torch::Tensor& tokens, RouteContext ctx) {
@@ -33,10 +33,9 @@ torch::Tensor LmModelImpl::logits(const torch::Tensor& tokens, RouteContext ctx)
   return torch::matmul(h, embed_->weight.t());                // tied output [B, L, V]
 }
 
-torch::Tensor LmModelImpl::loss(const Batch& batch, const RouteContext& ctx) {
-  auto out = logits(batch.input, ctx);  // [B, L, V]
-  return torch::nn::functional::cross_entropy(out.reshape({-1, out.size(-1)}),
-                                              batch.target.reshape({-1}));
+torch::Tensor LmModelImpl::predict(const Batch& batch, const RouteContext& ctx) {
+  auto out = logits(batch.input, ctx);     // [B, L, V]
+  return out.reshape({-1, out.size(-1)});  // [B*L, V]
 }
 
 LmTask::LmTask(const LmOptions& options, const RunConfig& config)

@@ -48,7 +48,7 @@ class LmModelImpl : public TaskModel {
  public:
   LmModelImpl(const RunConfig& config, int64_t vocab, int64_t seq_len);
   torch::Tensor logits(const torch::Tensor& tokens, RouteContext ctx);  // [B, L] -> [B, L, V]
-  torch::Tensor loss(const Batch& batch, const RouteContext& ctx) override;
+  torch::Tensor predict(const Batch& batch, const RouteContext& ctx) override;  // [B*L, V]
   Transformer backbone() override { return backbone_; }
 
  private:

@@ -1,0 +1,315 @@
+// Dense -> MoE conversion: greedy rounding and balanced k-means, balanced splits by every
+// method, exactness at k = E, masked-dense form == exported MoE, gradients through the
+// straight-through estimators, and the dense -> convert -> fine-tune pipeline end to end
+// (one dense parent shared by its children, in single runs and in a two-worker sweep).
+#include <sys/wait.h>
+
+#include <fstream>
+
+#include "harness/conversion.h"
+#include "harness/moe_layer.h"
+#include "harness/neuron_split.h"
+#include "harness/runner.h"
+#include "harness/store.h"
+#include "routers/dot_moe.h"
+#include "test_util.h"
+
+namespace moelab {
+namespace {
+
+using testing::as_vector;
+
+std::vector<int64_t> sizes_of(const torch::Tensor& assignment, int64_t experts) {
+  return as_vector(torch::bincount(assignment, {}, experts));
+}
+
+// A dense GELU FFN D -> H -> D with random weights and biases (torch Linear layout).
+struct DenseFfn {
+  torch::nn::Sequential net;
+  torch::Tensor w1() { return net->ptr<torch::nn::LinearImpl>(0)->weight; }
+  torch::Tensor b1() { return net->ptr<torch::nn::LinearImpl>(0)->bias; }
+  torch::Tensor w2() { return net->ptr<torch::nn::LinearImpl>(2)->weight; }
+  torch::Tensor b2() { return net->ptr<torch::nn::LinearImpl>(2)->bias; }
+};
+
+DenseFfn dense_ffn(int64_t dim, int64_t hidden) {
+  DenseFfn ffn{torch::nn::Sequential(torch::nn::Linear(dim, hidden), torch::nn::GELU(),
+                                     torch::nn::Linear(hidden, dim))};
+  torch::NoGradGuard no_grad;
+  for (auto& p : ffn.net->parameters()) p.normal_(0.0, 0.3);
+  return ffn;
+}
+
+MoELayer converted_layer(int64_t dim, int64_t experts, int64_t size, int64_t k,
+                         const MaskedTraining& masked = {}) {
+  MoeConfig moe;
+  moe.experts = experts;
+  moe.expert_hidden = size;
+  DotMoeOptions options;
+  options.k = k;
+  auto router = std::make_shared<DotMoeRouter>(options, RouterShape{dim, experts, 0, 0});
+  return MoELayer(dim, moe, router, masked);
+}
+
+}  // namespace
+
+TEST_CASE("greedy rounding on hand-made plans", "[convert]") {
+  // Entries in descending order: (2,1) .95, (0,0) .9, (1,0) .8 -> expert 0 full, then
+  // (3,1) .3 places the last neuron.
+  auto plan = torch::tensor({0.9, 0.1, 0.8, 0.7, 0.6, 0.95, 0.2, 0.3}).view({4, 2});
+  CHECK(as_vector(greedy_round(plan, 2)) == std::vector<int64_t>{0, 0, 1, 1});
+  // Neuron 2 prefers expert 0, which neurons 0 and 1 filled first: capacity sends it to 1.
+  auto crowded = torch::tensor({0.9, 0.8, 0.85, 0.1, 0.7, 0.2, 0.6, 0.5}).view({4, 2});
+  CHECK(as_vector(greedy_round(crowded, 2)) == std::vector<int64_t>{0, 0, 1, 1});
+  // Three experts of capacity 1: a permutation; ties go to the earlier entry.
+  auto ties = torch::ones({3, 3});
+  CHECK(as_vector(greedy_round(ties, 1)) == std::vector<int64_t>{0, 1, 2});
+  CHECK_THROWS_WITH(greedy_round(torch::ones({5, 2}), 2), Catch::Matchers::Contains("do not fit"));
+}
+
+TEST_CASE("balanced k-means gives every cluster exactly N / E points", "[convert]") {
+  torch::manual_seed(3);
+  // Four well-separated blobs of unequal natural sizes 10, 6, 4, 4 -> 4 clusters of 6.
+  std::vector<torch::Tensor> blobs;
+  const std::vector<int64_t> counts = {10, 6, 4, 4};
+  for (size_t c = 0; c < counts.size(); ++c) {
+    blobs.push_back(torch::randn({counts[c], 3}) * 0.1 + static_cast<double>(10 * c));
+  }
+  auto points = torch::cat(blobs);  // [24, 3]
+  auto assignment = balanced_kmeans(points, 4, 50, 7);
+  CHECK(sizes_of(assignment, 4) == std::vector<int64_t>{6, 6, 6, 6});
+  // Equal blobs are recovered exactly: each blob's points share one cluster.
+  auto equal = torch::cat({torch::randn({5, 2}) * 0.1, torch::randn({5, 2}) * 0.1 + 20,
+                           torch::randn({5, 2}) * 0.1 - 20});
+  auto found = as_vector(balanced_kmeans(equal, 3, 50, 1));
+  for (int blob = 0; blob < 3; ++blob) {
+    for (int i = 1; i < 5; ++i) CHECK(found[blob * 5 + i] == found[blob * 5]);
+  }
+  CHECK(sizes_of(torch::tensor(found), 3) == std::vector<int64_t>{5, 5, 5});
+}
+
+TEST_CASE("every method's split is balanced: each neuron once, each expert exactly s",
+          "[convert]") {
+  torch::manual_seed(0);
+  const int64_t dim = 8, hidden = 32, experts = 4;
+  auto ffn = dense_ffn(dim, hidden);
+  auto inputs = torch::randn({200, dim});
+  for (const char* method : {"random", "weight_cluster", "activation_cluster", "dot_moe"}) {
+    INFO(method);
+    auto order = conversion_order(method, ffn.w1(), ffn.b1(), inputs, experts, 20, 5);
+    auto sorted = std::get<0>(torch::sort(order));
+    CHECK(sorted.equal(torch::arange(hidden)));  // a permutation: every neuron exactly once
+  }
+  CHECK_THROWS(check_balanced(torch::tensor({0, 0, 0, 1}), 2, "uneven"));
+  auto learned = learned_split(torch::randn({hidden, experts}), 0.1, 30);
+  CHECK(sizes_of(learned.assignment, experts) == std::vector<int64_t>(experts, hidden / experts));
+  CHECK(learned.soft.sum(1).allclose(torch::ones({hidden}), 1e-4, 1e-4));  // rows ship 1
+}
+
+TEST_CASE("with k = E the converted layer reproduces the dense FFN", "[convert]") {
+  torch::manual_seed(1);
+  const int64_t dim = 8, hidden = 24, experts = 4;
+  auto ffn = dense_ffn(dim, hidden);
+  auto x = torch::randn({50, dim});
+  auto dense_out = ffn.net->forward(x);
+  for (const char* method : {"random", "weight_cluster", "activation_cluster"}) {
+    INFO(method);
+    auto layer = converted_layer(dim, experts, hidden / experts, experts);
+    auto order = conversion_order(method, ffn.w1(), ffn.b1(), x, experts, 20, 2);
+    layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), order, experts);
+    torch::NoGradGuard no_grad;
+    CHECK(layer->forward(x, RouteContext{}).allclose(dense_out, 1e-5, 1e-5));
+  }
+}
+
+TEST_CASE("the masked-dense training form and the exported MoE give the same outputs",
+          "[convert]") {
+  torch::manual_seed(2);
+  const int64_t dim = 8, hidden = 32, experts = 4, k = 2;
+  auto ffn = dense_ffn(dim, hidden);
+  MaskedTraining masked;
+  masked.enabled = true;
+  masked.learn_split = true;
+  masked.anneal_steps = 10;
+  auto layer = converted_layer(dim, experts, hidden / experts, k, masked);
+  layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : layer->named_parameters()) {
+      if (item.key() == "affinity" || item.key() == "router.gate.weight") item.value().normal_(0.0, 1.0);
+    }
+  }
+  auto x = torch::randn({40, dim});
+  torch::NoGradGuard no_grad;
+  RouteContext eval;
+  RouteContext trained_tau;  // training forward after annealing uses the export temperature
+  trained_tau.training = true;
+  trained_tau.step = 20;
+  auto masked_eval = layer->forward(x, eval);
+  auto masked_train = layer->forward(x, trained_tau);
+  auto split_before = layer->split();
+  layer->export_split();
+  CHECK_FALSE(layer->masked());
+  CHECK(sizes_of(layer->split(), experts) == std::vector<int64_t>(experts, hidden / experts));
+  auto exported = layer->forward(x, eval);
+  CHECK(exported.allclose(masked_eval, 1e-5, 1e-5));
+  CHECK(exported.allclose(masked_train, 1e-5, 1e-5));
+  // The exported experts hold exactly the neurons the learned split gave them.
+  auto order = expert_major_order(split_before);
+  auto w_in_flat = ffn.w1().t().index_select(1, order).view({dim, experts, hidden / experts});
+  CHECK(layer->named_parameters()["w_in"].allclose(w_in_flat.permute({1, 0, 2})));
+}
+
+TEST_CASE("gradients reach the affinities and the router through the estimators",
+          "[convert]") {
+  torch::manual_seed(4);
+  const int64_t dim = 8, hidden = 16, experts = 4, k = 1;
+  auto ffn = dense_ffn(dim, hidden);
+  MaskedTraining masked;
+  masked.enabled = true;
+  masked.learn_split = true;
+  auto layer = converted_layer(dim, experts, hidden / experts, k, masked);
+  layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
+  auto x = torch::randn({30, dim});
+  RouteContext ctx;
+  ctx.training = true;
+  ctx.step = 1;
+  layer->forward(x, ctx).pow(2).sum().backward();
+  auto params = layer->named_parameters();
+  auto affinity_grad = params["affinity"].grad();
+  auto router_grad = params["router.gate.weight"].grad();
+  REQUIRE(affinity_grad.defined());
+  REQUIRE(router_grad.defined());
+  CHECK(affinity_grad.abs().sum().item<double>() > 0);
+  CHECK(router_grad.abs().sum().item<double>() > 0);
+  // Exported, the sparse MoE still trains its router: unit weights carry dP.
+  layer->export_split();
+  for (auto& p : layer->parameters()) p.mutable_grad() = torch::Tensor();
+  layer->forward(x, ctx).pow(2).sum().backward();
+  CHECK(layer->named_parameters()["router.gate.weight"].grad().abs().sum().item<double>() > 0);
+}
+
+TEST_CASE("convert config errors name the rule", "[convert][config]") {
+  const std::string base =
+      "model: {ffn_hidden: 64, moe: {experts: 4, expert_hidden: 16}}\n"
+      "router: {name: dot_moe}\nconvert: {method: random}\n";
+  CHECK_NOTHROW(parse_run_config(base, "t.yaml"));
+  CHECK_THAT(testing::config_error(base, {"router.name=topk"}),
+             Catch::Matchers::Contains("dot_moe"));
+  CHECK_THAT(testing::config_error(base, {"model.moe.expert_hidden=8"}),
+             Catch::Matchers::Contains("model.ffn_hidden = 64"));
+  CHECK_THAT(testing::config_error(base, {"convert.parent=xyz"}),
+             Catch::Matchers::Contains("convert.parent"));
+  CHECK_THAT(testing::config_error(base, {"convert.method=kmeans"}),
+             Catch::Matchers::Contains("activation_cluster"));
+  // Configs that do not convert keep their identity (the section is left out of the hash).
+  RunConfig plain = parse_run_config("", "t.yaml");
+  RunConfig explicit_none = parse_run_config("convert: {method: none}\n", "t.yaml");
+  CHECK(config_hash(plain) == config_hash(explicit_none));
+  CHECK(config_hash(plain) != config_hash(parse_run_config(base, "t.yaml")));
+}
+
+namespace {
+
+const char* kConvertRun = R"(name: conv
+seed: 3
+task: {name: image, train_limit: 512, val_size: 300}
+model: {dim: 16, depth: 2, heads: 2, ffn_hidden: 32, moe: {experts: 4, expert_hidden: 8}}
+router: {name: dot_moe, k: 2}
+train: {steps: 6, batch_size: 32, log_every: 3, warmup_steps: 2}
+eval: {max_examples: 200}
+convert: {method: random, dense_steps: 8, calibration_tokens: 256}
+)";
+
+int shell(const std::string& command) {
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and link to it",
+          "[convert][smoke]") {
+  testing::TempDir dir;
+  const std::vector<std::string> where = {"db=" + dir.file("c.db"),
+                                          "checkpoint_dir=" + dir.file("ckpt")};
+  for (const char* method : {"random", "dot_moe"}) {
+    auto overrides = where;
+    overrides.push_back(std::string("convert.method=") + method);
+    RunOutcome outcome = execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides));
+    INFO(outcome.error);
+    REQUIRE(outcome.status == "done");
+    std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
+    CHECK(summary.count("retention/test/accuracy") == 1);
+    CHECK(summary.count("convert/recon_err_oracle") == 1);
+    CHECK(summary.count("export/recon_err") == 1);
+    CHECK(summary.at("export/ffn_active_fraction") == Approx(0.5));
+    CHECK(summary.at("export/active_param_fraction") < 1.0);
+    CHECK(summary.at("export/active_param_fraction") > 0.5);
+  }
+  Store store(dir.file("c.db"));
+  // Run 1 is the first child; it trained the parent (run 2), which the second child reused.
+  auto runs = store.query("SELECT id, status, parent_run_id, name FROM runs ORDER BY id");
+  REQUIRE(runs.rows.size() == 3);
+  CHECK(runs.rows[1][3].text == "conv-dense");
+  CHECK(runs.rows[1][1].text == "done");
+  CHECK(runs.rows[1][2].type == Cell::Type::Null);
+  CHECK(runs.rows[0][2].integer == 2);
+  CHECK(runs.rows[2][2].integer == 2);
+  auto convert_rows = store.query("SELECT COUNT(*) FROM metrics WHERE run_id = 3 AND "
+                                  "split = 'convert' AND step = 0");
+  CHECK(convert_rows.rows[0][0].integer >= 4);  // per layer + mean + seconds
+  auto kl = store.query("SELECT COUNT(*) FROM metrics WHERE run_id = 3 AND name = 'kl'");
+  CHECK(kl.rows[0][0].integer >= 1);
+  // An explicit parent by run id works too; a child is no parent, an unknown id is an error.
+  auto overrides = where;
+  overrides.push_back("convert.method=weight_cluster");
+  overrides.push_back("convert.parent=2");
+  CHECK(execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides)).status == "done");
+  overrides.back() = "convert.parent=99";
+  RunOutcome missing = execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides));
+  CHECK(missing.status == "failed");
+  CHECK_THAT(missing.error, Catch::Matchers::Contains("convert.parent = \"99\""));
+  overrides.back() = "convert.parent=1";
+  CHECK_THAT(execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides)).error,
+             Catch::Matchers::Contains("not a dense model"));
+}
+
+TEST_CASE("a conversion sweep with two workers trains each dense parent once", "[convert][sweep][smoke]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("base.yaml")) << kConvertRun << "db: " << dir.file("s.db") << "\n"
+                                       << "checkpoint_dir: " << dir.file("ckpt") << "\n";
+  std::ofstream(dir.file("sweep.yaml"))
+      << "extends: base.yaml\nname: conv\ngrid:\n  convert.method: [random, weight_cluster, "
+         "activation_cluster, dot_moe]\n";
+  REQUIRE(shell("cd " + dir.file("") + " && " + MOELAB_BINARY + " sweep sweep.yaml --workers 2 > " +
+                dir.file("out.txt") + " 2>&1") == 0);
+  Store store(dir.file("s.db"));
+  auto counts = store.query("SELECT SUM(parent_run_id IS NULL), SUM(parent_run_id IS NOT NULL), "
+                            "SUM(status = 'done'), COUNT(DISTINCT parent_run_id) FROM runs "
+                            "WHERE sweep = 'conv'");
+  CHECK(counts.rows[0][0].integer == 1);  // one dense parent
+  CHECK(counts.rows[0][1].integer == 4);  // four converted children
+  CHECK(counts.rows[0][2].integer == 5);
+  CHECK(counts.rows[0][3].integer == 1);
+}
+
+TEST_CASE("the char LM converts too", "[convert][lm][smoke]") {
+  testing::TempDir dir;
+  const std::string yaml = std::string(R"(name: lmconv
+task: {name: lm, seq_len: 32, data_path: )" MOELAB_SOURCE_DIR R"(/.data/gutenberg}
+model: {dim: 16, depth: 2, heads: 2, ffn_hidden: 32, moe: {experts: 4, expert_hidden: 8}}
+router: {name: dot_moe, k: 1}
+train: {steps: 4, batch_size: 8, log_every: 2, warmup_steps: 1}
+eval: {max_examples: 64}
+convert: {method: activation_cluster, dense_steps: 4, calibration_tokens: 256}
+)") + "db: " + dir.file("l.db") + "\ncheckpoint_dir: " + dir.file("ckpt") + "\n";
+  RunOutcome outcome = execute_run(parse_run_config(yaml, "lm.yaml"));
+  INFO(outcome.error);
+  REQUIRE(outcome.status == "done");
+  std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
+  CHECK(summary.count("retention/test/bpc") == 1);
+  CHECK(summary.at("export/ffn_active_fraction") == Approx(0.25));
+}
+
+}  // namespace moelab
