@@ -170,12 +170,14 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
   if (plan_only) {
     QueryResult table;
     table.columns = {"#", "config", "axes"};
-    for (size_t i = 0; i < plan.runs.size(); ++i) {
+    const auto runs = queue_order(plan);
+    for (size_t i = 0; i < runs.size(); ++i) {
       table.rows.push_back({Cell{Cell::Type::Integer, static_cast<int64_t>(i + 1), 0.0, ""},
-                            Cell{Cell::Type::Text, 0, 0.0, config_hash(plan.runs[i].config).substr(0, 12)},
-                            Cell{Cell::Type::Text, 0, 0.0, plan.runs[i].label()}});
+                            Cell{Cell::Type::Text, 0, 0.0, config_hash(runs[i].first).substr(0, 12)},
+                            Cell{Cell::Type::Text, 0, 0.0, runs[i].second}});
     }
-    fmt::print("sweep '{}': {} runs, all valid\n{}", plan.name, plan.runs.size(), format_aligned(table));
+    fmt::print("sweep '{}': {} runs ({} distinct, dense parents included), all valid\n{}",
+               plan.name, plan.runs.size(), runs.size(), format_aligned(table));
     return kExitOk;
   }
   options.executable = std::filesystem::read_symlink("/proc/self/exe").string();

@@ -114,10 +114,6 @@ QueueCounts sweep_counts(Store& store, const std::string& sweep) {
           count("failed"), count("diverged"), count("interrupted")};
 }
 
-namespace {
-
-// The runs to queue, in claim order: the dense parents of converting runs (convert.parent =
-// auto) first, so that workers train them before the runs that need them.
 std::vector<std::pair<RunConfig, std::string>> queue_order(const SweepPlan& plan) {
   std::vector<std::pair<RunConfig, std::string>> parents, runs;
   for (const auto& run : plan.runs) {
@@ -126,23 +122,25 @@ std::vector<std::pair<RunConfig, std::string>> queue_order(const SweepPlan& plan
     }
     runs.emplace_back(run.config, run.label());
   }
-  parents.insert(parents.end(), runs.begin(), runs.end());
-  return parents;
+  std::set<std::string> seen;
+  std::vector<std::pair<RunConfig, std::string>> order;
+  for (auto* list : {&parents, &runs}) {
+    for (auto& entry : *list) {
+      if (seen.insert(config_hash(entry.first)).second) order.push_back(std::move(entry));
+    }
+  }
+  return order;
 }
-
-}  // namespace
 
 QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
   const std::string db = plan.runs.front().config.db;
   Store store(db);
   store.requeue_stale(plan.name, options.stale_after_seconds);
   requeue_dead_local_workers(store, plan.name);
-  std::set<std::string> seen;
   for (const auto& [config, label] : queue_order(plan)) {
     MOELAB_CHECK(config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
                  plan.name, db, config.db);
     const std::string hash = config_hash(config);
-    if (!seen.insert(hash).second) continue;  // the same identity twice in one plan
     const auto state = store.run_for_hash(hash);
     auto enqueue = [&, &config = config, &label = label] {
       RunRecord record = make_run_record(config, plan.name);

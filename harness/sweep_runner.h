@@ -29,6 +29,11 @@ struct QueueCounts {
 };
 
 // Enqueues the plan's runs as described above; returns the queue state of the sweep.
+// The distinct runs of a plan in claim order: the dense parents of converting runs
+// (convert.parent = auto) first, labelled "dense parent", so workers train them before the
+// runs that need them; then the plan's runs with their axis labels.
+std::vector<std::pair<RunConfig, std::string>> queue_order(const SweepPlan& plan);
+
 QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options);
 QueueCounts sweep_counts(Store& store, const std::string& sweep);
 
