@@ -122,6 +122,7 @@ struct ConvertConfig {
   double tau_anneal = 0.2;
   int64_t sinkhorn_iters = 30;
   double affinity_std = 0.01;
+  std::string affinity_init = "random";
 
   template <class V>
   void visit(V& v) {
@@ -157,6 +158,10 @@ struct ConvertConfig {
     v(affinity_std, "affinity_std",
       "dot_moe: neuron-expert affinities start ~ N(0, affinity_std^2) (PROPOSAL 0.01)",
       greater_than(0));
+    v(affinity_init, "affinity_init",
+      "dot_moe: where the learned split starts: random (the noise above) or a heuristic split "
+      "(its expert's affinity raised by tau_end; the notes' alternative PROPOSAL)",
+      one_of({"random", "weight_cluster", "activation_cluster"}));
   }
 };
 

@@ -108,13 +108,12 @@ DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const st
   }
 }
 
-torch::Tensor conversion_order(const std::string& method, const torch::Tensor& w1,
-                               const torch::Tensor& b1, const torch::Tensor& inputs,
-                               int64_t experts, int64_t kmeans_iters, uint64_t seed) {
+torch::Tensor heuristic_split(const std::string& method, const torch::Tensor& w1,
+                              const torch::Tensor& b1, const torch::Tensor& inputs,
+                              int64_t experts, int64_t kmeans_iters, uint64_t seed) {
   torch::NoGradGuard no_grad;
   const int64_t neurons = w1.size(0);
   torch::Tensor assignment;
-  if (method == "dot_moe") return torch::arange(neurons, torch::kLong);
   if (method == "random") {
     assignment = random_split(neurons, experts, seed);
   } else if (method == "weight_cluster") {  // MoEfication: rows of the input weights, normalised
@@ -125,10 +124,10 @@ torch::Tensor conversion_order(const std::string& method, const torch::Tensor& w
     auto hidden = torch::gelu(torch::addmm(b1, inputs.to(w1.device()), w1.t()));  // [N, H]
     assignment = balanced_kmeans(hidden.t(), experts, kmeans_iters, seed);        // [H, N] rows
   } else {
-    throw Error(fmt::format("unknown conversion method '{}'", method));
+    throw Error(fmt::format("'{}' is not a heuristic split method", method));
   }
   check_balanced(assignment, experts, "convert." + method);
-  return expert_major_order(assignment);
+  return assignment;
 }
 
 Reconstruction reconstruction_error(MoELayer layer, torch::nn::Sequential dense,
@@ -185,9 +184,20 @@ void Conversion::convert(TaskModel& model) {
     auto dense = parent_ffn(*teacher_, i);
     auto first = dense->ptr<torch::nn::LinearImpl>(0), second = dense->ptr<torch::nn::LinearImpl>(2);
     const uint64_t seed = Rng::keyed({static_cast<uint64_t>(config_.seed), i, fnv1a("convert")}).next();
-    auto order = conversion_order(config_.convert.method, first->weight, first->bias,
-                                  calibration_[i], config_.model.moe.experts,
-                                  config_.convert.kmeans_iters, seed);
+    const ConvertConfig& convert = config_.convert;
+    auto split = [&](const std::string& method) {
+      return heuristic_split(method, first->weight, first->bias, calibration_[i],
+                             config_.model.moe.experts, convert.kmeans_iters, seed);
+    };
+    torch::Tensor order;  // dot_moe keeps the dense order: its split lives in the affinities
+    if (convert.method == "dot_moe") {
+      order = torch::arange(first->weight.size(0), torch::kLong);
+      if (convert.affinity_init != "random") {
+        layer->seed_affinity(split(convert.affinity_init).to(device_), convert.tau_end);
+      }
+    } else {
+      order = expert_major_order(split(convert.method));
+    }
     layer->load_dense(first->weight, first->bias, second->weight, second->bias,
                       order.to(device_), router_k(layer));
   }

@@ -30,12 +30,12 @@ struct DenseParent {
 DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const std::string& sweep,
                                  bool retry_failed);
 
-// Neuron order [H] that lays the dense FFN (w1 [H, D], b1 [H]) out as E experts: expert e
-// gets order[e*s .. e*s+s-1]. `inputs` [N, D] are FFN inputs (activation_cluster). dot_moe
-// keeps the dense order (its split is learned).
-torch::Tensor conversion_order(const std::string& method, const torch::Tensor& w1,
-                               const torch::Tensor& b1, const torch::Tensor& inputs,
-                               int64_t experts, int64_t kmeans_iters, uint64_t seed);
+// The balanced split [H] (expert of each neuron) of the dense FFN (w1 [H, D], b1 [H]) by a
+// heuristic method: random, weight_cluster or activation_cluster (`inputs` [N, D] are FFN
+// inputs). dot_moe learns its split instead, optionally starting from one of these.
+torch::Tensor heuristic_split(const std::string& method, const torch::Tensor& w1,
+                              const torch::Tensor& b1, const torch::Tensor& inputs,
+                              int64_t experts, int64_t kmeans_iters, uint64_t seed);
 
 // Relative squared error ||y - dense||^2 / ||dense||^2 of a converted layer on x [N, D]:
 // `routed` with its router, `oracle` with each token's k experts of largest output norm.

@@ -108,6 +108,12 @@ void MoELayerImpl::load_dense(const torch::Tensor& w1, const torch::Tensor& b1,
   b_out_.copy_((b2 / static_cast<double>(k)).expand({experts, dim}));
 }
 
+void MoELayerImpl::seed_affinity(const torch::Tensor& assignment, double margin) {
+  MOELAB_CHECK(affinity_.defined(), "seed_affinity: this layer does not learn its split");
+  torch::NoGradGuard no_grad;
+  affinity_.add_(split_matrix(assignment, config_.experts).to(affinity_.options()) * margin);
+}
+
 torch::Tensor MoELayerImpl::split() const {
   const int64_t experts = config_.experts, size = config_.expert_hidden;
   if (masked_.enabled && masked_.learn_split) {
@@ -169,6 +175,12 @@ torch::Tensor MoELayerImpl::run_experts(const torch::Tensor& x, const Dispatch& 
 torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
   RouteResult route = router_->route(x, ctx);
+  if (ctx.valid.defined() && route.token.defined()) {  // padding never reaches an expert
+    auto real = real_assignments(route.token, ctx);    // [A]
+    for (auto* field : {&route.token, &route.expert, &route.weight, &route.priority}) {
+      if (field->defined()) *field = field->masked_select(real);
+    }
+  }
   const double route_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
@@ -201,7 +213,7 @@ torch::Tensor MoELayerImpl::forward_masked(const torch::Tensor& x, const RouteRe
     measured.metrics.emplace_back("split_tau", torch::full({}, tau));
     measured.metrics.emplace_back("sinkhorn_iters",
                                   torch::full({}, static_cast<double>(learned.iterations)));
-    measured.metrics.emplace_back("sinkhorn_error", torch::full({}, learned.error));
+    measured.metrics.emplace_back("sinkhorn_err", torch::full({}, learned.error));
   } else {
     membership = split_matrix(split(), experts).to(x.options());
   }
@@ -212,8 +224,9 @@ torch::Tensor MoELayerImpl::forward_masked(const torch::Tensor& x, const RouteRe
   if (ctx.collect_metrics) {
     torch::NoGradGuard no_grad;
     auto load = torch::bincount(route.expert, {}, experts).to(torch::kFloat);   // [E]
-    compute_metrics(measured, load, 0.0, torch::zeros({}),
-                    static_cast<double>(route.expert.numel()) / std::max<int64_t>(tokens, 1),
+    compute_metrics(measured, ctx, load, 0.0, torch::zeros({}),
+                    static_cast<double>(route.expert.numel()) /
+                        std::max<int64_t>(real_rows(probs, ctx).size(0), 1),
                     route_ms);
   }
   return y;
@@ -228,15 +241,15 @@ torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteRe
   auto y = torch::zeros_like(x).index_add(0, dispatch.token, weighted);     // [T, D]
   if (ctx.collect_metrics) {
     torch::NoGradGuard no_grad;
-    const int64_t tokens = x.size(0), kept = dispatch.token.numel();
-    auto routed = torch::zeros({tokens}, x.options().dtype(torch::kFloat))
-                      .index_fill_(0, dispatch.token, 1.0);  // [T] 1 if any expert kept it
-    compute_metrics(route, dispatch.requested.to(torch::kFloat),
+    const int64_t kept = dispatch.token.numel();
+    auto routed = real_rows(torch::zeros({x.size(0)}, x.options().dtype(torch::kFloat))
+                                .index_fill_(0, dispatch.token, 1.0), ctx);  // [T_real] 1 if kept
+    compute_metrics(route, ctx, dispatch.requested.to(torch::kFloat),
                     dispatch.assignments > 0
                         ? 1.0 - static_cast<double>(kept) / dispatch.assignments
                         : 0.0,
-                    1.0 - routed.mean(), static_cast<double>(kept) / std::max<int64_t>(tokens, 1),
-                    route_ms);
+                    1.0 - routed.mean(),
+                    static_cast<double>(kept) / std::max<int64_t>(routed.numel(), 1), route_ms);
   }
   return y;
 }
@@ -260,18 +273,23 @@ torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResu
                        .permute({1, 0, 2, 3})
                        .reshape({groups, experts * slots, dim});              // [G, E*S, D]
   auto combined = torch::matmul(route.soft_combine.to(x.dtype()), slots_out);  // [G, Tg, D]
-  auto y = torch::zeros_like(x).index_add(0, rows, combined.reshape({-1, dim}));  // [T, D]
+  auto real = real_token_column(x.size(0), ctx, x.options());                  // [T, 1]
+  auto y = torch::zeros_like(x).index_add(0, rows, combined.reshape({-1, dim})) * real;  // [T, D]
   if (ctx.collect_metrics) {
     torch::NoGradGuard no_grad;
-    // Load of an expert: the combine mass its slots receive.
-    auto load = route.soft_combine.detach().view({groups, group_tokens, experts, slots})
+    // Load of an expert: the combine mass its slots receive from real tokens.
+    auto real_rows_mask = real.index_select(0, rows).view({groups, group_tokens, 1, 1});
+    auto load = (route.soft_combine.detach().view({groups, group_tokens, experts, slots}) *
+                 real_rows_mask.to(torch::kFloat))
                     .sum({0, 1, 3});  // [E]
-    compute_metrics(route, load, 0.0, torch::zeros({}), static_cast<double>(experts), route_ms);
+    compute_metrics(route, ctx, load, 0.0, torch::zeros({}), static_cast<double>(experts),
+                    route_ms);
   }
   return y;
 }
 
-void MoELayerImpl::compute_metrics(const RouteResult& route, const torch::Tensor& load_in,
+void MoELayerImpl::compute_metrics(const RouteResult& route, const RouteContext& ctx,
+                                   const torch::Tensor& load_in,
                                    double dropped_frac, const torch::Tensor& unrouted_frac,
                                    double experts_per_token, double route_ms) {
   const int64_t experts = config_.experts;
@@ -293,10 +311,12 @@ void MoELayerImpl::compute_metrics(const RouteResult& route, const torch::Tensor
   add("unrouted_frac", unrouted_frac);
   add("experts_per_token", torch::full({}, experts_per_token));
   if (route.probs.defined()) {
-    auto p = route.probs.detach();
+    auto p = real_rows(route.probs.detach(), ctx);
     add("gate_entropy", -(p * torch::log(p.clamp_min(1e-12))).sum(-1).mean());
   }
-  if (route.logits.defined()) add("router_z", torch::logsumexp(route.logits.detach(), -1).mean());
+  if (route.logits.defined()) {
+    add("router_z", torch::logsumexp(real_rows(route.logits.detach(), ctx), -1).mean());
+  }
   for (const auto& [name, loss] : route.aux_losses) add("aux_" + name, loss);
   for (const auto& [name, value] : route.metrics) add(name, value);
   add("route_ms", torch::full({}, route_ms));

@@ -71,6 +71,9 @@ class MoELayerImpl : public torch::nn::Module {
   void load_dense(const torch::Tensor& w1, const torch::Tensor& b1, const torch::Tensor& w2,
                   const torch::Tensor& b2, const torch::Tensor& order, int64_t k);
   bool masked() const { return masked_.enabled; }
+  // Learned split: adds `margin` to the affinity of each neuron's expert in `assignment` [H],
+  // so that the split starts there.
+  void seed_affinity(const torch::Tensor& assignment, double margin);
   // The current neuron split [E*s] int64 over the stored neuron order (learned: rounded at
   // tau_end, the export temperature).
   torch::Tensor split() const;
@@ -89,7 +92,8 @@ class MoELayerImpl : public torch::nn::Module {
   torch::Tensor forward_masked(const torch::Tensor& x, const RouteResult& route,
                                const RouteContext& ctx, double route_ms);
   // Shared metrics from the per-expert load [E] and the fractions the paths measure.
-  void compute_metrics(const RouteResult& route, const torch::Tensor& load, double dropped_frac,
+  void compute_metrics(const RouteResult& route, const RouteContext& ctx,
+                       const torch::Tensor& load, double dropped_frac,
                        const torch::Tensor& unrouted_frac, double experts_per_token,
                        double route_ms);
 

@@ -79,10 +79,13 @@ BaseRouter::BaseRouter(const BaseOptions& options, const RouterShape& shape)
 
 RouteResult BaseRouter::decide(const torch::Tensor& logits, const RouteContext& ctx) {
   torch::Tensor expert;  // [T]
-  if (ctx.training) {
-    expert = balanced_assignment(logits, options_.max_bids_per_token).to(logits.device());
-  } else {
-    expert = logits.argmax(-1);
+  expert = logits.argmax(-1);
+  if (ctx.training) {  // the balanced assignment covers the real tokens only
+    auto assigned = balanced_assignment(real_rows(logits, ctx), options_.max_bids_per_token);
+    expert = ctx.valid.defined()
+                 ? expert.index_copy(0, ctx.valid.to(logits.device()).nonzero().reshape({-1}),
+                                     assigned.to(logits.device()))
+                 : assigned.to(logits.device());
   }
   auto indices = expert.unsqueeze(1);  // [T, 1]
   RouteResult result = RouteResult::from_topk(indices, torch::sigmoid(logits.gather(1, indices)));

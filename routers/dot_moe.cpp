@@ -14,7 +14,7 @@ DotMoeRouter::DotMoeRouter(const DotMoeOptions& options, const RouterShape& shap
   gate_->weight.normal_(0.0, options.init_std);
 }
 
-RouteResult DotMoeRouter::decide(const torch::Tensor& logits, const RouteContext& /*ctx*/) {
+RouteResult DotMoeRouter::decide(const torch::Tensor& logits, const RouteContext& ctx) {
   auto probs = torch::softmax(logits, -1);                    // [T, E]
   auto indices = std::get<1>(torch::topk(probs, options_.k, -1));  // [T, k]
   auto chosen = probs.gather(1, indices);                     // [T, k]
@@ -23,7 +23,7 @@ RouteResult DotMoeRouter::decide(const torch::Tensor& logits, const RouteContext
   result.priority = chosen.detach().reshape({-1});            // capacity keeps the likeliest
   result.logits = logits;
   result.probs = probs;
-  add_token_choice_losses(result, logits, probs, options_.aux_coef, options_.z_coef);
+  add_token_choice_losses(result, logits, probs, options_.aux_coef, options_.z_coef, ctx);
   return result;
 }
 

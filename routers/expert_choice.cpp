@@ -21,7 +21,9 @@ RouteResult ExpertChoiceRouter::decide(const torch::Tensor& logits, const RouteC
   const int64_t group_count = groups.size(0), group_tokens = groups.size(1);
   const auto capacity = std::clamp<int64_t>(
       static_cast<int64_t>(std::ceil(options_.k * group_tokens / experts)), 1, group_tokens);
-  auto grouped = probs.index_select(0, groups.reshape({-1}))
+  // Padding gets score -1, below every probability: no expert picks it while real tokens remain.
+  auto selectable = probs.detach().masked_fill(real_token_column(tokens, ctx, probs.options()) == 0, -1.0);
+  auto grouped = selectable.index_select(0, groups.reshape({-1}))
                      .view({group_count, group_tokens, experts})
                      .transpose(1, 2);                                 // [G, E, Tg]
   auto picked = std::get<1>(torch::topk(grouped, capacity, -1));      // [G, E, cap] local ids

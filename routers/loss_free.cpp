@@ -26,9 +26,10 @@ RouteResult LossFreeRouter::decide(const torch::Tensor& logits, const RouteConte
   result.probs = torch::softmax(logits, -1);
   if (ctx.training) {
     torch::NoGradGuard no_grad;
-    step_counts_ += torch::bincount(result.expert, {}, logits.size(1)).to(step_counts_.options());
+    auto expert = result.expert.masked_select(real_assignments(result.token, ctx));
+    step_counts_ += torch::bincount(expert, {}, logits.size(1)).to(step_counts_.options());
   }
-  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef);
+  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef, ctx);
   result.metrics.emplace_back("bias_abs_max", bias_.abs().max().detach());
   return result;
 }

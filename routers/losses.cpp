@@ -18,11 +18,14 @@ torch::Tensor router_z_loss(const torch::Tensor& logits) {
 }
 
 void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
-                             const torch::Tensor& probs, double aux_coef, double z_coef) {
+                             const torch::Tensor& probs, double aux_coef, double z_coef,
+                             const RouteContext& ctx) {
   if (aux_coef > 0) {
-    result.aux_losses.emplace_back("balance", aux_coef * switch_balance_loss(probs, result.expert));
+    auto expert = result.expert.masked_select(real_assignments(result.token, ctx));  // [A_real]
+    result.aux_losses.emplace_back(
+        "balance", aux_coef * switch_balance_loss(real_rows(probs, ctx), expert));
   }
-  if (z_coef > 0) result.aux_losses.emplace_back("z", z_coef * router_z_loss(logits));
+  if (z_coef > 0) result.aux_losses.emplace_back("z", z_coef * router_z_loss(real_rows(logits, ctx)));
 }
 
 }  // namespace moelab

@@ -15,9 +15,12 @@ torch::Tensor router_z_loss(const torch::Tensor& logits);
 
 struct RouteResult;
 
-// Appends the switchable token-choice losses ("balance", "z") when their weights are > 0.
-// probs: [T, E] full softmax; logits: [T, E].
+struct RouteContext;
+
+// Appends the switchable token-choice losses ("balance", "z") when their weights are > 0,
+// over the real (unpadded) tokens. probs: [T, E] full softmax; logits: [T, E].
 void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
-                             const torch::Tensor& probs, double aux_coef, double z_coef);
+                             const torch::Tensor& probs, double aux_coef, double z_coef,
+                             const RouteContext& ctx);
 
 }  // namespace moelab

@@ -60,9 +60,10 @@ RouteResult NoisyTopKRouter::decide_with_noise(const torch::Tensor& logits,
   result.probs = torch::softmax(logits, -1);
 
   const int64_t experts = logits.size(1);
+  auto real = real_token_column(logits.size(0), ctx, logits.options());  // [T, 1]
   if (options_.importance_coef > 0) {
-    auto importance = torch::zeros({logits.size(0), experts}, gates.options())
-                          .scatter(1, indices, gates)
+    auto importance = (torch::zeros({logits.size(0), experts}, gates.options())
+                           .scatter(1, indices, gates) * real)
                           .sum(0);  // [E]
     result.aux_losses.emplace_back("importance", options_.importance_coef * cv_squared(importance));
   }
@@ -73,10 +74,10 @@ RouteResult NoisyTopKRouter::decide_with_noise(const torch::Tensor& logits,
     auto kth_out = top_scores.narrow(1, k - 1, 1);  // [T, 1]
     auto in_top = scores > kth_in;                  // [T, E]
     auto threshold = torch::where(in_top, kth_in, kth_out);
-    auto load = normal_cdf((logits - threshold) / noise_std).sum(0);  // [E]
+    auto load = (normal_cdf((logits - threshold) / noise_std) * real).sum(0);  // [E]
     result.aux_losses.emplace_back("load", options_.load_coef * cv_squared(load));
   }
-  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef);
+  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef, ctx);
   return result;
 }
 

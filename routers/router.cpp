@@ -53,6 +53,22 @@ torch::Tensor routing_groups(int64_t tokens, const RouteContext& ctx, const std:
   throw Error(fmt::format("unknown routing group mode '{}'", mode));
 }
 
+torch::Tensor real_token_column(int64_t tokens, const RouteContext& ctx,
+                                const torch::TensorOptions& options) {
+  if (!ctx.valid.defined()) return torch::ones({tokens, 1}, options);
+  return ctx.valid.to(options).reshape({tokens, 1});
+}
+
+torch::Tensor real_rows(const torch::Tensor& t, const RouteContext& ctx) {
+  if (!ctx.valid.defined()) return t;
+  return t.index_select(0, ctx.valid.to(t.device()).nonzero().reshape({-1}));
+}
+
+torch::Tensor real_assignments(const torch::Tensor& token, const RouteContext& ctx) {
+  if (!ctx.valid.defined()) return torch::ones_like(token, token.options().dtype(torch::kBool));
+  return ctx.valid.to(token.device()).index_select(0, token);
+}
+
 double derived_uniform(int64_t seed, int64_t step, int64_t salt) {
   uint64_t state = static_cast<uint64_t>(seed) * 0x9e3779b97f4a7c15ULL ^
                    static_cast<uint64_t>(step) * 0xbf58476d1ce4e5b9ULL ^

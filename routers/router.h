@@ -89,6 +89,17 @@ class LogitRouter : public Router {
 // group), "auto" (position when ctx.causal, else sequence).
 torch::Tensor routing_groups(int64_t tokens, const RouteContext& ctx, const std::string& mode);
 
+// Padding (ctx.valid): a padded token receives no expert and influences no real token's
+// routing, no aux loss and no metric. The MoE layer drops padded tokens' assignments; routers
+// keep them out of every statistic over tokens with these helpers (no-ops without padding).
+// [T, 1] 1 for real tokens, 0 for padding, with `options`.
+torch::Tensor real_token_column(int64_t tokens, const RouteContext& ctx,
+                                const torch::TensorOptions& options);
+// The rows of t [T, ...] that are real tokens.
+torch::Tensor real_rows(const torch::Tensor& t, const RouteContext& ctx);
+// Which of the assignments [A] (their token ids) belong to real tokens: [A] bool.
+torch::Tensor real_assignments(const torch::Tensor& token, const RouteContext& ctx);
+
 // Uniform number in [0, 1) derived from (seed, step, salt): reproducible draws that a
 // resumed run repeats.
 double derived_uniform(int64_t seed, int64_t step, int64_t salt);

@@ -16,8 +16,8 @@ RouteResult SbaseRouter::decide(const torch::Tensor& logits, const RouteContext&
   torch::Tensor indices;  // [T, k]
   RouteResult result;
   if (ctx.training) {
-    SinkhornResult plan = sinkhorn_balanced(
-        logits, SinkhornOptions{options_.max_iters, options_.tol, options_.check_every});
+    SinkhornResult plan = sinkhorn_balanced(  // balanced over the real tokens
+        real_rows(logits, ctx), SinkhornOptions{options_.max_iters, options_.tol, options_.check_every});
     indices = std::get<1>(torch::topk(logits.detach() + plan.g.unsqueeze(0), options_.k, -1));
     result.metrics.emplace_back("sinkhorn_iters",
                                 torch::full({}, static_cast<double>(plan.iterations)));

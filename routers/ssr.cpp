@@ -24,7 +24,7 @@ RouteResult SsrRouter::decide(const torch::Tensor& logits, const RouteContext& c
   const bool use_sinkhorn = ssr_draw(options_, ctx);
   RouteResult result;
   if (use_sinkhorn) {
-    result = sinkhorn_branch(noisy);
+    result = sinkhorn_branch(noisy, ctx);
   } else {
     auto [indices, gates] = softmax_topk(noisy, options_.k, "after", true);
     result = RouteResult::from_topk(indices, gates);
@@ -32,15 +32,15 @@ RouteResult SsrRouter::decide(const torch::Tensor& logits, const RouteContext& c
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);
   result.metrics.emplace_back("ssr_sinkhorn_step", torch::full({}, use_sinkhorn ? 1.0 : 0.0));
-  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef);
+  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef, ctx);
   return result;
 }
 
-RouteResult SsrRouter::sinkhorn_branch(const torch::Tensor& logits) {
+RouteResult SsrRouter::sinkhorn_branch(const torch::Tensor& logits, const RouteContext& ctx) {
   auto cost = options_.cost == "softmax" ? torch::softmax(logits, -1) : logits;  // C [T, E]
   auto log_kernel = cost / options_.xi;                                         // [T, E]
-  SinkhornResult plan = sinkhorn_balanced(
-      log_kernel, SinkhornOptions{options_.max_iters, options_.tol, options_.check_every});
+  SinkhornResult plan = sinkhorn_balanced(  // balanced over the real tokens
+      real_rows(log_kernel, ctx), SinkhornOptions{options_.max_iters, options_.tol, options_.check_every});
   // Rows of the plan are exp(log_kernel + g) up to a per-row constant: same top-k, same
   // renormalised gates.
   auto scores = log_kernel + plan.g.unsqueeze(0);  // [T, E]

@@ -67,7 +67,7 @@ class SsrRouter : public LogitRouter {
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
 
  private:
-  RouteResult sinkhorn_branch(const torch::Tensor& logits);
+  RouteResult sinkhorn_branch(const torch::Tensor& logits, const RouteContext& ctx);
   SsrOptions options_;
 };
 

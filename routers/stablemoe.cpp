@@ -54,11 +54,12 @@ RouteResult StableMoeRouter::route(const torch::Tensor& x, const RouteContext& c
   result.probs = torch::softmax(scores, -1);
   if (stage1 && ctx.training) {
     auto balance_probs = torch::softmax(scores / options_.balance_temperature, -1);
-    add_token_choice_losses(result, scores, balance_probs, options_.aux_coef, 0.0);
+    add_token_choice_losses(result, scores, balance_probs, options_.aux_coef, 0.0, ctx);
     if (options_.distill_coef > 0) {
       auto target = scores.detach().argmax(-1);
       result.aux_losses.emplace_back(
-          "distill", options_.distill_coef * torch::nn::functional::cross_entropy(distilled, target));
+          "distill", options_.distill_coef * torch::nn::functional::cross_entropy(
+                                                 real_rows(distilled, ctx), real_rows(target, ctx)));
     }
   }
   result.metrics.emplace_back("stage1", torch::full({}, stage1 ? 1.0 : 0.0));

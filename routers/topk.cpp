@@ -27,12 +27,12 @@ std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits
 TopKRouter::TopKRouter(const TopKOptions& options, const RouterShape& shape)
     : LogitRouter(shape), options_(options) {}
 
-RouteResult TopKRouter::decide(const torch::Tensor& logits, const RouteContext& /*ctx*/) {
+RouteResult TopKRouter::decide(const torch::Tensor& logits, const RouteContext& ctx) {
   auto [indices, gates] = softmax_topk(logits, options_.k, options_.softmax, options_.renormalize);
   RouteResult result = RouteResult::from_topk(indices, gates);
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);  // [T, E]
-  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef);
+  add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef, ctx);
   return result;
 }
 

@@ -22,7 +22,9 @@ RouteResult UsmoeRouter::decide(const torch::Tensor& logits, const RouteContext&
   const int64_t group_count = groups.size(0), group_tokens = groups.size(1);
   const int64_t pairs = std::clamp<int64_t>(std::llround(options_.k * group_tokens), 1,
                                             group_tokens * experts);  // c
-  auto grouped = scores.index_select(0, groups.reshape({-1}))
+  // Padding gets score -1, below every real pair: chosen only when a group has no more.
+  auto selectable = scores.detach().masked_fill(real_token_column(tokens, ctx, scores.options()) == 0, -1.0);
+  auto grouped = selectable.index_select(0, groups.reshape({-1}))
                      .view({group_count, group_tokens * experts});  // [G, Tg*E]
   auto chosen = std::get<1>(torch::topk(grouped, pairs, -1));        // [G, c] flat pair ids
   auto local_token = chosen.div(experts, "floor");                   // [G, c]

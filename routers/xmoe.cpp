@@ -16,7 +16,7 @@ XmoeRouter::XmoeRouter(const XmoeOptions& options, const RouterShape& shape) : o
   expert_embeddings_ = register_parameter("expert_embeddings", embeddings);
 }
 
-RouteResult XmoeRouter::route(const torch::Tensor& x, const RouteContext& /*ctx*/) {
+RouteResult XmoeRouter::route(const torch::Tensor& x, const RouteContext& ctx) {
   {
     torch::NoGradGuard no_grad;
     expert_embeddings_.mul_(options_.embedding_norm /
@@ -30,7 +30,7 @@ RouteResult XmoeRouter::route(const torch::Tensor& x, const RouteContext& /*ctx*
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);
   auto balance_probs = torch::softmax(logits / options_.balance_temperature, -1);
-  add_token_choice_losses(result, logits, balance_probs, options_.aux_coef, options_.z_coef);
+  add_token_choice_losses(result, logits, balance_probs, options_.aux_coef, options_.z_coef, ctx);
   return result;
 }
 

@@ -94,9 +94,11 @@ TEST_CASE("every method's split is balanced: each neuron once, each expert exact
   const int64_t dim = 8, hidden = 32, experts = 4;
   auto ffn = dense_ffn(dim, hidden);
   auto inputs = torch::randn({200, dim});
-  for (const char* method : {"random", "weight_cluster", "activation_cluster", "dot_moe"}) {
+  for (const char* method : {"random", "weight_cluster", "activation_cluster"}) {
     INFO(method);
-    auto order = conversion_order(method, ffn.w1(), ffn.b1(), inputs, experts, 20, 5);
+    auto split = heuristic_split(method, ffn.w1(), ffn.b1(), inputs, experts, 20, 5);
+    CHECK(sizes_of(split, experts) == std::vector<int64_t>(experts, hidden / experts));
+    auto order = expert_major_order(split);
     auto sorted = std::get<0>(torch::sort(order));
     CHECK(sorted.equal(torch::arange(hidden)));  // a permutation: every neuron exactly once
   }
@@ -115,7 +117,7 @@ TEST_CASE("with k = E the converted layer reproduces the dense FFN", "[convert]"
   for (const char* method : {"random", "weight_cluster", "activation_cluster"}) {
     INFO(method);
     auto layer = converted_layer(dim, experts, hidden / experts, experts);
-    auto order = conversion_order(method, ffn.w1(), ffn.b1(), x, experts, 20, 2);
+    auto order = expert_major_order(heuristic_split(method, ffn.w1(), ffn.b1(), x, experts, 20, 2));
     layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), order, experts);
     torch::NoGradGuard no_grad;
     CHECK(layer->forward(x, RouteContext{}).allclose(dense_out, 1e-5, 1e-5));
@@ -158,6 +160,20 @@ TEST_CASE("the masked-dense training form and the exported MoE give the same out
   auto order = expert_major_order(split_before);
   auto w_in_flat = ffn.w1().t().index_select(1, order).view({dim, experts, hidden / experts});
   CHECK(layer->named_parameters()["w_in"].allclose(w_in_flat.permute({1, 0, 2})));
+}
+
+TEST_CASE("a seeded learned split starts at the heuristic split", "[convert]") {
+  torch::manual_seed(5);
+  const int64_t dim = 8, hidden = 32, experts = 4;
+  auto ffn = dense_ffn(dim, hidden);
+  MaskedTraining masked;
+  masked.enabled = true;
+  masked.learn_split = true;
+  auto layer = converted_layer(dim, experts, hidden / experts, 2, masked);
+  auto split = heuristic_split("weight_cluster", ffn.w1(), ffn.b1(), torch::Tensor(), experts, 20, 1);
+  CHECK_FALSE(layer->split().equal(split));  // N(0, 0.01^2) affinities: some other split
+  layer->seed_affinity(split, masked.tau_end);
+  CHECK(layer->split().equal(split));
 }
 
 TEST_CASE("gradients reach the affinities and the router through the estimators",

@@ -3,6 +3,7 @@
 #include "routers/registry.h"
 
 #include <cmath>
+#include <map>
 
 #include "harness/moe_layer.h"
 
@@ -113,6 +114,69 @@ TEST_CASE("topk picks the k largest logits with softmax gates", "[registry][rout
   CHECK(r.weight[1].item<double>() == Approx(1 - g0));
   CHECK(r.weight[2].item<double>() == Approx(g1));
   CHECK(r.weight[3].item<double>() == Approx(1 - g1));
+}
+
+
+namespace {
+
+// Every aux loss and every shared metric of the layer's last forward, by name.
+std::map<std::string, double> layer_scalars(MoELayer layer) {
+  std::map<std::string, double> out;
+  for (const auto& [name, value] : layer->metrics()) {
+    if (name != "route_ms") out[name] = value.item<double>();
+  }
+  out["aux_loss"] = layer->aux_loss().item<double>();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("every registered router ignores padded tokens", "[registry][padding]") {
+  // Two sequences of 8 tokens, the last 3 of each padded. Changing the padded tokens' values
+  // must change nothing: not the real tokens' outputs, not the aux losses, not the metrics;
+  // and a padded token gets no expert (its output is 0).
+  const int64_t tokens = 16, dim = 8;
+  auto valid = torch::ones({tokens}, torch::kBool);
+  for (int64_t i : {5, 6, 7, 13, 14, 15}) valid[i] = false;
+  for (const auto& entry : router_registry()) {
+    DYNAMIC_SECTION("router " << entry.name) {
+      RunConfig config = parse_run_config("", "defaults.yaml",
+                                          {std::string("router.name=") + entry.name,
+                                           "model.moe.experts=4", "model.moe.expert_hidden=8"});
+      if (entry.name == std::string("usmoe") || entry.name == std::string("expert_choice")) {
+        config = parse_run_config("", "defaults.yaml",
+                                  {std::string("router.name=") + entry.name, "router.k=1",
+                                   "model.moe.experts=4", "model.moe.expert_hidden=8"});
+      }
+      torch::manual_seed(0);
+      auto router = make_router(config.router, RouterShape{dim, 4, 3, 0});
+      MoELayer layer(dim, config.model.moe, router);
+      RouteContext ctx;
+      ctx.training = true;
+      ctx.step = 1;
+      ctx.seed = 3;
+      ctx.group_size = 8;
+      ctx.valid = valid;
+      ctx.collect_metrics = true;
+      ctx.token_ids = torch::randint(0, 1000, {tokens}, torch::kLong);
+      auto x = torch::randn({tokens, dim});
+      auto other = x.clone();
+      other.index_put_({~valid}, torch::randn({6, dim}) * 10);
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(7);
+      auto y = layer(x, ctx);
+      const auto first = layer_scalars(layer);
+      torch::manual_seed(7);
+      auto y_other = layer(other, ctx);
+      const auto second = layer_scalars(layer);
+      CHECK(torch::allclose(y, y_other, 1e-5, 1e-5));
+      CHECK(y.index({~valid}).abs().max().item<double>() == 0.0);
+      for (const auto& [name, value] : first) {
+        INFO(name);
+        CHECK(second.at(name) == Approx(value).margin(1e-6));
+      }
+    }
+  }
 }
 
 }  // namespace moelab
