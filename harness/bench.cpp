@@ -174,13 +174,17 @@ std::string bench_sweep_report(const BenchOptions& options, const std::string& e
                    fmt::format("moelab-bench-sweep-{}", static_cast<long>(getpid()));
   std::filesystem::create_directories(dir);
   nlohmann::json out;
-  std::string text = "moelab bench sweep: experiments/sweeps/smoke.yaml (6 runs), 1 LibTorch thread per run\n";
+  std::string text;
   double wall_one = 0.0;
   for (int64_t workers : {1, 2}) {
     const std::string db = (dir / fmt::format("w{}.db", workers)).string();
-    SweepPlan plan = expand_sweep("experiments/sweeps/smoke.yaml",
+    SweepPlan plan = expand_sweep(options.sweep_file,
                                   {"db=" + db, "checkpoint_dir=" + (dir / "ckpt").string(),
                                    "threads=1"});
+    if (text.empty()) {
+      text = fmt::format("moelab bench sweep: {} ({} runs), 1 LibTorch thread per run\n",
+                         options.sweep_file, plan.runs.size());
+    }
     plan.name = fmt::format("bench{}", workers);
     SweepOptions sweep;
     sweep.workers = workers;

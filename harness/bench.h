@@ -16,12 +16,13 @@ struct BenchOptions {
   int64_t threads = 2;
   int64_t repeats = 5;
   bool json = false;
+  std::string sweep_file = "experiments/sweeps/smoke.yaml";  // bench sweep
 };
 
 std::string bench_matmul_report(const BenchOptions& options);
 std::string bench_routers_report(const BenchOptions& options);
-// The sweep runner on experiments/sweeps/smoke.yaml: its overhead beyond the runs' own time,
-// metric logging's share of run time, and 2 workers' throughput against 1.
+// The sweep runner on options.sweep_file (default the smoke sweep): its overhead beyond the
+// runs' own time, metric logging's share of run time, and 2 workers' throughput against 1.
 std::string bench_sweep_report(const BenchOptions& options, const std::string& executable);
 
 }  // namespace moelab

@@ -263,6 +263,8 @@ int run_cli(int argc, char** argv) {
   bench->add_option("--threads", bench_options.threads, "LibTorch threads");
   bench->add_option("--repeats", bench_options.repeats, "repeats per measurement");
   bench->add_option("--tokens", bench_options.tokens, "tokens T");
+  bench->add_option("--sweep", bench_options.sweep_file, "bench sweep: the sweep file to run")
+      ->check(CLI::ExistingFile);
 
   auto* sweep = app.add_subcommand("sweep", "run a sweep file with worker processes (or: sweep plan FILE)");
   std::string sweep_path;
@@ -293,7 +295,7 @@ int run_cli(int argc, char** argv) {
   auto* report = app.add_subcommand("report", "a metric per group over seeds: mean, std, 95% CI, Welch p");
   ReportRequest report_request;
   std::string report_format = "text", report_output;
-  std::string group_by = "router";
+  std::string group_by = "router", plot_group_by = "router";
   report->add_option("db", db, "results database")->required();
   report->add_option("--sweep", report_request.sweep, "only this sweep's runs");
   report->add_option("--group-by", group_by, "config keys, comma separated (router = router.name)");
@@ -310,7 +312,7 @@ int run_cli(int argc, char** argv) {
   plot->add_option("--kind", plot_request.kind, "curves | corruption | load")
       ->check(CLI::IsMember({"curves", "corruption", "load"}));
   plot->add_option("--sweep", plot_request.sweep, "only this sweep's runs");
-  plot->add_option("--group-by", plot_request.group_by, "a config key (router = router.name)");
+  plot->add_option("--group-by", plot_group_by, "config keys, comma separated (router = router.name)");
   plot->add_option("--metric", plot_request.metric, "curves: SPLIT/NAME, e.g. val/accuracy, train/loss");
   plot->add_option("-o,--output-dir", plot_request.output_dir, "folder for the files");
   plot->add_flag("--data-only", plot_data_only, "write data and script, do not run gnuplot");
@@ -341,6 +343,7 @@ int run_cli(int argc, char** argv) {
   if (*worker) return sweep_worker(worker_db, worker_sweep, worker_threads);
   if (*plot) {
     plot_request.render = !plot_data_only;
+    plot_request.group_by = split_keys(plot_group_by);
     Store store(db);
     for (const auto& file : make_plot(store, plot_request)) fmt::print("{}\n", file);
     return kExitOk;
@@ -350,9 +353,7 @@ int run_cli(int argc, char** argv) {
     return command_sweep(sweep_path, sweep_overrides, static_cast<bool>(*sweep_plan), sweep_options);
   }
   if (*report) {
-    std::stringstream keys(group_by);
-    report_request.group_by.clear();
-    for (std::string key; std::getline(keys, key, ',');) report_request.group_by.push_back(key);
+    report_request.group_by = split_keys(group_by);
     return command_report(db, report_request, report_format, report_output);
   }
   if (*robustness) {

@@ -16,7 +16,7 @@ namespace moelab {
 namespace {
 
 std::vector<RunGroup> group_runs(Store& store, const PlotRequest& request) {
-  auto groups = group_done_runs(store, request.sweep, {request.group_by});
+  auto groups = group_done_runs(store, request.sweep, request.group_by);
   if (groups.empty()) {
     throw Error(fmt::format("plot: no done runs{}", request.sweep.empty() ? "" : " in sweep '" + request.sweep + "'"));
   }

@@ -16,7 +16,7 @@ namespace moelab {
 struct PlotRequest {
   std::string kind = "curves";
   std::string sweep;
-  std::string group_by = "router.name";
+  std::vector<std::string> group_by = {"router.name"};
   std::string metric = "val/accuracy";  // curves: SPLIT/NAME of the metrics history
   std::string output_dir = "results/reports";
   bool render = true;                   // run gnuplot (false: data and script only)

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <sstream>
 
 #include "harness/error.h"
 #include "harness/stats.h"
@@ -94,6 +95,15 @@ std::string html(const QueryResult& table, const ReportRequest& request) {
 }
 
 }  // namespace
+
+std::vector<std::string> split_keys(const std::string& keys) {
+  std::vector<std::string> out;
+  std::stringstream stream(keys);
+  for (std::string key; std::getline(stream, key, ',');) {
+    if (!key.empty()) out.push_back(key);
+  }
+  return out;
+}
 
 std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
                                       const std::vector<std::string>& keys) {

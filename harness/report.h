@@ -17,6 +17,9 @@ struct ReportRequest {
   std::string baseline;                  // group label to test against; "" = none
 };
 
+// "a,b,c" -> {"a", "b", "c"} (the --group-by option).
+std::vector<std::string> split_keys(const std::string& keys);
+
 // Done runs (of `sweep`, or of the whole database when it is "") grouped by the values of
 // config keys, groups in order of their first run; "router" stands for router.name and
 // "task" for task.name; a run without a key gets "?". Shared by reports and plots.

@@ -217,7 +217,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       print_progress(counts, total, seconds, counts.done - done_before, interactive);
       last_print = tick;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (g_stop) {
     fmt::print(stderr, "\nsweep: stopping the workers (their runs are marked interrupted)\n");

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -19,6 +20,23 @@ constexpr double kPixelStd = 0.3530;
 
 torch::Tensor normalise(const torch::Tensor& images_u8) {
   return (images_u8.to(torch::kFloat) / 255.0 - kPixelMean) / kPixelStd;
+}
+
+// A decoded IDX file, read once per process and again only when the file changes (size or
+// modification time): a sweep worker runs many runs on the same files.
+torch::Tensor read_idx_cached(const std::string& path, bool images) {
+  static std::mutex mutex;
+  static std::map<std::string, std::pair<std::string, torch::Tensor>> cache;  // path -> (stamp, data)
+  std::error_code error;
+  const auto size = std::filesystem::file_size(path, error);
+  const auto time = std::filesystem::last_write_time(path, error).time_since_epoch().count();
+  const std::string stamp = error ? "" : fmt::format("{}:{}", size, time);
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& entry = cache[path];
+  if (stamp.empty() || entry.first != stamp) {
+    entry = {stamp, images ? read_idx_images(path) : read_idx_labels(path)};
+  }
+  return entry.second;
 }
 
 // Corrupted test sets, generated once per process: a sweep worker evaluates many runs on the
@@ -90,8 +108,8 @@ ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
   torch::Tensor pixels;
   auto load = [&](const std::string& images, const std::string& labels) {
     const std::string image_path = dir + "/" + images, label_path = dir + "/" + labels;
-    pixels = read_idx_images(image_path);
-    Split s{normalise(pixels), read_idx_labels(label_path)};
+    pixels = read_idx_cached(image_path, /*images=*/true);
+    Split s{normalise(pixels), read_idx_cached(label_path, /*images=*/false)};
     if (s.images.size(0) != s.labels.size(0)) {
       throw Error(fmt::format("'{}' has {} images but '{}' has {} labels", image_path,
                               s.images.size(0), label_path, s.labels.size(0)));
