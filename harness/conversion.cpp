@@ -252,6 +252,7 @@ void Conversion::before_training(TaskModel& model, MetricLog& log, bool resuming
   const auto start = std::chrono::steady_clock::now();
   convert(model);
   MetricValues measured = measure(model, "", false);
+  const double oracle_error = measured.back().second;  // the mean over layers comes last
   measured.emplace_back("seconds", std::chrono::duration<double>(
                                        std::chrono::steady_clock::now() - start).count());
   for (const auto& [name, value] : measured) {
@@ -260,7 +261,7 @@ void Conversion::before_training(TaskModel& model, MetricLog& log, bool resuming
   }
   log.flush();
   fmt::print(stderr, "converted by {} from dense run {}: oracle reconstruction error {:.4f}\n",
-             config_.convert.method, parent_run_id_, measured[measured.size() - 2].second);
+             config_.convert.method, parent_run_id_, oracle_error);
 }
 
 std::vector<NamedTensor> Conversion::extra_losses(const Batch& batch, const torch::Tensor& logits) {

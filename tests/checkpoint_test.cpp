@@ -3,6 +3,7 @@
 #include <map>
 
 #include "harness/checkpoint.h"
+#include "harness/conversion.h"
 #include "harness/runner.h"
 #include "harness/store.h"
 #include "harness/trainer.h"
@@ -43,13 +44,18 @@ struct Trained {
   std::map<std::string, torch::Tensor> state;
 };
 
-Trained train(const RunConfig& config, Task& task, bool resume, int64_t init_seed) {
+// Trains on run `run_id` (0: a new run) of config.db; with `parent`, as a converted run.
+Trained train(const RunConfig& config, Task& task, bool resume, int64_t init_seed,
+              const DenseParent* parent = nullptr, int64_t run_id = 0) {
   Store store(config.db);
-  MetricLog log(store, store.create_run({}));
+  if (run_id == 0) run_id = store.create_run(make_run_record(config, ""));
+  MetricLog log(store, run_id);
   torch::manual_seed(static_cast<uint64_t>(init_seed));
   auto model = task.build_model(config);
+  std::unique_ptr<Conversion> conversion;
+  if (parent) conversion = std::make_unique<Conversion>(config, *parent, task, store, run_id, torch::kCPU);
   Trained out;
-  out.summaries = train_and_evaluate(config, task, *model, log, torch::kCPU, resume);
+  out.summaries = train_and_evaluate(config, task, *model, log, torch::kCPU, resume, conversion.get());
   for (const auto& item : model->named_parameters()) out.state[item.key()] = item.value().clone();
   for (const auto& item : model->named_buffers()) out.state[item.key()] = item.value().clone();
   return out;
@@ -92,6 +98,46 @@ TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterr
   std::map<std::string, double> b(resumed.summaries.begin(), resumed.summaries.end());
   CHECK(a.at("test/accuracy") == b.at("test/accuracy"));
   CHECK(a.at("test/loss") == b.at("test/loss"));
+}
+
+TEST_CASE("a converted run interrupted and resumed equals the uninterrupted one",
+          "[checkpoint][convert]") {
+  testing::TempDir dir;
+  auto converting = [&](const std::string& checkpoints) {
+    RunConfig base = tiny_config("router.name=dot_moe", dir.file(checkpoints), dir.file("c.db"));
+    return parse_run_config(canonical_yaml(base), "x",
+                            {"model.ffn_hidden=64", "convert.method=dot_moe",
+                             "convert.dense_steps=6", "convert.calibration_tokens=128"});
+  };
+  RunConfig straight = converting("a"), stopped = converting("b");
+  RunConfig dense = dense_parent_config(straight);
+  dense.checkpoint_dir = dir.file("p");
+  const RunOutcome parent_run = execute_run(dense);
+  REQUIRE(parent_run.status == "done");
+  const DenseParent parent{parent_run.run_id, dense};
+
+  ImageTask plain(options_as<ImageOptions>(*straight.task.options), straight);
+  const Trained reference = train(straight, plain, false, straight.seed, &parent);
+
+  InterruptingTask interrupting(options_as<ImageOptions>(*stopped.task.options), stopped, 5);
+  Store store(stopped.db);
+  const int64_t run_id = store.create_run(make_run_record(stopped, ""));
+  CHECK_THROWS_AS(train(stopped, interrupting, false, stopped.seed, &parent, run_id),
+                  InterruptedError);
+  clear_interrupt_request();
+  ImageTask fresh(options_as<ImageOptions>(*stopped.task.options), stopped);
+  const Trained resumed = train(stopped, fresh, true, 99, &parent, run_id);
+  for (const auto& [name, tensor] : reference.state) {
+    INFO(name);
+    CHECK(tensor.equal(resumed.state.at(name)));  // the affinities and the exported experts too
+  }
+  std::map<std::string, double> a(reference.summaries.begin(), reference.summaries.end());
+  std::map<std::string, double> b(resumed.summaries.begin(), resumed.summaries.end());
+  for (const char* key : {"test/accuracy", "retention/test/accuracy", "export/recon_err",
+                          "convert/recon_err_oracle"}) {
+    INFO(key);
+    CHECK(a.at(key) == b.at(key));
+  }
 }
 
 TEST_CASE("moelab run --resume continues the interrupted run in the database", "[checkpoint]") {
