@@ -123,6 +123,8 @@ struct ConvertConfig {
   int64_t sinkhorn_iters = 30;
   double affinity_std = 0.01;
   std::string affinity_init = "random";
+  double affinity_lr_scale = 1.0;
+  std::string split_grad = "fixed_duals";
 
   template <class V>
   void visit(V& v) {
@@ -162,6 +164,14 @@ struct ConvertConfig {
       "dot_moe: where the learned split starts: random (the noise above) or a heuristic split "
       "(its expert's affinity raised by tau_end; the notes' alternative PROPOSAL)",
       one_of({"random", "weight_cluster", "activation_cluster"}));
+    v(affinity_lr_scale, "affinity_lr_scale",
+      "dot_moe: the affinities learn this many times faster than the other parameters "
+      "(a reparametrisation, A = scale x parameter; the notes give no value)",
+      hashed_unless(1.0, greater_than(0)));
+    v(split_grad, "split_grad",
+      "dot_moe: gradient of the transport plan: fixed_duals (through A / tau with the Sinkhorn "
+      "duals held fixed) or unrolled (through the Sinkhorn iterations too)",
+      hashed_unless(std::string("fixed_duals"), one_of({"fixed_duals", "unrolled"})));
   }
 };
 

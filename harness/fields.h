@@ -35,6 +35,9 @@ struct Spec {
   // A section added after run identities were first recorded: left out of the hash while it
   // is entirely at its defaults, so the identities of configs that do not use it stay valid.
   bool hashed_when_set = false;
+  // A field added after run identities were first recorded: left out of the hash while its
+  // canonical value is this one (its default), for the same reason.
+  std::optional<std::string> hashed_unless;
 
   Spec unhashed() const {
     Spec s = *this;
@@ -139,6 +142,12 @@ std::optional<std::string> check_value(const Spec& spec, const std::string& v);
 std::optional<std::string> check_value(const Spec& spec, const std::vector<int64_t>& v);
 }  // namespace detail
 
+template <class T>
+Spec hashed_unless(const T& default_value, Spec spec = {}) {
+  spec.hashed_unless = detail::ValueCodec<T>::format(default_value);
+  return spec;
+}
+
 // Where a YAML value came from, for error messages: "file.yaml:12:5" or "override k=v".
 struct YamlSource {
   std::string file;                                 // config file name ("" if none)
@@ -208,6 +217,11 @@ class YamlWriter {
     if (hashed_only_ && !spec.hashed) return;
     if constexpr (detail::is_struct_config<T>::value) {
       if (hashed_only_ && spec.hashed_when_set && at_defaults(field)) return;
+    } else {
+      if (hashed_only_ && spec.hashed_unless &&
+          detail::ValueCodec<T>::format(field) == *spec.hashed_unless) {
+        return;
+      }
     }
     out_ << YAML::Key << key << YAML::Value;
     if constexpr (detail::is_struct_config<T>::value) {

@@ -68,6 +68,8 @@ MaskedTraining MaskedTraining::from(const RunConfig& config) {
   masked.anneal_steps = std::llround(convert.tau_anneal * static_cast<double>(config.train.steps));
   masked.sinkhorn_iters = convert.sinkhorn_iters;
   masked.affinity_std = convert.affinity_std;
+  masked.affinity_scale = convert.affinity_lr_scale;
+  masked.unrolled = convert.split_grad == "unrolled";
   return masked;
 }
 
@@ -90,7 +92,8 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
   b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
   if (masked_.enabled && masked_.learn_split) {
     affinity_ = register_parameter(
-        "affinity", torch::randn({experts * hidden, experts}) * masked_.affinity_std);
+        "affinity", torch::randn({experts * hidden, experts}) *
+                        (masked_.affinity_std / masked_.affinity_scale));
   }
 }
 
@@ -111,14 +114,15 @@ void MoELayerImpl::load_dense(const torch::Tensor& w1, const torch::Tensor& b1,
 void MoELayerImpl::seed_affinity(const torch::Tensor& assignment, double margin) {
   MOELAB_CHECK(affinity_.defined(), "seed_affinity: this layer does not learn its split");
   torch::NoGradGuard no_grad;
-  affinity_.add_(split_matrix(assignment, config_.experts).to(affinity_.options()) * margin);
+  affinity_.add_(split_matrix(assignment, config_.experts).to(affinity_.options()) *
+                 (margin / masked_.affinity_scale));
 }
 
 torch::Tensor MoELayerImpl::split() const {
   const int64_t experts = config_.experts, size = config_.expert_hidden;
   if (masked_.enabled && masked_.learn_split) {
     torch::NoGradGuard no_grad;
-    return learned_split(affinity_, masked_.tau_end, masked_.sinkhorn_iters).assignment;
+    return learned_split(affinities(), masked_.tau_end, masked_.sinkhorn_iters).assignment;
   }
   return torch::arange(experts * size, w_in_.options().dtype(torch::kLong)).div(size, "floor");
 }
@@ -208,7 +212,7 @@ torch::Tensor MoELayerImpl::forward_masked(const torch::Tensor& x, const RouteRe
   torch::Tensor membership;                                                     // [H, E]
   if (masked_.learn_split && ctx.training) {
     const double tau = masked_.tau(ctx.step);
-    LearnedSplit learned = learned_split(affinity_, tau, masked_.sinkhorn_iters);
+    LearnedSplit learned = learned_split(affinities(), tau, masked_.sinkhorn_iters, masked_.unrolled);
     membership = learned.ste.to(x.dtype());
     measured.metrics.emplace_back("split_tau", torch::full({}, tau));
     measured.metrics.emplace_back("sinkhorn_iters",

@@ -42,6 +42,8 @@ struct MaskedTraining {
   int64_t anneal_steps = 0;     // tau falls linearly from tau_start to tau_end over these
   int64_t sinkhorn_iters = 30;
   double affinity_std = 0.01;
+  double affinity_scale = 1.0;  // affinities = scale x parameter: scale x the step Adam takes
+  bool unrolled = false;        // differentiate through the Sinkhorn iterations
 
   static MaskedTraining from(const RunConfig& config);
   double tau(int64_t step) const;
@@ -101,7 +103,8 @@ class MoELayerImpl : public torch::nn::Module {
   MaskedTraining masked_;
   std::shared_ptr<Router> router_;
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
-  torch::Tensor affinity_;                     // [E*H, E] with masked_.learn_split
+  torch::Tensor affinity_;                     // [E*H, E] with masked_.learn_split, / scale
+  torch::Tensor affinities() const { return affinity_ * masked_.affinity_scale; }  // [E*H, E]
   torch::Tensor aux_loss_;
   std::vector<NamedTensor> metrics_;
 };

@@ -87,13 +87,15 @@ void check_balanced(const torch::Tensor& assignment, int64_t experts, const std:
   }
 }
 
-LearnedSplit learned_split(const torch::Tensor& affinity, double tau, int64_t max_iters) {
+LearnedSplit learned_split(const torch::Tensor& affinity, double tau, int64_t max_iters,
+                           bool unrolled) {
   const int64_t neurons = affinity.size(0), experts = affinity.size(1);
   auto log_kernel = affinity.to(torch::kFloat) / tau;  // [H, E]
   auto opts = log_kernel.options();
   SinkhornOptions options;
   options.max_iters = max_iters;
   options.tol = 1e-4;
+  options.differentiable = unrolled;
   auto solved = sinkhorn_log(log_kernel, torch::zeros({neurons}, opts),
                              torch::full({experts}, std::log(double(neurons) / experts), opts),
                              options);

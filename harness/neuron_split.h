@@ -37,8 +37,9 @@ void check_balanced(const torch::Tensor& assignment, int64_t experts, const std:
 
 // DOT-MoE's differentiable split of learnable affinities A [H, E] (§5.2-5.3): the entropic
 // balanced transport plan of A / tau (rows 1, columns H / E; the shared log-domain Sinkhorn,
-// duals held fixed in the backward pass), greedily rounded to a hard split; `ste` is the
-// straight-through matrix hard + (soft - stopgrad soft) [H, E].
+// its duals held fixed in the backward pass or, with `unrolled`, differentiated through the
+// iterations), greedily rounded to a hard split; `ste` is the straight-through matrix
+// hard + (soft - stopgrad soft) [H, E].
 struct LearnedSplit {
   torch::Tensor soft;        // [H, E], differentiable in A
   torch::Tensor assignment;  // [H] int64, the hard split
@@ -46,6 +47,7 @@ struct LearnedSplit {
   int64_t iterations = 0;    // Sinkhorn iterations used
   double error = 0.0;        // final relative column-marginal error
 };
-LearnedSplit learned_split(const torch::Tensor& affinity, double tau, int64_t max_iters);
+LearnedSplit learned_split(const torch::Tensor& affinity, double tau, int64_t max_iters,
+                           bool unrolled = false);
 
 }  // namespace moelab

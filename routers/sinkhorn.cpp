@@ -2,6 +2,7 @@
 #include "routers/sinkhorn.h"
 
 #include <cmath>
+#include <optional>
 
 #include "harness/error.h"
 
@@ -10,6 +11,7 @@ namespace {
 
 double column_error(const torch::Tensor& log_kernel, const torch::Tensor& f,
                     const torch::Tensor& g, const torch::Tensor& log_col) {
+  torch::NoGradGuard no_grad;
   auto log_colsum = torch::logsumexp(log_kernel + f.unsqueeze(1), 0) + g;  // [n]
   // |exp(a) - exp(b)| / exp(b) = |exp(a - b) - 1|
   return (log_colsum - log_col).exp().sub(1.0).abs().max().item<double>();
@@ -22,10 +24,12 @@ SinkhornResult sinkhorn_log(const torch::Tensor& log_kernel, const torch::Tensor
   MOELAB_CHECK(log_kernel.dim() == 2, "sinkhorn: kernel must be [m, n]");
   MOELAB_CHECK(options.max_iters >= 1 && options.check_every >= 1 && options.tol > 0,
                "sinkhorn: max_iters, check_every and tol must be positive");
-  torch::NoGradGuard no_grad;
-  auto kernel = log_kernel.detach().to(torch::kFloat);  // [m, n]
-  auto row = log_row.detach().to(kernel.options());     // [m]
-  auto col = log_col.detach().to(kernel.options());     // [n]
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!options.differentiable) no_grad.emplace();
+  auto kernel = options.differentiable ? log_kernel.to(torch::kFloat)
+                                       : log_kernel.detach().to(torch::kFloat);  // [m, n]
+  auto row = log_row.detach().to(kernel.options());                              // [m]
+  auto col = log_col.detach().to(kernel.options());                              // [n]
   SinkhornResult result;
   result.f = torch::zeros({kernel.size(0)}, kernel.options());
   result.g = torch::zeros({kernel.size(1)}, kernel.options());

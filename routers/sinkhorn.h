@@ -1,7 +1,7 @@
 // The one log-domain Sinkhorn solver (used by ssr, sbase and DOT-MoE).
 // Finds duals f [m], g [n] so that P = exp(log_kernel + f[:,None] + g[None,:]) has row sums
-// exp(log_row) and column sums exp(log_col). Runs in fp32 without gradient, whatever the
-// input precision; checks the relative column-marginal error only every `check_every`
+// exp(log_row) and column sums exp(log_col). Runs in fp32, without gradient unless
+// options.differentiable, whatever the input precision; checks the relative column-marginal error only every `check_every`
 // iterations (one host sync per check) and stops at `tol` or after `max_iters`.
 #pragma once
 
@@ -13,6 +13,9 @@ struct SinkhornOptions {
   int64_t max_iters = 100;
   double tol = 1e-4;        // max_j |colsum_j - target_j| / target_j
   int64_t check_every = 5;
+  // Keep the iterations in the autograd graph (unrolled differentiation through the duals,
+  // DOT-MoE's learned split); by default the duals carry no gradient.
+  bool differentiable = false;
 };
 
 struct SinkhornResult {

@@ -205,6 +205,31 @@ TEST_CASE("gradients reach the affinities and the router through the estimators"
   CHECK(layer->named_parameters()["router.gate.weight"].grad().abs().sum().item<double>() > 0);
 }
 
+TEST_CASE("the unrolled transport plan has the finite-difference gradient", "[convert]") {
+  torch::manual_seed(6);
+  auto affinity = torch::randn({6, 3}, torch::dtype(torch::kDouble)).requires_grad_(true);
+  auto weights = torch::randn({6, 3}, torch::dtype(torch::kFloat));
+  auto objective = [&](const torch::Tensor& a) {
+    return (learned_split(a, 0.5, 300, /*unrolled=*/true).soft * weights).sum();
+  };
+  objective(affinity).backward();
+  auto unrolled = affinity.grad().clone();
+  const double eps = 1e-2;
+  for (int64_t i : {0, 7, 13}) {
+    torch::NoGradGuard no_grad;
+    auto up = affinity.detach().clone(), down = affinity.detach().clone();
+    up.view({-1})[i] += eps;
+    down.view({-1})[i] -= eps;
+    const double numeric = (objective(up) - objective(down)).item<double>() / (2 * eps);
+    INFO("entry " << i);
+    CHECK(unrolled.view({-1})[i].item<double>() == Approx(numeric).margin(2e-3).epsilon(0.02));
+  }
+  // Holding the duals fixed gives a different (approximate) gradient.
+  auto fixed = affinity.detach().clone().requires_grad_(true);
+  (learned_split(fixed, 0.5, 300).soft * weights).sum().backward();
+  CHECK_FALSE(fixed.grad().allclose(unrolled, 1e-3, 1e-3));
+}
+
 TEST_CASE("convert config errors name the rule", "[convert][config]") {
   const std::string base =
       "model: {ffn_hidden: 64, moe: {experts: 4, expert_hidden: 16}}\n"
@@ -223,6 +248,15 @@ TEST_CASE("convert config errors name the rule", "[convert][config]") {
   RunConfig explicit_none = parse_run_config("convert: {method: none}\n", "t.yaml");
   CHECK(config_hash(plain) == config_hash(explicit_none));
   CHECK(config_hash(plain) != config_hash(parse_run_config(base, "t.yaml")));
+  // Fields added later leave the identity alone at their defaults and change it otherwise.
+  const RunConfig converting = parse_run_config(base, "t.yaml");
+  CHECK(config_hash(converting) ==
+        config_hash(parse_run_config(base, "t.yaml", {"convert.split_grad=fixed_duals",
+                                                      "convert.affinity_lr_scale=1"})));
+  CHECK(config_hash(converting) !=
+        config_hash(parse_run_config(base, "t.yaml", {"convert.split_grad=unrolled"})));
+  CHECK(config_hash(converting) !=
+        config_hash(parse_run_config(base, "t.yaml", {"convert.affinity_lr_scale=10"})));
 }
 
 namespace {
