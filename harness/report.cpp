@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "harness/config.h"
 #include "harness/error.h"
 #include "harness/stats.h"
 #include "harness/table.h"
@@ -24,6 +25,22 @@ std::string param_key(const std::string& key) {
   if (key == "router") return "router.name";
   if (key == "task") return "task.name";
   return key;
+}
+
+// What a run recorded before `key` existed had for it: the key's default, for keys outside the
+// plugin sections (whose keys depend on the plugin chosen); "?" otherwise.
+std::string value_before_key_existed(const std::string& key) {
+  static const std::map<std::string, std::string> defaults = [] {
+    std::map<std::string, std::string> out;
+    RunConfig config;
+    for (const auto& row : list_fields(config)) out[row.path] = row.value;
+    return out;
+  }();
+  for (const char* plugin : {"router.", "task.", "eval.router_override."}) {
+    if (key.rfind(plugin, 0) == 0) return "?";
+  }
+  auto found = defaults.find(key);
+  return found == defaults.end() ? "?" : found->second;
 }
 
 std::string cell_text(const Cell& cell) { return cell.type == Cell::Type::Null ? "" : cell.to_string(); }
@@ -112,7 +129,8 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
   for (size_t i = 0; i < keys.size(); ++i) {
     sql += fmt::format(", (SELECT value FROM params p WHERE p.run_id = r.id AND p.key = ?{})", i + 2);
   }
-  sql += " FROM runs r WHERE r.status = 'done' AND (?1 = '' OR r.sweep = ?1) ORDER BY r.id";
+  sql += " FROM runs r WHERE r.status = 'done' AND (?1 = '' OR r.sweep = ?1 OR r.id IN "
+         "(SELECT run_id FROM sweep_members WHERE sweep = ?1)) ORDER BY r.id";
   SQLite::Statement select(store.database(), sql);
   select.bind(1, sweep);
   for (size_t i = 0; i < keys.size(); ++i) select.bind(static_cast<int>(i + 2), param_key(keys[i]));
@@ -122,7 +140,8 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
     std::vector<std::string> values;
     for (size_t i = 0; i < keys.size(); ++i) {
       const auto column = select.getColumn(static_cast<int>(i + 1));
-      values.push_back(column.isNull() ? "?" : column.getString());
+      values.push_back(column.isNull() ? value_before_key_existed(param_key(keys[i]))
+                                       : column.getString());
     }
     const std::string label = fmt::format("{}", fmt::join(values, ", "));
     auto found = index.find(label);

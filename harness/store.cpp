@@ -115,6 +115,14 @@ SELECT r.id, r.name, r.sweep, r.status, r.task, r.router, r.seed, r.config_hash,
        (SELECT json_group_object(name, value) FROM summaries s WHERE s.run_id = r.id) AS summaries
 FROM runs r;
 )sql",
+    // 4: runs a sweep reuses from elsewhere (done in another sweep or a single run)
+    R"sql(
+CREATE TABLE sweep_members (
+  sweep  TEXT NOT NULL,
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  PRIMARY KEY (sweep, run_id)
+) WITHOUT ROWID;
+)sql",
 };
 
 std::string now_sql() { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }
@@ -247,6 +255,13 @@ void Store::set_parent(int64_t run_id, int64_t parent_run_id) {
   update.bind(1, static_cast<int64_t>(parent_run_id));
   update.bind(2, static_cast<int64_t>(run_id));
   MOELAB_CHECK(update.exec() == 1, "run {} not found in the results database", run_id);
+}
+
+void Store::add_to_sweep(const std::string& sweep, int64_t run_id) {
+  SQLite::Statement insert(db_, "INSERT OR IGNORE INTO sweep_members (sweep, run_id) VALUES (?, ?)");
+  insert.bind(1, sweep);
+  insert.bind(2, static_cast<int64_t>(run_id));
+  insert.exec();
 }
 
 std::optional<RunState> Store::run_state(int64_t run_id) {

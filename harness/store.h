@@ -86,7 +86,7 @@ struct QueryResult {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating if needed) and migrates the database before returning.
   explicit Store(const std::string& path);
@@ -119,6 +119,8 @@ class Store {
   AcquiredRun acquire_run(const RunRecord& record, const std::string& worker,
                           bool retry_failed);
   void set_parent(int64_t run_id, int64_t parent_run_id);
+  // Counts a done run of another sweep (or a single run) as one of `sweep`'s, for reports.
+  void add_to_sweep(const std::string& sweep, int64_t run_id);
   // Done runs by id ("42") or config-hash prefix ("3fa9c2d1..."): (id, canonical config).
   std::vector<ClaimedRun> done_runs_matching(const std::string& reference);
   std::vector<std::pair<std::string, double>> summaries(int64_t run_id);

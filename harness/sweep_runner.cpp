@@ -152,6 +152,8 @@ QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
       enqueue();
     } else if (state->sweep != plan.name && state->status != "done") {
       enqueue();  // unfinished in another sweep: this sweep runs its own copy
+    } else if (state->sweep != plan.name) {
+      store.add_to_sweep(plan.name, state->run_id);  // done elsewhere: reused, and reported
     } else if ((state->status == "failed" || state->status == "diverged") && options.retry_failed) {
       std::filesystem::remove(checkpoint_path(config));  // retried from scratch
       store.requeue_run(state->run_id);

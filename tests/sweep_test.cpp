@@ -189,6 +189,17 @@ TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skip
       CHECK(std::filesystem::file_size(file) > 100);
     }
   }
+  // A second sweep whose plan overlaps runs nothing, and reports the runs it reused.
+  std::ofstream(dir.file("other.yaml")) << "extends: base.yaml\nname: other\ngrid:\n  router.name: [topk]\nseeds: 2\n";
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep other.yaml > out.txt 2>&1") == 0);
+  CHECK(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 6);
+  ReportRequest reused;
+  reused.sweep = "other";
+  reused.metric = "test/accuracy";
+  auto reused_groups = collect_groups(store, reused);
+  REQUIRE(reused_groups.size() == 1);
+  CHECK(reused_groups[0].label == "topk");
+  CHECK(reused_groups[0].values.size() == 2);
   // Again: nothing to do. With --force: six new runs.
   REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " > out.txt 2>&1") == 0);
   CHECK(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 6);
