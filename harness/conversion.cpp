@@ -83,9 +83,8 @@ DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const st
                    checkpoint);
       return {acquired.run_id, parent};
     }
-    if (acquired.status == "running") {  // another process trains it
-      store.requeue_stale(sweep, kStaleSeconds);
-      wait_a_moment();
+    if (acquired.status == "running") {  // another process trains it; a dead one's is taken over
+      if (!store.requeue_if_stale(acquired.run_id, kStaleSeconds)) wait_a_moment();
       continue;
     }
     if (acquired.status != "claimed") {

@@ -385,6 +385,15 @@ int64_t Store::requeue_stale(const std::string& sweep, double stale_seconds) {
   return update.exec();
 }
 
+bool Store::requeue_if_stale(int64_t run_id, double stale_seconds) {
+  SQLite::Statement update(db_, "UPDATE runs SET status = 'pending', worker = '' WHERE id = ? "
+                                "AND status = 'running' AND (julianday('now') - "
+                                "julianday(heartbeat_at)) * 86400.0 > ?");
+  update.bind(1, static_cast<int64_t>(run_id));
+  update.bind(2, stale_seconds);
+  return update.exec() == 1;
+}
+
 int64_t Store::requeue_worker(const std::string& worker) {
   SQLite::Statement update(db_, "UPDATE runs SET status = 'pending', worker = '' WHERE worker = ? "
                                 "AND status = 'running'");

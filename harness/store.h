@@ -135,6 +135,8 @@ class Store {
   // worker ("host:pid") is known to be dead. Return how many.
   int64_t requeue_stale(const std::string& sweep, double stale_seconds);
   int64_t requeue_worker(const std::string& worker);
+  // Back to 'pending' if this run is 'running' with a heartbeat older than stale_seconds.
+  bool requeue_if_stale(int64_t run_id, double stale_seconds);
   // Peak resident memory of the process and the (path, sha256) of the data files read.
   void record_resources(int64_t run_id, double peak_rss_mb,
                         const std::vector<std::pair<std::string, std::string>>& files);

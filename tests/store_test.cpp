@@ -34,7 +34,8 @@ TEST_CASE("an empty file is migrated to the current schema", "[store]") {
     std::vector<std::string> names;
     for (const auto& row : tables.rows) names.push_back(row[0].text);
     CHECK(names == std::vector<std::string>{"latest_metrics", "metrics", "params", "run_files",
-                                            "run_overview", "runs", "summaries"});
+                                            "run_overview", "runs", "summaries",
+                                            "sweep_members"});
     CHECK(store.query("PRAGMA journal_mode").rows[0][0].text == "wal");
   }
   Store reopened(path);  // migrating an up-to-date database is a no-op
@@ -93,6 +94,36 @@ TEST_CASE("a failed run keeps its message and the database stays consistent", "[
   CHECK_THROWS(store.finish_run(run, "bogus", {}));  // CHECK constraint on status
   CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "failed");
   CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
+}
+
+TEST_CASE("acquiring a dependency run: create, reuse, wait, take over a dead one, no retry",
+          "[store]") {
+  testing::TempDir dir;
+  Store store(dir.file("a.db"));
+  const RunRecord record = sample_record();
+  AcquiredRun first = store.acquire_run(record, "host:1", false);
+  CHECK(first.status == "claimed");
+  CHECK(first.created);
+  AcquiredRun second = store.acquire_run(record, "host:2", false);  // host:1 trains it
+  CHECK(second.status == "running");
+  CHECK(second.run_id == first.run_id);
+  CHECK_FALSE(store.requeue_if_stale(first.run_id, 120.0));  // fresh heartbeat
+  store.database().exec("UPDATE runs SET heartbeat_at = '2000-01-01T00:00:00Z'");
+  CHECK(store.requeue_if_stale(first.run_id, 120.0));         // its process died
+  AcquiredRun taken = store.acquire_run(record, "host:2", false);
+  CHECK(taken.status == "claimed");
+  CHECK_FALSE(taken.created);
+  CHECK(taken.run_id == first.run_id);
+  store.finish_run(taken.run_id, "failed", {}, "boom");
+  AcquiredRun failed = store.acquire_run(record, "host:3", false);
+  CHECK(failed.status == "failed");
+  CHECK(failed.error == "boom");
+  AcquiredRun retried = store.acquire_run(record, "host:3", true);  // a new attempt
+  CHECK(retried.status == "claimed");
+  CHECK(retried.created);
+  CHECK(retried.run_id != first.run_id);
+  store.finish_run(retried.run_id, "done", {});
+  CHECK(store.acquire_run(record, "host:4", false).status == "done");
 }
 
 }  // namespace moelab
