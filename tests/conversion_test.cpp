@@ -344,14 +344,15 @@ TEST_CASE("a conversion sweep with two workers trains each dense parent once", "
   CHECK(counts.rows[0][3].integer == 1);
 }
 
-TEST_CASE("the char LM converts too", "[convert][lm][smoke]") {
+TEST_CASE("the char LM converts too, and its exported MoE takes a routing swap",
+          "[convert][lm][smoke]") {
   testing::TempDir dir;
   const std::string yaml = std::string(R"(name: lmconv
 task: {name: lm, seq_len: 32, data_path: )" MOELAB_SOURCE_DIR R"(/.data/gutenberg}
 model: {dim: 16, depth: 2, heads: 2, ffn_hidden: 32, moe: {experts: 4, expert_hidden: 8}}
 router: {name: dot_moe, k: 1}
 train: {steps: 4, batch_size: 8, log_every: 2, warmup_steps: 1}
-eval: {max_examples: 64}
+eval: {max_examples: 64, router_override: {name: expert_choice, k: 1}}
 convert: {method: activation_cluster, dense_steps: 4, calibration_tokens: 256}
 )") + "db: " + dir.file("l.db") + "\ncheckpoint_dir: " + dir.file("ckpt") + "\n";
   RunOutcome outcome = execute_run(parse_run_config(yaml, "lm.yaml"));
@@ -360,6 +361,8 @@ convert: {method: activation_cluster, dense_steps: 4, calibration_tokens: 256}
   std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
   CHECK(summary.count("retention/test/bpc") == 1);
   CHECK(summary.at("export/ffn_active_fraction") == Approx(0.25));
+  // The exported MoE is routing-swapped like any other model.
+  CHECK(summary.count("test@expert_choice/bpc") == 1);
 }
 
 }  // namespace moelab
