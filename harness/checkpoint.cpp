@@ -41,35 +41,46 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   fs::rename(temporary, target);  // atomic on POSIX: readers see the old or the new file
 }
 
-int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
-                        torch::optim::Optimizer& optimizer) {
-  torch::serialize::InputArchive archive, model_archive, optimizer_archive;
+namespace {
+
+// Opens a checkpoint and checks its format; `read` takes what it needs from the archive.
+template <class Read>
+int64_t read_checkpoint(const std::string& path, Read read) {
+  torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);
     const int64_t format = read_int(archive, "format");
     if (format != kFormatVersion) {
       throw Error(fmt::format("format {} (this build reads {})", format, kFormatVersion));
     }
-    archive.read("model", model_archive);
-    archive.read("optimizer", optimizer_archive);
-    model.load(model_archive);
-    optimizer.load(optimizer_archive);
+    read(archive);
     return read_int(archive, "step");
   } catch (const std::exception& e) {
     throw Error(fmt::format("checkpoint '{}' cannot be loaded: {}", path, e.what()));
   }
 }
 
+void load_model(torch::serialize::InputArchive& archive, torch::nn::Module& model) {
+  torch::serialize::InputArchive model_archive;
+  archive.read("model", model_archive);
+  model.load(model_archive);
+}
+
+}  // namespace
+
+int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
+                        torch::optim::Optimizer& optimizer) {
+  return read_checkpoint(path, [&](torch::serialize::InputArchive& archive) {
+    load_model(archive, model);
+    torch::serialize::InputArchive optimizer_archive;
+    archive.read("optimizer", optimizer_archive);
+    optimizer.load(optimizer_archive);
+  });
+}
+
 int64_t load_model_weights(const std::string& path, torch::nn::Module& model) {
-  torch::serialize::InputArchive archive, model_archive;
-  try {
-    archive.load_from(path);
-    archive.read("model", model_archive);
-    model.load(model_archive);
-    return read_int(archive, "step");
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("checkpoint '{}' cannot be loaded: {}", path, e.what()));
-  }
+  return read_checkpoint(path,
+                         [&](torch::serialize::InputArchive& archive) { load_model(archive, model); });
 }
 
 int64_t checkpoint_step(const std::string& path) {

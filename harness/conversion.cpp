@@ -5,7 +5,6 @@
 #include <fmt/ranges.h>
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <thread>
@@ -292,27 +291,21 @@ MetricValues Conversion::summaries(TaskModel& model, const MetricValues& finals)
   const MetricValues exported = measure(model, "export/", true);
   values.insert(values.end(), exported.begin(), exported.end());
 
-  // Active parameters per token: everything but the experts, plus k of E experts per layer.
+  // Active parameters per token: the exported model without the experts a token skips.
+  auto count = [](torch::nn::Module& module) {
+    double total = 0.0;
+    for (const auto& parameter : module.parameters()) total += static_cast<double>(parameter.numel());
+    return total;
+  };
   const double experts = static_cast<double>(config_.model.moe.experts);
-  double total = 0.0, expert_params = 0.0, k = 0.0;
-  for (const auto& layer : model.backbone()->moe_layers()) k = static_cast<double>(router_k(layer));
-  for (const auto& item : model.named_parameters()) {
-    const std::string& name = item.key();
-    if (name.size() > 9 && name.compare(name.size() - 9, 9, ".affinity") == 0) continue;
-    const auto count = static_cast<double>(item.value().numel());
-    total += count;
-    for (const char* part : {".moe.w_in", ".moe.b_in", ".moe.w_out", ".moe.b_out"}) {
-      if (name.size() >= std::strlen(part) &&
-          name.compare(name.size() - std::strlen(part), std::strlen(part), part) == 0) {
-        expert_params += count;
-      }
-    }
+  double active = count(model), ffn_fraction = 0.0;
+  for (const auto& layer : model.backbone()->moe_layers()) {
+    ffn_fraction = static_cast<double>(router_k(layer)) / experts;
+    active -= static_cast<double>(layer->split_parameter_count()) +
+              static_cast<double>(layer->expert_parameter_count()) * (1.0 - ffn_fraction);
   }
-  double dense_total = 0.0;
-  for (const auto& parameter : teacher_->parameters()) dense_total += static_cast<double>(parameter.numel());
-  values.emplace_back("export/active_param_fraction",
-                      (total - expert_params * (1.0 - k / experts)) / dense_total);
-  values.emplace_back("export/ffn_active_fraction", k / experts);
+  values.emplace_back("export/active_param_fraction", active / count(*teacher_));
+  values.emplace_back("export/ffn_active_fraction", ffn_fraction);
 
   // Retention: the share of the parent's quality kept, per metric of val, test and the
   // corruption suites' mean errors (accuracy: moe / dense; losses and errors: dense / moe).

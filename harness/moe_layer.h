@@ -81,6 +81,12 @@ class MoELayerImpl : public torch::nn::Module {
   torch::Tensor split() const;
   // Lays the experts' neurons out by split() and switches to the sparse MoE forward.
   void export_split();
+  // Parameters of the E experts together (not the router, not the split's affinities).
+  int64_t expert_parameter_count() const {
+    return w_in_.numel() + b_in_.numel() + w_out_.numel() + b_out_.numel();
+  }
+  // The learned split's affinities: trained, but not part of the exported model.
+  int64_t split_parameter_count() const { return affinity_.defined() ? affinity_.numel() : 0; }
   // Outputs of every expert on x [T, D], each including its b_out: [E, T, D].
   torch::Tensor all_expert_outputs(const torch::Tensor& x);
 

@@ -91,14 +91,10 @@ LearnedSplit learned_split(const torch::Tensor& affinity, double tau, int64_t ma
                            bool unrolled) {
   const int64_t neurons = affinity.size(0), experts = affinity.size(1);
   auto log_kernel = affinity.to(torch::kFloat) / tau;  // [H, E]
-  auto opts = log_kernel.options();
   SinkhornOptions options;
   options.max_iters = max_iters;
-  options.tol = 1e-4;
   options.differentiable = unrolled;
-  auto solved = sinkhorn_log(log_kernel, torch::zeros({neurons}, opts),
-                             torch::full({experts}, std::log(double(neurons) / experts), opts),
-                             options);
+  auto solved = sinkhorn_balanced(log_kernel, options);  // rows ship 1, experts take H / E
   LearnedSplit split;
   split.soft = torch::exp(log_kernel + solved.f.unsqueeze(1) + solved.g.unsqueeze(0));  // [H, E]
   split.assignment = greedy_round(split.soft, neurons / experts).to(affinity.device());

@@ -60,11 +60,8 @@ std::vector<std::pair<std::string, std::string>> hashed_files(const Task& task) 
   static std::map<std::string, std::pair<std::string, std::string>> cache;  // path -> (stamp, hash)
   std::vector<std::pair<std::string, std::string>> files;
   for (const auto& path : task.data_paths()) {
-    std::error_code error;
-    const auto size = std::filesystem::file_size(path, error);
-    const auto time = std::filesystem::last_write_time(path, error).time_since_epoch().count();
-    if (error) continue;
-    const std::string stamp = fmt::format("{}:{}", size, time);
+    const std::string stamp = file_stamp(path);
+    if (stamp.empty()) continue;
     auto& entry = cache[path];
     if (entry.first != stamp) entry = {stamp, sha256_file_hex(path)};
     files.emplace_back(path, entry.second);

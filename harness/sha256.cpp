@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
@@ -114,6 +115,14 @@ std::string sha256_file_hex(const std::string& path) {
                   static_cast<size_t>(in.gcount()));
   }
   return hasher.hex_digest();
+}
+
+std::string file_stamp(const std::string& path) {
+  std::error_code error;
+  const auto size = std::filesystem::file_size(path, error);
+  if (error) return "";
+  const auto time = std::filesystem::last_write_time(path, error).time_since_epoch().count();
+  return error ? "" : std::to_string(size) + ":" + std::to_string(time);
 }
 
 }  // namespace moelab

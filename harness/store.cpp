@@ -127,6 +127,11 @@ CREATE TABLE sweep_members (
 
 std::string now_sql() { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }
 
+// Back to the queue: a running run whose heartbeat is older than the bound seconds.
+constexpr const char* kRequeueStale =
+    "UPDATE runs SET status = 'pending', worker = '' WHERE status = 'running' AND "
+    "(julianday('now') - julianday(heartbeat_at)) * 86400.0 > ?1";
+
 
 
 }  // namespace
@@ -220,17 +225,10 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {0}, {0}))sql",
 AcquiredRun Store::acquire_run(const RunRecord& record, const std::string& worker,
                                bool retry_failed) {
   SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
-  SQLite::Statement select(db_, "SELECT id, status, error FROM runs WHERE config_hash = ? "
-                                "ORDER BY (status = 'done') DESC, id DESC LIMIT 1");
-  select.bind(1, record.config_hash);
+  const auto state = run_for_hash(record.config_hash);
+  const bool found = state.has_value();
   AcquiredRun acquired;
-  const bool found = select.executeStep();
-  if (found) {
-    acquired.run_id = select.getColumn(0).getInt64();
-    acquired.status = select.getColumn(1).getString();
-    acquired.error = select.getColumn(2).getString();
-  }
-  select.reset();
+  if (found) acquired = {state->run_id, state->status, state->error, false};
   const bool failed = acquired.status == "failed" || acquired.status == "diverged";
   if (!found || (failed && retry_failed)) {
     acquired.run_id = insert_run_rows(record, "running");
@@ -377,20 +375,16 @@ void Store::requeue_run(int64_t run_id) {
 }
 
 int64_t Store::requeue_stale(const std::string& sweep, double stale_seconds) {
-  SQLite::Statement update(db_, "UPDATE runs SET status = 'pending', worker = '' WHERE sweep = ? "
-                                "AND status = 'running' AND (julianday('now') - "
-                                "julianday(heartbeat_at)) * 86400.0 > ?");
-  update.bind(1, sweep);
-  update.bind(2, stale_seconds);
+  SQLite::Statement update(db_, std::string(kRequeueStale) + " AND sweep = ?2");
+  update.bind(1, stale_seconds);
+  update.bind(2, sweep);
   return update.exec();
 }
 
 bool Store::requeue_if_stale(int64_t run_id, double stale_seconds) {
-  SQLite::Statement update(db_, "UPDATE runs SET status = 'pending', worker = '' WHERE id = ? "
-                                "AND status = 'running' AND (julianday('now') - "
-                                "julianday(heartbeat_at)) * 86400.0 > ?");
-  update.bind(1, static_cast<int64_t>(run_id));
-  update.bind(2, stale_seconds);
+  SQLite::Statement update(db_, std::string(kRequeueStale) + " AND id = ?2");
+  update.bind(1, stale_seconds);
+  update.bind(2, static_cast<int64_t>(run_id));
   return update.exec() == 1;
 }
 

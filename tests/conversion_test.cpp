@@ -51,6 +51,14 @@ MoELayer converted_layer(int64_t dim, int64_t experts, int64_t size, int64_t k,
   return MoELayer(dim, moe, router, masked);
 }
 
+// The masked training form of a layer that learns its split (dot_moe).
+MaskedTraining learning_split() {
+  MaskedTraining masked;
+  masked.enabled = true;
+  masked.learn_split = true;
+  return masked;
+}
+
 }  // namespace
 
 TEST_CASE("greedy rounding on hand-made plans", "[convert]") {
@@ -129,9 +137,7 @@ TEST_CASE("the masked-dense training form and the exported MoE give the same out
   torch::manual_seed(2);
   const int64_t dim = 8, hidden = 32, experts = 4, k = 2;
   auto ffn = dense_ffn(dim, hidden);
-  MaskedTraining masked;
-  masked.enabled = true;
-  masked.learn_split = true;
+  MaskedTraining masked = learning_split();
   masked.anneal_steps = 10;
   auto layer = converted_layer(dim, experts, hidden / experts, k, masked);
   layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
@@ -166,9 +172,7 @@ TEST_CASE("a seeded learned split starts at the heuristic split", "[convert]") {
   torch::manual_seed(5);
   const int64_t dim = 8, hidden = 32, experts = 4;
   auto ffn = dense_ffn(dim, hidden);
-  MaskedTraining masked;
-  masked.enabled = true;
-  masked.learn_split = true;
+  MaskedTraining masked = learning_split();
   auto layer = converted_layer(dim, experts, hidden / experts, 2, masked);
   auto split = heuristic_split("weight_cluster", ffn.w1(), ffn.b1(), torch::Tensor(), experts, 20, 1);
   CHECK_FALSE(layer->split().equal(split));  // N(0, 0.01^2) affinities: some other split
@@ -181,9 +185,7 @@ TEST_CASE("gradients reach the affinities and the router through the estimators"
   torch::manual_seed(4);
   const int64_t dim = 8, hidden = 16, experts = 4, k = 1;
   auto ffn = dense_ffn(dim, hidden);
-  MaskedTraining masked;
-  masked.enabled = true;
-  masked.learn_split = true;
+  MaskedTraining masked = learning_split();
   auto layer = converted_layer(dim, experts, hidden / experts, k, masked);
   layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
   auto x = torch::randn({30, dim});

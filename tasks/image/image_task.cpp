@@ -3,11 +3,11 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <sstream>
 
+#include "harness/sha256.h"
 #include "tasks/image/corruptions.h"
 #include "tasks/image/idx.h"
 
@@ -27,10 +27,7 @@ torch::Tensor normalise(const torch::Tensor& images_u8) {
 torch::Tensor read_idx_cached(const std::string& path, bool images) {
   static std::mutex mutex;
   static std::map<std::string, std::pair<std::string, torch::Tensor>> cache;  // path -> (stamp, data)
-  std::error_code error;
-  const auto size = std::filesystem::file_size(path, error);
-  const auto time = std::filesystem::last_write_time(path, error).time_since_epoch().count();
-  const std::string stamp = error ? "" : fmt::format("{}:{}", size, time);
+  const std::string stamp = file_stamp(path);
   std::lock_guard<std::mutex> lock(mutex);
   auto& entry = cache[path];
   if (stamp.empty() || entry.first != stamp) {
