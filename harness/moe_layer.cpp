@@ -157,20 +157,18 @@ std::shared_ptr<Router> MoELayerImpl::swap_router(std::shared_ptr<Router> router
   return previous;
 }
 
-torch::Tensor MoELayerImpl::expert_ffn(int64_t e, const torch::Tensor& input) {
-  auto hidden = torch::gelu(torch::addmm(b_in_[e], input, w_in_[e]));  // [n, H]
-  return torch::addmm(b_out_[e], hidden, w_out_[e]);                   // [n, D]
-}
-
 torch::Tensor MoELayerImpl::run_experts(const torch::Tensor& x, const Dispatch& dispatch) {
   auto inputs = x.index_select(0, dispatch.token);  // [A', D], contiguous per expert
+  // One autograd node per tensor (split, unbind) rather than one slice/select per expert: the
+  // backward of each select would zero-fill and add a gradient as large as all the experts.
+  auto slices = inputs.split_with_sizes(dispatch.kept_per_expert);  // E x [n_e, D]
+  auto w_in = w_in_.unbind(0), b_in = b_in_.unbind(0);               // E x [D, H], [H]
+  auto w_out = w_out_.unbind(0), b_out = b_out_.unbind(0);           // E x [H, D], [D]
   std::vector<torch::Tensor> outputs;
-  int64_t offset = 0;
   for (int64_t e = 0; e < config_.experts; ++e) {
-    const int64_t count = dispatch.kept_per_expert[e];
-    if (count == 0) continue;
-    outputs.push_back(expert_ffn(e, inputs.narrow(0, offset, count)));
-    offset += count;
+    if (dispatch.kept_per_expert[e] == 0) continue;
+    auto hidden = torch::gelu(torch::addmm(b_in[e], slices[e], w_in[e]));  // [n_e, H]
+    outputs.push_back(torch::addmm(b_out[e], hidden, w_out[e]));          // [n_e, D]
   }
   if (outputs.empty()) return torch::zeros({0, x.size(1)}, x.options());
   return torch::cat(outputs, 0);
@@ -270,9 +268,8 @@ torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResu
   auto per_expert = slots_in.view({groups, experts, slots, dim})
                         .permute({1, 0, 2, 3})
                         .reshape({experts, groups * slots, dim});             // [E, G*S, D]
-  std::vector<torch::Tensor> outputs;
-  for (int64_t e = 0; e < experts; ++e) outputs.push_back(expert_ffn(e, per_expert[e]));
-  auto slots_out = torch::stack(outputs)
+  auto hidden = torch::gelu(torch::baddbmm(b_in_.unsqueeze(1), per_expert, w_in_));  // [E, G*S, H]
+  auto slots_out = torch::baddbmm(b_out_.unsqueeze(1), hidden, w_out_)              // [E, G*S, D]
                        .view({experts, groups, slots, dim})
                        .permute({1, 0, 2, 3})
                        .reshape({groups, experts * slots, dim});              // [G, E*S, D]

@@ -91,7 +91,6 @@ class MoELayerImpl : public torch::nn::Module {
   torch::Tensor all_expert_outputs(const torch::Tensor& x);
 
  private:
-  torch::Tensor expert_ffn(int64_t expert, const torch::Tensor& input);          // [n, D]
   torch::Tensor run_experts(const torch::Tensor& x, const Dispatch& dispatch);  // [A', D]
   torch::Tensor forward_sparse(const torch::Tensor& x, const RouteResult& route,
                                const RouteContext& ctx, double route_ms);

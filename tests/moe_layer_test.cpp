@@ -53,14 +53,14 @@ TEST_CASE("capacity drops by priority or by position", "[moe]") {
   }
 }
 
-TEST_CASE("the MoE layer equals a per-token reference computation", "[moe]") {
+TEST_CASE("the MoE layer equals a per-token reference computation, gradients too", "[moe]") {
   torch::manual_seed(1);
   MoeConfig config;
-  config.experts = 3;
+  config.experts = 4;  // expert 3 gets no token
   config.expert_hidden = 5;
   auto route = assignments({0, 0, 1, 2, 3}, {2, 0, 1, 2, 0}, {.25, .75, 1.0, .5, .3});
   MoELayer layer(4, config, std::make_shared<FixedRouter>(route));
-  auto x = torch::randn({5, 4});  // token 4 gets no expert
+  auto x = torch::randn({5, 4}, torch::requires_grad());  // token 4 gets no expert
   RouteContext ctx;
   ctx.collect_metrics = true;
   auto y = layer(x, ctx);
@@ -76,13 +76,28 @@ TEST_CASE("the MoE layer equals a per-token reference computation", "[moe]") {
   CHECK(torch::allclose(y, expected, 1e-5, 1e-6));
   CHECK(y[4].abs().sum().item<double>() == 0.0);  // unrouted token: residual only
 
+  auto gradients = [&](const torch::Tensor& out) {
+    for (auto& p : layer->parameters()) p.mutable_grad() = torch::Tensor();
+    x.mutable_grad() = torch::Tensor();
+    out.pow(2).sum().backward(/*gradient=*/{}, /*retain_graph=*/true);
+    std::vector<torch::Tensor> grads{x.grad().clone()};
+    for (const auto& name : {"w_in", "b_in", "w_out", "b_out"}) grads.push_back(params[name].grad().clone());
+    return grads;
+  };
+  auto layer_grads = gradients(y), reference_grads = gradients(expected);
+  for (size_t i = 0; i < layer_grads.size(); ++i) {
+    INFO("gradient " << i << " (x, w_in, b_in, w_out, b_out)");
+    CHECK(torch::allclose(layer_grads[i], reference_grads[i], 1e-5, 1e-6));
+  }
+  CHECK(params["w_in"].grad()[3].abs().sum().item<double>() == 0.0);  // idle expert
+
   std::map<std::string, double> m;
   for (const auto& [name, value] : layer->metrics()) m[name] = value.item<double>();
   CHECK(m.at("unrouted_frac") == Approx(0.2));
   CHECK(m.at("dropped_frac") == Approx(0.0));
-  CHECK(m.at("load_max_over_mean") == Approx(2.0 / (5.0 / 3.0)));
-  CHECK(m.at("load_min_over_mean") == Approx(1.0 / (5.0 / 3.0)));
-  CHECK(m.at("dead_experts") == 0.0);
+  CHECK(m.at("load_max_over_mean") == Approx(2.0 / (5.0 / 4.0)));
+  CHECK(m.at("load_min_over_mean") == Approx(0.0));
+  CHECK(m.at("dead_experts") == 1.0);
   CHECK(m.at("load_e1") == Approx(0.2));
 }
 
