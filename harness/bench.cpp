@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "harness/config.h"
@@ -169,48 +170,91 @@ std::string bench_routers_report(const BenchOptions& options) {
 
 namespace moelab {
 
+namespace {
+
+struct SweepTiming {
+  double wall = 0, run_seconds = 0, log_seconds = 0;
+  double overhead(int64_t workers) const {  // wall time beyond the runs' own, per worker
+    return (wall - run_seconds / static_cast<double>(workers)) / wall;
+  }
+};
+
+SweepTiming time_sweep(const BenchOptions& options, const std::string& executable,
+                       const std::filesystem::path& dir, int64_t workers, int64_t repeat) {
+  const std::string db = (dir / fmt::format("w{}-{}.db", workers, repeat)).string();
+  SweepPlan plan = expand_sweep(options.sweep_file,
+                                {"db=" + db, "checkpoint_dir=" + (dir / "ckpt").string(),
+                                 "threads=1"});
+  plan.name = fmt::format("bench{}", workers);
+  SweepOptions sweep;
+  sweep.workers = workers;
+  sweep.threads_per_worker = 1;
+  sweep.executable = executable;
+  SweepTiming timing;
+  timing.wall = seconds_of([&] { run_sweep(plan, sweep); });
+  Store store(db);
+  auto totals = store.query(
+      "SELECT SUM(r.wall_seconds), SUM(s.value) FROM runs r JOIN summaries s ON "
+      "s.run_id = r.id AND s.name = 'train/log_seconds' WHERE r.status = 'done'");
+  timing.run_seconds = totals.rows[0][0].real;
+  timing.log_seconds = totals.rows[0][1].real;
+  return timing;
+}
+
+// "median (min-max)" of a measured quantity over the repeats.
+struct Spread {
+  double median, low, high;
+  explicit Spread(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    median = values[values.size() / 2];
+    low = values.front();
+    high = values.back();
+  }
+  nlohmann::json json() const { return {{"median", median}, {"min", low}, {"max", high}}; }
+  std::string text(double scale, const char* unit) const {
+    return fmt::format("{:.2f}{} ({:.2f}-{:.2f})", median * scale, unit, low * scale, high * scale);
+  }
+};
+
+}  // namespace
+
 std::string bench_sweep_report(const BenchOptions& options, const std::string& executable) {
   const auto dir = std::filesystem::temp_directory_path() /
                    fmt::format("moelab-bench-sweep-{}", static_cast<long>(getpid()));
   std::filesystem::create_directories(dir);
-  nlohmann::json out;
-  std::string text;
-  double wall_one = 0.0;
-  for (int64_t workers : {1, 2}) {
-    const std::string db = (dir / fmt::format("w{}.db", workers)).string();
-    SweepPlan plan = expand_sweep(options.sweep_file,
-                                  {"db=" + db, "checkpoint_dir=" + (dir / "ckpt").string(),
-                                   "threads=1"});
-    if (text.empty()) {
-      text = fmt::format("moelab bench sweep: {} ({} runs), 1 LibTorch thread per run\n",
-                         options.sweep_file, plan.runs.size());
+  // Alternating 1 and 2 workers, so drift on the machine affects both alike.
+  std::map<int64_t, std::vector<SweepTiming>> timings;
+  for (int64_t repeat = 0; repeat < options.repeats; ++repeat) {
+    for (int64_t workers : {1, 2}) {
+      timings[workers].push_back(time_sweep(options, executable, dir, workers, repeat));
     }
-    plan.name = fmt::format("bench{}", workers);
-    SweepOptions sweep;
-    sweep.workers = workers;
-    sweep.threads_per_worker = 1;
-    sweep.executable = executable;
-    const auto start = std::chrono::steady_clock::now();
-    run_sweep(plan, sweep);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    Store store(db);
-    auto totals = store.query(
-        "SELECT SUM(r.wall_seconds), SUM(s.value), COUNT(*) FROM runs r JOIN summaries s ON "
-        "s.run_id = r.id AND s.name = 'train/log_seconds' WHERE r.status = 'done'");
-    const double run_seconds = totals.rows[0][0].real, log_seconds = totals.rows[0][1].real;
-    const double overhead = (wall - run_seconds / static_cast<double>(workers)) / wall;
-    if (workers == 1) wall_one = wall;
-    const double speedup = wall_one / wall;
-    out[fmt::format("workers_{}", workers)] = {{"wall_seconds", wall}, {"run_seconds", run_seconds},
-                                               {"runner_overhead", overhead},
-                                               {"logging_share", log_seconds / run_seconds},
-                                               {"throughput_vs_1_worker", speedup}};
-    text += fmt::format("{} worker(s): wall {:.1f}s, runs {:.1f}s, runner overhead {:.1f}%, metric "
-                        "logging {:.2f}% of run time, throughput {:.2f}x of 1 worker\n",
-                        workers, wall, run_seconds, 100 * overhead, 100 * log_seconds / run_seconds,
-                        speedup);
   }
   std::filesystem::remove_all(dir);
+
+  const size_t runs = expand_sweep(options.sweep_file).runs.size();
+  nlohmann::json out = {{"sweep", options.sweep_file}, {"runs", runs}, {"repeats", options.repeats}};
+  std::string text = fmt::format(
+      "moelab bench sweep: {} ({} runs), 1 LibTorch thread per run, {} repeats: median "
+      "(min-max)\n",
+      options.sweep_file, runs, options.repeats);
+  for (int64_t workers : {1, 2}) {
+    std::vector<double> wall, overhead, logging, speedup;
+    for (size_t i = 0; i < timings[workers].size(); ++i) {
+      const SweepTiming& t = timings[workers][i];
+      wall.push_back(t.wall);
+      overhead.push_back(t.overhead(workers));
+      logging.push_back(t.log_seconds / t.run_seconds);
+      speedup.push_back(timings[1][i].wall / t.wall);
+    }
+    const Spread walls(wall), overheads(overhead), logs(logging), speedups(speedup);
+    out[fmt::format("workers_{}", workers)] = {
+        {"wall_seconds", walls.json()}, {"runner_overhead", overheads.json()},
+        {"logging_share", logs.json()}, {"throughput_vs_1_worker", speedups.json()}};
+    text += fmt::format("{} worker(s): wall {}, runner overhead {}, metric logging {} of run time",
+                        workers, walls.text(1, "s"), overheads.text(100, "%"),
+                        logs.text(100, "%"));
+    text += workers == 1 ? "\n" : fmt::format(", throughput {} of 1 worker\n", speedups.text(1, "x"));
+  }
   return options.json ? out.dump(2) + "\n" : text;
 }
 

@@ -9,7 +9,6 @@
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,6 +16,7 @@
 
 #include "harness/checkpoint.h"
 #include "harness/conversion.h"
+#include "harness/file_cache.h"
 #include "harness/provenance.h"
 #include "harness/sha256.h"
 #include "harness/trainer.h"
@@ -55,16 +55,12 @@ class HeartbeatThread {
   std::thread thread_;
 };
 
-// sha256 of data files, computed once per process per (path, size, modification time).
+// sha256 of the task's data files (cached per file stamp, see file_cache.h).
 std::vector<std::pair<std::string, std::string>> hashed_files(const Task& task) {
-  static std::map<std::string, std::pair<std::string, std::string>> cache;  // path -> (stamp, hash)
   std::vector<std::pair<std::string, std::string>> files;
   for (const auto& path : task.data_paths()) {
-    const std::string stamp = file_stamp(path);
-    if (stamp.empty()) continue;
-    auto& entry = cache[path];
-    if (entry.first != stamp) entry = {stamp, sha256_file_hex(path)};
-    files.emplace_back(path, entry.second);
+    if (file_stamp(path).empty()) continue;
+    files.emplace_back(path, file_sha256(path));
   }
   return files;
 }

@@ -1,9 +1,9 @@
 // SQLite store: migrations run in one IMMEDIATE transaction each, before any writer starts;
-// metric batches go through one prepared statement inside one transaction.
+// metric batches go through one prepared statement inside one transaction; Store::batch
+// groups many writes (enqueuing a sweep) into one transaction.
 #include "harness/store.h"
 
 #include <SQLiteCpp/Statement.h>
-#include <SQLiteCpp/Transaction.h>
 #include <sqlite3.h>
 #include <fmt/format.h>
 
@@ -16,6 +16,37 @@ namespace moelab {
 namespace {
 
 constexpr int kBusyTimeoutMs = 30000;
+
+// An IMMEDIATE transaction (the write lock taken up front, so no deadlock can arise), or
+// nothing when the connection is already inside one (Store::batch): the writes then commit,
+// or roll back, with the enclosing transaction.
+class WriteTransaction {
+ public:
+  explicit WriteTransaction(SQLite::Database& db)
+      : db_(db), owner_(sqlite3_get_autocommit(db.getHandle()) != 0) {
+    if (owner_) db_.exec("BEGIN IMMEDIATE");
+  }
+  ~WriteTransaction() {
+    if (owner_ && !committed_) {
+      try {
+        db_.exec("ROLLBACK");
+      } catch (...) {  // destructors do not throw; SQLite already rolled back on error
+      }
+    }
+  }
+  WriteTransaction(const WriteTransaction&) = delete;
+  WriteTransaction& operator=(const WriteTransaction&) = delete;
+  void commit() {
+    if (!owner_) return;
+    db_.exec("COMMIT");
+    committed_ = true;
+  }
+
+ private:
+  SQLite::Database& db_;
+  bool owner_;
+  bool committed_ = false;
+};
 
 // Migration N brings the schema from version N-1 to N. Append only; never edit a shipped one.
 const char* const kMigrations[] = {
@@ -164,8 +195,9 @@ int Store::schema_version() { return db_.execAndGet("PRAGMA user_version").getIn
 void Store::migrate() {
   constexpr int kCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
   static_assert(kCount == kSchemaVersion, "one migration per schema version");
+  if (schema_version() == kSchemaVersion) return;  // current: no write lock needed
   // IMMEDIATE takes the write lock first, so two processes cannot both apply a migration.
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   const int current = schema_version();
   if (current > kSchemaVersion) {
     throw Error(fmt::format("results database '{}' has schema version {}, newer than this "
@@ -181,10 +213,16 @@ void Store::migrate() {
 
 int64_t Store::create_run(const RunRecord& record) { return insert_run(record, "running"); }
 
+void Store::batch(const std::function<void()>& writes) {
+  WriteTransaction transaction(db_);
+  writes();
+  transaction.commit();
+}
+
 int64_t Store::enqueue_run(const RunRecord& record) { return insert_run(record, "pending"); }
 
 int64_t Store::insert_run(const RunRecord& record, const std::string& status) {
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   const int64_t run_id = insert_run_rows(record, status);
   transaction.commit();
   return run_id;
@@ -224,7 +262,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {0}, {0}))sql",
 
 AcquiredRun Store::acquire_run(const RunRecord& record, const std::string& worker,
                                bool retry_failed) {
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   const auto state = run_for_hash(record.config_hash);
   const bool found = state.has_value();
   AcquiredRun acquired;
@@ -336,7 +374,7 @@ WHERE id = ?)sql");
 }
 
 std::optional<ClaimedRun> Store::claim_run(const std::string& sweep, const std::string& worker) {
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   SQLite::Statement select(db_, "SELECT id, config_yaml FROM runs WHERE sweep = ? AND "
                                 "status = 'pending' ORDER BY id LIMIT 1");
   select.bind(1, sweep);
@@ -414,7 +452,7 @@ std::vector<std::string> Store::running_workers(const std::string& sweep) {
 
 void Store::record_resources(int64_t run_id, double peak_rss_mb,
                              const std::vector<std::pair<std::string, std::string>>& files) {
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   SQLite::Statement update(db_, "UPDATE runs SET peak_rss_mb = ? WHERE id = ?");
   update.bind(1, peak_rss_mb);
   update.bind(2, static_cast<int64_t>(run_id));
@@ -433,7 +471,7 @@ void Store::record_resources(int64_t run_id, double peak_rss_mb,
 
 void Store::log_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
   if (rows.empty()) return;
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   SQLite::Statement insert(db_,
                            "INSERT INTO metrics (run_id, step, split, name, value) "
                            "VALUES (?, ?, ?, ?, ?)");
@@ -459,7 +497,7 @@ void Store::log_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
 void Store::finish_run(int64_t run_id, const std::string& status,
                        const std::vector<std::pair<std::string, double>>& summaries,
                        const std::string& error, double wall_seconds) {
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   SQLite::Statement insert(db_,
                            "INSERT OR REPLACE INTO summaries (run_id, name, value) VALUES (?, ?, ?)");
   for (const auto& [name, value] : summaries) {
@@ -494,7 +532,7 @@ std::optional<int64_t> Store::latest_unfinished_run(const std::string& config_ha
 }
 
 void Store::reopen_run(int64_t run_id, int64_t step, const Provenance& provenance) {
-  SQLite::Transaction transaction(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  WriteTransaction transaction(db_);
   write_provenance(run_id, provenance);
   SQLite::Statement drop(db_, "DELETE FROM metrics WHERE run_id = ? AND step > ?");
   drop.bind(1, static_cast<int64_t>(run_id));

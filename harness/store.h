@@ -6,6 +6,7 @@
 #include <SQLiteCpp/Database.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -93,6 +94,8 @@ class Store {
 
   int64_t create_run(const RunRecord& record);  // status 'running'
   int64_t enqueue_run(const RunRecord& record);  // status 'pending', provenance at claim time
+  // Runs `writes` (calls of this store's methods) in one transaction: all or nothing.
+  void batch(const std::function<void()>& writes);
   void log_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
   // Writes the summaries and the final status in one transaction.
   void finish_run(int64_t run_id, const std::string& status,

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -61,11 +62,15 @@ void requeue_dead_local_workers(Store& store, const std::string& sweep) {
   }
 }
 
-pid_t spawn_worker(const SweepPlan& plan, const SweepOptions& options, const std::string& db,
-                   int64_t threads, int64_t index) {
+std::string worker_log(const SweepPlan& plan, int64_t index) {
   const std::string log_dir = "results/logs/" + plan.name;
   std::filesystem::create_directories(log_dir);
-  const std::string log = fmt::format("{}/worker-{}.log", log_dir, index);
+  return fmt::format("{}/worker-{}.log", log_dir, index);
+}
+
+// A fresh process: `moelab sweep-worker ...` (pays for loading LibTorch, about 0.4 s here).
+pid_t exec_worker(const SweepPlan& plan, const SweepOptions& options, const std::string& db,
+                  int64_t threads, const std::string& log) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
@@ -81,6 +86,45 @@ pid_t spawn_worker(const SweepPlan& plan, const SweepOptions& options, const std
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) throw Error(fmt::format("cannot start a worker ({}): {}", options.executable, std::strerror(error)));
   return pid;
+}
+
+// A copy of this process running the worker loop: starts in milliseconds. Safe only for
+// single-threaded runs: GNU OpenMP cannot run parallel regions in a forked child of a
+// process that used them, and with one thread ATen never enters one. The caller holds no
+// SQLite connection across the fork (SQLite forbids using one in the child, and its
+// per-process lock bookkeeping would be inherited); the child opens its own.
+pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::string& log) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw Error(fmt::format("cannot start a worker (fork): {}", std::strerror(errno)));
+  if (pid > 0) return pid;
+  int status = 1;
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    try {
+      status = sweep_worker(db, plan.name, /*threads=*/1);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "worker {}: {}\n", worker_id(), e.what());
+    }
+  }
+  std::fflush(nullptr);
+  _exit(status);  // no destructors or atexit handlers of the parent's objects
+}
+
+// Sleeps up to `timeout`, waking within 2 ms when a child process exits (it stays unreaped:
+// the supervisor's loop reaps it), so a finished sweep or a free worker slot is noticed at once.
+void wait_for_a_worker_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    siginfo_t info{};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
 }
 
 void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t finished_here,
@@ -137,30 +181,33 @@ QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
   Store store(db);
   store.requeue_stale(plan.name, options.stale_after_seconds);
   requeue_dead_local_workers(store, plan.name);
-  for (const auto& [config, label] : queue_order(plan)) {
-    MOELAB_CHECK(config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
-                 plan.name, db, config.db);
-    const std::string hash = config_hash(config);
-    const auto state = store.run_for_hash(hash);
-    auto enqueue = [&, &config = config, &label = label] {
-      RunRecord record = make_run_record(config, plan.name);
-      record.axes = label;
-      store.enqueue_run(record);
-    };
-    if (!state || (state->status == "done" && options.force)) {
-      std::filesystem::remove(checkpoint_path(config));  // a new run starts from scratch
-      enqueue();
-    } else if (state->sweep != plan.name && state->status != "done") {
-      enqueue();  // unfinished in another sweep: this sweep runs its own copy
-    } else if (state->sweep != plan.name) {
-      store.add_to_sweep(plan.name, state->run_id);  // done elsewhere: reused, and reported
-    } else if ((state->status == "failed" || state->status == "diverged") && options.retry_failed) {
-      std::filesystem::remove(checkpoint_path(config));  // retried from scratch
-      store.requeue_run(state->run_id);
-    } else if (state->status == "interrupted") {
-      store.requeue_run(state->run_id);  // resumes from its checkpoint
+  store.batch([&] {  // one transaction: all of the plan is queued, or none of it
+    for (const auto& [config, label] : queue_order(plan)) {
+      MOELAB_CHECK(config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
+                   plan.name, db, config.db);
+      const std::string hash = config_hash(config);
+      const auto state = store.run_for_hash(hash);
+      auto enqueue = [&, &config = config, &label = label] {
+        RunRecord record = make_run_record(config, plan.name);
+        record.axes = label;
+        store.enqueue_run(record);
+      };
+      if (!state || (state->status == "done" && options.force)) {
+        std::filesystem::remove(checkpoint_path(config));  // a new run starts from scratch
+        enqueue();
+      } else if (state->sweep != plan.name && state->status != "done") {
+        enqueue();  // unfinished in another sweep: this sweep runs its own copy
+      } else if (state->sweep != plan.name) {
+        store.add_to_sweep(plan.name, state->run_id);  // done elsewhere: reused, and reported
+      } else if ((state->status == "failed" || state->status == "diverged") &&
+                 options.retry_failed) {
+        std::filesystem::remove(checkpoint_path(config));  // retried from scratch
+        store.requeue_run(state->run_id);
+      } else if (state->status == "interrupted") {
+        store.requeue_run(state->run_id);  // resumes from its checkpoint
+      }
     }
-  }
+  });
   return sweep_counts(store, plan.name);
 }
 
@@ -179,7 +226,10 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   std::signal(SIGINT, on_supervisor_signal);
   std::signal(SIGTERM, on_supervisor_signal);
 
-  Store store(db);
+  // Forked workers need no LibTorch start-up; the supervisor's connection is closed around
+  // each fork (see fork_worker).
+  const bool fork_workers = threads == 1;
+  std::optional<Store> store(std::in_place, db);
   std::map<pid_t, std::string> workers;  // pid -> worker id
   const std::string host = host_name();
   int64_t started = 0;
@@ -193,20 +243,27 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
     for (auto it = workers.begin(); it != workers.end();) {
       int status = 0;
       if (waitpid(it->first, &status, WNOHANG) == it->first) {
-        store.requeue_worker(it->second);
+        store->requeue_worker(it->second);
         it = workers.erase(it);
       } else {
         ++it;
       }
     }
-    store.requeue_stale(plan.name, options.stale_after_seconds);
-    counts = sweep_counts(store, plan.name);
+    store->requeue_stale(plan.name, options.stale_after_seconds);
+    counts = sweep_counts(*store, plan.name);
     if (g_stop) break;
     if (counts.pending == 0 && workers.empty() && counts.running == 0) break;
-    while (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
-           started < max_starts) {
-      const pid_t pid = spawn_worker(plan, options, db, threads, started++);
-      workers[pid] = fmt::format("{}:{}", host, pid);
+    if (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
+        started < max_starts) {
+      if (fork_workers) store.reset();
+      while (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
+             started < max_starts) {
+        const std::string log = worker_log(plan, started++);
+        const pid_t pid = fork_workers ? fork_worker(plan, db, log)
+                                       : exec_worker(plan, options, db, threads, log);
+        workers[pid] = fmt::format("{}:{}", host, pid);
+      }
+      if (!store) store.emplace(db);
     }
     if (workers.empty() && counts.running > 0) {
       // Runs held by processes we do not own (another supervisor): wait for them or staleness.
@@ -219,7 +276,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       print_progress(counts, total, seconds, counts.done - done_before, interactive);
       last_print = tick;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    wait_for_a_worker_exit(std::chrono::milliseconds(50));
   }
   if (g_stop) {
     fmt::print(stderr, "\nsweep: stopping the workers (their runs are marked interrupted)\n");
@@ -227,9 +284,9 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
     for (const auto& [pid, id] : workers) {
       int status = 0;
       waitpid(pid, &status, 0);
-      store.requeue_worker(id);  // only if it died without recording its run
+      store->requeue_worker(id);  // only if it died without recording its run
     }
-    counts = sweep_counts(store, plan.name);
+    counts = sweep_counts(*store, plan.name);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_progress(counts, total, seconds, counts.done - done_before, false);

@@ -1,11 +1,16 @@
-// Data: IDX reader on good, truncated and wrong files; the real Fashion-MNIST files;
-// the seeded epoch sampler.
+// Data: IDX reader on good, truncated and wrong files (gzip and memory-mapped plain); the
+// per-user file cache; the real Fashion-MNIST files; the seeded epoch sampler.
 #include <zlib.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <set>
+#include <sstream>
 
+#include "harness/file_cache.h"
 #include "harness/sampler.h"
+#include "harness/sha256.h"
 #include "tasks/image/idx.h"
 #include "test_util.h"
 
@@ -58,6 +63,120 @@ TEST_CASE("broken IDX files give clear errors", "[data]") {
   CHECK_THROWS_WITH(read_idx_labels(dir.file("missing.gz")), Contains("cannot open"));
   write_gz(dir.file("header.gz"), std::string("\0\0\x08", 3));
   CHECK_THROWS_WITH(read_idx_labels(dir.file("header.gz")), Contains("truncated"));
+
+  // Plain files take the memory-mapped path: the same checks, the same messages.
+  auto write_plain = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir.file(name), std::ios::binary) << bytes;
+    return dir.file(name);
+  };
+  CHECK_THROWS_WITH(read_idx_images(write_plain("truncated", idx_bytes(0x803, {3, 2, 4}, 20))),
+                    Contains("truncated"));
+  CHECK_THROWS_WITH(read_idx_images(write_plain("magic", idx_bytes(0x801, {3}, 3))),
+                    Contains("wrong magic number"));
+  CHECK_THROWS_WITH(read_idx_labels(write_plain("long", idx_bytes(0x801, {3}, 4))),
+                    Contains("unexpected bytes"));
+  CHECK_THROWS_WITH(read_idx_labels(write_plain("empty", "")), Contains("truncated"));
+  CHECK_THROWS_WITH(read_idx_labels(dir.file("missing")), Contains("cannot open"));
+}
+
+TEST_CASE("a memory-mapped IDX tensor outlives its reader and is private to the process", "[data]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("img"), std::ios::binary) << idx_bytes(0x803, {2, 2, 2}, 8);
+  auto images = read_idx_images(dir.file("img"));
+  auto again = read_idx_images(dir.file("img"));
+  images[0][0][0] = 200;  // copy-on-write: neither the file nor another mapping changes
+  CHECK(again[0][0][0].item<int>() == 0);
+  CHECK(read_idx_images(dir.file("img"))[0][0][0].item<int>() == 0);
+  CHECK(images[1][1][1].item<int>() == 7);
+}
+
+namespace {
+
+// Points the file cache at a directory (or "off") for one test.
+class CacheDirGuard {
+ public:
+  explicit CacheDirGuard(const std::string& dir) {
+    if (const char* old = std::getenv("MOELAB_CACHE_DIR")) previous_ = old;
+    setenv("MOELAB_CACHE_DIR", dir.c_str(), 1);
+  }
+  ~CacheDirGuard() {
+    if (previous_) {
+      setenv("MOELAB_CACHE_DIR", previous_->c_str(), 1);
+    } else {
+      unsetenv("MOELAB_CACHE_DIR");
+    }
+  }
+
+ private:
+  std::optional<std::string> previous_;
+};
+
+std::string file_contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+size_t files_in(const std::string& dir) {
+  if (!std::filesystem::exists(dir)) return 0;
+  return static_cast<size_t>(std::distance(std::filesystem::directory_iterator(dir),
+                                           std::filesystem::directory_iterator()));
+}
+
+}  // namespace
+
+TEST_CASE("the file cache keeps one decompressed copy per source version", "[data]") {
+  testing::TempDir dir;
+  CacheDirGuard guard(dir.file("cache"));
+  const std::string source = dir.file("img.gz"), first = idx_bytes(0x803, {3, 2, 4}, 24);
+  write_gz(source, first);
+  const std::string copy = decompressed_path(source);
+  CHECK(copy.rfind(dir.file("cache"), 0) == 0);
+  CHECK(file_contents(copy) == first);
+  CHECK(decompressed_path(source) == copy);  // reused
+  CHECK(testing::as_vector(read_idx_images(copy).flatten().to(torch::kLong)) ==
+        testing::as_vector(read_idx_images(source).flatten().to(torch::kLong)));
+
+  const std::string second = idx_bytes(0x803, {4, 2, 4}, 32);  // a new version of the file
+  write_gz(source, second);
+  const std::string new_copy = decompressed_path(source);
+  CHECK(new_copy != copy);
+  CHECK(file_contents(new_copy) == second);
+
+  CHECK(decompressed_path(dir.file("plain")) == dir.file("plain"));  // not gzip: itself
+  std::ofstream(dir.file("broken.gz"), std::ios::binary) << std::string("\x1f\x8b\x08junk", 7);
+  CHECK(decompressed_path(dir.file("broken.gz")) == dir.file("broken.gz"));  // its reader reports
+  CHECK(files_in(dir.file("cache")) == 2);  // no entry or temporary file for the broken one
+}
+
+TEST_CASE("the file cache is optional: off, or not writable, it only costs time", "[data]") {
+  testing::TempDir dir;
+  const std::string source = dir.file("img.gz");
+  write_gz(source, idx_bytes(0x803, {1, 2, 2}, 4));
+  {
+    CacheDirGuard guard("off");
+    CHECK_FALSE(cache_directory().has_value());
+    CHECK(decompressed_path(source) == source);
+    CHECK(file_sha256(source) == sha256_file_hex(source));
+  }
+  std::ofstream(dir.file("a-file")) << "not a directory";
+  CacheDirGuard guard(dir.file("a-file") + "/cache");
+  CHECK(decompressed_path(source) == source);
+  CHECK(file_sha256(source) == sha256_file_hex(source));
+}
+
+TEST_CASE("cached checksums follow the file", "[data]") {
+  testing::TempDir dir;
+  CacheDirGuard guard(dir.file("cache"));
+  const std::string path = dir.file("data.bin");
+  std::ofstream(path, std::ios::binary) << "first version";
+  CHECK(file_sha256(path) == sha256_file_hex(path));
+  CHECK(files_in(dir.file("cache")) == 1);
+  std::ofstream(path, std::ios::binary) << "the second version";
+  CHECK(file_sha256(path) == sha256_hex("the second version"));
+  CHECK(files_in(dir.file("cache")) == 2);
+  CHECK_THROWS_AS(file_sha256(dir.file("missing")), Error);
 }
 
 TEST_CASE("the installed Fashion-MNIST matches the published facts", "[data]") {

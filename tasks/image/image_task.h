@@ -69,7 +69,7 @@ class ImageTask : public Task {
 
  private:
   struct Split {
-    torch::Tensor images;  // [N, H, W] float, normalised
+    torch::Tensor images;  // [N, H, W] uint8 pixels, normalised per batch
     torch::Tensor labels;  // [N] int64
   };
   Split split(const std::string& name) const;
@@ -78,7 +78,6 @@ class ImageTask : public Task {
   ImageOptions options_;
   uint64_t seed_;
   Split train_, val_, test_;
-  torch::Tensor test_pixels_;  // [N, H, W] uint8, the input of the corruptions
   int64_t classes_ = 10;
   EpochSampler sampler_;
   std::vector<std::string> files_;  // data files read (provenance)
