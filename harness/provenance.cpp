@@ -42,8 +42,9 @@ Provenance collect_provenance(const RunConfig& config) {
   p.moelab_version = kVersion;
   p.torch_version = torch_version();
   p.compiler = fmt::format("g++ {}", __VERSION__);
-  p.host = host_name();
-  p.cpu_model = cpu_model();
+  static const std::string host = host_name(), cpu = cpu_model();  // fixed for the process
+  p.host = host;
+  p.cpu_model = cpu;
   p.gpu_model = "";
   if (config.device != "cpu" && torch::cuda::is_available()) {
     p.gpu_model = fmt::format("cuda ({} device(s))", torch::cuda::device_count());

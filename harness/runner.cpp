@@ -174,8 +174,10 @@ RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, boo
     outcome.status = "failed";
     outcome.error = e.what();
   }
-  store.record_resources(outcome.run_id, peak_rss_mb(), files);
-  store.finish_run(outcome.run_id, outcome.status, outcome.summaries, outcome.error, elapsed());
+  store.batch([&] {  // the run's resources and its end, in one transaction
+    store.record_resources(outcome.run_id, peak_rss_mb(), files);
+    store.finish_run(outcome.run_id, outcome.status, outcome.summaries, outcome.error, elapsed());
+  });
   return outcome;
 }
 
