@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -39,7 +40,9 @@ bool write_entry(const fs::path& entry, const std::function<bool(std::ofstream&)
   std::error_code error;
   fs::create_directories(entry.parent_path(), error);
   if (error) return false;
-  const fs::path temporary = entry.string() + fmt::format(".tmp{}", static_cast<long>(getpid()));
+  static std::atomic<int64_t> written{0};  // unique per process and per call
+  const fs::path temporary =
+      entry.string() + fmt::format(".tmp{}-{}", static_cast<long>(getpid()), written++);
   bool ok = false;
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);

@@ -116,13 +116,18 @@ pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::strin
   _exit(status);  // no destructors or atexit handlers of the parent's objects
 }
 
-// Sleeps up to `timeout`, waking within 2 ms when a child process exits (it stays unreaped:
-// the supervisor's loop reaps it), so a finished sweep or a free worker slot is noticed at once.
-void wait_for_a_worker_exit(std::chrono::milliseconds timeout) {
+// Sleeps up to `timeout`, waking within 2 ms when one of the workers exits (it stays
+// unreaped: the supervisor's loop reaps it), so a finished sweep or a free worker slot is
+// noticed at once. Other children of this process are not looked at.
+void wait_for_a_worker_exit(const std::map<pid_t, std::string>& workers,
+                            std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    siginfo_t info{};
-    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) return;
+    for (const auto& [pid, id] : workers) {
+      siginfo_t info{};
+      const int found = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+      if (found == 0 && info.si_pid == pid) return;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
@@ -282,7 +287,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       print_progress(counts, total, seconds, counts.done - done_before, interactive);
       last_print = tick;
     }
-    wait_for_a_worker_exit(std::chrono::milliseconds(50));
+    wait_for_a_worker_exit(workers, std::chrono::milliseconds(50));
   }
   if (g_stop) {
     fmt::print(stderr, "\nsweep: stopping the workers (their runs are marked interrupted)\n");
