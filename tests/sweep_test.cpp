@@ -1,5 +1,5 @@
 // Sweeps: expansion and validation, identity, skip/retry, concurrent workers, a worker killed
-// with SIGKILL and the sweep resumed, report statistics.
+// with SIGKILL and the sweep resumed, Ctrl-C, report statistics.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -228,6 +228,63 @@ TEST_CASE("failed runs are recorded, the sweep goes on, --retry-failed reruns th
   std::ifstream in(dir.file("failures.csv"));
   std::string csv((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK_THAT(csv, Catch::Matchers::Contains("stablemoe"));
+}
+
+TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then resumed",
+          "[sweep][smoke]") {
+  testing::TempDir dir;
+  const std::string path = write_sweep(
+      dir, "name: ctrlc\nbase: {train: {steps: 400, checkpoint_every: 20, log_every: 10}}\n"
+           "grid:\n  router.name: [topk, loss_free]\n");
+  const std::string moelab = MOELAB_BINARY;
+  const pid_t supervisor = fork();
+  if (supervisor == 0) {
+    setpgid(0, 0);  // its own process group, as a terminal's foreground job
+    if (chdir(dir.file("").c_str()) != 0) _exit(127);
+    execl(moelab.c_str(), moelab.c_str(), "sweep", path.c_str(), "--workers", "2",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(supervisor, supervisor);
+  // Both runs running (forked workers of one thread each), past a checkpoint.
+  bool both_running = false;
+  for (int i = 0; i < 600 && !both_running; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    try {
+      Store store(dir.file("s.db"));
+      both_running = store.query("SELECT COUNT(*) FROM runs r WHERE status = 'running' AND "
+                                 "EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id AND "
+                                 "m.step >= 20)")
+                         .rows[0][0]
+                         .integer == 2;
+    } catch (const std::exception&) {
+      // the database may not exist yet
+    }
+  }
+  REQUIRE(both_running);
+  kill(-supervisor, SIGINT);  // Ctrl-C: the whole process group
+  int status = 0;
+  waitpid(supervisor, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);  // not every run is done
+  {
+    Store store(dir.file("s.db"));
+    auto runs = store.query("SELECT status, error FROM runs ORDER BY id");
+    REQUIRE(runs.rows.size() == 2);
+    for (const auto& row : runs.rows) {
+      CHECK(row[0].text == "interrupted");
+      CHECK_THAT(row[1].text, Catch::Matchers::Contains("checkpoint saved"));
+    }
+  }
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path +
+                " --workers 2 > out.txt 2>&1") == 0);
+  Store store(dir.file("s.db"));
+  CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
+  CHECK(store.query("SELECT COUNT(*) FROM runs WHERE status = 'done'").rows[0][0].integer == 2);
+  auto steps = store.query("SELECT COUNT(*), COUNT(DISTINCT run_id || ':' || step) FROM metrics "
+                           "WHERE split = 'train' AND name = 'loss'");
+  CHECK(steps.rows[0][0].integer == steps.rows[0][1].integer);  // each step logged once
+  CHECK(steps.rows[0][0].integer == 2 * 40);
 }
 
 TEST_CASE("a sweep killed with SIGKILL mid-run resumes: every run done exactly once",
