@@ -2,7 +2,9 @@
 #include "harness/sweep.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -108,6 +110,32 @@ bool same_value(const std::string& a, const std::string& b) {
   char* end_b = nullptr;
   const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
   return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
+}
+
+// The invalid combinations, one line per distinct error with the axis values that produced
+// it; an error every combination shares (a bad override, say) is stated once.
+std::string combination_errors(const std::string& source,
+                               const std::vector<std::pair<std::string, std::string>>& failed,
+                               size_t combinations) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_error;  // first-seen order
+  for (const auto& [label, error] : failed) {
+    auto same = std::find_if(by_error.begin(), by_error.end(),
+                             [&, &error = error](const auto& entry) { return entry.first == error; });
+    if (same == by_error.end()) {
+      by_error.push_back({error, {label}});
+    } else {
+      same->second.push_back(label);
+    }
+  }
+  if (by_error.size() == 1 && failed.size() == combinations && combinations > 1) {
+    return fmt::format("{}: all {} combinations are invalid: {}", source, combinations,
+                       by_error.front().first);
+  }
+  std::string text = fmt::format("{}: {} invalid combination(s):", source, failed.size());
+  for (const auto& [error, labels] : by_error) {
+    text += fmt::format("\n  [{}] {}", fmt::join(labels, "], ["), error);
+  }
+  return text;
 }
 
 }  // namespace
@@ -257,8 +285,10 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
   // The cartesian product, first axis slowest.
   const std::string base_text = YAML::Dump(base);
   std::vector<size_t> index(axes.size(), 0);
-  std::vector<std::string> errors;
+  std::vector<std::pair<std::string, std::string>> failed;  // (axis values, error)
+  size_t combinations = 0;
   while (true) {
+    ++combinations;
     std::vector<std::string> run_overrides = fixed_overrides;
     SweepRun run;
     for (size_t a = 0; a < axes.size(); ++a) {
@@ -288,7 +318,7 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
         plan.runs.push_back(std::move(run));
       }
     } catch (const ConfigError& e) {
-      errors.push_back(fmt::format("  [{}] {}", run.label(), e.what()));
+      failed.push_back({run.label(), e.what()});
     }
     // Next combination: the last axis fastest.
     bool wrapped = true;
@@ -301,10 +331,7 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     }
     if (wrapped) break;
   }
-  if (!errors.empty()) {
-    throw ConfigError(fmt::format("{}: {} invalid combination(s):\n{}", source, errors.size(),
-                                  fmt::join(errors, "\n")));
-  }
+  if (!failed.empty()) throw ConfigError(combination_errors(source, failed, combinations));
   if (plan.runs.empty()) throw ConfigError(fmt::format("{}: every combination is excluded", source));
   return plan;
 }

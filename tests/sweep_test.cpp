@@ -103,6 +103,10 @@ TEST_CASE("sweep errors: unknown keys with position, invalid combinations with t
     CHECK_THAT(message, Catch::Matchers::Contains("[router.k=9 train.lr=0.1]"));
     CHECK_THAT(message, Catch::Matchers::Contains("[router.k=2 train.lr=-1]"));
   }
+  // An error every combination shares (a bad command-line override) is stated once.
+  CHECK_THROWS_WITH(expand_sweep(bad, {"train.batch_size=0"}),
+                    Catch::Matchers::StartsWith(bad + ": all 4 combinations are invalid: ") &&
+                        Catch::Matchers::Contains("train.batch_size"));
   const std::string zip = write_sweep(dir, "zip:\n  model.dim: [16, 32]\n  model.heads: [2]\n");
   CHECK_THROWS_WITH(expand_sweep(zip), Catch::Matchers::Contains("zip.model.heads has 1 values"));
 }
