@@ -173,8 +173,8 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
     const auto runs = queue_order(plan);
     for (size_t i = 0; i < runs.size(); ++i) {
       table.rows.push_back({Cell{Cell::Type::Integer, static_cast<int64_t>(i + 1), 0.0, ""},
-                            Cell{Cell::Type::Text, 0, 0.0, config_hash(runs[i].first).substr(0, 12)},
-                            Cell{Cell::Type::Text, 0, 0.0, runs[i].second}});
+                            Cell{Cell::Type::Text, 0, 0.0, runs[i].hash.substr(0, 12)},
+                            Cell{Cell::Type::Text, 0, 0.0, runs[i].label}});
     }
     fmt::print("sweep '{}': {} runs ({} distinct, dense parents included), all valid\n{}",
                plan.name, plan.runs.size(), runs.size(), format_aligned(table));

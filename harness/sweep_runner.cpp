@@ -2,6 +2,7 @@
 #include "harness/sweep_runner.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,7 +71,11 @@ std::string worker_log(const SweepPlan& plan, int64_t index) {
 
 // A fresh process: `moelab sweep-worker ...` (pays for loading LibTorch, about 0.4 s here).
 pid_t exec_worker(const SweepPlan& plan, const SweepOptions& options, const std::string& db,
-                  int64_t threads, const std::string& log) {
+                  int64_t threads, const std::string& log, const sigset_t& mask) {
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setsigmask(&attributes, &mask);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
@@ -82,8 +87,10 @@ pid_t exec_worker(const SweepPlan& plan, const SweepOptions& options, const std:
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
-  const int error = posix_spawn(&pid, options.executable.c_str(), &actions, nullptr, argv.data(), environ);
+  const int error =
+      posix_spawn(&pid, options.executable.c_str(), &actions, &attributes, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
   if (error != 0) throw Error(fmt::format("cannot start a worker ({}): {}", options.executable, std::strerror(error)));
   return pid;
 }
@@ -93,11 +100,13 @@ pid_t exec_worker(const SweepPlan& plan, const SweepOptions& options, const std:
 // process that used them, and with one thread ATen never enters one. The caller holds no
 // SQLite connection across the fork (SQLite forbids using one in the child, and its
 // per-process lock bookkeeping would be inherited); the child opens its own.
-pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::string& log) {
+pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::string& log,
+                  const sigset_t& mask) {
   std::fflush(nullptr);
   const pid_t pid = fork();
   if (pid < 0) throw Error(fmt::format("cannot start a worker (fork): {}", std::strerror(errno)));
   if (pid > 0) return pid;
+  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
   int status = 1;
   const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (fd >= 0) {
@@ -116,21 +125,33 @@ pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::strin
   _exit(status);  // no destructors or atexit handlers of the parent's objects
 }
 
-// Sleeps up to `timeout`, waking within 2 ms when one of the workers exits (it stays
-// unreaped: the supervisor's loop reaps it), so a finished sweep or a free worker slot is
-// noticed at once. Other children of this process are not looked at.
-void wait_for_a_worker_exit(const std::map<pid_t, std::string>& workers,
-                            std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    for (const auto& [pid, id] : workers) {
-      siginfo_t info{};
-      const int found = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
-      if (found == 0 && info.si_pid == pid) return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+// SIGCHLD blocked while the supervisor runs, so that it sleeps until a worker exits
+// (sigtimedwait) instead of polling: a finished sweep or a free worker slot is noticed at once,
+// and the waiting costs the workers no CPU. Workers start with the caller's signal mask.
+class ChildExitWait {
+ public:
+  ChildExitWait() {
+    sigemptyset(&child_);
+    sigaddset(&child_, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &child_, &caller_mask_);
   }
-}
+  ~ChildExitWait() { pthread_sigmask(SIG_SETMASK, &caller_mask_, nullptr); }
+  ChildExitWait(const ChildExitWait&) = delete;
+  ChildExitWait& operator=(const ChildExitWait&) = delete;
+
+  // Returns when a child exits, a signal handler ran (Ctrl-C) or `timeout` passed.
+  void wait(std::chrono::milliseconds timeout) const {
+    const auto nanoseconds = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    const timespec limit{static_cast<time_t>(nanoseconds / 1000000000),
+                         static_cast<long>(nanoseconds % 1000000000)};
+    siginfo_t info{};
+    sigtimedwait(&child_, &info, &limit);
+  }
+  const sigset_t& caller_mask() const { return caller_mask_; }
+
+ private:
+  sigset_t child_{}, caller_mask_{};
+};
 
 void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t finished_here,
                     bool interactive) {
@@ -163,19 +184,20 @@ QueueCounts sweep_counts(Store& store, const std::string& sweep) {
           count("failed"), count("diverged"), count("interrupted")};
 }
 
-std::vector<std::pair<RunConfig, std::string>> queue_order(const SweepPlan& plan) {
-  std::vector<std::pair<RunConfig, std::string>> parents, runs;
+std::vector<QueuedRun> queue_order(const SweepPlan& plan) {
+  std::vector<QueuedRun> parents, runs;
   for (const auto& run : plan.runs) {
     if (run.config.convert.method != "none" && run.config.convert.parent == "auto") {
-      parents.emplace_back(dense_parent_config(run.config), "dense parent");
+      parents.push_back({dense_parent_config(run.config), "dense parent", ""});
     }
-    runs.emplace_back(run.config, run.label());
+    runs.push_back({run.config, run.label(), ""});
   }
   std::set<std::string> seen;
-  std::vector<std::pair<RunConfig, std::string>> order;
+  std::vector<QueuedRun> order;
   for (auto* list : {&parents, &runs}) {
     for (auto& entry : *list) {
-      if (seen.insert(config_hash(entry.first)).second) order.push_back(std::move(entry));
+      entry.hash = config_hash(entry.config);
+      if (seen.insert(entry.hash).second) order.push_back(std::move(entry));
     }
   }
   return order;
@@ -187,14 +209,14 @@ QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
   store.requeue_stale(plan.name, options.stale_after_seconds);
   requeue_dead_local_workers(store, plan.name);
   store.batch([&] {  // one transaction: all of the plan is queued, or none of it
-    for (const auto& [config, label] : queue_order(plan)) {
+    for (const QueuedRun& run : queue_order(plan)) {
+      const RunConfig& config = run.config;
       MOELAB_CHECK(config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
                    plan.name, db, config.db);
-      const std::string hash = config_hash(config);
-      const auto state = store.run_for_hash(hash);
-      auto enqueue = [&, &config = config, &label = label] {
+      const auto state = store.run_for_hash(run.hash);
+      auto enqueue = [&] {
         RunRecord record = make_run_record(config, plan.name);
-        record.axes = label;
+        record.axes = run.label;
         store.enqueue_run(record);
       };
       if (!state || (state->status == "done" && options.force)) {
@@ -230,6 +252,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   g_stop = false;
   std::signal(SIGINT, on_supervisor_signal);
   std::signal(SIGTERM, on_supervisor_signal);
+  const ChildExitWait child_exits;
 
   // Forked workers need no LibTorch start-up; the supervisor's connection is closed around
   // each fork (see fork_worker).
@@ -270,8 +293,9 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       while (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
              started < max_starts) {
         const std::string log = worker_log(plan, started++);
-        const pid_t pid = fork_workers ? fork_worker(plan, db, log)
-                                       : exec_worker(plan, options, db, threads, log);
+        const pid_t pid =
+            fork_workers ? fork_worker(plan, db, log, child_exits.caller_mask())
+                         : exec_worker(plan, options, db, threads, log, child_exits.caller_mask());
         workers[pid] = fmt::format("{}:{}", host, pid);
       }
       if (!store) store.emplace(db);
@@ -287,7 +311,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       print_progress(counts, total, seconds, counts.done - done_before, interactive);
       last_print = tick;
     }
-    wait_for_a_worker_exit(workers, std::chrono::milliseconds(50));
+    child_exits.wait(std::chrono::milliseconds(50));
   }
   if (g_stop) {
     fmt::print(stderr, "\nsweep: stopping the workers (their runs are marked interrupted)\n");

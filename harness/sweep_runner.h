@@ -28,12 +28,18 @@ struct QueueCounts {
   int64_t pending = 0, running = 0, done = 0, failed = 0, diverged = 0, interrupted = 0;
 };
 
-// Enqueues the plan's runs as described above; returns the queue state of the sweep.
 // The distinct runs of a plan in claim order: the dense parents of converting runs
 // (convert.parent = auto) first, labelled "dense parent", so workers train them before the
 // runs that need them; then the plan's runs with their axis labels.
-std::vector<std::pair<RunConfig, std::string>> queue_order(const SweepPlan& plan);
+struct QueuedRun {
+  RunConfig config;
+  std::string label;  // axis values, or "dense parent"
+  std::string hash;   // config_hash(config)
+};
+std::vector<QueuedRun> queue_order(const SweepPlan& plan);
 
+// Enqueues the plan's runs as described above, in one transaction; returns the queue state
+// of the sweep.
 QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options);
 QueueCounts sweep_counts(Store& store, const std::string& sweep);
 
