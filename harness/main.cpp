@@ -272,7 +272,7 @@ int run_cli(int argc, char** argv) {
   SweepOptions sweep_options;
   sweep->add_option("file", sweep_path, "sweep YAML")->check(CLI::ExistingFile);
   sweep->add_option("overrides", sweep_overrides,
-                    "key=value for every run, key=a,b adds a grid axis");
+                    "key=value for every run, key=a,b adds a grid axis, seeds=N or seeds=a,b sets the seeds");
   sweep->add_option("--workers", sweep_options.workers, "worker processes")->check(CLI::Range(1, 256));
   sweep->add_option("--threads-per-worker", sweep_options.threads_per_worker,
                     "LibTorch threads per worker (default: the config's with 1 worker, else 1)");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -110,6 +111,45 @@ bool same_value(const std::string& a, const std::string& b) {
   char* end_b = nullptr;
   const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
   return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
+}
+
+// `seeds:` in a sweep file: a count N (seeds 0..N-1) or a list of seeds.
+std::vector<int64_t> seeds_from_yaml(const YAML::Node& node, const std::string& source) {
+  std::vector<int64_t> list;
+  if (node.IsScalar()) {
+    const auto count = node.as<int64_t>();
+    if (count < 1) throw ConfigError(fmt::format("{}: seeds must be >= 1", where(source, node)));
+    for (int64_t s = 0; s < count; ++s) list.push_back(s);
+  } else {
+    for (const auto& value : node) list.push_back(value.as<int64_t>());
+  }
+  return list;
+}
+
+// `seeds=N` (seeds 0..N-1) or `seeds=a,b,c` on the command line.
+std::vector<int64_t> seeds_from_override(const std::string& assignment,
+                                         const std::vector<std::string>& values) {
+  std::vector<int64_t> list;
+  for (const auto& value : values) {
+    size_t used = 0;
+    int64_t number = -1;
+    try {
+      number = std::stoll(value, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != value.size() || number < 0 || (values.size() == 1 && number < 1)) {
+      throw ConfigError(fmt::format(
+          "override '{}': seeds takes a count (seeds=3 for seeds 0, 1, 2) or a list of "
+          "seeds (seeds=0,7,42)",
+          assignment));
+    }
+    list.push_back(number);
+  }
+  if (values.size() > 1) return list;
+  std::vector<int64_t> range;
+  for (int64_t s = 0; s < list.front(); ++s) range.push_back(s);
+  return range;
 }
 
 // The invalid combinations, one line per distinct error with the axis values that produced
@@ -231,12 +271,17 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     if (length > 0) axes.push_back(axis);
   }
   std::vector<std::string> fixed_overrides;
+  std::optional<std::vector<int64_t>> seed_override;
   for (const auto& assignment : overrides) {
     const auto eq = assignment.find('=');
     if (eq == std::string::npos) {
       throw ConfigError(fmt::format("override '{}': expected key=value or key=a,b", assignment));
     }
     const auto values = split_top_level(assignment.substr(eq + 1));
+    if (assignment.substr(0, eq) == "seeds") {
+      seed_override = seeds_from_override(assignment, values);
+      continue;
+    }
     if (values.size() == 1) {
       fixed_overrides.push_back(assignment);
       continue;
@@ -249,20 +294,14 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     }
     axes.push_back(axis);
   }
-  // Seeds: the last axis.
-  Axis seeds;
-  seeds.keys = {"seed"};
-  if (root["seeds"]) {
-    const YAML::Node& node = root["seeds"];
-    std::vector<int64_t> list;
-    if (node.IsScalar()) {
-      const auto count = node.as<int64_t>();
-      if (count < 1) throw ConfigError(fmt::format("{}: seeds must be >= 1", where(source, node)));
-      for (int64_t s = 0; s < count; ++s) list.push_back(s);
-    } else {
-      for (const auto& value : node) list.push_back(value.as<int64_t>());
-    }
-    for (int64_t s : list) {
+  // Seeds: the last axis; a `seeds=` override replaces the file's.
+  std::vector<int64_t> seed_list;
+  if (root["seeds"]) seed_list = seeds_from_yaml(root["seeds"], source);
+  if (seed_override) seed_list = *seed_override;
+  if (!seed_list.empty()) {
+    Axis seeds;
+    seeds.keys = {"seed"};
+    for (int64_t s : seed_list) {
       seeds.values.push_back({std::to_string(s)});
       seeds.labels.push_back({std::to_string(s)});
     }

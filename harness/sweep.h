@@ -11,7 +11,8 @@
 //   seeds: 3                             # or a list [0, 1, 2]
 //   exclude: [{router.name: base, train.lr: 0.001}]
 //
-// Command-line `key=a,b` adds a grid axis (Hydra style); `key=v` overrides every run.
+// Command-line `key=a,b` adds a grid axis (Hydra style); `key=v` overrides every run;
+// `seeds=N` or `seeds=a,b,c` replaces the file's seeds.
 #pragma once
 
 #include <string>

@@ -85,6 +85,16 @@ exclude:
   CHECK(wider.runs.size() == 24);
   CHECK(wider.runs[0].config.train.steps == 3);
   CHECK(labels(wider)[0].find("train.batch_size=8") != std::string::npos);
+  // seeds= on the command line replaces the file's seeds: a count, or a list.
+  CHECK(expand_sweep(path, {"seeds=3"}).runs.size() == 18);
+  const SweepPlan listed = expand_sweep(path, {"seeds=7,42"});
+  REQUIRE(listed.runs.size() == 12);
+  CHECK(listed.runs[0].config.seed == 7);
+  CHECK(listed.runs[1].config.seed == 42);
+  for (const std::string bad : {"seeds=0", "seeds=two", "seeds=1,x", "seeds=-1,2"}) {
+    CHECK_THROWS_WITH(expand_sweep(path, {bad}),
+                      Catch::Matchers::Contains("override '" + bad + "': seeds takes a count"));
+  }
 }
 
 TEST_CASE("sweep errors: unknown keys with position, invalid combinations with their values",
