@@ -221,6 +221,32 @@ TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skip
   CHECK(store.query("SELECT COUNT(*) FROM runs WHERE status = 'done'").rows[0][0].integer == 12);
 }
 
+TEST_CASE("a run gives the same numbers in a forked sweep worker as in moelab run", "[sweep][smoke]") {
+  testing::TempDir dir;
+  const std::string path = write_sweep(
+      dir, "name: same\nbase: {router: {name: ssr, k: 2, p: 0.5}, train: {steps: 8}}\n"
+           "seeds: [3]\n");
+  const std::string moelab = MOELAB_BINARY;
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path +
+                " --workers 2 > out.txt 2>&1") == 0);  // forked workers, one thread each
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " run base.yaml router.name=ssr " +
+                "router.p=0.5 train.steps=8 seed=3 threads=1 db=" + dir.file("alone.db") +
+                " checkpoint_dir=" + dir.file("alone") + " > out.txt 2>&1") == 0);
+  const std::string values =
+      "SELECT r.config_hash, s.name, printf('%.17g', s.value) FROM runs r JOIN summaries s ON "
+      "s.run_id = r.id WHERE s.name NOT LIKE '%seconds%' AND s.name NOT LIKE '%per_second' "
+      "AND s.name NOT LIKE '%_ms' ORDER BY s.name";
+  const QueryResult swept = Store(dir.file("s.db")).query(values);
+  const QueryResult alone = Store(dir.file("alone.db")).query(values);
+  REQUIRE(swept.rows.size() > 5);
+  REQUIRE(swept.rows.size() == alone.rows.size());
+  for (size_t i = 0; i < swept.rows.size(); ++i) {
+    INFO(swept.rows[i][1].text);
+    CHECK(swept.rows[i][0].text == alone.rows[i][0].text);  // the same identity
+    CHECK(swept.rows[i][2].text == alone.rows[i][2].text);  // the same value, every digit
+  }
+}
+
 TEST_CASE("failed runs are recorded, the sweep goes on, --retry-failed reruns them", "[sweep][smoke]") {
   testing::TempDir dir;
   // stablemoe with vocab > 0 needs token ids: it fails on images, the others succeed.
