@@ -56,10 +56,16 @@ Provenance collect_provenance(const RunConfig& config) {
 
 void apply_thread_settings(const RunConfig& config) {
   torch::set_num_threads(static_cast<int>(config.threads));
+  set_blas_threads(config.blas_threads);
+}
+
+void set_blas_threads(int64_t threads) {
+  using GetThreads = int (*)();
   using SetThreads = void (*)(int);
-  if (auto set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    set_blas(static_cast<int>(config.blas_threads));
-  }
+  auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set == nullptr || (get != nullptr && get() == threads)) return;
+  set(static_cast<int>(threads));
 }
 
 }  // namespace moelab

@@ -10,7 +10,12 @@ Provenance collect_provenance(const RunConfig& config);
 std::string torch_version();
 
 // Applies the config's thread settings: LibTorch intra-op threads and OpenBLAS threads
-// (through openblas_set_num_threads when the loaded BLAS is OpenBLAS).
+// (through set_blas_threads).
 void apply_thread_settings(const RunConfig& config);
+
+// OpenBLAS's thread count when the loaded BLAS is OpenBLAS, set only when it differs:
+// setting it in a forked child re-creates OpenBLAS's pool thread, which then spins for about
+// 0.1 s on a core the runs need.
+void set_blas_threads(int64_t threads);
 
 }  // namespace moelab

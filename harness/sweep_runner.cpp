@@ -257,6 +257,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   // Forked workers need no LibTorch start-up; the supervisor's connection is closed around
   // each fork (see fork_worker).
   const bool fork_workers = threads == 1;
+  if (fork_workers) set_blas_threads(1);  // inherited: the workers need not set it (see there)
   std::optional<Store> store(std::in_place, db);
   std::map<pid_t, std::string> workers;  // pid -> worker id
   const std::string host = host_name();
