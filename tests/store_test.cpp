@@ -96,6 +96,30 @@ TEST_CASE("a failed run keeps its message and the database stays consistent", "[
   CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
 }
 
+TEST_CASE("a batch of writes commits together or not at all", "[store]") {
+  testing::TempDir dir;
+  Store store(dir.file("r.db"));
+  auto runs = [&] { return store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer; };
+  RunRecord second = sample_record();
+  second.config_hash = "def456";
+  CHECK_THROWS_WITH(store.batch([&] {
+                      store.enqueue_run(sample_record());
+                      store.enqueue_run(second);
+                      throw Error("stopped half-way");
+                    }),
+                    "stopped half-way");
+  CHECK(runs() == 0);  // neither insert survived
+  store.batch([&] {
+    store.enqueue_run(sample_record());
+    store.enqueue_run(second);
+  });
+  CHECK(runs() == 2);
+  store.enqueue_run(sample_record());  // outside a batch, a write commits on its own
+  CHECK(runs() == 3);
+  Store other(dir.file("r.db"));  // and another connection sees every committed row
+  CHECK(other.query("SELECT COUNT(*) FROM params").rows[0][0].integer == 3 * 2);
+}
+
 TEST_CASE("acquiring a dependency run: create, reuse, wait, take over a dead one, no retry",
           "[store]") {
   testing::TempDir dir;
