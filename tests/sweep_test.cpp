@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -181,7 +182,16 @@ TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skip
   testing::TempDir dir;
   const std::string path = write_sweep(dir, "name: pair\ngrid:\n  router.name: [topk, ssr, hash]\nseeds: 2\n");
   const std::string moelab = MOELAB_BINARY;
-  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep " + path + " --workers 2 > out.txt 2>&1") == 0);
+  // An empty file cache: both workers inflate and hash the data files at the same time.
+  REQUIRE(shell("cd " + dir.file("") + " && MOELAB_CACHE_DIR=" + dir.file("cache") + " " +
+                moelab + " sweep " + path + " --workers 2 > out.txt 2>&1") == 0);
+  std::vector<std::string> cached;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.file("cache"))) {
+    cached.push_back(entry.path().extension().string());
+  }
+  std::sort(cached.begin(), cached.end());
+  CHECK(cached == std::vector<std::string>{".raw", ".raw", ".raw", ".raw", ".sha256", ".sha256",
+                                           ".sha256", ".sha256"});  // no temporary left over
   Store store(dir.file("s.db"));
   auto runs = store.query("SELECT COUNT(*), COUNT(DISTINCT config_hash), SUM(status = 'done'), "
                           "COUNT(DISTINCT worker) FROM runs WHERE sweep = 'pair'");
