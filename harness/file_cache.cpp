@@ -21,13 +21,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Where `kind` (derived data) of `source` lives in the cache, or nullopt (cache off, or the
-// source cannot be stamped).
+// Smaller files are not cached: deriving from them costs about what a lookup saves, and
+// short-lived ones (a test's temporary corpus) would only pile up.
+constexpr uintmax_t kMinCachedBytes = uintmax_t{1} << 20;
+
+// Where `kind` (derived data) of `source` lives in the cache, or nullopt (cache off, a small
+// source, or one that cannot be stamped).
 std::optional<fs::path> entry_path(const std::string& source, const std::string& kind) {
   const auto dir = cache_directory();
   const std::string stamp = file_stamp(source);
   if (!dir || stamp.empty()) return std::nullopt;
   std::error_code error;
+  if (fs::file_size(source, error) < kMinCachedBytes || error) return std::nullopt;
   const fs::path absolute = fs::absolute(source, error);
   if (error) return std::nullopt;
   const std::string key = sha256_hex(absolute.string() + "\n" + stamp).substr(0, 24);

@@ -3,10 +3,11 @@
 // again: inflating Fashion-MNIST's training images takes 0.2 s here, hashing it 0.1 s.
 //
 // Entries are keyed by the source's absolute path and stamp (size, modification time), so a
-// changed source never hits a stale entry. Directory: $MOELAB_CACHE_DIR, else
-// $XDG_CACHE_HOME/moelab, else $HOME/.cache/moelab; MOELAB_CACHE_DIR=off turns it off. Entries
-// are written to a temporary file and renamed, so concurrent processes never read half of
-// one; a cache that cannot be written is skipped (it only saves time). Deleting it is safe.
+// changed source never hits a stale entry; only files of 1 MiB or more are cached.
+// Directory: $MOELAB_CACHE_DIR, else $XDG_CACHE_HOME/moelab, else $HOME/.cache/moelab;
+// MOELAB_CACHE_DIR=off turns it off. Entries are written to a temporary file and renamed, so
+// concurrent processes never read half of one; a cache that cannot be written is skipped (it
+// only saves time). Deleting it is safe.
 #pragma once
 
 #include <optional>

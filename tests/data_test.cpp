@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -25,6 +26,16 @@ std::string idx_bytes(uint32_t magic, std::vector<uint32_t> dims, size_t data_by
   put(magic);
   for (auto d : dims) put(d);
   for (size_t i = 0; i < data_bytes; ++i) out.push_back(static_cast<char>(i % 251));
+  return out;
+}
+
+// An IDX file of random values: incompressible, so its gzip file is as large.
+std::string random_idx(uint32_t magic, std::vector<uint32_t> dims, uint32_t seed) {
+  size_t count = 1;
+  for (auto d : dims) count *= d;
+  std::string out = idx_bytes(magic, dims, 0);
+  std::mt19937 random(seed);
+  for (size_t i = 0; i < count; ++i) out.push_back(static_cast<char>(random() & 0xff));
   return out;
 }
 
@@ -129,31 +140,35 @@ size_t files_in(const std::string& dir) {
 TEST_CASE("the file cache keeps one decompressed copy per source version", "[data]") {
   testing::TempDir dir;
   CacheDirGuard guard(dir.file("cache"));
-  const std::string source = dir.file("img.gz"), first = idx_bytes(0x803, {3, 2, 4}, 24);
+  // Random pixels, so that the gzip file too is over the 1 MiB below which nothing is cached.
+  const std::string source = dir.file("img.gz"), first = random_idx(0x803, {1100, 32, 32}, 1);
   write_gz(source, first);
   const std::string copy = decompressed_path(source);
   CHECK(copy.rfind(dir.file("cache"), 0) == 0);
   CHECK(file_contents(copy) == first);
   CHECK(decompressed_path(source) == copy);  // reused
-  CHECK(testing::as_vector(read_idx_images(copy).flatten().to(torch::kLong)) ==
-        testing::as_vector(read_idx_images(source).flatten().to(torch::kLong)));
+  CHECK(read_idx_images(copy).equal(read_idx_images(source)));
 
-  const std::string second = idx_bytes(0x803, {4, 2, 4}, 32);  // a new version of the file
+  const std::string second = random_idx(0x803, {1200, 32, 32}, 2);  // a new version of the file
   write_gz(source, second);
   const std::string new_copy = decompressed_path(source);
   CHECK(new_copy != copy);
   CHECK(file_contents(new_copy) == second);
 
+  write_gz(dir.file("small.gz"), idx_bytes(0x803, {3, 2, 4}, 24));
+  CHECK(decompressed_path(dir.file("small.gz")) == dir.file("small.gz"));  // under 1 MiB
+  std::ofstream(dir.file("plain"), std::ios::binary) << first;
   CHECK(decompressed_path(dir.file("plain")) == dir.file("plain"));  // not gzip: itself
-  std::ofstream(dir.file("broken.gz"), std::ios::binary) << std::string("\x1f\x8b\x08junk", 7);
+  std::ofstream(dir.file("broken.gz"), std::ios::binary)
+      << std::string("\x1f\x8b\x08", 3) << first;  // a gzip header, then no deflate stream
   CHECK(decompressed_path(dir.file("broken.gz")) == dir.file("broken.gz"));  // its reader reports
-  CHECK(files_in(dir.file("cache")) == 2);  // no entry or temporary file for the broken one
+  CHECK(files_in(dir.file("cache")) == 2);  // no entry or temporary file for the others
 }
 
 TEST_CASE("the file cache is optional: off, or not writable, it only costs time", "[data]") {
   testing::TempDir dir;
   const std::string source = dir.file("img.gz");
-  write_gz(source, idx_bytes(0x803, {1, 2, 2}, 4));
+  write_gz(source, random_idx(0x803, {1100, 32, 32}, 3));
   {
     CacheDirGuard guard("off");
     CHECK_FALSE(cache_directory().has_value());
@@ -170,12 +185,16 @@ TEST_CASE("cached checksums follow the file", "[data]") {
   testing::TempDir dir;
   CacheDirGuard guard(dir.file("cache"));
   const std::string path = dir.file("data.bin");
-  std::ofstream(path, std::ios::binary) << "first version";
+  std::ofstream(path, std::ios::binary) << random_idx(0x803, {1100, 32, 32}, 4);
   CHECK(file_sha256(path) == sha256_file_hex(path));
   CHECK(files_in(dir.file("cache")) == 1);
-  std::ofstream(path, std::ios::binary) << "the second version";
-  CHECK(file_sha256(path) == sha256_hex("the second version"));
+  const std::string second = random_idx(0x803, {1200, 32, 32}, 5);
+  std::ofstream(path, std::ios::binary) << second;
+  CHECK(file_sha256(path) == sha256_hex(second));
   CHECK(files_in(dir.file("cache")) == 2);
+  std::ofstream(dir.file("small.bin"), std::ios::binary) << "under 1 MiB";
+  CHECK(file_sha256(dir.file("small.bin")) == sha256_hex("under 1 MiB"));
+  CHECK(files_in(dir.file("cache")) == 2);  // not cached
   CHECK_THROWS_AS(file_sha256(dir.file("missing")), Error);
 }
 
