@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -176,8 +177,13 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
                             Cell{Cell::Type::Text, 0, 0.0, runs[i].hash.substr(0, 12)},
                             Cell{Cell::Type::Text, 0, 0.0, runs[i].label}});
     }
-    fmt::print("sweep '{}': {} runs ({} distinct, dense parents included), all valid\n{}",
-               plan.name, plan.runs.size(), runs.size(), format_aligned(table));
+    const auto parents = std::count_if(runs.begin(), runs.end(),
+                                       [](const QueuedRun& run) { return run.label == "dense parent"; });
+    const auto distinct = static_cast<size_t>(static_cast<int64_t>(runs.size()) - parents);
+    fmt::print("sweep '{}': {} runs{}{}, all valid\n{}", plan.name, plan.runs.size(),
+               distinct != plan.runs.size() ? fmt::format(" ({} distinct)", distinct) : "",
+               parents > 0 ? fmt::format(" and {} dense parent(s) they share", parents) : "",
+               format_aligned(table));
     return kExitOk;
   }
   options.executable = std::filesystem::read_symlink("/proc/self/exe").string();
@@ -272,7 +278,8 @@ int run_cli(int argc, char** argv) {
   SweepOptions sweep_options;
   sweep->add_option("file", sweep_path, "sweep YAML")->check(CLI::ExistingFile);
   sweep->add_option("overrides", sweep_overrides,
-                    "key=value for every run, key=a,b adds a grid axis, seeds=N or seeds=a,b sets the seeds");
+                    "key=value for every run, key=a,b adds a grid axis (either replaces the file's axis for "
+                    "that key), seeds=N or seeds=a,b sets the seeds");
   sweep->add_option("--workers", sweep_options.workers, "worker processes")->check(CLI::Range(1, 256));
   sweep->add_option("--threads-per-worker", sweep_options.threads_per_worker,
                     "LibTorch threads per worker (default: the config's with 1 worker, else 1)");

@@ -278,16 +278,35 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
       throw ConfigError(fmt::format("override '{}': expected key=value or key=a,b", assignment));
     }
     const auto values = split_top_level(assignment.substr(eq + 1));
-    if (assignment.substr(0, eq) == "seeds") {
+    const std::string key = assignment.substr(0, eq);
+    if (key == "seeds") {
       seed_override = seeds_from_override(assignment, values);
       continue;
     }
+    // A key the file already sweeps: the command line replaces that axis (or zip column).
+    auto swept = std::find_if(axes.begin(), axes.end(), [&](const Axis& axis) {
+      return std::find(axis.keys.begin(), axis.keys.end(), key) != axis.keys.end();
+    });
+    if (swept != axes.end() && swept->keys.size() > 1) {
+      if (values.size() > 1) {
+        throw ConfigError(fmt::format("override '{}': {} is zipped with {} in the sweep file; a "
+                                      "single value replaces it, a list cannot",
+                                      assignment, key, fmt::join(swept->keys, ", ")));
+      }
+      const size_t column = static_cast<size_t>(
+          std::find(swept->keys.begin(), swept->keys.end(), key) - swept->keys.begin());
+      for (size_t row = 0; row < swept->values.size(); ++row) {
+        swept->values[row][column] = swept->labels[row][column] = values.front();
+      }
+      continue;
+    }
+    if (swept != axes.end()) axes.erase(swept);
     if (values.size() == 1) {
       fixed_overrides.push_back(assignment);
       continue;
     }
     Axis axis;
-    axis.keys = {assignment.substr(0, eq)};
+    axis.keys = {key};
     for (const auto& value : values) {
       axis.values.push_back({value});
       axis.labels.push_back({value});

@@ -11,8 +11,9 @@
 //   seeds: 3                             # or a list [0, 1, 2]
 //   exclude: [{router.name: base, train.lr: 0.001}]
 //
-// Command-line `key=a,b` adds a grid axis (Hydra style); `key=v` overrides every run;
-// `seeds=N` or `seeds=a,b,c` replaces the file's seeds.
+// Command-line `key=a,b` adds a grid axis (Hydra style); `key=v` overrides every run; either
+// replaces the file's axis for that key (a zipped key takes a single value); `seeds=N` or
+// `seeds=a,b,c` replaces the file's seeds.
 #pragma once
 
 #include <string>

@@ -86,6 +86,18 @@ exclude:
   CHECK(wider.runs.size() == 24);
   CHECK(wider.runs[0].config.train.steps == 3);
   CHECK(labels(wider)[0].find("train.batch_size=8") != std::string::npos);
+  // A command-line value for a key the file sweeps replaces that axis.
+  const SweepPlan fixed_lr = expand_sweep(path, {"train.lr=0.005"});
+  CHECK(fixed_lr.runs.size() == 8);  // 2 routers x 2 zip rows x 2 seeds; the exclude matches none
+  for (const auto& run : fixed_lr.runs) CHECK(run.config.train.lr == 0.005);
+  CHECK(expand_sweep(path, {"train.lr=0.1,0.2,0.3"}).runs.size() == 24);
+  const SweepPlan heads = expand_sweep(path, {"model.heads=8"});  // one column of the zip
+  REQUIRE(heads.runs.size() == 12);
+  CHECK(heads.runs[0].config.model.heads == 8);
+  CHECK(heads.runs[2].config.model.dim == 32);
+  CHECK(heads.runs[2].config.model.heads == 8);
+  CHECK_THROWS_WITH(expand_sweep(path, {"model.heads=2,4"}),
+                    Catch::Matchers::Contains("model.heads is zipped with model.dim"));
   // seeds= on the command line replaces the file's seeds: a count, or a list.
   CHECK(expand_sweep(path, {"seeds=3"}).runs.size() == 18);
   const SweepPlan listed = expand_sweep(path, {"seeds=7,42"});
@@ -120,6 +132,21 @@ TEST_CASE("sweep errors: unknown keys with position, invalid combinations with t
                         Catch::Matchers::Contains("train.batch_size"));
   const std::string zip = write_sweep(dir, "zip:\n  model.dim: [16, 32]\n  model.heads: [2]\n");
   CHECK_THROWS_WITH(expand_sweep(zip), Catch::Matchers::Contains("zip.model.heads has 1 values"));
+}
+
+TEST_CASE("moelab sweep plan validates and lists the distinct runs, running nothing", "[sweep]") {
+  testing::TempDir dir;
+  const std::string path = write_sweep(dir, "name: p\ngrid:\n  train.lr: [0.1, 0.1, 0.2]\n");
+  const std::string moelab = MOELAB_BINARY;
+  REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep plan " + path +
+                " > out.txt 2>&1") == 0);
+  std::ifstream in(dir.file("out.txt"));
+  const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(out, Catch::Matchers::StartsWith("sweep 'p': 3 runs (2 distinct), all valid"));
+  CHECK_THAT(out, Catch::Matchers::Contains("train.lr=0.2"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("s.db")));  // nothing ran, nothing written
+  CHECK(shell("cd " + dir.file("") + " && " + moelab + " sweep plan " + path +
+              " train.batch_size=0 > out.txt 2>&1") == 2);  // an invalid plan: a usage error
 }
 
 TEST_CASE("statistics: t distribution and Welch's test on hand-computed values", "[report]") {
