@@ -63,13 +63,6 @@ bool write_entry(const fs::path& entry, const std::function<bool(std::ofstream&)
   return true;
 }
 
-bool is_gzip(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  unsigned char magic[2] = {0, 0};
-  in.read(reinterpret_cast<char*>(magic), 2);
-  return in.gcount() == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-}
-
 // Inflates a whole gzip file into `out`; false on any read error.
 bool inflate_into(const std::string& path, std::ofstream& out) {
   gzFile file = gzopen(path.c_str(), "rb");
@@ -89,6 +82,13 @@ bool is_sha256_hex(const std::string& text) {
 }
 
 }  // namespace
+
+bool is_gzip(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char magic[2] = {0, 0};
+  in.read(reinterpret_cast<char*>(magic), 2);
+  return in.gcount() == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
 
 std::optional<std::string> cache_directory() {
   if (const char* dir = std::getenv("MOELAB_CACHE_DIR"); dir != nullptr && *dir != '\0') {

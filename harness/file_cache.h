@@ -15,6 +15,9 @@
 
 namespace moelab {
 
+// Whether a file starts with the gzip magic bytes (false if it cannot be read).
+bool is_gzip(const std::string& path);
+
 // The cache directory, or nullopt when caching is off.
 std::optional<std::string> cache_directory();
 

@@ -177,8 +177,9 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
                             Cell{Cell::Type::Text, 0, 0.0, runs[i].hash.substr(0, 12)},
                             Cell{Cell::Type::Text, 0, 0.0, runs[i].label}});
     }
-    const auto parents = std::count_if(runs.begin(), runs.end(),
-                                       [](const QueuedRun& run) { return run.label == "dense parent"; });
+    const auto parents = std::count_if(runs.begin(), runs.end(), [](const QueuedRun& run) {
+      return run.label == kDenseParentLabel;
+    });
     const auto distinct = static_cast<size_t>(static_cast<int64_t>(runs.size()) - parents);
     fmt::print("sweep '{}': {} runs{}{}, all valid\n{}", plan.name, plan.runs.size(),
                distinct != plan.runs.size() ? fmt::format(" ({} distinct)", distinct) : "",

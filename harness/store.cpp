@@ -163,8 +163,6 @@ constexpr const char* kRequeueStale =
     "UPDATE runs SET status = 'pending', worker = '' WHERE status = 'running' AND "
     "(julianday('now') - julianday(heartbeat_at)) * 86400.0 > ?1";
 
-
-
 }  // namespace
 
 std::string Cell::to_string() const {

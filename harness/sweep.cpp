@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -113,17 +114,19 @@ bool same_value(const std::string& a, const std::string& b) {
   return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
 }
 
+// Seeds 0..count-1.
+std::vector<int64_t> seed_range(int64_t count) {
+  std::vector<int64_t> seeds(static_cast<size_t>(count));
+  std::iota(seeds.begin(), seeds.end(), 0);
+  return seeds;
+}
+
 // `seeds:` in a sweep file: a count N (seeds 0..N-1) or a list of seeds.
 std::vector<int64_t> seeds_from_yaml(const YAML::Node& node, const std::string& source) {
-  std::vector<int64_t> list;
-  if (node.IsScalar()) {
-    const auto count = node.as<int64_t>();
-    if (count < 1) throw ConfigError(fmt::format("{}: seeds must be >= 1", where(source, node)));
-    for (int64_t s = 0; s < count; ++s) list.push_back(s);
-  } else {
-    for (const auto& value : node) list.push_back(value.as<int64_t>());
-  }
-  return list;
+  if (!node.IsScalar()) return node.as<std::vector<int64_t>>();
+  const auto count = node.as<int64_t>();
+  if (count < 1) throw ConfigError(fmt::format("{}: seeds must be >= 1", where(source, node)));
+  return seed_range(count);
 }
 
 // `seeds=N` (seeds 0..N-1) or `seeds=a,b,c` on the command line.
@@ -146,10 +149,42 @@ std::vector<int64_t> seeds_from_override(const std::string& assignment,
     }
     list.push_back(number);
   }
-  if (values.size() > 1) return list;
-  std::vector<int64_t> range;
-  for (int64_t s = 0; s < list.front(); ++s) range.push_back(s);
-  return range;
+  return values.size() > 1 ? list : seed_range(list.front());
+}
+
+// A command-line `key=v` (every run) or `key=a,b` (a grid axis); either replaces the file's
+// axis for that key, and a zipped key takes a single value for its column.
+void apply_override(const std::string& assignment, const std::string& key,
+                    const std::vector<std::string>& values, std::vector<Axis>& axes,
+                    std::vector<std::string>& fixed_overrides) {
+  auto swept = std::find_if(axes.begin(), axes.end(), [&](const Axis& axis) {
+    return std::find(axis.keys.begin(), axis.keys.end(), key) != axis.keys.end();
+  });
+  if (swept != axes.end() && swept->keys.size() > 1) {
+    if (values.size() > 1) {
+      throw ConfigError(fmt::format("override '{}': {} is zipped with {} in the sweep file; a "
+                                    "single value replaces it, a list cannot",
+                                    assignment, key, fmt::join(swept->keys, ", ")));
+    }
+    const auto column = static_cast<size_t>(
+        std::find(swept->keys.begin(), swept->keys.end(), key) - swept->keys.begin());
+    for (size_t row = 0; row < swept->values.size(); ++row) {
+      swept->values[row][column] = swept->labels[row][column] = values.front();
+    }
+    return;
+  }
+  if (swept != axes.end()) axes.erase(swept);
+  if (values.size() == 1) {
+    fixed_overrides.push_back(assignment);
+    return;
+  }
+  Axis axis;
+  axis.keys = {key};
+  for (const auto& value : values) {
+    axis.values.push_back({value});
+    axis.labels.push_back({value});
+  }
+  axes.push_back(axis);
 }
 
 // The invalid combinations, one line per distinct error with the axis values that produced
@@ -281,37 +316,9 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     const std::string key = assignment.substr(0, eq);
     if (key == "seeds") {
       seed_override = seeds_from_override(assignment, values);
-      continue;
+    } else {
+      apply_override(assignment, key, values, axes, fixed_overrides);
     }
-    // A key the file already sweeps: the command line replaces that axis (or zip column).
-    auto swept = std::find_if(axes.begin(), axes.end(), [&](const Axis& axis) {
-      return std::find(axis.keys.begin(), axis.keys.end(), key) != axis.keys.end();
-    });
-    if (swept != axes.end() && swept->keys.size() > 1) {
-      if (values.size() > 1) {
-        throw ConfigError(fmt::format("override '{}': {} is zipped with {} in the sweep file; a "
-                                      "single value replaces it, a list cannot",
-                                      assignment, key, fmt::join(swept->keys, ", ")));
-      }
-      const size_t column = static_cast<size_t>(
-          std::find(swept->keys.begin(), swept->keys.end(), key) - swept->keys.begin());
-      for (size_t row = 0; row < swept->values.size(); ++row) {
-        swept->values[row][column] = swept->labels[row][column] = values.front();
-      }
-      continue;
-    }
-    if (swept != axes.end()) axes.erase(swept);
-    if (values.size() == 1) {
-      fixed_overrides.push_back(assignment);
-      continue;
-    }
-    Axis axis;
-    axis.keys = {key};
-    for (const auto& value : values) {
-      axis.values.push_back({value});
-      axis.labels.push_back({value});
-    }
-    axes.push_back(axis);
   }
   // Seeds: the last axis; a `seeds=` override replaces the file's.
   std::vector<int64_t> seed_list;
@@ -344,9 +351,7 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
   const std::string base_text = YAML::Dump(base);
   std::vector<size_t> index(axes.size(), 0);
   std::vector<std::pair<std::string, std::string>> failed;  // (axis values, error)
-  size_t combinations = 0;
   while (true) {
-    ++combinations;
     std::vector<std::string> run_overrides = fixed_overrides;
     SweepRun run;
     for (size_t a = 0; a < axes.size(); ++a) {
@@ -389,7 +394,11 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     }
     if (wrapped) break;
   }
-  if (!failed.empty()) throw ConfigError(combination_errors(source, failed, combinations));
+  if (!failed.empty()) {
+    size_t combinations = 1;
+    for (const auto& axis : axes) combinations *= axis.values.size();
+    throw ConfigError(combination_errors(source, failed, combinations));
+  }
   if (plan.runs.empty()) throw ConfigError(fmt::format("{}: every combination is excluded", source));
   return plan;
 }

@@ -188,7 +188,7 @@ std::vector<QueuedRun> queue_order(const SweepPlan& plan) {
   std::vector<QueuedRun> parents, runs;
   for (const auto& run : plan.runs) {
     if (run.config.convert.method != "none" && run.config.convert.parent == "auto") {
-      parents.push_back({dense_parent_config(run.config), "dense parent", ""});
+      parents.push_back({dense_parent_config(run.config), kDenseParentLabel, ""});
     }
     runs.push_back({run.config, run.label(), ""});
   }
@@ -288,11 +288,13 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
     counts = sweep_counts(*store, plan.name);
     if (g_stop) break;
     if (counts.pending == 0 && workers.empty() && counts.running == 0) break;
-    if (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
-        started < max_starts) {
+    auto may_start = [&] {
+      return counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
+             started < max_starts;
+    };
+    if (may_start()) {
       if (fork_workers) store.reset();
-      while (counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
-             started < max_starts) {
+      while (may_start()) {
         const std::string log = worker_log(plan, started++);
         const pid_t pid =
             fork_workers ? fork_worker(plan, db, log, child_exits.caller_mask())

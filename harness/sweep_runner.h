@@ -31,9 +31,10 @@ struct QueueCounts {
 // The distinct runs of a plan in claim order: the dense parents of converting runs
 // (convert.parent = auto) first, labelled "dense parent", so workers train them before the
 // runs that need them; then the plan's runs with their axis labels.
+inline constexpr const char* kDenseParentLabel = "dense parent";
 struct QueuedRun {
   RunConfig config;
-  std::string label;  // axis values, or "dense parent"
+  std::string label;  // axis values, or kDenseParentLabel
   std::string hash;   // config_hash(config)
 };
 std::vector<QueuedRun> queue_order(const SweepPlan& plan);

@@ -26,10 +26,9 @@ SinkhornResult sinkhorn_log(const torch::Tensor& log_kernel, const torch::Tensor
                "sinkhorn: max_iters, check_every and tol must be positive");
   std::optional<torch::NoGradGuard> no_grad;
   if (!options.differentiable) no_grad.emplace();
-  auto kernel = options.differentiable ? log_kernel.to(torch::kFloat)
-                                       : log_kernel.detach().to(torch::kFloat);  // [m, n]
-  auto row = log_row.detach().to(kernel.options());                              // [m]
-  auto col = log_col.detach().to(kernel.options());                              // [n]
+  auto kernel = log_kernel.to(torch::kFloat);                // [m, n]; no graph without grad
+  auto row = log_row.detach().to(kernel.options());          // [m]
+  auto col = log_col.detach().to(kernel.options());          // [n]
   SinkhornResult result;
   result.f = torch::zeros({kernel.size(0)}, kernel.options());
   result.g = torch::zeros({kernel.size(1)}, kernel.options());

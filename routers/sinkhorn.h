@@ -1,8 +1,9 @@
 // The one log-domain Sinkhorn solver (used by ssr, sbase and DOT-MoE).
 // Finds duals f [m], g [n] so that P = exp(log_kernel + f[:,None] + g[None,:]) has row sums
 // exp(log_row) and column sums exp(log_col). Runs in fp32, without gradient unless
-// options.differentiable, whatever the input precision; checks the relative column-marginal error only every `check_every`
-// iterations (one host sync per check) and stops at `tol` or after `max_iters`.
+// options.differentiable, whatever the input precision; checks the relative column-marginal
+// error only every `check_every` iterations (one host sync per check) and stops at `tol` or
+// after `max_iters`.
 #pragma once
 
 #include <torch/torch.h>

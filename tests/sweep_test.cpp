@@ -48,6 +48,38 @@ std::string write_sweep(const testing::TempDir& dir, const std::string& body) {
   return dir.file("sweep.yaml");
 }
 
+// `moelab sweep PATH --workers N` started in `dir` as a child process in its own process
+// group (as a terminal's foreground job); returns its pid.
+pid_t start_sweep(const testing::TempDir& dir, const std::string& path, int workers) {
+  const std::string moelab = MOELAB_BINARY, count = std::to_string(workers);
+  const pid_t supervisor = fork();
+  if (supervisor == 0) {
+    setpgid(0, 0);
+    if (chdir(dir.file("").c_str()) != 0) _exit(127);
+    execl(moelab.c_str(), moelab.c_str(), "sweep", path.c_str(), "--workers", count.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(supervisor, supervisor);
+  return supervisor;
+}
+
+// Polls `dir`'s s.db every 50 ms (for up to 30 s) until `sql` returns a row; its first cell
+// as text, or "" if none came.
+std::string first_cell_when_ready(const testing::TempDir& dir, const std::string& sql) {
+  for (int i = 0; i < 600; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    try {
+      Store store(dir.file("s.db"));
+      auto rows = store.query(sql);
+      if (!rows.rows.empty()) return rows.rows[0][0].to_string();
+    } catch (const std::exception&) {
+      // the database may not exist yet
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 TEST_CASE("sweep expansion: grid, zip, seeds, exclude and command-line axes", "[sweep]") {
@@ -314,30 +346,11 @@ TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then
       dir, "name: ctrlc\nbase: {train: {steps: 400, checkpoint_every: 20, log_every: 10}}\n"
            "grid:\n  router.name: [topk, loss_free]\n");
   const std::string moelab = MOELAB_BINARY;
-  const pid_t supervisor = fork();
-  if (supervisor == 0) {
-    setpgid(0, 0);  // its own process group, as a terminal's foreground job
-    if (chdir(dir.file("").c_str()) != 0) _exit(127);
-    execl(moelab.c_str(), moelab.c_str(), "sweep", path.c_str(), "--workers", "2",
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  setpgid(supervisor, supervisor);
+  const pid_t supervisor = start_sweep(dir, path, /*workers=*/2);
   // Both runs running (forked workers of one thread each), past a checkpoint.
-  bool both_running = false;
-  for (int i = 0; i < 600 && !both_running; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    try {
-      Store store(dir.file("s.db"));
-      both_running = store.query("SELECT COUNT(*) FROM runs r WHERE status = 'running' AND "
-                                 "EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id AND "
-                                 "m.step >= 20)")
-                         .rows[0][0]
-                         .integer == 2;
-    } catch (const std::exception&) {
-      // the database may not exist yet
-    }
-  }
+  const bool both_running = !first_cell_when_ready(
+      dir, "SELECT 1 WHERE (SELECT COUNT(*) FROM runs r WHERE status = 'running' AND EXISTS "
+           "(SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.step >= 20)) = 2").empty();
   REQUIRE(both_running);
   kill(-supervisor, SIGINT);  // Ctrl-C: the whole process group
   int status = 0;
@@ -371,25 +384,11 @@ TEST_CASE("a sweep killed with SIGKILL mid-run resumes: every run done exactly o
       dir, "name: killed\nbase: {train: {steps: 200, checkpoint_every: 20, log_every: 10}}\n"
            "grid:\n  router.name: [topk, loss_free]\n");
   const std::string moelab = MOELAB_BINARY;
-  const pid_t supervisor = fork();
-  if (supervisor == 0) {
-    if (chdir(dir.file("").c_str()) != 0) _exit(127);
-    execl(moelab.c_str(), moelab.c_str(), "sweep", path.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t supervisor = start_sweep(dir, path, /*workers=*/1);
   // Wait until the first run has passed a checkpoint, then kill the worker and the supervisor.
-  std::string worker;
-  for (int i = 0; i < 600 && worker.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    try {
-      Store store(dir.file("s.db"));
-      auto rows = store.query("SELECT worker FROM runs r WHERE status = 'running' AND EXISTS "
-                              "(SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.step >= 20)");
-      if (!rows.rows.empty()) worker = rows.rows[0][0].text;
-    } catch (const std::exception&) {
-      // the database may not exist yet
-    }
-  }
+  const std::string worker = first_cell_when_ready(
+      dir, "SELECT worker FROM runs r WHERE status = 'running' AND EXISTS "
+           "(SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.step >= 20)");
   REQUIRE_FALSE(worker.empty());
   const pid_t worker_pid = static_cast<pid_t>(std::stol(worker.substr(worker.find(':') + 1)));
   kill(supervisor, SIGKILL);

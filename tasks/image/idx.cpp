@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "harness/error.h"
+#include "harness/file_cache.h"
 
 namespace moelab {
 namespace {
@@ -22,13 +23,24 @@ namespace {
 constexpr uint32_t kImageMagic = 0x00000803;
 constexpr uint32_t kLabelMagic = 0x00000801;
 
+Error missing_file(const std::string& path) {
+  return Error(fmt::format(
+      "cannot open data file '{}' (is the dataset installed? run harness/scripts/setup.sh)", path));
+}
+
+// A big-endian uint32 from either kind of file below.
+template <typename File>
+uint32_t read_u32(File& file, const char* what) {
+  unsigned char b[4];
+  file.read_exact(b, 4, what);
+  return (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
+}
+
 class GzFile {
  public:
   explicit GzFile(const std::string& path) : path_(path), file_(gzopen(path.c_str(), "rb")) {
     if (file_ == nullptr) {
-      throw Error(fmt::format("cannot open data file '{}' (is the dataset installed? run "
-                              "harness/scripts/setup.sh)",
-                              path));
+      throw missing_file(path);
     }
   }
   ~GzFile() { gzclose(file_); }
@@ -51,11 +63,6 @@ class GzFile {
       done += static_cast<size_t>(got);
     }
   }
-  uint32_t read_u32(const char* what) {
-    unsigned char b[4];
-    read_exact(b, 4, what);
-    return (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
-  }
   bool at_end() {
     char extra;
     return gzread(file_, &extra, 1) == 0;
@@ -74,9 +81,7 @@ class MappedFile {
   explicit MappedFile(const std::string& path) : path_(path) {
     const int fd = open(path.c_str(), O_RDONLY);
     if (fd < 0) {
-      throw Error(fmt::format("cannot open data file '{}' (is the dataset installed? run "
-                              "harness/scripts/setup.sh)",
-                              path));
+      throw missing_file(path);
     }
     struct stat info {};
     void* data = MAP_FAILED;
@@ -100,11 +105,6 @@ class MappedFile {
     }
     std::memcpy(out, mapping_.get() + offset_, bytes);
     offset_ += bytes;
-  }
-  uint32_t read_u32(const char* what) {
-    unsigned char b[4];
-    read_exact(b, 4, what);
-    return (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
   }
   const std::string& path() const { return path_; }
 
@@ -132,18 +132,9 @@ class MappedFile {
   size_t offset_ = 0;
 };
 
-bool is_gzip(const std::string& path) {
-  unsigned char magic[2] = {0, 0};
-  const int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) return true;  // let zlib report the missing file
-  const ssize_t got = read(fd, magic, 2);
-  close(fd);
-  return got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-}
-
 template <typename File>
 std::vector<int64_t> read_header(File& file, uint32_t expected_magic, size_t dims) {
-  const uint32_t magic = file.read_u32("the header");
+  const uint32_t magic = read_u32(file, "the header");
   if (magic != expected_magic) {
     throw Error(fmt::format("'{}': wrong magic number 0x{:08x}, expected 0x{:08x} ({} file)",
                             file.path(), magic, expected_magic,
@@ -151,7 +142,7 @@ std::vector<int64_t> read_header(File& file, uint32_t expected_magic, size_t dim
   }
   std::vector<int64_t> shape;
   for (size_t i = 0; i < dims; ++i) {
-    const uint32_t size = file.read_u32("the header");
+    const uint32_t size = read_u32(file, "the header");
     if (size == 0 || size > (1u << 28)) {
       throw Error(fmt::format("'{}': implausible dimension {} = {}", file.path(), i, size));
     }
