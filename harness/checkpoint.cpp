@@ -21,7 +21,11 @@ int64_t read_int(torch::serialize::InputArchive& archive, const char* key) {
 }  // namespace
 
 std::string checkpoint_path(const RunConfig& config) {
-  return config.checkpoint_dir + "/" + config_hash(config) + ".pt";
+  return checkpoint_path(config.checkpoint_dir, config_hash(config));
+}
+
+std::string checkpoint_path(const std::string& checkpoint_dir, const std::string& config_hash) {
+  return checkpoint_dir + "/" + config_hash + ".pt";
 }
 
 void save_checkpoint(const std::string& path, torch::nn::Module& model,

@@ -15,6 +15,8 @@ namespace moelab {
 
 // results/checkpoints/<config hash>.pt (under config.checkpoint_dir).
 std::string checkpoint_path(const RunConfig& config);
+// The same, for a hash already at hand (computing one dumps the whole config).
+std::string checkpoint_path(const std::string& checkpoint_dir, const std::string& config_hash);
 
 void save_checkpoint(const std::string& path, torch::nn::Module& model,
                      const torch::optim::Optimizer& optimizer, int64_t step);

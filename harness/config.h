@@ -233,6 +233,8 @@ std::string config_hash(const RunConfig& config);  // sha256 of the hashed field
 // dense FFNs (model.moe and the router reset to defaults), train.steps = convert.dense_steps,
 // train.lr = convert.dense_lr, no conversion and no routing swap.
 RunConfig dense_parent_config(const RunConfig& config);
+// The axes label of a dense parent's run in the results database.
+inline constexpr const char* kDenseParentLabel = "dense parent";
 
 // Indices of the blocks with an MoE FFN, from model.moe.layers.
 std::vector<int64_t> moe_layer_indices(const ModelConfig& model);

@@ -72,8 +72,8 @@ DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const st
   if (config.convert.parent != "auto") return referenced_parent(config, store);
   const RunConfig parent = dense_parent_config(config);
   RunRecord record = make_run_record(parent, sweep);
-  record.axes = "dense parent";
-  const std::string checkpoint = checkpoint_path(parent);
+  record.axes = kDenseParentLabel;
+  const std::string checkpoint = checkpoint_path(parent.checkpoint_dir, record.config_hash);
   while (true) {
     AcquiredRun acquired = store.acquire_run(record, worker_id(), retry_failed);
     if (acquired.status == "done") {

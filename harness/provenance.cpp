@@ -55,17 +55,17 @@ Provenance collect_provenance(const RunConfig& config) {
 }
 
 void apply_thread_settings(const RunConfig& config) {
-  torch::set_num_threads(static_cast<int>(config.threads));
-  set_blas_threads(config.blas_threads);
+  set_thread_counts(config.threads, config.blas_threads);
 }
 
-void set_blas_threads(int64_t threads) {
+void set_thread_counts(int64_t torch_threads, int64_t blas_threads) {
+  torch::set_num_threads(static_cast<int>(torch_threads));
   using GetThreads = int (*)();
   using SetThreads = void (*)(int);
   auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (set == nullptr || (get != nullptr && get() == threads)) return;
-  set(static_cast<int>(threads));
+  if (set == nullptr || (get != nullptr && get() == blas_threads)) return;
+  set(static_cast<int>(blas_threads));
 }
 
 }  // namespace moelab

@@ -9,13 +9,14 @@ namespace moelab {
 Provenance collect_provenance(const RunConfig& config);
 std::string torch_version();
 
-// Applies the config's thread settings: LibTorch intra-op threads and OpenBLAS threads
-// (through set_blas_threads).
+// Applies the config's thread settings through set_thread_counts.
 void apply_thread_settings(const RunConfig& config);
 
-// OpenBLAS's thread count when the loaded BLAS is OpenBLAS, set only when it differs:
-// setting it in a forked child re-creates OpenBLAS's pool thread, which then spins for about
-// 0.1 s on a core the runs need.
-void set_blas_threads(int64_t threads);
+// LibTorch's intra-op threads and, when the loaded BLAS is OpenBLAS, OpenBLAS's threads.
+// A sweep's supervisor sets them before forking workers, which then inherit them: in a forked
+// child, setting LibTorch's count for the first time re-creates its thread pool (about 8 ms
+// here) and setting OpenBLAS's re-creates OpenBLAS's pool thread, which then spins for about
+// 0.1 s on a core the runs need. OpenBLAS's is therefore set only when it differs.
+void set_thread_counts(int64_t torch_threads, int64_t blas_threads);
 
 }  // namespace moelab

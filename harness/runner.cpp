@@ -74,8 +74,13 @@ double peak_rss_mb() {
 }  // namespace
 
 RunRecord make_run_record(const RunConfig& config, const std::string& sweep) {
+  return make_run_record(config, sweep, config_hash(config));
+}
+
+RunRecord make_run_record(const RunConfig& config, const std::string& sweep,
+                          const std::string& config_hash) {
   RunRecord record;
-  record.config_hash = config_hash(config);
+  record.config_hash = config_hash;
   record.sweep = sweep;
   record.name = config.name;
   record.task = config.task.name;
@@ -103,7 +108,7 @@ torch::Device device_for(const RunConfig& config) {
 // The run to continue: the newest unfinished one of this config, reopened at its checkpoint.
 int64_t reopen_for_resume(Store& store, const RunConfig& config) {
   const std::string hash = config_hash(config);
-  const std::string checkpoint = checkpoint_path(config);
+  const std::string checkpoint = checkpoint_path(config.checkpoint_dir, hash);
   auto previous = store.latest_unfinished_run(hash);
   if (!previous) {
     throw ConfigError(fmt::format("--resume: '{}' has no unfinished run of config {}",

@@ -28,6 +28,8 @@ RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, boo
 
 // The database record of a config: identity, flattened params, provenance.
 RunRecord make_run_record(const RunConfig& config, const std::string& sweep);
+RunRecord make_run_record(const RunConfig& config, const std::string& sweep,
+                          const std::string& config_hash);
 
 // Installs SIGINT/SIGTERM handlers that ask the training loop to stop at the next step.
 void install_interrupt_handlers();

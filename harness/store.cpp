@@ -7,15 +7,33 @@
 #include <sqlite3.h>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 
 #include "harness/error.h"
 
 namespace moelab {
 namespace {
 
-constexpr int kBusyTimeoutMs = 30000;
+constexpr int64_t kBusyTimeoutMs = 30000;
+
+// Busy handler: SQLite's own sleeps 1, 2, 5, 10, ... ms between retries, so a lock held for a
+// fraction of a millisecond (another process's claim or connection start-up) cost up to 18 ms.
+// This one sleeps 50 us, doubling up to 3.2 ms, then 5 ms per retry, for kBusyTimeoutMs in all.
+int retry_when_busy(void*, int attempt) {
+  constexpr int64_t kFirstUs = 50, kDoublings = 7, kLongestUs = 5000;
+  const int64_t n = attempt;
+  const int64_t slept_us = n <= kDoublings  // sum of the delays of the earlier attempts
+                               ? kFirstUs * ((int64_t{1} << n) - 1)
+                               : kFirstUs * ((int64_t{1} << kDoublings) - 1) +
+                                     (n - kDoublings) * kLongestUs;
+  if (slept_us >= kBusyTimeoutMs * 1000) return 0;  // SQLITE_BUSY goes to the caller
+  const int64_t delay_us = n < kDoublings ? kFirstUs << n : kLongestUs;
+  std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+  return 1;
+}
 
 // An IMMEDIATE transaction (the write lock taken up front, so no deadlock can arise), or
 // nothing when the connection is already inside one (Store::batch): the writes then commit,
@@ -181,7 +199,8 @@ Store::Store(const std::string& path)
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
         return path;
       }(),
-          SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs) {
+          SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE) {
+  sqlite3_busy_handler(db_.getHandle(), retry_when_busy, nullptr);
   db_.exec("PRAGMA journal_mode=WAL");
   db_.exec("PRAGMA synchronous=NORMAL");
   db_.exec("PRAGMA foreign_keys=ON");
@@ -308,10 +327,11 @@ std::optional<RunState> Store::run_state(int64_t run_id) {
 
 std::vector<ClaimedRun> Store::done_runs_matching(const std::string& reference) {
   const bool is_id = reference.find_first_not_of("0123456789") == std::string::npos;
-  SQLite::Statement select(db_, is_id ? "SELECT id, config_yaml FROM runs WHERE id = ? AND "
-                                        "status = 'done'"
-                                      : "SELECT id, config_yaml FROM runs WHERE status = 'done' "
-                                        "AND substr(config_hash, 1, length(?1)) = ?1 ORDER BY id");
+  SQLite::Statement select(db_, is_id ? "SELECT id, config_yaml, config_hash FROM runs WHERE "
+                                        "id = ? AND status = 'done'"
+                                      : "SELECT id, config_yaml, config_hash FROM runs WHERE "
+                                        "status = 'done' AND substr(config_hash, 1, length(?1)) "
+                                        "= ?1 ORDER BY id");
   if (is_id) {
     select.bind(1, static_cast<int64_t>(std::stoll(reference)));
   } else {
@@ -319,7 +339,8 @@ std::vector<ClaimedRun> Store::done_runs_matching(const std::string& reference) 
   }
   std::vector<ClaimedRun> runs;
   while (select.executeStep()) {
-    runs.push_back({select.getColumn(0).getInt64(), select.getColumn(1).getString()});
+    runs.push_back({select.getColumn(0).getInt64(), select.getColumn(1).getString(),
+                    select.getColumn(2).getString()});
   }
   return runs;
 }
@@ -373,11 +394,12 @@ WHERE id = ?)sql");
 
 std::optional<ClaimedRun> Store::claim_run(const std::string& sweep, const std::string& worker) {
   WriteTransaction transaction(db_);
-  SQLite::Statement select(db_, "SELECT id, config_yaml FROM runs WHERE sweep = ? AND "
-                                "status = 'pending' ORDER BY id LIMIT 1");
+  SQLite::Statement select(db_, "SELECT id, config_yaml, config_hash FROM runs WHERE sweep = ? "
+                                "AND status = 'pending' ORDER BY id LIMIT 1");
   select.bind(1, sweep);
   if (!select.executeStep()) return std::nullopt;
-  ClaimedRun claimed{select.getColumn(0).getInt64(), select.getColumn(1).getString()};
+  ClaimedRun claimed{select.getColumn(0).getInt64(), select.getColumn(1).getString(),
+                     select.getColumn(2).getString()};
   select.reset();
   SQLite::Statement update(db_, "UPDATE runs SET status = 'running', worker = ?, started_at = " +
                                     now_sql() + ", heartbeat_at = " + now_sql() +

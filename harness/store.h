@@ -44,7 +44,7 @@ struct RunRecord {
 
 struct ClaimedRun {
   int64_t run_id = 0;
-  std::string config_yaml;
+  std::string config_yaml, config_hash;
 };
 
 // The run that stands for a config hash: its done run if any, else its newest.

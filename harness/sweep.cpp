@@ -400,6 +400,14 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     throw ConfigError(combination_errors(source, failed, combinations));
   }
   if (plan.runs.empty()) throw ConfigError(fmt::format("{}: every combination is excluded", source));
+  for (const auto& run : plan.runs) {  // one queue, one database
+    if (run.config.db != plan.runs.front().config.db) {
+      throw ConfigError(fmt::format("{}: every run of a sweep uses one database: [{}] has db = "
+                                    "'{}', [{}] has '{}'",
+                                    source, plan.runs.front().label(),
+                                    plan.runs.front().config.db, run.label(), run.config.db));
+    }
+  }
   return plan;
 }
 

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -95,13 +96,57 @@ pid_t exec_worker(const SweepPlan& plan, const SweepOptions& options, const std:
   return pid;
 }
 
+// Forked workers start while the supervisor writes the queue, so that their start-up (the
+// fork, opening the database) overlaps it, and wait at this gate before claiming: released,
+// they go on; cancelled (the queue could not be written), they leave without claiming.
+class StartGate {
+ public:
+  StartGate() {
+    if (pipe2(fds_, O_CLOEXEC) != 0) {
+      throw Error(fmt::format("cannot start workers (pipe): {}", std::strerror(errno)));
+    }
+  }
+  ~StartGate() { close_ends(); }
+  StartGate(const StartGate&) = delete;
+  StartGate& operator=(const StartGate&) = delete;
+
+  // In the supervisor: lets `workers` waiting workers go on.
+  void release(int64_t workers) {
+    for (int64_t i = 0; i < workers; ++i) {
+      if (write(fds_[1], "g", 1) != 1) break;  // a worker that gets nothing leaves
+    }
+    close_ends();
+  }
+  void cancel() { close_ends(); }
+  // In a forked worker: blocks until the supervisor decides; true to go on.
+  bool wait_in_worker() {
+    close(fds_[1]);
+    char go = 0;
+    ssize_t got = 0;
+    do {
+      got = read(fds_[0], &go, 1);
+    } while (got < 0 && errno == EINTR);
+    close(fds_[0]);
+    return got == 1;
+  }
+
+ private:
+  void close_ends() {
+    for (int& fd : fds_) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+  }
+  int fds_[2] = {-1, -1};
+};
+
 // A copy of this process running the worker loop: starts in milliseconds. Safe only for
 // single-threaded runs: GNU OpenMP cannot run parallel regions in a forked child of a
 // process that used them, and with one thread ATen never enters one. The caller holds no
 // SQLite connection across the fork (SQLite forbids using one in the child, and its
 // per-process lock bookkeeping would be inherited); the child opens its own.
 pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::string& log,
-                  const sigset_t& mask) {
+                  const sigset_t& mask, StartGate* gate) {
   std::fflush(nullptr);
   const pid_t pid = fork();
   if (pid < 0) throw Error(fmt::format("cannot start a worker (fork): {}", std::strerror(errno)));
@@ -116,7 +161,9 @@ pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::strin
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
     try {
-      status = sweep_worker(db, plan.name, /*threads=*/1);
+      std::function<bool()> wait_for_queue;
+      if (gate != nullptr) wait_for_queue = [gate] { return gate->wait_in_worker(); };
+      status = sweep_worker(db, plan.name, /*threads=*/1, wait_for_queue);
     } catch (const std::exception& e) {
       fmt::print(stderr, "worker {}: {}\n", worker_id(), e.what());
     }
@@ -203,24 +250,21 @@ std::vector<QueuedRun> queue_order(const SweepPlan& plan) {
   return order;
 }
 
-QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
-  const std::string db = plan.runs.front().config.db;
-  Store store(db);
+QueueCounts enqueue_sweep(Store& store, const SweepPlan& plan, const SweepOptions& options) {
   store.requeue_stale(plan.name, options.stale_after_seconds);
   requeue_dead_local_workers(store, plan.name);
   store.batch([&] {  // one transaction: all of the plan is queued, or none of it
     for (const QueuedRun& run : queue_order(plan)) {
       const RunConfig& config = run.config;
-      MOELAB_CHECK(config.db == db, "sweep '{}': every run must use one database ('{}' vs '{}')",
-                   plan.name, db, config.db);
       const auto state = store.run_for_hash(run.hash);
+      const std::string checkpoint = checkpoint_path(config.checkpoint_dir, run.hash);
       auto enqueue = [&] {
-        RunRecord record = make_run_record(config, plan.name);
+        RunRecord record = make_run_record(config, plan.name, run.hash);
         record.axes = run.label;
         store.enqueue_run(record);
       };
       if (!state || (state->status == "done" && options.force)) {
-        std::filesystem::remove(checkpoint_path(config));  // a new run starts from scratch
+        std::filesystem::remove(checkpoint);  // a new run starts from scratch
         enqueue();
       } else if (state->sweep != plan.name && state->status != "done") {
         enqueue();  // unfinished in another sweep: this sweep runs its own copy
@@ -228,7 +272,7 @@ QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
         store.add_to_sweep(plan.name, state->run_id);  // done elsewhere: reused, and reported
       } else if ((state->status == "failed" || state->status == "diverged") &&
                  options.retry_failed) {
-        std::filesystem::remove(checkpoint_path(config));  // retried from scratch
+        std::filesystem::remove(checkpoint);  // retried from scratch
         store.requeue_run(state->run_id);
       } else if (state->status == "interrupted") {
         store.requeue_run(state->run_id);  // resumes from its checkpoint
@@ -240,28 +284,48 @@ QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options) {
 
 int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   const std::string db = plan.runs.front().config.db;
-  QueueCounts counts = enqueue_sweep(plan, options);
-  const int64_t total = counts.pending + counts.running + counts.done + counts.failed +
-                        counts.diverged + counts.interrupted;
   const int64_t threads = options.threads_per_worker > 0 ? options.threads_per_worker
                           : options.workers == 1      ? plan.runs.front().config.threads
                                                       : 1;
-  fmt::print(stderr, "sweep '{}': {} runs, {} to do; {} worker(s) x {} thread(s); logs in "
-                     "results/logs/{}/\n",
-             plan.name, total, counts.pending, options.workers, threads, plan.name);
   g_stop = false;
   std::signal(SIGINT, on_supervisor_signal);
   std::signal(SIGTERM, on_supervisor_signal);
   const ChildExitWait child_exits;
 
-  // Forked workers need no LibTorch start-up; the supervisor's connection is closed around
-  // each fork (see fork_worker).
+  // Single-threaded runs get forked workers, which need no LibTorch start-up; the supervisor
+  // holds no database connection across a fork (see fork_worker).
   const bool fork_workers = threads == 1;
-  if (fork_workers) set_blas_threads(1);  // inherited: the workers need not set it (see there)
-  std::optional<Store> store(std::in_place, db);
+  if (fork_workers) set_thread_counts(1, 1);  // inherited by the workers (see there)
   std::map<pid_t, std::string> workers;  // pid -> worker id
   const std::string host = host_name();
   int64_t started = 0;
+  auto start_worker = [&](StartGate* gate) {
+    const std::string log = worker_log(plan, started++);
+    const pid_t pid =
+        fork_workers ? fork_worker(plan, db, log, child_exits.caller_mask(), gate)
+                     : exec_worker(plan, options, db, threads, log, child_exits.caller_mask());
+    workers[pid] = fmt::format("{}:{}", host, pid);
+  };
+  StartGate gate;
+  if (fork_workers) {
+    const auto first = std::min<int64_t>(options.workers, static_cast<int64_t>(plan.runs.size()));
+    while (started < first) start_worker(&gate);
+  }
+  std::optional<Store> store(std::in_place, db);
+  QueueCounts counts;
+  try {
+    counts = enqueue_sweep(*store, plan, options);
+  } catch (...) {
+    gate.cancel();
+    for (const auto& [pid, id] : workers) waitpid(pid, nullptr, 0);
+    throw;
+  }
+  gate.release(counts.pending > 0 ? started : 0);
+  const int64_t total = counts.pending + counts.running + counts.done + counts.failed +
+                        counts.diverged + counts.interrupted;
+  fmt::print(stderr, "sweep '{}': {} runs, {} to do; {} worker(s) x {} thread(s); logs in "
+                     "results/logs/{}/\n",
+             plan.name, total, counts.pending, options.workers, threads, plan.name);
   const int64_t max_starts = options.workers * 3 + total;
   const auto start = std::chrono::steady_clock::now();
   const int64_t done_before = counts.done;
@@ -294,13 +358,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
     };
     if (may_start()) {
       if (fork_workers) store.reset();
-      while (may_start()) {
-        const std::string log = worker_log(plan, started++);
-        const pid_t pid =
-            fork_workers ? fork_worker(plan, db, log, child_exits.caller_mask())
-                         : exec_worker(plan, options, db, threads, log, child_exits.caller_mask());
-        workers[pid] = fmt::format("{}:{}", host, pid);
-      }
+      while (may_start()) start_worker(nullptr);
       if (!store) store.emplace(db);
     }
     if (workers.empty() && counts.running > 0) {
@@ -331,9 +389,11 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   return counts.done == total ? 0 : 1;
 }
 
-int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads) {
+int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
+                 const std::function<bool()>& wait_for_queue) {
   install_interrupt_handlers();
   Store store(db);
+  if (wait_for_queue && !wait_for_queue()) return 0;
   const std::string id = worker_id();
   while (!interrupt_requested()) {
     auto claimed = store.claim_run(sweep, id);
@@ -345,7 +405,7 @@ int sweep_worker(const std::string& db, const std::string& sweep, int64_t thread
     try {
       config = parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
                                 {fmt::format("threads={}", threads)});
-      step = checkpoint_step(checkpoint_path(config));
+      step = checkpoint_step(checkpoint_path(config.checkpoint_dir, claimed->config_hash));
     } catch (const std::exception& e) {
       store.finish_run(claimed->run_id, "failed", {}, e.what());
       fmt::print(stderr, "worker {}: run {} failed: {}\n", id, claimed->run_id, e.what());

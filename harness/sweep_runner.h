@@ -8,6 +8,7 @@
 // Ctrl-C stops every worker after its current step; the runs are marked interrupted.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "harness/store.h"
@@ -31,7 +32,6 @@ struct QueueCounts {
 // The distinct runs of a plan in claim order: the dense parents of converting runs
 // (convert.parent = auto) first, labelled "dense parent", so workers train them before the
 // runs that need them; then the plan's runs with their axis labels.
-inline constexpr const char* kDenseParentLabel = "dense parent";
 struct QueuedRun {
   RunConfig config;
   std::string label;  // axis values, or kDenseParentLabel
@@ -41,15 +41,17 @@ std::vector<QueuedRun> queue_order(const SweepPlan& plan);
 
 // Enqueues the plan's runs as described above, in one transaction; returns the queue state
 // of the sweep.
-QueueCounts enqueue_sweep(const SweepPlan& plan, const SweepOptions& options);
+QueueCounts enqueue_sweep(Store& store, const SweepPlan& plan, const SweepOptions& options);
 QueueCounts sweep_counts(Store& store, const std::string& sweep);
 
 // Enqueue + workers + supervision. Returns 0 when every run of the plan is done, else 1.
 int run_sweep(const SweepPlan& plan, const SweepOptions& options);
 
 // The worker loop: claim, run (resuming from a checkpoint when there is one), repeat until
-// the sweep has no pending run or an interrupt arrives.
-int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads);
+// the sweep has no pending run or an interrupt arrives. A worker started before its sweep was
+// queued first calls `wait_for_queue`, and leaves at once when it returns false.
+int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
+                 const std::function<bool()>& wait_for_queue = {});
 
 // "host:pid" of this process, as recorded in runs.worker.
 std::string worker_id();

@@ -164,6 +164,11 @@ TEST_CASE("sweep errors: unknown keys with position, invalid combinations with t
                         Catch::Matchers::Contains("train.batch_size"));
   const std::string zip = write_sweep(dir, "zip:\n  model.dim: [16, 32]\n  model.heads: [2]\n");
   CHECK_THROWS_WITH(expand_sweep(zip), Catch::Matchers::Contains("zip.model.heads has 1 values"));
+  // One sweep, one queue: runs in two databases are a planning error, not a failed sweep.
+  const std::string split = write_sweep(dir, "zip:\n  db: [a.db, b.db]\n  seed: [1, 2]\n");
+  CHECK_THROWS_WITH(expand_sweep(split),
+                    Catch::Matchers::Contains("every run of a sweep uses one database") &&
+                        Catch::Matchers::Contains("[db=b.db seed=2] has 'b.db'"));
 }
 
 TEST_CASE("moelab sweep plan validates and lists the distinct runs, running nothing", "[sweep]") {
@@ -337,6 +342,39 @@ TEST_CASE("failed runs are recorded, the sweep goes on, --retry-failed reruns th
   std::ifstream in(dir.file("failures.csv"));
   std::string csv((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK_THAT(csv, Catch::Matchers::Contains("stablemoe"));
+}
+
+TEST_CASE("a sweep whose queue cannot be written runs nothing: its waiting workers leave",
+          "[sweep][smoke]") {
+  testing::TempDir dir;
+  const std::string path = write_sweep(dir, "name: blocked\nseeds: 2\n");
+  const std::string in_dir = "cd " + dir.file("") + " && ", moelab = MOELAB_BINARY;
+  // Seed 1 alone first, then put back in the queue: any worker that went on would claim it.
+  REQUIRE(shell(in_dir + moelab + " sweep " + path + " seeds=1 > out.txt 2>&1") == 0);
+  Store store(dir.file("s.db"));
+  store.query("UPDATE runs SET status = 'pending'");
+  const auto before = store.query("SELECT id, status, worker, started_at FROM runs");
+  const auto log_size = [&](int worker) {
+    const auto log = dir.file(fmt::format("results/logs/blocked/worker-{}.log", worker));
+    return std::filesystem::exists(log) ? std::filesystem::file_size(log) : 0;
+  };
+  const auto first_log = log_size(0);
+  store.query("CREATE TRIGGER no_new_runs BEFORE INSERT ON runs "
+              "BEGIN SELECT RAISE(ABORT, 'no new runs here'); END");
+  // Queuing seed 2 fails, so the queue transaction rolls back, and the two workers forked
+  // before it leave without claiming anything.
+  CHECK(shell(in_dir + "timeout 60 " + moelab + " sweep " + path +
+              " --workers 2 > out.txt 2>&1") == 1);
+  std::ifstream out(dir.file("out.txt"));
+  CHECK_THAT(std::string(std::istreambuf_iterator<char>(out), {}),
+             Catch::Matchers::Contains("no new runs here"));
+  const auto after = store.query("SELECT id, status, worker, started_at FROM runs");
+  REQUIRE(after.rows.size() == 1);
+  for (size_t column = 0; column < after.columns.size(); ++column) {
+    CHECK(after.rows[0][column].to_string() == before.rows[0][column].to_string());
+  }
+  CHECK(log_size(0) == first_log);
+  CHECK(log_size(1) == 0);
 }
 
 TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then resumed",
