@@ -372,7 +372,10 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
       print_progress(counts, total, seconds, counts.done - done_before, interactive);
       last_print = tick;
     }
-    child_exits.wait(std::chrono::milliseconds(50));
+    // Nothing to do before a worker exits, Ctrl-C, or the next whole second (progress line,
+    // staleness check): sleep until the first of them.
+    const auto into_second = static_cast<int64_t>(seconds * 1000) % 1000;
+    child_exits.wait(std::chrono::milliseconds(1000 - into_second));
   }
   if (g_stop) {
     fmt::print(stderr, "\nsweep: stopping the workers (their runs are marked interrupted)\n");

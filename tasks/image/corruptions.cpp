@@ -418,7 +418,7 @@ std::vector<CorruptionEntry> suite_corruptions(const std::string& suite) {
   return list;
 }
 
-const CorruptionEntry& find_corruption(const std::string& suite, const std::string& name) {
+const CorruptionEntry& find_corruption(std::string_view suite, std::string_view name) {
   for (const auto& entry : corruption_registry()) {
     if (entry.suite == suite && entry.name == name) return entry;
   }

@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "harness/rng.h"
@@ -32,7 +33,8 @@ struct CorruptionEntry {
 
 const std::vector<CorruptionEntry>& corruption_registry();  // canonical order per suite
 std::vector<CorruptionEntry> suite_corruptions(const std::string& suite);  // ConfigError if unknown
-const CorruptionEntry& find_corruption(const std::string& suite, const std::string& name);
+// Views, not references: the entry returned outlives the arguments, temporaries included.
+const CorruptionEntry& find_corruption(std::string_view suite, std::string_view name);
 
 // images: [N, H, W] uint8 -> [N, H, W] uint8 (clip to [0, 1], then x255 truncated, as the
 // reference scripts' np.uint8 cast).

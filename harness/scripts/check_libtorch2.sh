@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds moelab and runs its default test suite against LibTorch 2.x on the CPU, without a GPU
+# machine: in a Debian 13 (trixie) root made with debootstrap, whose libtorch-dev is 2.6 (with
+# g++ 14, fmt 10, yaml-cpp 0.8, SQLiteCpp 3.3, CLI11 2.4). Catch2 stays v2: this machine's
+# Debian 12 package is installed there (trixie ships v3). The working tree (tracked and
+# untracked files, not ignored ones) and the Gutenberg corpus in .data/ are copied in.
+#
+#   sudo bash harness/scripts/check_libtorch2.sh [ROOT_DIR]     (default /tmp/moelab-trixie)
+#
+# Needs root (debootstrap, chroot, mounting /proc) and Debian's archive. Idempotent: the root,
+# its packages and its build folder are reused, so a second check only rebuilds what changed.
+# Takes about 25 minutes the first time on 2 cores (debootstrap 3, packages 5, build 12).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+TARGET="${1:-/tmp/moelab-trixie}"
+MIRROR="http://deb.debian.org/debian"
+PACKAGES=(
+  g++ cmake make libtorch-dev libopenblas0-pthread libyaml-cpp-dev libfmt-dev libsqlitecpp-dev
+  libsqlite3-dev libcli11-dev nlohmann-json3-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "check_libtorch2: needs root (debootstrap, chroot, mount)" >&2
+  exit 2
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+  apt-get install -y -qq debootstrap >/dev/null || {
+    echo "check_libtorch2: cannot install debootstrap (apt-get install debootstrap)" >&2
+    exit 1
+  }
+fi
+if [ ! -x "$TARGET/usr/bin/apt-get" ]; then
+  echo "check_libtorch2: creating a Debian 13 root in $TARGET"
+  debootstrap --variant=minbase trixie "$TARGET" "$MIRROR" > "$TARGET.debootstrap.log" 2>&1 || {
+    echo "check_libtorch2: debootstrap failed; see $TARGET.debootstrap.log" >&2
+    exit 1
+  }
+fi
+mountpoint -q "$TARGET/proc" || mount -t proc proc "$TARGET/proc"
+trap 'umount "$TARGET/proc" 2>/dev/null || true' EXIT
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  chroot "$TARGET" dpkg-query -W -f='${Status}' "$package" 2>/dev/null |
+    grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "check_libtorch2: installing in $TARGET: ${missing[*]}"
+  chroot "$TARGET" apt-get update -qq
+  chroot "$TARGET" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! chroot "$TARGET" dpkg-query -W -f='${Version}' catch2 2>/dev/null | grep -q '^2\.'; then
+  mkdir -p "$TARGET/debs"
+  (cd "$TARGET/debs" && apt-get download catch2 >/dev/null)
+  chroot "$TARGET" sh -c 'dpkg -i /debs/catch2_2*.deb' >/dev/null
+fi
+
+# The working tree goes to /src; a file whose content changed is rewritten (and so rebuilt),
+# an unchanged one keeps its timestamp, so that /build stays incremental.
+echo "check_libtorch2: copying the working tree to $TARGET/src"
+rm -rf "$TARGET/src.new"
+mkdir -p "$TARGET/src.new" "$TARGET/src"
+(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
+  tar --null -T - -cf - | tar -xf - -C "$TARGET/src.new")
+(cd "$TARGET/src.new" && find . -type f -print0) | while IFS= read -r -d '' file; do
+  if ! cmp -s "$TARGET/src.new/$file" "$TARGET/src/$file"; then
+    mkdir -p "$(dirname "$TARGET/src/$file")"
+    cp "$TARGET/src.new/$file" "$TARGET/src/$file"
+  fi
+done
+(cd "$TARGET/src" && find . -path ./.data -prune -o -type f -print0) |
+  while IFS= read -r -d '' file; do
+    [ -e "$TARGET/src.new/$file" ] || rm -f "$TARGET/src/$file"
+  done
+rm -rf "$TARGET/src.new"
+if [ -d "$ROOT/.data" ] && [ ! -d "$TARGET/src/.data" ]; then cp -a "$ROOT/.data" "$TARGET/src/.data"; fi
+
+chroot "$TARGET" bash -c '
+  set -euo pipefail
+  echo "check_libtorch2: LibTorch $(dpkg-query -W -f="\${Version}" libtorch-dev), $(g++ --version | head -1)"
+  cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release > /build-configure.log
+  cmake --build /build --parallel "$(nproc)" > /build.log 2>&1 || { tail -40 /build.log; exit 1; }
+  grep -E "warning:" /build.log || true
+  cd /build && ctest --output-on-failure --parallel 1
+'
