@@ -9,7 +9,8 @@
 #
 # Needs root (debootstrap, chroot, mounting /proc) and Debian's archive. Idempotent: the root,
 # its packages and its build folder are reused, so a second check only rebuilds what changed.
-# Takes about 25 minutes the first time on 2 cores (debootstrap 3, packages 5, build 12).
+# The first check took about 9 minutes on 2 cores (debootstrap 22 s, packages 1 min, build
+# 6 min, tests 80 s); later ones rebuild only what changed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
