@@ -7,8 +7,10 @@
 #
 #   sudo bash harness/scripts/check_libtorch2.sh [ROOT_DIR]     (default /tmp/moelab-trixie)
 #
-# Needs root (debootstrap, chroot, mounting /proc) and Debian's archive. Idempotent: the root,
-# its packages and its build folder are reused, so a second check only rebuilds what changed.
+# Needs root (debootstrap, chroot, mounting /proc) and Debian's archive; where the machine
+# cannot provide them it says why and exits 3 (.ci/run then skips the check). A build or test
+# failure exits non-zero otherwise. Idempotent: the root, its packages and its build folder
+# are reused, so a second check only rebuilds what changed.
 # The first check took about 9 minutes on 2 cores (debootstrap 22 s, packages 1 min, build
 # 6 min, tests 80 s); later ones rebuild only what changed.
 set -euo pipefail
@@ -21,24 +23,22 @@ PACKAGES=(
   libsqlite3-dev libcli11-dev nlohmann-json3-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox
 )
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "check_libtorch2: needs root (debootstrap, chroot, mount)" >&2
-  exit 2
-fi
+unable() {  # this machine cannot host the check: exit 3
+  echo "check_libtorch2: cannot run here: $*" >&2
+  exit 3
+}
+[ "$(id -u)" -eq 0 ] || unable "needs root (debootstrap, chroot, mount)"
 if ! command -v debootstrap >/dev/null 2>&1; then
-  apt-get install -y -qq debootstrap >/dev/null || {
-    echo "check_libtorch2: cannot install debootstrap (apt-get install debootstrap)" >&2
-    exit 1
-  }
+  { apt-get update -qq && apt-get install -y -qq debootstrap; } >/dev/null 2>&1 ||
+    unable "cannot install debootstrap (apt-get install debootstrap)"
 fi
 if [ ! -x "$TARGET/usr/bin/apt-get" ]; then
   echo "check_libtorch2: creating a Debian 13 root in $TARGET"
-  debootstrap --variant=minbase trixie "$TARGET" "$MIRROR" > "$TARGET.debootstrap.log" 2>&1 || {
-    echo "check_libtorch2: debootstrap failed; see $TARGET.debootstrap.log" >&2
-    exit 1
-  }
+  debootstrap --variant=minbase trixie "$TARGET" "$MIRROR" > "$TARGET.debootstrap.log" 2>&1 ||
+    unable "debootstrap trixie failed (see $TARGET.debootstrap.log; delete $TARGET to retry)"
 fi
-mountpoint -q "$TARGET/proc" || mount -t proc proc "$TARGET/proc"
+mountpoint -q "$TARGET/proc" || mount -t proc proc "$TARGET/proc" 2>/dev/null ||
+  unable "cannot mount /proc in $TARGET"
 trap 'umount "$TARGET/proc" 2>/dev/null || true' EXIT
 
 missing=()
@@ -48,13 +48,15 @@ for package in "${PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "check_libtorch2: installing in $TARGET: ${missing[*]}"
-  chroot "$TARGET" apt-get update -qq
-  chroot "$TARGET" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  { chroot "$TARGET" apt-get update -qq &&
+    chroot "$TARGET" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends "${missing[@]}"; } > "$TARGET.apt.log" 2>&1 ||
+    unable "installing Debian 13 packages failed (see $TARGET.apt.log)"
 fi
 if ! chroot "$TARGET" dpkg-query -W -f='${Version}' catch2 2>/dev/null | grep -q '^2\.'; then
   mkdir -p "$TARGET/debs"
-  (cd "$TARGET/debs" && apt-get download catch2 >/dev/null)
+  (cd "$TARGET/debs" && apt-get download catch2 >/dev/null 2>&1) ||
+    unable "cannot download Debian 12's catch2 (apt-get download catch2)"
   chroot "$TARGET" sh -c 'dpkg -i /debs/catch2_2*.deb' >/dev/null
 fi
 
