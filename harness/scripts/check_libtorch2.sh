@@ -55,7 +55,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 if ! chroot "$TARGET" dpkg-query -W -f='${Version}' catch2 2>/dev/null | grep -q '^2\.'; then
   mkdir -p "$TARGET/debs"
-  (cd "$TARGET/debs" && apt-get download catch2 >/dev/null 2>&1) ||
+  download() { apt-get download catch2 || { apt-get update -qq && apt-get download catch2; }; }
+  (cd "$TARGET/debs" && download >/dev/null 2>&1) ||
     unable "cannot download Debian 12's catch2 (apt-get download catch2)"
   chroot "$TARGET" sh -c 'dpkg -i /debs/catch2_2*.deb' >/dev/null
 fi
