@@ -35,6 +35,22 @@ int retry_when_busy(void*, int attempt) {
   return 1;
 }
 
+// Switching a new database to WAL needs an exclusive lock that SQLite does not wait for: when
+// other processes open the same new file at that moment (a sweep's supervisor and its
+// workers, two runs started at once) it returns SQLITE_BUSY without calling the busy handler
+// (seen with SQLite 3.40 and 3.46). Retried here on the busy handler's schedule; once one
+// connection has switched, the mode is in the file and the others need no lock.
+void enable_wal(SQLite::Database& db) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      db.exec("PRAGMA journal_mode=WAL");
+      return;
+    } catch (const SQLite::Exception& e) {
+      if (e.getErrorCode() != SQLITE_BUSY || retry_when_busy(nullptr, attempt) == 0) throw;
+    }
+  }
+}
+
 // An IMMEDIATE transaction (the write lock taken up front, so no deadlock can arise), or
 // nothing when the connection is already inside one (Store::batch): the writes then commit,
 // or roll back, with the enclosing transaction.
@@ -201,7 +217,7 @@ Store::Store(const std::string& path)
       }(),
           SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE) {
   sqlite3_busy_handler(db_.getHandle(), retry_when_busy, nullptr);
-  db_.exec("PRAGMA journal_mode=WAL");
+  enable_wal(db_);
   db_.exec("PRAGMA synchronous=NORMAL");
   db_.exec("PRAGMA foreign_keys=ON");
   migrate();

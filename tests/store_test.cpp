@@ -2,6 +2,8 @@
 #include "harness/store.h"
 
 #include <SQLiteCpp/Statement.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -40,6 +42,40 @@ TEST_CASE("an empty file is migrated to the current schema", "[store]") {
   }
   Store reopened(path);  // migrating an up-to-date database is a no-op
   CHECK(reopened.schema_version() == Store::kSchemaVersion);
+}
+
+TEST_CASE("processes creating one new database at the same moment all open it", "[store]") {
+  testing::TempDir dir;
+  int failures = 0;
+  for (int round = 0; round < 100; ++round) {
+    const std::string path = dir.file(fmt::format("new-{}.db", round));
+    int start[2];  // the children open the database when its write end closes: all at once
+    REQUIRE(pipe(start) == 0);
+    std::vector<pid_t> children;
+    for (int child = 0; child < 3; ++child) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        close(start[1]);
+        char byte;
+        if (read(start[0], &byte, 1) != 0) _exit(2);
+        try {
+          Store store(path);
+          _exit(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 0 ? 0 : 1);
+        } catch (const std::exception&) {
+          _exit(1);  // "database is locked" from the switch to WAL, before it was retried
+        }
+      }
+      children.push_back(pid);
+    }
+    close(start[0]);
+    close(start[1]);
+    for (const pid_t pid : children) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+      failures += WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+    }
+  }
+  CHECK(failures == 0);
 }
 
 TEST_CASE("a database from a newer moelab is refused", "[store]") {
