@@ -177,10 +177,10 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
                             Cell{Cell::Type::Text, 0, 0.0, runs[i].hash.substr(0, 12)},
                             Cell{Cell::Type::Text, 0, 0.0, runs[i].label}});
     }
-    const auto parents = std::count_if(runs.begin(), runs.end(), [](const QueuedRun& run) {
-      return run.label == kDenseParentLabel;
-    });
-    const auto distinct = static_cast<size_t>(static_cast<int64_t>(runs.size()) - parents);
+    const auto parents = static_cast<size_t>(
+        std::count_if(runs.begin(), runs.end(),
+                      [](const QueuedRun& run) { return run.label == kDenseParentLabel; }));
+    const size_t distinct = runs.size() - parents;
     fmt::print("sweep '{}': {} runs{}{}, all valid\n{}", plan.name, plan.runs.size(),
                distinct != plan.runs.size() ? fmt::format(" ({} distinct)", distinct) : "",
                parents > 0 ? fmt::format(" and {} dense parent(s) they share", parents) : "",

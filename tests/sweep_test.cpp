@@ -48,6 +48,15 @@ std::string write_sweep(const testing::TempDir& dir, const std::string& body) {
   return dir.file("sweep.yaml");
 }
 
+// Two runs (topk, loss_free) of `steps` steps that checkpoint every 20 steps and log every 10.
+std::string write_resumable_sweep(const testing::TempDir& dir, const std::string& name,
+                                  int steps) {
+  return write_sweep(dir, fmt::format("name: {}\nbase: {{train: {{steps: {}, checkpoint_every: "
+                                      "20, log_every: 10}}}}\ngrid:\n  router.name: [topk, "
+                                      "loss_free]\n",
+                                      name, steps));
+}
+
 // `moelab sweep PATH --workers N` started in `dir` as a child process in its own process
 // group (as a terminal's foreground job); returns its pid.
 pid_t start_sweep(const testing::TempDir& dir, const std::string& path, int workers) {
@@ -380,9 +389,7 @@ TEST_CASE("a sweep whose queue cannot be written runs nothing: its waiting worke
 TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then resumed",
           "[sweep][smoke]") {
   testing::TempDir dir;
-  const std::string path = write_sweep(
-      dir, "name: ctrlc\nbase: {train: {steps: 400, checkpoint_every: 20, log_every: 10}}\n"
-           "grid:\n  router.name: [topk, loss_free]\n");
+  const std::string path = write_resumable_sweep(dir, "ctrlc", 400);
   const std::string moelab = MOELAB_BINARY;
   const pid_t supervisor = start_sweep(dir, path, /*workers=*/2);
   // Both runs running (forked workers of one thread each), past a checkpoint.
@@ -418,9 +425,7 @@ TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then
 TEST_CASE("a sweep killed with SIGKILL mid-run resumes: every run done exactly once",
           "[sweep][smoke]") {
   testing::TempDir dir;
-  const std::string path = write_sweep(
-      dir, "name: killed\nbase: {train: {steps: 200, checkpoint_every: 20, log_every: 10}}\n"
-           "grid:\n  router.name: [topk, loss_free]\n");
+  const std::string path = write_resumable_sweep(dir, "killed", 200);
   const std::string moelab = MOELAB_BINARY;
   const pid_t supervisor = start_sweep(dir, path, /*workers=*/1);
   // Wait until the first run has passed a checkpoint, then kill the worker and the supervisor.
