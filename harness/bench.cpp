@@ -3,35 +3,51 @@
 #include "harness/bench.h"
 
 #include <fmt/format.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "harness/build_info.h"
 #include "harness/config.h"
+#include "harness/error.h"
 #include "harness/moe_layer.h"
 #include "harness/provenance.h"
 #include "harness/store.h"
 #include "harness/sweep_runner.h"
 #include "routers/registry.h"
+#include "routers/sinkhorn.h"
 
 namespace moelab {
 namespace {
 
-double seconds_of(const std::function<void()>& body) {
+// Waits for the device's queued work (a GPU runs asynchronously to the host).
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+// Wall time of body(), including the device work it queued.
+double seconds_of(const std::function<void()>& body, const torch::Device& device = torch::kCPU) {
+  synchronize(device);
   const auto start = std::chrono::steady_clock::now();
   body();
+  synchronize(device);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double median_seconds(int64_t repeats, const std::function<void()>& body) {
+double median_seconds(int64_t repeats, const std::function<void()>& body,
+                      const torch::Device& device = torch::kCPU) {
   body();  // warm-up
   std::vector<double> times;
-  for (int64_t i = 0; i < repeats; ++i) times.push_back(seconds_of(body));
+  for (int64_t i = 0; i < repeats; ++i) times.push_back(seconds_of(body, device));
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
@@ -73,7 +89,9 @@ LayerBench make_layer_bench(const BenchOptions& options, const RunConfig& config
   LayerBench bench;
   auto router = make_router(config.router, RouterShape{options.dim, options.experts, 0, 0});
   bench.layer = MoELayer(options.dim, config.model.moe, router);
-  bench.x = torch::randn({options.tokens, options.dim}, torch::requires_grad());
+  bench.layer->to(torch::Device(options.device));
+  bench.x = torch::randn({options.tokens, options.dim},
+                         torch::TensorOptions(torch::Device(options.device)).requires_grad(true));
   return bench;
 }
 
@@ -255,6 +273,228 @@ std::string bench_sweep_report(const BenchOptions& options, const std::string& e
                         workers, walls.text(1, "s"), overheads.text(100, "%"),
                         logs.text(100, "%"));
     text += workers == 1 ? "\n" : fmt::format(", throughput {} of 1 worker\n", speedups.text(1, "x"));
+  }
+  return options.json ? out.dump(2) + "\n" : text;
+}
+
+}  // namespace moelab
+
+namespace moelab {
+namespace {
+
+// The first Python that imports torch: options.python, $MOELAB_PYTHON, python3, /usr/bin/python3.
+std::string find_python(const BenchOptions& options) {
+  std::vector<std::string> candidates;
+  if (!options.python.empty()) candidates.push_back(options.python);
+  if (const char* env = std::getenv("MOELAB_PYTHON")) candidates.emplace_back(env);
+  candidates.emplace_back("python3");
+  candidates.emplace_back("/usr/bin/python3");
+  for (const auto& python : candidates) {
+    if (std::system((python + " -c 'import torch' > /dev/null 2>&1").c_str()) == 0) return python;
+  }
+  return "";
+}
+
+// Output and exit status of a shell command.
+std::pair<std::string, int> run_command(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return {"cannot start: " + command, -1};
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  return {output, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+std::string last_line(const std::string& text) {
+  const auto end = text.find_last_not_of('\n');
+  if (end == std::string::npos) return "";
+  const auto start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+// Runs harness/scripts/eager_reference.py `what args` on options' device and threads; its
+// JSON result, or {"error": why} (the benchmark then reports moelab's figure alone).
+nlohmann::json eager_reference(const BenchOptions& options, const std::string& what,
+                               const std::string& args) {
+  const std::string python = find_python(options);
+  if (python.empty()) {
+    return {{"error", "no Python that imports torch (install python3-torch, or set MOELAB_PYTHON)"}};
+  }
+  const std::string command = fmt::format(
+      "OPENBLAS_NUM_THREADS=1 {} {}/harness/scripts/eager_reference.py {} --device {} "
+      "--threads {} {} 2>&1",
+      python, kSourceDir, what, options.device, options.threads, args);
+  const auto [output, status] = run_command(command);
+  if (status != 0) return {{"error", fmt::format("exit {}: {}", status, last_line(output))}};
+  try {
+    return nlohmann::json::parse(last_line(output));
+  } catch (const nlohmann::json::exception&) {
+    return {{"error", "unreadable output: " + last_line(output)}};
+  }
+}
+
+std::string device_name(const BenchOptions& options) {
+  return torch::Device(options.device).is_cuda() ? options.device + " (CUDA)"
+                                                 : fmt::format("cpu, {} LibTorch threads", options.threads);
+}
+
+}  // namespace
+
+std::string bench_moe_report(const BenchOptions& options) {
+  apply_threads(options);
+  const torch::Device device(options.device);
+  LayerBench topk = make_layer_bench(
+      options, bench_config(options, "topk", {fmt::format("router.k={}", options.k)}));
+  torch::manual_seed(0);
+  auto dense = torch::nn::Sequential(torch::nn::Linear(options.dim, options.k * options.hidden),
+                                     torch::nn::GELU(),
+                                     torch::nn::Linear(options.k * options.hidden, options.dim));
+  dense->to(device);
+  auto dense_x = torch::randn({options.tokens, options.dim},
+                              torch::TensorOptions(device).requires_grad(true));
+  const double dense_s = median_seconds(
+      options.repeats, [&] { dense->forward(dense_x).pow(2).mean().backward(); }, device);
+  const double moe_s = median_seconds(options.repeats, [&] { topk.run_step(); }, device);
+  const nlohmann::json eager = eager_reference(
+      options, "moe",
+      fmt::format("--repeats {} --tokens {} --dim {} --hidden {} --experts {} --k {}",
+                  options.repeats, options.tokens, options.dim, options.hidden, options.experts,
+                  options.k));
+  nlohmann::json out = {{"device", options.device},        {"tokens", options.tokens},
+                        {"dim", options.dim},              {"hidden", options.hidden},
+                        {"experts", options.experts},      {"k", options.k},
+                        {"moe_topk_step_ms", moe_s * 1e3}, {"dense_ffn_step_ms", dense_s * 1e3},
+                        {"moe_over_dense", moe_s / dense_s}, {"eager", eager}};
+  std::string text = fmt::format(
+      "moelab bench moe: T={} d={} hidden={} E={} k={} on {}, forward+backward, median of {}\n"
+      "  dense FFN (hidden {}):   {:9.3f} ms\n"
+      "  moelab MoE layer, topk:  {:9.3f} ms   {:.2f}x the dense FFN\n",
+      options.tokens, options.dim, options.hidden, options.experts, options.k,
+      device_name(options), options.repeats, options.k * options.hidden, dense_s * 1e3,
+      moe_s * 1e3, moe_s / dense_s);
+  if (eager.contains("eager_loop_step_ms")) {
+    const double loop_ms = eager["eager_loop_step_ms"].get<double>();
+    out["eager_loop_over_moe"] = loop_ms / (moe_s * 1e3);
+    text += fmt::format(
+        "  eager PyTorch loop over experts (torch {}): {:.3f} ms: moelab is {:.2f}x faster\n"
+        "  eager PyTorch dense FFN: {:.3f} ms\n",
+        eager["torch"].get<std::string>(), loop_ms, loop_ms / (moe_s * 1e3),
+        eager["dense_ffn_step_ms"].get<double>());
+  } else {
+    text += "  eager PyTorch reference not run: " + eager["error"].get<std::string>() + "\n";
+  }
+  return options.json ? out.dump(2) + "\n" : text;
+}
+
+std::string bench_sinkhorn_report(const BenchOptions& options) {
+  apply_threads(options);
+  const torch::Device device(options.device);
+  torch::manual_seed(0);
+  auto logits = torch::randn({options.tokens, options.experts}, torch::TensorOptions(device)) *
+                options.logit_std;  // [T, E]
+  nlohmann::json out = {{"device", options.device}, {"tokens", options.tokens},
+                        {"experts", options.experts}, {"logit_std", options.logit_std}};
+  std::string text = fmt::format(
+      "moelab bench sinkhorn: balanced plan of T={} x E={} logits (std {}) on {}, tol 1e-4, "
+      "median of {}\n",
+      options.tokens, options.experts, options.logit_std, device_name(options), options.repeats);
+  auto time_solver = [&](const std::string& label, SinkhornOptions solver) {
+    SinkhornResult result;
+    const double s = median_seconds(
+        options.repeats, [&] { result = sinkhorn_balanced(logits, solver); }, device);
+    out[label] = {{"ms", s * 1e3}, {"iterations", result.iterations}, {"error", result.error},
+                  {"check_every", solver.check_every}};
+    text += fmt::format("  {:<34} {:9.3f} ms  {:3d} iterations, column error {:.2e}\n", label,
+                        s * 1e3, result.iterations, result.error);
+    return s;
+  };
+  const SinkhornOptions defaults;
+  const double ours = time_solver("moelab (check every 5)", defaults);
+  SinkhornOptions every = defaults;
+  every.check_every = 1;
+  const double reference = time_solver("sync every iteration", every);
+  for (int64_t check_every : {10, 25}) {
+    SinkhornOptions sparse = defaults;
+    sparse.check_every = check_every;
+    time_solver(fmt::format("check every {}", check_every), sparse);
+  }
+  SinkhornOptions once = defaults;  // the kernels alone: every iteration, one check at the end
+  once.check_every = once.max_iters;
+  const double fixed = time_solver("100 iterations, one check", once);
+  out["per_iteration_us"] = fixed / static_cast<double>(once.max_iters) * 1e6;
+  text += fmt::format("  moelab / sync every iteration: {:.2f}x; one iteration's kernels {:.1f} us\n",
+                      ours / reference, fixed / static_cast<double>(once.max_iters) * 1e6);
+  return options.json ? out.dump(2) + "\n" : text;
+}
+
+namespace {
+
+// Seconds of training (train/seconds) of `moelab run` on the bench LM with `steps` steps.
+double lm_train_seconds(const BenchOptions& options, const std::string& executable,
+                        const std::filesystem::path& dir, int64_t steps) {
+  const std::string name = fmt::format("lm{}", steps);
+  const std::string db = (dir / (name + ".db")).string();
+  const std::string command = fmt::format(
+      "{} run {}/experiments/bench_lm.yaml device={} threads={} task.data_path={}/.data/gutenberg "
+      "task.seq_len={} model.dim={} model.depth={} model.heads={} model.moe.experts={} "
+      "model.moe.expert_hidden={} router.k={} train.batch_size={} train.steps={} "
+      "train.log_every={} db={} checkpoint_dir={} 2>&1",
+      executable, kSourceDir, options.device, options.threads, kSourceDir, options.seq_len,
+      options.dim, options.depth, options.heads, options.experts, options.hidden, options.k,
+      options.batch, steps, steps, db, (dir / "ckpt").string());
+  const auto [output, status] = run_command(command);
+  MOELAB_CHECK(status == 0, "bench lm: moelab run failed (exit {}): {}", status, output);
+  Store store(db);
+  for (const auto& [metric, value] : store.summaries(1)) {
+    if (metric == "train/seconds") return value;
+  }
+  throw Error("bench lm: the run recorded no train/seconds");
+}
+
+}  // namespace
+
+std::string bench_lm_report(const BenchOptions& options, const std::string& executable) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   fmt::format("moelab-bench-lm-{}", static_cast<long>(getpid()));
+  std::filesystem::create_directories(dir);
+  // The difference of two runs (warm-up steps, then warm-up + timed steps) leaves out what
+  // every run pays once: start-up, the first steps' allocations, the final checkpoint.
+  const int64_t warmup = 3;
+  const double short_s = lm_train_seconds(options, executable, dir, warmup);
+  const double long_s = lm_train_seconds(options, executable, dir, warmup + options.steps);
+  std::filesystem::remove_all(dir);
+  const double tokens = static_cast<double>(options.steps * options.batch * options.seq_len);
+  const double ours = tokens / (long_s - short_s);
+  nlohmann::json out = {{"device", options.device}, {"batch", options.batch},
+                        {"seq_len", options.seq_len}, {"dim", options.dim},
+                        {"depth", options.depth}, {"experts", options.experts},
+                        {"expert_hidden", options.hidden}, {"k", options.k},
+                        {"steps", options.steps}, {"moelab_tokens_per_second", ours}};
+  std::string text = fmt::format(
+      "moelab bench lm: char LM, batch {} x {} tokens, {} blocks of dim {} ({} heads), {} "
+      "experts of hidden {}, top-{}, on {}; {} timed steps\n  moelab run:          {:10.0f} "
+      "tokens/s\n",
+      options.batch, options.seq_len, options.depth, options.dim, options.heads, options.experts,
+      options.hidden, options.k, device_name(options), options.steps, ours);
+  const std::string shape = fmt::format(
+      "--batch {} --seq-len {} --dim {} --depth {} --heads {} --experts {} --hidden {} --k {} "
+      "--steps {} --warmup {}",
+      options.batch, options.seq_len, options.dim, options.depth, options.heads, options.experts,
+      options.hidden, options.k, options.steps, warmup);
+  for (const char* attention : {"manual", "sdpa"}) {
+    const nlohmann::json eager =
+        eager_reference(options, "lm", shape + " --attention " + attention);
+    out["eager_" + std::string(attention)] = eager;
+    if (eager.contains("tokens_per_second")) {
+      const double theirs = eager["tokens_per_second"].get<double>();
+      text += fmt::format("  eager PyTorch, {:<6} attention (torch {}): {:10.0f} tokens/s: moelab "
+                          "{:.2f}x\n",
+                          attention, eager["torch"].get<std::string>(), theirs, ours / theirs);
+    } else {
+      text += fmt::format("  eager PyTorch, {} attention: not run: {}\n", attention,
+                          eager["error"].get<std::string>());
+    }
   }
   return options.json ? out.dump(2) + "\n" : text;
 }

@@ -1,6 +1,7 @@
 // `moelab bench`: performance measurements (never timed tests). `routers` times, in one
 // process, each registered router's decision and a training step of one MoE layer against a
-// dense FFN of equal active FLOPs, plus SSR and S-BASE against top-k.
+// dense FFN of equal active FLOPs, plus SSR and S-BASE against top-k. `moe`, `sinkhorn` and
+// `lm` run on any device and put an eager PyTorch reference beside moelab's figure.
 #pragma once
 
 #include <string>
@@ -8,6 +9,7 @@
 namespace moelab {
 
 struct BenchOptions {
+  std::string device = "cpu";  // cpu, cuda, cuda:N
   int64_t tokens = 4096;
   int64_t dim = 256;
   int64_t hidden = 512;
@@ -17,6 +19,12 @@ struct BenchOptions {
   int64_t repeats = 5;
   bool json = false;
   std::string sweep_file = "experiments/sweeps/smoke.yaml";  // bench sweep
+  double logit_std = 1.0;  // bench sinkhorn: standard deviation of the random logits
+  // bench lm: the model trained (batch x seq_len tokens per step, `steps` timed steps).
+  int64_t batch = 4, seq_len = 128, depth = 4, heads = 8, steps = 20;
+  // The Python that runs the eager PyTorch reference; empty = the first of $MOELAB_PYTHON,
+  // python3 and /usr/bin/python3 that imports torch.
+  std::string python;
 };
 
 std::string bench_matmul_report(const BenchOptions& options);
@@ -24,5 +32,14 @@ std::string bench_routers_report(const BenchOptions& options);
 // The sweep runner on options.sweep_file (default the smoke sweep): its overhead beyond the
 // runs' own time, metric logging's share of run time, and 2 workers' throughput against 1.
 std::string bench_sweep_report(const BenchOptions& options, const std::string& executable);
+// One MoE layer (top-k) forward+backward at options' shape on options.device, against a dense
+// FFN of the same active FLOPs (in process) and an eager PyTorch loop over experts (Python).
+std::string bench_moe_report(const BenchOptions& options);
+// Balanced Sinkhorn on [tokens, experts] logits: moelab's solver (error checked every
+// check_every iterations) against the same solver checking, with a host sync, every iteration.
+std::string bench_sinkhorn_report(const BenchOptions& options);
+// LM training throughput (tokens/s) of `moelab run` on the char LM at options' shape, against
+// the same model trained in eager PyTorch (Python) in the same invocation.
+std::string bench_lm_report(const BenchOptions& options, const std::string& executable);
 
 }  // namespace moelab

@@ -5,4 +5,6 @@ namespace moelab {
 extern const char* const kVersion;
 extern const char* const kGitCommit;
 extern const bool kGitDirty;
+// The source tree the binary was built from (benchmarks find their Python references there).
+extern const char* const kSourceDir;
 }  // namespace moelab

@@ -260,12 +260,26 @@ int run_cli(int argc, char** argv) {
   route->add_option("--seed", route_request.seed, "run seed (random draws)");
   route->add_option("--step", route_request.step, "training step (SSR's draw, schedules)");
 
-  auto* bench = app.add_subcommand("bench", "performance benchmarks: matmul | routers | sweep");
+  auto* bench = app.add_subcommand(
+      "bench", "performance benchmarks: matmul | routers | sweep | moe | sinkhorn | lm");
   std::string bench_what;
   BenchOptions bench_options;
-  bench->add_option("what", bench_what, "matmul | routers | sweep")
+  bench->add_option("what", bench_what, "matmul | routers | sweep | moe | sinkhorn | lm")
       ->required()
-      ->check(CLI::IsMember({"matmul", "routers", "sweep"}));
+      ->check(CLI::IsMember({"matmul", "routers", "sweep", "moe", "sinkhorn", "lm"}));
+  bench->add_option("--device", bench_options.device, "moe, sinkhorn, lm: cpu, cuda or cuda:N");
+  bench->add_option("--dim", bench_options.dim, "model width d");
+  bench->add_option("--hidden", bench_options.hidden, "expert hidden width");
+  bench->add_option("--experts", bench_options.experts, "experts E");
+  bench->add_option("--k", bench_options.k, "experts per token k");
+  bench->add_option("--logit-std", bench_options.logit_std, "sinkhorn: std of the random logits");
+  bench->add_option("--batch", bench_options.batch, "lm: sequences per step");
+  bench->add_option("--seq-len", bench_options.seq_len, "lm: tokens per sequence");
+  bench->add_option("--depth", bench_options.depth, "lm: blocks");
+  bench->add_option("--heads", bench_options.heads, "lm: attention heads");
+  bench->add_option("--steps", bench_options.steps, "lm: timed training steps");
+  bench->add_option("--python", bench_options.python,
+                    "the Python (with torch) that runs the eager PyTorch reference");
   bench->add_flag("--json", bench_options.json, "JSON output");
   bench->add_option("--threads", bench_options.threads, "LibTorch threads");
   bench->add_option("--repeats", bench_options.repeats, "repeats per measurement");
@@ -373,13 +387,13 @@ int run_cli(int argc, char** argv) {
     return kExitOk;
   }
   if (*bench) {
-    if (bench_what == "sweep") {
-      std::cout << bench_sweep_report(bench_options,
-                                      std::filesystem::read_symlink("/proc/self/exe").string());
-    } else {
-      std::cout << (bench_what == "matmul" ? bench_matmul_report(bench_options)
-                                           : bench_routers_report(bench_options));
-    }
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    if (bench_what == "sweep") std::cout << bench_sweep_report(bench_options, self);
+    if (bench_what == "lm") std::cout << bench_lm_report(bench_options, self);
+    if (bench_what == "moe") std::cout << bench_moe_report(bench_options);
+    if (bench_what == "sinkhorn") std::cout << bench_sinkhorn_report(bench_options);
+    if (bench_what == "matmul") std::cout << bench_matmul_report(bench_options);
+    if (bench_what == "routers") std::cout << bench_routers_report(bench_options);
     return kExitOk;
   }
   if (sql.empty() && preset.empty()) throw ConfigError("query: give SQL or --preset");
