@@ -26,8 +26,7 @@ RouteResult LossFreeRouter::decide(const torch::Tensor& logits, const RouteConte
   result.probs = torch::softmax(logits, -1);
   if (ctx.training) {
     torch::NoGradGuard no_grad;
-    auto expert = result.expert.masked_select(real_assignments(result.token, ctx));
-    step_counts_ += torch::bincount(expert, {}, logits.size(1)).to(step_counts_.options());
+    step_counts_ += real_expert_counts(result, logits.size(1), ctx).to(step_counts_.options());
   }
   add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef, ctx);
   result.metrics.emplace_back("bias_abs_max", bias_.abs().max().detach());

@@ -5,11 +5,10 @@
 
 namespace moelab {
 
-torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tensor& expert) {
+torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tensor& counts) {
   const int64_t experts = probs.size(1);
-  auto counts = torch::bincount(expert, /*weights=*/{}, experts).to(probs.scalar_type());  // [E]
-  auto fraction = counts / std::max<int64_t>(expert.numel(), 1);                         // [E]
-  auto mean_prob = probs.mean(0);                                                         // [E]
+  auto fraction = counts.to(probs.scalar_type()) / counts.sum().clamp_min(1.0);  // [E]
+  auto mean_prob = probs.mean(0);                                               // [E]
   return experts * (fraction * mean_prob).sum();
 }
 
@@ -21,9 +20,9 @@ void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
                              const torch::Tensor& probs, double aux_coef, double z_coef,
                              const RouteContext& ctx) {
   if (aux_coef > 0) {
-    auto expert = result.expert.masked_select(real_assignments(result.token, ctx));  // [A_real]
-    result.aux_losses.emplace_back(
-        "balance", aux_coef * switch_balance_loss(real_rows(probs, ctx), expert));
+    auto counts = real_expert_counts(result, probs.size(1), ctx);  // [E]
+    result.aux_losses.emplace_back("balance",
+                                   aux_coef * switch_balance_loss(real_rows(probs, ctx), counts));
   }
   if (z_coef > 0) result.aux_losses.emplace_back("z", z_coef * router_z_loss(real_rows(logits, ctx)));
 }

@@ -5,10 +5,10 @@
 
 namespace moelab {
 
-// Switch Transformer load balancing: E * sum_e f_e * P_e, with f_e the fraction of the A
+// Switch Transformer load balancing: E * sum_e f_e * P_e, with f_e the fraction of the
 // assignments sent to expert e (all k choices counted) and P_e the mean full-softmax
-// probability of e. probs: [T, E]; expert: [A] int64.
-torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tensor& expert);
+// probability of e. probs: [T, E]; counts: [E] assignments per expert (real_expert_counts).
+torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tensor& counts);
 
 // ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2. logits: [T, E].
 torch::Tensor router_z_loss(const torch::Tensor& logits);

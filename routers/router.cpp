@@ -69,6 +69,12 @@ torch::Tensor real_assignments(const torch::Tensor& token, const RouteContext& c
   return ctx.valid.to(token.device()).index_select(0, token);
 }
 
+torch::Tensor real_expert_counts(const RouteResult& result, int64_t experts,
+                                 const RouteContext& ctx) {
+  auto real = real_assignments(result.token, ctx).to(torch::kFloat);           // [A]
+  return torch::zeros({experts}, real.options()).index_add_(0, result.expert, real);  // [E]
+}
+
 double derived_uniform(int64_t seed, int64_t step, int64_t salt) {
   uint64_t state = static_cast<uint64_t>(seed) * 0x9e3779b97f4a7c15ULL ^
                    static_cast<uint64_t>(step) * 0xbf58476d1ce4e5b9ULL ^

@@ -99,6 +99,10 @@ torch::Tensor real_token_column(int64_t tokens, const RouteContext& ctx,
 torch::Tensor real_rows(const torch::Tensor& t, const RouteContext& ctx);
 // Which of the assignments [A] (their token ids) belong to real tokens: [A] bool.
 torch::Tensor real_assignments(const torch::Tensor& token, const RouteContext& ctx);
+// Real tokens' assignments per expert: [E] float, exact counts, computed on the device
+// without a host sync (no bincount or boolean indexing, which read sizes back on a GPU).
+torch::Tensor real_expert_counts(const RouteResult& result, int64_t experts,
+                                 const RouteContext& ctx);
 
 // Uniform number in [0, 1) derived from (seed, step, salt): reproducible draws that a
 // resumed run repeats.

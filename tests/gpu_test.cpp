@@ -96,6 +96,7 @@ TEST_CASE("every router and the MoE layer run on the GPU, as on the CPU where de
       const bool deterministic =
           torch::equal(reference, on_cpu->forward(x, context(cpu, false, tokens)));
       const auto on_device = on_gpu->forward(x.to(cuda), context(cuda, false, tokens)).to(cpu);
+      INFO("largest difference " << (on_device - reference).abs().max().item<double>());
       if (deterministic) CHECK(torch::allclose(on_device, reference, 1e-4, 1e-5));
     }
   }
