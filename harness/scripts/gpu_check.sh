@@ -3,10 +3,9 @@
 # LibTorch with MOELAB_CUDA=ON, the [gpu] tests and the host-sync checks, the quickstart and a
 # short char LM on cuda, and the GPU benchmarks beside their eager PyTorch references.
 #
-# Prepare on a CPU machine, from the project root:
-#   ../shared/tools/gpu-prep   (or any folder .gpu/ with build.sh and the Debian packages)
-#   mkdir -p .gpu/data && cp -r /usr/share/datasets/fashion-mnist .data/gutenberg .gpu/data/
-# then on the GPU machine, from the project root:  bash harness/scripts/gpu_check.sh
+# Prepare on the CPU machine: bash harness/scripts/gpu_prep.sh (fills the git-ignored .gpu/).
+# Then on the GPU machine, with .gpu/ copied along, from the project root:
+#   bash harness/scripts/gpu_check.sh
 # Logs go to $OUT (or /tmp/moelab-gpu-out): machine.txt build.log tests.log runs.log bench.log.
 set -uo pipefail
 out="${OUT:-/tmp/moelab-gpu-out}"
@@ -28,10 +27,17 @@ cp -r .gpu/data/fashion-mnist /usr/share/datasets/
 [ -d .data/gutenberg ] || cp -r .gpu/data/gutenberg .data/
 
 step "build" | tee "$out/build.log"
-bash .gpu/build.sh -DMOELAB_CUDA=ON >> "$out/build.log" 2>&1
-# Keep going past a failing target, so that what does compile can still be checked.
-cmake --build "$build" -j16 -- -k >> "$out/build.log" 2>&1
+# The carried Debian packages, unpacked beside the image's PyTorch (its LibTorch and CUDA).
+mkdir -p /tmp/deps
+for deb in .gpu/debs/*.deb; do dpkg -x "$deb" /tmp/deps; done
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMOELAB_CUDA=ON \
+  -DCMAKE_PREFIX_PATH="$torch_prefix;/tmp/deps/usr" -DSQLite3_INCLUDE_DIR=/tmp/deps/usr/include \
+  -DSQLite3_LIBRARY=/usr/lib/x86_64-linux-gnu/libsqlite3.so.0 -DCMAKE_CUDA_ARCHITECTURES=90 \
+  >> "$out/build.log" 2>&1
+# Keep going past a failing target, so that what does compile can still be checked.
+cmake --build "$build" -j"$(nproc)" -- -k >> "$out/build.log" 2>&1
 ls -la "$build/moelab" "$build/tests/moelab_tests" "$build/tests/moelab_cuda_tests" >> "$out/build.log" 2>&1
 moelab="$build/moelab"
 
