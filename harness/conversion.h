@@ -24,12 +24,6 @@ struct DenseParent {
   RunConfig config;
 };
 
-// The done dense parent of a converting config: convert.parent = auto runs it first (as a run
-// of `sweep`, claimed for this process; waits while another process runs it); otherwise the
-// referenced done run, checked to be a dense twin of the config. Throws on failure.
-DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const std::string& sweep,
-                                 bool retry_failed);
-
 // The balanced split [H] (expert of each neuron) of the dense FFN (w1 [H, D], b1 [H]) by a
 // heuristic method: random, weight_cluster or activation_cluster (`inputs` [N, D] are FFN
 // inputs). dot_moe learns its split instead, optionally starting from one of these.

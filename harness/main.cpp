@@ -313,6 +313,8 @@ int run_cli(int argc, char** argv) {
   worker->add_option("--db", worker_db)->required();
   worker->add_option("--sweep", worker_sweep)->required();
   worker->add_option("--threads", worker_threads);
+  double worker_stale_after = kDefaultStaleSeconds;
+  worker->add_option("--stale-after", worker_stale_after);
 
   auto* report = app.add_subcommand("report", "a metric per group over seeds: mean, std, 95% CI, Welch p");
   ReportRequest report_request;
@@ -362,7 +364,7 @@ int run_cli(int argc, char** argv) {
   }
   if (*run) return command_run(config_path, overrides, dump_config, resume);
   if (*list) return command_list(what, verbose);
-  if (*worker) return sweep_worker(worker_db, worker_sweep, worker_threads);
+  if (*worker) return sweep_worker(worker_db, worker_sweep, worker_threads, worker_stale_after);
   if (*plot) {
     plot_request.render = !plot_data_only;
     plot_request.group_by = split_keys(plot_group_by);

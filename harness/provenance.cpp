@@ -25,12 +25,6 @@ std::string cpu_model() {
   return "unknown";
 }
 
-std::string host_name() {
-  char buffer[256] = {};
-  if (gethostname(buffer, sizeof(buffer) - 1) != 0) return "unknown";
-  return buffer;
-}
-
 }  // namespace
 
 std::string torch_version() { return TORCH_VERSION; }

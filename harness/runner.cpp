@@ -16,6 +16,7 @@
 
 #include "harness/checkpoint.h"
 #include "harness/conversion.h"
+#include "harness/dense_parent.h"
 #include "harness/file_cache.h"
 #include "harness/provenance.h"
 #include "harness/sha256.h"
@@ -138,7 +139,8 @@ RunOutcome execute_run(const RunConfig& config, const std::string& sweep, bool r
   return run_on_row(store, run_id, config, resume);
 }
 
-RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, bool resume) {
+RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, bool resume,
+                      double stale_after_seconds) {
   RunOutcome outcome;
   outcome.run_id = run_id;
   const auto start = std::chrono::steady_clock::now();
@@ -154,7 +156,8 @@ RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, boo
     if (config.convert.method != "none") {
       const auto state = store.run_state(run_id);
       const std::string sweep = state ? state->sweep : "";
-      parent = resolve_dense_parent(config, store, sweep, /*retry_failed=*/sweep.empty());
+      parent = resolve_dense_parent(config, store, sweep, /*retry_failed=*/sweep.empty(),
+                                    stale_after_seconds);
     }
     torch::manual_seed(static_cast<uint64_t>(config.seed));
     const torch::Device device = device_for(config);

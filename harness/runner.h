@@ -24,7 +24,10 @@ RunOutcome execute_run(const RunConfig& config, const std::string& sweep = "",
 
 // Trains and evaluates on a run row that is already 'running' (created, reopened or claimed
 // by a sweep worker), then records resources, summaries and the final status.
-RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, bool resume);
+// A converting run waits on a dense parent that another process trains until that run's
+// heartbeat is older than stale_after_seconds, then takes it over.
+RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, bool resume,
+                      double stale_after_seconds = kDefaultStaleSeconds);
 
 // The database record of a config: identity, flattened params, provenance.
 RunRecord make_run_record(const RunConfig& config, const std::string& sweep);

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <unistd.h>
+
 #include "harness/error.h"
 
 namespace moelab {
@@ -615,5 +617,13 @@ QueryResult Store::query(const std::string& sql) {
   }
   return result;
 }
+
+std::string host_name() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
+
+std::string worker_id() { return fmt::format("{}:{}", host_name(), getpid()); }
 
 }  // namespace moelab

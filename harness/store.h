@@ -85,6 +85,15 @@ struct QueryResult {
   std::vector<std::vector<Cell>> rows;
 };
 
+// Seconds without a heartbeat after which a running run counts as abandoned and is requeued
+// (sweep --stale-after; also how long a run waits on another process's dense parent).
+inline constexpr double kDefaultStaleSeconds = 120;
+
+// This machine's host name ("unknown" if it has none).
+std::string host_name();
+// Who holds a claimed run: "host:pid" of this process.
+std::string worker_id();
+
 class Store {
  public:
   static constexpr int kSchemaVersion = 4;

@@ -36,12 +36,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_supervisor_signal(int) { g_stop = true; }
 
-std::string host_name() {
-  char name[256] = {0};
-  gethostname(name, sizeof(name) - 1);
-  return name;
-}
-
 // A process that exists and is not a zombie (a killed worker whose parent died stays a zombie
 // in containers whose init does not reap).
 bool process_alive(pid_t pid) {
@@ -83,7 +77,8 @@ pid_t exec_worker(const SweepPlan& plan, const SweepOptions& options, const std:
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   std::vector<std::string> args = {options.executable, "sweep-worker", "--db", db,
-                                   "--sweep", plan.name, "--threads", std::to_string(threads)};
+                                   "--sweep", plan.name, "--threads", std::to_string(threads),
+                                   "--stale-after", fmt::format("{}", options.stale_after_seconds)};
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -145,7 +140,8 @@ class StartGate {
 // process that used them, and with one thread ATen never enters one. The caller holds no
 // SQLite connection across the fork (SQLite forbids using one in the child, and its
 // per-process lock bookkeeping would be inherited); the child opens its own.
-pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::string& log,
+pid_t fork_worker(const SweepPlan& plan, const std::string& db, double stale_after_seconds,
+                  const std::string& log,
                   const sigset_t& mask, StartGate* gate) {
   std::fflush(nullptr);
   const pid_t pid = fork();
@@ -163,7 +159,7 @@ pid_t fork_worker(const SweepPlan& plan, const std::string& db, const std::strin
     try {
       std::function<bool()> wait_for_queue;
       if (gate != nullptr) wait_for_queue = [gate] { return gate->wait_in_worker(); };
-      status = sweep_worker(db, plan.name, /*threads=*/1, wait_for_queue);
+      status = sweep_worker(db, plan.name, /*threads=*/1, stale_after_seconds, wait_for_queue);
     } catch (const std::exception& e) {
       fmt::print(stderr, "worker {}: {}\n", worker_id(), e.what());
     }
@@ -218,8 +214,6 @@ void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t
 }
 
 }  // namespace
-
-std::string worker_id() { return fmt::format("{}:{}", host_name(), getpid()); }
 
 QueueCounts sweep_counts(Store& store, const std::string& sweep) {
   const auto counts = store.status_counts(sweep);
@@ -302,7 +296,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   auto start_worker = [&](StartGate* gate) {
     const std::string log = worker_log(plan, started++);
     const pid_t pid =
-        fork_workers ? fork_worker(plan, db, log, child_exits.caller_mask(), gate)
+        fork_workers ? fork_worker(plan, db, options.stale_after_seconds, log, child_exits.caller_mask(), gate)
                      : exec_worker(plan, options, db, threads, log, child_exits.caller_mask());
     workers[pid] = fmt::format("{}:{}", host, pid);
   };
@@ -393,6 +387,7 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
 }
 
 int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
+                 double stale_after_seconds,
                  const std::function<bool()>& wait_for_queue) {
   install_interrupt_handlers();
   Store store(db);
@@ -419,7 +414,8 @@ int sweep_worker(const std::string& db, const std::string& sweep, int64_t thread
     store.reopen_run(claimed->run_id, step, collect_provenance(config));
     fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, claimed->run_id, config.name,
                step >= 0 ? fmt::format(" resuming at step {}", step) : "");
-    RunOutcome outcome = run_on_row(store, claimed->run_id, config, step >= 0);
+    RunOutcome outcome =
+        run_on_row(store, claimed->run_id, config, step >= 0, stale_after_seconds);
     fmt::print(stderr, "worker {}: run {} {}{}\n", id, outcome.run_id, outcome.status,
                outcome.error.empty() ? "" : ": " + outcome.error);
   }

@@ -21,7 +21,7 @@ struct SweepOptions {
   int64_t threads_per_worker = 0;  // 0: the config's threads with one worker, else 1
   bool retry_failed = false;       // requeue failed and diverged runs (from scratch)
   bool force = false;              // requeue done runs as new runs (from scratch)
-  double stale_after_seconds = 120;
+  double stale_after_seconds = kDefaultStaleSeconds;
   std::string executable;          // this moelab binary, to start workers with
 };
 
@@ -51,9 +51,8 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options);
 // the sweep has no pending run or an interrupt arrives. A worker started before its sweep was
 // queued first calls `wait_for_queue`, and leaves at once when it returns false.
 int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
+                 double stale_after_seconds,
                  const std::function<bool()>& wait_for_queue = {});
 
-// "host:pid" of this process, as recorded in runs.worker.
-std::string worker_id();
 
 }  // namespace moelab
