@@ -6,7 +6,7 @@
 // with gain 0.1. No auxiliary loss.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -20,7 +20,7 @@ struct BaseOptions {
       "auction budget; tokens still unassigned after T*this bids are placed greedily",
       at_least(1));
   }
-  void check(const ModelConfig&) const {}
+  void check(const RouterShape&) const {}
 };
 
 // Balanced assignment maximising sum of scores: scores [T, E] (CPU, float) -> expert per

@@ -6,7 +6,7 @@
 
 namespace moelab {
 
-void DotMoeOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void DotMoeOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 DotMoeRouter::DotMoeRouter(const DotMoeOptions& options, const RouterShape& shape)
     : LogitRouter(shape), options_(options) {

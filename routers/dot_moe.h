@@ -6,7 +6,7 @@
 // one (`convert:`), and trainable from scratch like any other router.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -26,7 +26,7 @@ struct DotMoeOptions {
     v(init_std, "init_std", "router weights ~ N(0, init_std^2) (PROPOSAL 0.01)",
       greater_than(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class DotMoeRouter : public LogitRouter {

@@ -8,7 +8,7 @@
 
 namespace moelab {
 
-void ExpertChoiceOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void ExpertChoiceOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 ExpertChoiceRouter::ExpertChoiceRouter(const ExpertChoiceOptions& options,
                                        const RouterShape& shape)

@@ -4,7 +4,7 @@
 // expert. Non-causal within a group: causal LMs must group by position (group: auto does).
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -21,7 +21,7 @@ struct ExpertChoiceOptions {
       "routing group: auto (position if causal, else sequence), sequence, position, all",
       one_of({"auto", "sequence", "position", "all"}));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class ExpertChoiceRouter : public LogitRouter {

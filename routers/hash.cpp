@@ -3,12 +3,12 @@
 
 #include <numeric>
 
-#include "harness/sampler.h"
+#include "harness/core/sampler.h"
 #include "routers/topk.h"
 
 namespace moelab {
 
-void HashOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void HashOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 HashRouter::HashRouter(const HashOptions& options, const RouterShape& shape) : options_(options) {
   auto table = torch::empty({options.buckets, options.k}, torch::kLong);

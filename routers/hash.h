@@ -3,7 +3,7 @@
 // Nothing is learned; gates are 1/k. The table is seeded by (run seed, layer).
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -22,7 +22,7 @@ struct HashOptions {
       "ids when the task has them)",
       one_of({"auto", "token", "position"}));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class HashRouter : public Router {

@@ -6,7 +6,7 @@
 
 namespace moelab {
 
-void LossFreeOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void LossFreeOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 LossFreeRouter::LossFreeRouter(const LossFreeOptions& options, const RouterShape& shape)
     : LogitRouter(shape), options_(options) {

@@ -4,7 +4,7 @@
 // No gradient reaches b; no auxiliary loss unless aux_coef / z_coef ask for one.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -28,7 +28,7 @@ struct LossFreeOptions {
       at_least(0));
     v(z_coef, "z_coef", "router z-loss weight", at_least(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class LossFreeRouter : public LogitRouter {

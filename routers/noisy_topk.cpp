@@ -18,11 +18,11 @@ torch::Tensor normal_cdf(const torch::Tensor& x) { return 0.5 * (1.0 + torch::er
 
 }  // namespace
 
-void NoisyTopKOptions::check(const ModelConfig& model) const {
-  check_k(k, model);
-  if (k >= model.moe.experts && load_coef > 0 && noise) {
+void NoisyTopKOptions::check(const RouterShape& shape) const {
+  check_k(k, shape);
+  if (k >= shape.experts && load_coef > 0 && noise) {
     throw ConfigError(fmt::format("router.k = {}: the load loss needs k < model.moe.experts = {}",
-                                  k, model.moe.experts));
+                                  k, shape.experts));
   }
 }
 

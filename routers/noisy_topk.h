@@ -5,7 +5,7 @@
 // W_g and W_noise start at zero (the paper's initialisation).
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -27,7 +27,7 @@ struct NoisyTopKOptions {
     v(aux_coef, "aux_coef", "weight of the Switch load-balancing loss", at_least(0));
     v(z_coef, "z_coef", "weight of the ST-MoE router z-loss", at_least(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class NoisyTopKRouter : public LogitRouter {

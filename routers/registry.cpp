@@ -2,7 +2,7 @@
 // (configs, sweeps and the results database refer to them).
 #include "routers/registry.h"
 
-#include "harness/registry.h"
+#include "harness/core/registry.h"
 #include "routers/aux_loss.h"
 #include "routers/base.h"
 #include "routers/dot_moe.h"
@@ -32,8 +32,8 @@ RouterEntry router_entry(const char* name, const char* summary) {
       [](const AnyOptions& options, const RouterShape& shape) -> std::shared_ptr<Router> {
         return std::make_shared<R>(options_as<Options>(options), shape);
       },
-      [](const AnyOptions& options, const ModelConfig& model) {
-        options_as<Options>(options).check(model);
+      [](const AnyOptions& options, const RouterShape& shape) {
+        options_as<Options>(options).check(shape);
       }};
 }
 
@@ -82,8 +82,8 @@ std::unique_ptr<AnyOptions> make_router_options(const std::string& name) {
 }
 
 void validate_router_options(const std::string& name, const AnyOptions& options,
-                             const ModelConfig& model) {
-  find_router(name).validate(options, model);
+                             int64_t dim, int64_t experts) {
+  find_router(name).validate(options, RouterShape{dim, experts});
 }
 
 }  // namespace moelab

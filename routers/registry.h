@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -16,7 +16,8 @@ struct RouterEntry {
   const char* summary;
   std::unique_ptr<AnyOptions> (*make_options)();
   std::shared_ptr<Router> (*make)(const AnyOptions& options, const RouterShape& shape);
-  void (*validate)(const AnyOptions& options, const ModelConfig& model);
+  // ConfigError when the options cannot work with layers of this shape (k > experts, ...).
+  void (*validate)(const AnyOptions& options, const RouterShape& shape);
 };
 
 const std::vector<RouterEntry>& router_registry();

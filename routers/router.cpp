@@ -3,8 +3,8 @@
 
 #include <fmt/format.h>
 
-#include "harness/error.h"
-#include "harness/sampler.h"
+#include "harness/core/error.h"
+#include "harness/core/sampler.h"
 
 namespace moelab {
 

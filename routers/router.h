@@ -1,5 +1,5 @@
 // The router interface. A router only *decides* which experts see which tokens and with
-// what weight; the MoE layer (harness/moe_layer.h) dispatches, runs experts, applies
+// what weight; the MoE layer (harness/model/moe_layer.h) dispatches, runs experts, applies
 // capacity, combines, and computes the shared routing metrics identically for all routers.
 #pragma once
 

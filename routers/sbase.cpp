@@ -6,7 +6,7 @@
 
 namespace moelab {
 
-void SbaseOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void SbaseOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 SbaseRouter::SbaseRouter(const SbaseOptions& options, const RouterShape& shape)
     : LogitRouter(shape), options_(options) {}

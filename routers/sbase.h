@@ -5,7 +5,7 @@
 // solver replaces Megatron's exp-space loop (no overflow, relative tolerance, iteration cap).
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -23,7 +23,7 @@ struct SbaseOptions {
     v(tol, "tol", "relative column-marginal tolerance", greater_than(0));
     v(check_every, "check_every", "iterations between convergence checks", at_least(1));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class SbaseRouter : public LogitRouter {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <optional>
 
-#include "harness/error.h"
+#include "harness/core/error.h"
 
 namespace moelab {
 namespace {

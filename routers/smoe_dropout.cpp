@@ -7,10 +7,10 @@
 
 namespace moelab {
 
-void SmoeDropoutOptions::check(const ModelConfig& model) const {
-  check_k(static_cast<double>(k_start), model, "router.k_start");
-  check_k(static_cast<double>(k_end), model, "router.k_end");
-  check_k(static_cast<double>(eval_k), model, "router.eval_k");
+void SmoeDropoutOptions::check(const RouterShape& shape) const {
+  check_k(static_cast<double>(k_start), shape, "router.k_start");
+  check_k(static_cast<double>(k_end), shape, "router.k_end");
+  check_k(static_cast<double>(eval_k), shape, "router.eval_k");
 }
 
 SmoeDropoutRouter::SmoeDropoutRouter(const SmoeDropoutOptions& options, const RouterShape& shape)

@@ -4,7 +4,7 @@
 // used ("self-slimmable"): eval_k, default k_end. Gates: softmax over the chosen logits.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -22,7 +22,7 @@ struct SmoeDropoutOptions {
     v(ramp_steps, "ramp_steps", "steps over which k rises linearly", at_least(1));
     v(eval_k, "eval_k", "experts per token at evaluation; 0 = k_end", at_least(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class SmoeDropoutRouter : public LogitRouter {

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "harness/error.h"
+#include "harness/core/error.h"
 
 namespace moelab {
 

@@ -5,7 +5,7 @@
 // sequence, so it is refused in causal (LM) models.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -15,7 +15,7 @@ struct SoftMoeOptions {
 
   template <class V>
   void visit(V& v) { v(slots, "slots", "slots per expert (per image)", at_least(1)); }
-  void check(const ModelConfig&) const {}
+  void check(const RouterShape&) const {}
 };
 
 class SoftMoeRouter : public Router {

@@ -6,7 +6,7 @@
 
 namespace moelab {
 
-void SsrOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void SsrOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 bool ssr_draw(const SsrOptions& options, const RouteContext& ctx) {
   if (!ctx.training || options.p <= 0) return false;

@@ -9,7 +9,7 @@
 // same steps.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 #include "routers/sinkhorn.h"
 
@@ -54,7 +54,7 @@ struct SsrOptions {
       at_least(0));
     v(z_coef, "z_coef", "router z-loss weight (SSR uses none; for ablations)", at_least(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 // True when the Sinkhorn branch is taken at this (seed, step, layer).

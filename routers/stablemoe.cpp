@@ -6,7 +6,7 @@
 
 namespace moelab {
 
-void StableMoeOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void StableMoeOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 StableMoeRouter::StableMoeRouter(const StableMoeOptions& options, const RouterShape& shape)
     : options_(options) {

@@ -8,7 +8,7 @@
 // PROPOSAL 10% of a run, given here in steps.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -34,7 +34,7 @@ struct StableMoeOptions {
       "representation (tasks without ids)",
       at_least(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class StableMoeRouter : public Router {

@@ -5,14 +5,14 @@
 
 namespace moelab {
 
-void check_k(double k, const ModelConfig& model, const char* key) {
-  if (k > static_cast<double>(model.moe.experts)) {
+void check_k(double k, const RouterShape& shape, const char* key) {
+  if (k > static_cast<double>(shape.experts)) {
     throw ConfigError(fmt::format("{} = {}: must be <= model.moe.experts = {}", key, k,
-                                  model.moe.experts));
+                                  shape.experts));
   }
 }
 
-void TopKOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void TopKOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits, int64_t k,
                                                      const std::string& softmax, bool renormalize) {

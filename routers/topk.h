@@ -4,7 +4,7 @@
 // available through aux_coef / z_coef (off by default; the `aux_loss` router turns them on).
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -27,7 +27,7 @@ struct TopKOptions {
     v(aux_coef, "aux_coef", "weight of the Switch load-balancing loss", at_least(0));
     v(z_coef, "z_coef", "weight of the ST-MoE router z-loss", at_least(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 // Top-k selection with softmax gates: indices and gates [T, k] from logits [T, E].
@@ -35,7 +35,7 @@ std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits
                                                      const std::string& softmax, bool renormalize);
 
 // Throws ConfigError unless 1 <= k <= experts.
-void check_k(double k, const ModelConfig& model, const char* key = "router.k");
+void check_k(double k, const RouterShape& shape, const char* key = "router.k");
 
 class TopKRouter : public LogitRouter {
  public:

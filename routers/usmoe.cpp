@@ -8,7 +8,7 @@
 
 namespace moelab {
 
-void UsmoeOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void UsmoeOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 UsmoeRouter::UsmoeRouter(const UsmoeOptions& options, const RouterShape& shape)
     : LogitRouter(shape), options_(options) {}

@@ -7,7 +7,7 @@
 // never lets a token's routing depend on later tokens of its own sequence.
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -29,7 +29,7 @@ struct UsmoeOptions {
       one_of({"auto", "sequence", "position", "all"}));
     v(normalize, "normalize", "divide each token's scores by their sum over all experts");
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class UsmoeRouter : public LogitRouter {

@@ -6,7 +6,7 @@
 
 namespace moelab {
 
-void XmoeOptions::check(const ModelConfig& model) const { check_k(k, model); }
+void XmoeOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 XmoeRouter::XmoeRouter(const XmoeOptions& options, const RouterShape& shape) : options_(options) {
   projection_ = register_module("projection", torch::nn::Linear(torch::nn::LinearOptions(

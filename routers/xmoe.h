@@ -4,7 +4,7 @@
 // with softmax over the chosen logits; Switch balance loss on softmax(logits / 0.3).
 #pragma once
 
-#include "harness/config.h"
+#include "harness/core/fields.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -28,7 +28,7 @@ struct XmoeOptions {
     v(aux_coef, "aux_coef", "weight of the Switch load-balancing loss", at_least(0));
     v(z_coef, "z_coef", "weight of the router z-loss", at_least(0));
   }
-  void check(const ModelConfig& model) const;
+  void check(const RouterShape& shape) const;
 };
 
 class XmoeRouter : public Router {

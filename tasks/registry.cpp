@@ -1,7 +1,7 @@
 // Every registered task, in one explicit list.
 #include "tasks/registry.h"
 
-#include "harness/registry.h"
+#include "harness/core/registry.h"
 #include "tasks/image/image_task.h"
 #include "tasks/lm/lm_task.h"
 

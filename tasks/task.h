@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "harness/config.h"
-#include "harness/transformer.h"
+#include "harness/config/config.h"
+#include "harness/model/transformer.h"
 
 namespace moelab {
 

@@ -2,11 +2,11 @@
 // dropout, host-side stage counters and gradient-free buffers; divergence is recorded.
 #include <map>
 
-#include "harness/checkpoint.h"
-#include "harness/conversion.h"
-#include "harness/runner.h"
-#include "harness/store.h"
-#include "harness/trainer.h"
+#include "harness/train/checkpoint.h"
+#include "harness/convert/conversion.h"
+#include "harness/run/runner.h"
+#include "harness/store/store.h"
+#include "harness/train/trainer.h"
 #include "tasks/image/image_task.h"
 #include "test_util.h"
 

@@ -1,8 +1,8 @@
 // Typed config: parsing, every kind of error with its message, overrides, canonical dump
 // and hash stability.
-#include "harness/config.h"
+#include "harness/config/config.h"
 
-#include "harness/sha256.h"
+#include "harness/core/sha256.h"
 #include "routers/topk.h"
 #include "test_util.h"
 

@@ -6,11 +6,11 @@
 
 #include <fstream>
 
-#include "harness/conversion.h"
-#include "harness/moe_layer.h"
-#include "harness/neuron_split.h"
-#include "harness/runner.h"
-#include "harness/store.h"
+#include "harness/convert/conversion.h"
+#include "harness/model/moe_layer.h"
+#include "harness/model/neuron_split.h"
+#include "harness/run/runner.h"
+#include "harness/store/store.h"
 #include "routers/dot_moe.h"
 #include "test_util.h"
 

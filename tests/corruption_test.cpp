@@ -2,7 +2,7 @@
 // the statistics each is defined by are pinned on fixed images. Plus the CE / mCE formulas.
 #include <cmath>
 
-#include "harness/robustness.h"
+#include "harness/report/robustness.h"
 #include "tasks/image/corruptions.h"
 #include "test_util.h"
 

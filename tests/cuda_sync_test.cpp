@@ -4,7 +4,7 @@
 // dispatch is reported, not asserted: its per-expert slice sizes are read on the host.
 #include <c10/cuda/CUDAFunctions.h>
 
-#include "harness/moe_layer.h"
+#include "harness/model/moe_layer.h"
 #include "routers/registry.h"
 #include "test_util.h"
 

@@ -9,9 +9,9 @@
 #include <set>
 #include <sstream>
 
-#include "harness/file_cache.h"
-#include "harness/sampler.h"
-#include "harness/sha256.h"
+#include "harness/core/file_cache.h"
+#include "harness/core/sampler.h"
+#include "harness/core/sha256.h"
 #include "tasks/image/idx.h"
 #include "test_util.h"
 

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <map>
 
-#include "harness/moe_layer.h"
-#include "harness/store.h"
+#include "harness/model/moe_layer.h"
+#include "harness/store/store.h"
 #include "routers/registry.h"
 #include "test_util.h"
 

@@ -3,8 +3,8 @@
 #include <fstream>
 #include <set>
 
-#include "harness/runner.h"
-#include "harness/store.h"
+#include "harness/run/runner.h"
+#include "harness/store/store.h"
 #include "tasks/lm/corpus.h"
 #include "tasks/lm/lm_task.h"
 #include "tasks/lm/text_corruptions.h"

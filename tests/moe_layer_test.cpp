@@ -1,6 +1,6 @@
 // MoE layer: permutation dispatch equals a per-token reference, capacity and drop policies,
 // dropped tokens counted, shared metrics.
-#include "harness/moe_layer.h"
+#include "harness/model/moe_layer.h"
 
 #include "routers/registry.h"
 #include "test_util.h"

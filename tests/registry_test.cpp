@@ -5,7 +5,7 @@
 #include <cmath>
 #include <map>
 
-#include "harness/moe_layer.h"
+#include "harness/model/moe_layer.h"
 
 #include "tasks/registry.h"
 #include "test_util.h"

@@ -2,7 +2,7 @@
 // loss-free bias direction, SSR's draw frequency, BASE's balanced assignment, schedules.
 #include <cmath>
 
-#include "harness/moe_layer.h"
+#include "harness/model/moe_layer.h"
 #include "routers/base.h"
 #include "routers/expert_choice.h"
 #include "routers/hash.h"

@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "harness/npy.h"
-#include "harness/runner.h"
-#include "harness/store.h"
+#include "harness/core/npy.h"
+#include "harness/run/runner.h"
+#include "harness/store/store.h"
 #include "routers/registry.h"
 #include "test_util.h"
 

@@ -1,5 +1,5 @@
 // Results database: migration from an empty file, run round-trip, failed runs, views.
-#include "harness/store.h"
+#include "harness/store/store.h"
 
 #include <SQLiteCpp/Statement.h>
 #include <sys/wait.h>

@@ -11,11 +11,11 @@
 #include <fstream>
 #include <thread>
 
-#include "harness/plots.h"
-#include "harness/report.h"
-#include "harness/stats.h"
-#include "harness/store.h"
-#include "harness/sweep.h"
+#include "harness/report/plots.h"
+#include "harness/report/report.h"
+#include "harness/report/stats.h"
+#include "harness/store/store.h"
+#include "harness/sweep/sweep.h"
 #include "test_util.h"
 
 namespace moelab {
@@ -200,6 +200,11 @@ TEST_CASE("statistics: t distribution and Welch's test on hand-computed values",
   CHECK(student_t_cdf(-2.0, 2) == Approx(0.5 - 2.0 / (2 * std::sqrt(6.0))));
   CHECK(student_t_quantile(0.975, 2) == Approx(4.302653).epsilon(1e-5));
   CHECK(student_t_quantile(0.975, 4) == Approx(2.776445).epsilon(1e-5));
+  CHECK(student_t_quantile(0.995, 30) == Approx(2.749996).epsilon(1e-6));  // printed tables
+  CHECK(student_t_quantile(0.95, 10) == Approx(1.812461).epsilon(1e-6));
+  // Far tail, df = 2: P(T <= -t) = 1 / (s (s + t)) with s = sqrt(2 + t^2), free of cancellation.
+  const double far = 1000.0, s2 = std::sqrt(2.0 + far * far);
+  CHECK(student_t_cdf(-far, 2) == Approx(1.0 / (s2 * (s2 + far))).epsilon(1e-9));
   const Summary s = summarise({1, 2, 3, 4, 5});
   CHECK(s.mean == Approx(3.0));
   CHECK(s.std == Approx(std::sqrt(2.5)));

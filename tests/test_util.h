@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-#include "harness/config.h"
+#include "harness/config/config.h"
 
 namespace moelab::testing {
 

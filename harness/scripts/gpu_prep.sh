@@ -8,7 +8,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 PACKAGES=(libyaml-cpp-dev libyaml-cpp0.7 libfmt-dev libfmt9 libsqlitecpp-dev libsqlite3-dev
-          catch2 libcli11-dev nlohmann-json3-dev)
+          catch2 libcli11-dev nlohmann-json3-dev nettle-dev libnettle8 libboost1.74-dev
+          libboost-dev)
 mkdir -p .gpu/debs .gpu/data
 (cd .gpu/debs && apt-get download "${PACKAGES[@]}" > /dev/null 2>&1) ||
   { apt-get update -qq && (cd .gpu/debs && apt-get download "${PACKAGES[@]}"); }

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <functional>
 
-#include "harness/error.h"
+#include "harness/core/error.h"
 
 namespace moelab {
 namespace {

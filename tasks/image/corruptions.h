@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "harness/rng.h"
+#include "harness/core/rng.h"
 #include "tasks/image/image_ops.h"
 
 namespace moelab {

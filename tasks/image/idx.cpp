@@ -14,8 +14,8 @@
 #include <memory>
 #include <vector>
 
-#include "harness/error.h"
-#include "harness/file_cache.h"
+#include "harness/core/error.h"
+#include "harness/core/file_cache.h"
 
 namespace moelab {
 namespace {

@@ -5,7 +5,7 @@
 #include <array>
 #include <cmath>
 
-#include "harness/error.h"
+#include "harness/core/error.h"
 
 namespace moelab {
 namespace {

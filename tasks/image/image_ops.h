@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "harness/rng.h"
+#include "harness/core/rng.h"
 
 namespace moelab {
 

@@ -7,8 +7,8 @@
 #include <mutex>
 #include <sstream>
 
-#include "harness/file_cache.h"
-#include "harness/sha256.h"
+#include "harness/core/file_cache.h"
+#include "harness/core/sha256.h"
 #include "tasks/image/corruptions.h"
 #include "tasks/image/idx.h"
 

@@ -3,7 +3,7 @@
 // `val_size` training images are held out as the validation split; test is the official 10k.
 #pragma once
 
-#include "harness/sampler.h"
+#include "harness/core/sampler.h"
 #include "tasks/task.h"
 
 namespace moelab {

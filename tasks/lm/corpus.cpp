@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "harness/error.h"
+#include "harness/core/error.h"
 
 namespace moelab {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "harness/rng.h"
+#include "harness/core/rng.h"
 
 namespace moelab {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <map>
 
-#include "harness/fields.h"
+#include "harness/core/fields.h"
 #include "tasks/lm/corpus.h"
 #include "tasks/lm/text_corruptions.h"
 #include "tasks/task.h"

@@ -12,8 +12,8 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "harness/error.h"
-#include "harness/rng.h"
+#include "harness/core/error.h"
+#include "harness/core/rng.h"
 
 namespace moelab {
 namespace {

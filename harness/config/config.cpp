@@ -1,0 +1,166 @@
+// Loading and validation of RunConfig (the struct definitions live in config.h).
+#include "harness/config/config.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "harness/core/sha256.h"
+
+namespace moelab {
+namespace {
+
+YAML::Node load_yaml_text(const std::string& text, const std::string& source_name) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    return root;
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source_name,
+                                  e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides) {
+  YAML::Node root = load_yaml_text(yaml_text, source_name);
+  YamlSource source{source_name, {}};
+  for (const auto& assignment : overrides) apply_override(root, assignment, source);
+  RunConfig config;
+  YamlReader::read_struct(root, source, "", config);
+  validate(config);
+  return config;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("cannot open config file '{}'", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_run_config(text.str(), path, overrides);
+}
+
+std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {
+  const std::string& spec = model.moe.layers;
+  std::vector<int64_t> indices;
+  if (spec == "all") {
+    for (int64_t i = 0; i < model.depth; ++i) indices.push_back(i);
+  } else if (spec == "every_other") {
+    for (int64_t i = 1; i < model.depth; i += 2) indices.push_back(i);
+  } else if (spec != "none") {
+    std::stringstream ss(spec);
+    for (std::string item; std::getline(ss, item, ',');) {
+      int64_t index = -1;
+      try {
+        size_t used = 0;
+        index = std::stoll(item, &used);
+        if (item.find_first_not_of(" ", used) != std::string::npos) index = -1;
+      } catch (const std::exception&) {
+        index = -1;
+      }
+      if (index < 0 || index >= model.depth) {
+        throw ConfigError(fmt::format(
+            "model.moe.layers = \"{}\": '{}' is not all | every_other | none or a block index "
+            "in [0, {}]",
+            spec, item, model.depth - 1));
+      }
+      indices.push_back(index);
+    }
+  }
+  return indices;
+}
+
+namespace {
+
+bool is_parent_reference(const std::string& text) {
+  if (text == "auto") return true;
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  const bool hash = text.size() >= 8 && text.size() <= 64 &&
+                    text.find_first_not_of("0123456789abcdef") == std::string::npos;
+  return digits || hash;
+}
+
+void validate_convert(const RunConfig& config) {
+  const ConvertConfig& convert = config.convert;
+  if (convert.method == "none") return;
+  const MoeConfig& moe = config.model.moe;
+  auto fail = [&](const std::string& what) {
+    throw ConfigError(fmt::format("convert.method = {}: {}", convert.method, what));
+  };
+  if (config.router.name != "dot_moe") {
+    fail(fmt::format("router.name = {}: converted models route with dot_moe (unweighted sum of "
+                     "the chosen experts, which k = E makes equal to the dense FFN)",
+                     config.router.name));
+  }
+  if (moe.experts * moe.expert_hidden != config.model.ffn_hidden) {
+    fail(fmt::format("model.moe.experts x model.moe.expert_hidden = {} x {} must equal "
+                     "model.ffn_hidden = {} (every neuron in exactly one expert)",
+                     moe.experts, moe.expert_hidden, config.model.ffn_hidden));
+  }
+  if (moe.capacity_factor != 0) {
+    fail(fmt::format("model.moe.capacity_factor = {}: converted layers are dropless (0)",
+                     moe.capacity_factor));
+  }
+  if (moe_layer_indices(config.model).empty()) fail("model.moe.layers = none converts nothing");
+  if (!is_parent_reference(convert.parent)) {
+    fail(fmt::format("convert.parent = \"{}\": not auto, a run id or a config hash prefix "
+                     "(>= 8 lowercase hex digits)",
+                     convert.parent));
+  }
+  if (convert.tau_end > convert.tau_start) {
+    fail(fmt::format("convert.tau_end = {} is above convert.tau_start = {}", convert.tau_end,
+                     convert.tau_start));
+  }
+}
+
+}  // namespace
+
+RunConfig dense_parent_config(const RunConfig& config) {
+  RunConfig parent = config;
+  parent.name = config.name + "-dense";
+  parent.model.moe = MoeConfig{};
+  parent.model.moe.layers = "none";
+  parent.router.name = "topk";
+  parent.router.reset_options();
+  parent.eval.router_override.name = "none";
+  parent.eval.router_override.reset_options();
+  parent.train.steps = config.convert.dense_steps;
+  parent.train.lr = config.convert.dense_lr;
+  parent.convert = ConvertConfig{};
+  return parent;
+}
+
+void validate(const RunConfig& config) {
+  const ModelConfig& model = config.model;
+  if (model.dim % model.heads != 0) {
+    throw ConfigError(fmt::format("model.heads = {}: must divide model.dim = {}", model.heads,
+                                  model.dim));
+  }
+  moe_layer_indices(model);
+  if (config.device != "cpu" && config.device.rfind("cuda", 0) != 0) {
+    throw ConfigError(fmt::format("device = \"{}\": must be cpu, cuda or cuda:N", config.device));
+  }
+  if (config.router.name == "none") {
+    throw ConfigError("router.name = \"none\": a run needs a router (moelab list routers)");
+  }
+  validate_router_options(config.router.name, *config.router.options, model.dim,
+                          model.moe.experts);
+  const PluginChoice& swap = config.eval.router_override;
+  if (swap.name != "none") {
+    validate_router_options(swap.name, *swap.options, model.dim, model.moe.experts);
+  }
+  validate_convert(config);
+}
+
+std::string canonical_yaml(const RunConfig& config) {
+  return canonical_yaml(const_cast<RunConfig&>(config), false);
+}
+
+std::string config_hash(const RunConfig& config) {
+  return sha256_hex(canonical_yaml(const_cast<RunConfig&>(config), true));
+}
+
+}  // namespace moelab

@@ -1,0 +1,242 @@
+// The run configuration: typed structs, each with one field list (see fields.h), plus
+// loading (file + key=value overrides), cross-field validation, canonical dump and hash.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "harness/core/fields.h"
+#include "harness/config/plugins.h"
+
+namespace moelab {
+
+struct MoeConfig {
+  int64_t experts = 8;
+  int64_t expert_hidden = 128;
+  std::string layers = "all";
+  double capacity_factor = 0.0;
+  std::string drop_policy = "probs";
+
+  template <class V>
+  void visit(V& v) {
+    v(experts, "experts", "number of experts per MoE layer", at_least(1));
+    v(expert_hidden, "expert_hidden", "hidden width of each expert FFN", at_least(1));
+    v(layers, "layers",
+      "which blocks have an MoE FFN: all | every_other | none | comma list of block indices "
+      "(e.g. \"0,2\"); the others get a dense FFN");
+    v(capacity_factor, "capacity_factor",
+      "expert capacity = ceil(capacity_factor * assignments / experts); 0 = dropless",
+      at_least(0));
+    v(drop_policy, "drop_policy",
+      "which assignments an over-full expert keeps: probs (highest gate) or position (earliest)",
+      one_of({"probs", "position"}));
+  }
+};
+
+struct ModelConfig {
+  int64_t dim = 64;
+  int64_t depth = 4;
+  int64_t heads = 4;
+  int64_t ffn_hidden = 128;
+  double dropout = 0.0;
+  MoeConfig moe;
+
+  template <class V>
+  void visit(V& v) {
+    v(dim, "dim", "model (residual stream) width", at_least(1));
+    v(depth, "depth", "number of transformer blocks", at_least(1));
+    v(heads, "heads", "attention heads (must divide dim)", at_least(1));
+    v(ffn_hidden, "ffn_hidden", "hidden width of the dense FFN in non-MoE blocks", at_least(1));
+    v(dropout, "dropout", "dropout probability on attention and FFN outputs", in_range(0, 0.9));
+    v(moe, "moe", "mixture-of-experts layers");
+  }
+};
+
+struct TrainConfig {
+  int64_t steps = 500;
+  int64_t batch_size = 128;
+  std::string optimizer = "adamw";
+  double lr = 1e-3;
+  double weight_decay = 0.01;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  int64_t warmup_steps = 50;
+  double min_lr_ratio = 0.1;
+  double grad_clip = 1.0;
+  int64_t log_every = 25;
+  int64_t eval_every = 0;
+  int64_t checkpoint_every = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v(steps, "steps", "optimizer steps", at_least(1));
+    v(batch_size, "batch_size", "examples per step", at_least(1));
+    v(optimizer, "optimizer", "adam or adamw (decoupled weight decay)", one_of({"adam", "adamw"}));
+    v(lr, "lr", "peak learning rate", greater_than(0));
+    v(weight_decay, "weight_decay", "weight decay", at_least(0));
+    v(beta1, "beta1", "Adam beta1", in_range(0, 0.999999));
+    v(beta2, "beta2", "Adam beta2", in_range(0, 0.999999));
+    v(warmup_steps, "warmup_steps", "linear warm-up steps before the cosine decay", at_least(0));
+    v(min_lr_ratio, "min_lr_ratio", "final learning rate as a fraction of lr", in_range(0, 1));
+    v(grad_clip, "grad_clip", "clip the global gradient norm to this value; 0 = off", at_least(0));
+    v(log_every, "log_every", "log training metrics every N steps", at_least(1));
+    v(eval_every, "eval_every", "evaluate on validation every N steps; 0 = only at the end",
+      at_least(0));
+    v(checkpoint_every, "checkpoint_every",
+      "save a checkpoint every N steps (always at the end and on interruption); 0 = only then",
+      at_least(0).unhashed());
+  }
+};
+
+struct EvalConfig {
+  int64_t batch_size = 1000;
+  int64_t max_examples = 0;
+  PluginChoice router_override{"none", &make_router_options, nullptr};
+
+  EvalConfig() { router_override.reset_options(); }
+
+  template <class V>
+  void visit(V& v) {
+    v(batch_size, "batch_size", "examples per evaluation batch", at_least(1));
+    v(max_examples, "max_examples", "cap on evaluated examples per split; 0 = all", at_least(0));
+    v(router_override, "router_override",
+      "after training, also evaluate under this routing rule, reusing the trained router "
+      "logits (training-free swap; logged as split@router); name none = off");
+  }
+};
+
+// Dense -> MoE conversion (MoEfication / DOT-MoE, research notes §5). With a method set, the
+// run takes a trained dense model (its parent), splits every FFN of model.moe.layers into
+// model.moe.experts experts of model.moe.expert_hidden = model.ffn_hidden / experts neurons,
+// fine-tunes for train.steps with a `dot_moe` router, and evaluates the exported MoE.
+struct ConvertConfig {
+  std::string method = "none";
+  std::string parent = "auto";
+  int64_t dense_steps = 1000;
+  double dense_lr = 1e-3;
+  double kl_coef = 1.0;
+  int64_t calibration_tokens = 4096;
+  int64_t kmeans_iters = 30;
+  double tau_start = 1.0;
+  double tau_end = 0.1;
+  double tau_anneal = 0.2;
+  int64_t sinkhorn_iters = 30;
+  double affinity_std = 0.01;
+  std::string affinity_init = "random";
+  double affinity_lr_scale = 1.0;
+  std::string split_grad = "fixed_duals";
+
+  template <class V>
+  void visit(V& v) {
+    v(method, "method",
+      "none | random (LLaMA-MoE) | weight_cluster (balanced k-means on FFN input weights, "
+      "MoEfication) | activation_cluster (balanced k-means on hidden activations, CMoE) | "
+      "dot_moe (split learned by entropic transport + greedy rounding + straight-through)",
+      one_of({"none", "random", "weight_cluster", "activation_cluster", "dot_moe"}));
+    v(parent, "parent",
+      "the dense model: auto (this config with dense FFNs, train.steps = dense_steps and "
+      "train.lr = dense_lr; run first unless already done) or the id / config hash (prefix of "
+      ">= 8 characters) of a done dense run in the same database");
+    v(dense_steps, "dense_steps", "training steps of the auto parent", at_least(1));
+    v(dense_lr, "dense_lr", "peak learning rate of the auto parent", greater_than(0));
+    v(kl_coef, "kl_coef",
+      "weight of KL(dense teacher || converted student) on the predictions while fine-tuning, "
+      "for every method (PROPOSAL 1.0); 0 = task loss only",
+      at_least(0));
+    v(calibration_tokens, "calibration_tokens",
+      "training tokens (from the first batches) whose FFN inputs drive activation_cluster and "
+      "the reconstruction-error metrics",
+      at_least(1));
+    v(kmeans_iters, "kmeans_iters", "iteration cap of the balanced k-means", at_least(1));
+    v(tau_start, "tau_start", "dot_moe: transport temperature at step 1 (PROPOSAL 1.0)",
+      greater_than(0));
+    v(tau_end, "tau_end", "dot_moe: temperature after annealing and at export (PROPOSAL 0.1)",
+      greater_than(0));
+    v(tau_anneal, "tau_anneal",
+      "dot_moe: fraction of train.steps over which tau falls linearly (PROPOSAL 0.2)",
+      in_range(0, 1));
+    v(sinkhorn_iters, "sinkhorn_iters",
+      "dot_moe: log-domain Sinkhorn iterations per forward pass (PROPOSAL 30)", at_least(1));
+    v(affinity_std, "affinity_std",
+      "dot_moe: neuron-expert affinities start ~ N(0, affinity_std^2) (PROPOSAL 0.01)",
+      greater_than(0));
+    v(affinity_init, "affinity_init",
+      "dot_moe: where the learned split starts: random (the noise above) or a heuristic split "
+      "(its expert's affinity raised by tau_end; the notes' alternative PROPOSAL)",
+      one_of({"random", "weight_cluster", "activation_cluster"}));
+    v(affinity_lr_scale, "affinity_lr_scale",
+      "dot_moe: the affinities learn this many times faster than the other parameters "
+      "(a reparametrisation, A = scale x parameter; the notes give no value)",
+      hashed_unless(1.0, greater_than(0)));
+    v(split_grad, "split_grad",
+      "dot_moe: gradient of the transport plan: fixed_duals (through A / tau with the Sinkhorn "
+      "duals held fixed) or unrolled (through the Sinkhorn iterations too)",
+      hashed_unless(std::string("fixed_duals"), one_of({"fixed_duals", "unrolled"})));
+  }
+};
+
+struct RunConfig {
+  std::string name = "run";
+  int64_t seed = 0;
+  std::string db = "results/moelab.db";
+  std::string checkpoint_dir = "results/checkpoints";
+  int64_t threads = 2;
+  int64_t blas_threads = 1;
+  std::string device = "cpu";
+  PluginChoice task{"image", &make_task_options, nullptr};
+  ModelConfig model;
+  PluginChoice router{"topk", &make_router_options, nullptr};
+  TrainConfig train;
+  EvalConfig eval;
+  ConvertConfig convert;
+
+  RunConfig() {
+    task.reset_options();
+    router.reset_options();
+  }
+
+  template <class V>
+  void visit(V& v) {
+    v(name, "name", "a label for the run (not part of its identity)", not_hashed());
+    v(seed, "seed", "seed for initialisation, data order, dropout and noise", at_least(0));
+    v(db, "db", "SQLite results database", not_hashed());
+    v(checkpoint_dir, "checkpoint_dir", "folder of the runs' checkpoints (<config hash>.pt)",
+      not_hashed());
+    v(threads, "threads", "LibTorch intra-op threads", at_least(1).unhashed());
+    v(blas_threads, "blas_threads",
+      "OpenBLAS threads; 1 avoids oversubscription beside LibTorch's own pool",
+      at_least(1).unhashed());
+    v(device, "device", "cpu, or cuda / cuda:N when built with CUDA");
+    v(task, "task", "the task plugin and its options (moelab list tasks -v)");
+    v(model, "model", "model architecture");
+    v(router, "router", "the routing strategy and its options (moelab list routers -v)");
+    v(train, "train", "optimisation");
+    v(eval, "eval", "evaluation");
+    v(convert, "convert", "turn a trained dense model into an MoE (MoEfication, DOT-MoE)",
+      hashed_when_set());
+  }
+};
+
+// Loads a run config from a YAML file plus key=value overrides, validates it completely.
+// Throws ConfigError with file:line:column (or the override) on any problem.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides = {});
+
+// Cross-field rules (heads divide dim, k <= experts, layer list in range, ...).
+void validate(const RunConfig& config);
+
+std::string canonical_yaml(const RunConfig& config);
+std::string config_hash(const RunConfig& config);  // sha256 of the hashed fields' canonical dump
+
+// The dense model a converting run starts from when convert.parent = auto: this config with
+// dense FFNs (model.moe and the router reset to defaults), train.steps = convert.dense_steps,
+// train.lr = convert.dense_lr, no conversion and no routing swap.
+RunConfig dense_parent_config(const RunConfig& config);
+// The axes label of a dense parent's run in the results database.
+inline constexpr const char* kDenseParentLabel = "dense parent";
+
+// Indices of the blocks with an MoE FFN, from model.moe.layers.
+std::vector<int64_t> moe_layer_indices(const ModelConfig& model);
+
+}  // namespace moelab

@@ -1,0 +1,69 @@
+// Dense -> MoE conversion (MoEfication and DOT-MoE; research notes §5). A run with
+// convert.method set: (1) resolves its dense parent run (with convert.parent = auto, the
+// dense twin of its own config, run first unless done; several children share one parent);
+// (2) splits every converted FFN's neurons into experts by the method and copies the rest of
+// the parent's weights; (3) fine-tunes in the masked-dense form with KL distillation from the
+// frozen parent; (4) exports the ordinary sparse MoE, which the final evaluation measures.
+// Metrics: reconstruction error of each converted layer against its dense FFN (at conversion
+// and after export), active-parameter fraction, retention of the parent's metrics.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness/config/config.h"
+#include "harness/store/store.h"
+#include "harness/train/trainer.h"
+#include "tasks/task.h"
+
+namespace moelab {
+
+struct DenseParent {
+  int64_t run_id = 0;
+  RunConfig config;
+};
+
+// The balanced split [H] (expert of each neuron) of the dense FFN (w1 [H, D], b1 [H]) by a
+// heuristic method: random, weight_cluster or activation_cluster (`inputs` [N, D] are FFN
+// inputs). dot_moe learns its split instead, optionally starting from one of these.
+torch::Tensor heuristic_split(const std::string& method, const torch::Tensor& w1,
+                              const torch::Tensor& b1, const torch::Tensor& inputs,
+                              int64_t experts, int64_t kmeans_iters, uint64_t seed);
+
+// Relative squared error ||y - dense||^2 / ||dense||^2 of a converted layer on x [N, D]:
+// `routed` with its router, `oracle` with each token's k experts of largest output norm.
+struct Reconstruction {
+  double routed = 0.0;
+  double oracle = 0.0;
+};
+Reconstruction reconstruction_error(MoELayer layer, torch::nn::Sequential dense,
+                                    const torch::Tensor& x, int64_t k, int64_t layer_index);
+
+class Conversion : public TrainingHooks {
+ public:
+  // Loads the parent's model as the frozen teacher and captures calibration inputs.
+  Conversion(const RunConfig& config, const DenseParent& parent, Task& task, Store& store,
+             int64_t run_id, torch::Device device);
+
+  void before_training(TaskModel& model, MetricLog& log, bool resuming) override;
+  std::vector<NamedTensor> extra_losses(const Batch& batch, const torch::Tensor& logits) override;
+  void after_training(TaskModel& model) override;
+  MetricValues summaries(TaskModel& model, const MetricValues& finals) override;
+
+ private:
+  void convert(TaskModel& model);
+  // "l{i}/{what}" per converted layer and their mean "{what}", for routed and oracle errors.
+  MetricValues measure(TaskModel& model, const std::string& prefix, bool with_routed);
+
+  RunConfig config_;
+  int64_t parent_run_id_;
+  Store& store_;
+  int64_t run_id_;
+  torch::Device device_;
+  std::shared_ptr<TaskModel> teacher_;
+  std::vector<torch::Tensor> calibration_;  // per block: the parent's FFN inputs [N, D]
+  MetricValues at_conversion_;
+};
+
+}  // namespace moelab

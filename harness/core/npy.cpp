@@ -1,0 +1,92 @@
+// .npy: magic "\x93NUMPY", version bytes, little-endian header length (2 bytes in v1, 4 in
+// v2/v3), a Python dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (T, E), }
+// padded with spaces, then the raw data.
+#include "harness/core/npy.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <regex>
+
+#include "harness/core/error.h"
+
+namespace moelab {
+namespace {
+
+std::string dict_value(const std::string& header, const std::string& key, const std::string& path) {
+  const std::regex pattern("'" + key + "'\\s*:\\s*('[^']*'|True|False|\\([^)]*\\))");
+  std::smatch match;
+  if (!std::regex_search(header, match, pattern)) {
+    throw ConfigError(fmt::format("'{}': .npy header has no '{}' entry", path, key));
+  }
+  return match[1];
+}
+
+}  // namespace
+
+torch::Tensor read_npy_float32(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("cannot open .npy file '{}'", path));
+  char magic[8] = {};
+  in.read(magic, 8);
+  if (!in || std::string(magic, 6) != "\x93NUMPY") {
+    throw ConfigError(fmt::format("'{}' is not a .npy file (bad magic)", path));
+  }
+  const int major = static_cast<unsigned char>(magic[6]);
+  uint32_t header_length = 0;
+  unsigned char length_bytes[4] = {};
+  in.read(reinterpret_cast<char*>(length_bytes), major == 1 ? 2 : 4);
+  for (int i = (major == 1 ? 1 : 3); i >= 0; --i) header_length = header_length * 256 + length_bytes[i];
+  std::string header(header_length, '\0');
+  in.read(header.data(), header_length);
+  if (!in) throw ConfigError(fmt::format("'{}': truncated .npy header", path));
+
+  const std::string descr = dict_value(header, "descr", path);
+  if (descr != "'<f4'" && descr != "'=f4'") {
+    throw ConfigError(fmt::format("'{}': dtype {} is not little-endian float32 ('<f4'); "
+                                  "save with np.asarray(x, dtype=np.float32)",
+                                  path, descr));
+  }
+  if (dict_value(header, "fortran_order", path) != "False") {
+    throw ConfigError(fmt::format("'{}': Fortran-order arrays are not supported; save "
+                                  "np.ascontiguousarray(x)",
+                                  path));
+  }
+  std::vector<int64_t> shape;
+  const std::string dims = dict_value(header, "shape", path);
+  const std::regex number("[0-9]+");
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
+    shape.push_back(std::stoll(it->str()));
+  }
+  auto tensor = torch::empty(shape, torch::kFloat);
+  const auto bytes = static_cast<std::streamsize>(tensor.numel() * sizeof(float));
+  in.read(reinterpret_cast<char*>(tensor.data_ptr<float>()), bytes);
+  if (in.gcount() != bytes) {
+    throw ConfigError(fmt::format("'{}': truncated .npy data ({} of {} bytes)", path,
+                                  in.gcount(), bytes));
+  }
+  return tensor;
+}
+
+void write_npy_float32(const std::string& path, const torch::Tensor& tensor) {
+  auto data = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  std::string shape;
+  for (int64_t d : data.sizes()) shape += std::to_string(d) + ", ";
+  if (data.dim() > 1) shape.erase(shape.size() - 2);
+  else if (data.dim() == 1) shape.erase(shape.size() - 1);
+  std::string header =
+      fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", shape);
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw Error(fmt::format("cannot write '{}'", path));
+  out.write("\x93NUMPY\x01\x00", 8);
+  const auto length = static_cast<uint16_t>(header.size());
+  const char length_bytes[2] = {static_cast<char>(length & 0xff), static_cast<char>(length >> 8)};
+  out.write(length_bytes, 2);
+  out << header;
+  out.write(reinterpret_cast<const char*>(data.data_ptr<float>()),
+            static_cast<std::streamsize>(data.numel() * sizeof(float)));
+}
+
+}  // namespace moelab

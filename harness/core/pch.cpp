@@ -1,0 +1,1 @@
+// Carrier of the precompiled LibTorch header (harness/core/pch.h) that every target reuses.

@@ -1,0 +1,327 @@
+// MoE layer: capacity, permutation dispatch, experts, combine, shared metrics.
+#include "harness/model/moe_layer.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "harness/core/error.h"
+#include "harness/model/neuron_split.h"
+
+namespace moelab {
+namespace {
+
+// Indices that order `key` ascending, ties kept in the order given by `within`.
+torch::Tensor stable_order(const torch::Tensor& key, const torch::Tensor& within) {
+  auto permuted = key.index_select(0, within);
+  auto order = std::get<1>(torch::sort(permuted, /*stable=*/true, /*dim=*/0, /*descending=*/false));
+  return within.index_select(0, order);
+}
+
+torch::Tensor init_uniform(std::vector<int64_t> shape, double bound) {
+  return torch::empty(shape).uniform_(-bound, bound);
+}
+
+}  // namespace
+
+Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacity_factor,
+                       const std::string& drop_policy) {
+  Dispatch d;
+  d.assignments = route.expert.numel();
+  d.requested = torch::bincount(route.expert, /*weights=*/{}, experts);  // [E]
+  auto identity = torch::arange(d.assignments, route.expert.options());  // [A]
+
+  torch::Tensor within = identity;  // order inside an expert's slice
+  if (capacity_factor > 0) {
+    if (drop_policy == "probs") {
+      within = std::get<1>(torch::sort(route.priority, /*stable=*/true, 0, /*descending=*/true));
+    } else {
+      within = std::get<1>(torch::sort(route.token, /*stable=*/true, 0, /*descending=*/false));
+    }
+  }
+  auto order = stable_order(route.expert, within);  // [A], grouped by expert
+
+  auto requested_host = d.requested.cpu();
+  d.kept_per_expert.assign(requested_host.data_ptr<int64_t>(),
+                           requested_host.data_ptr<int64_t>() + experts);
+  if (capacity_factor > 0) {
+    const auto capacity = static_cast<int64_t>(
+        std::ceil(capacity_factor * static_cast<double>(d.assignments) / experts));
+    auto sorted_expert = route.expert.index_select(0, order);            // [A]
+    auto offsets = d.requested.cumsum(0) - d.requested;                  // [E]
+    auto position = identity - offsets.index_select(0, sorted_expert);   // [A] rank in expert
+    order = order.masked_select(position < capacity);                    // [A']
+    for (auto& kept : d.kept_per_expert) kept = std::min(kept, capacity);
+  }
+  d.token = route.token.index_select(0, order);
+  d.expert = route.expert.index_select(0, order);
+  d.weight = route.weight.index_select(0, order);
+  return d;
+}
+
+MaskedTraining MaskedTraining::from(const RunConfig& config) {
+  const ConvertConfig& convert = config.convert;
+  MaskedTraining masked;
+  masked.enabled = convert.method != "none";
+  masked.learn_split = convert.method == "dot_moe";
+  masked.tau_start = convert.tau_start;
+  masked.tau_end = convert.tau_end;
+  masked.anneal_steps = std::llround(convert.tau_anneal * static_cast<double>(config.train.steps));
+  masked.sinkhorn_iters = convert.sinkhorn_iters;
+  masked.affinity_std = convert.affinity_std;
+  masked.affinity_scale = convert.affinity_lr_scale;
+  masked.unrolled = convert.split_grad == "unrolled";
+  return masked;
+}
+
+double MaskedTraining::tau(int64_t step) const {
+  if (anneal_steps <= 0 || step >= anneal_steps) return tau_end;
+  const double progress = static_cast<double>(step) / static_cast<double>(anneal_steps);
+  return tau_start + (tau_end - tau_start) * progress;
+}
+
+MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router,
+                           const MaskedTraining& masked)
+    : config_(config), masked_(masked), router_(std::move(router)) {
+  const int64_t experts = config.experts;
+  const int64_t hidden = config.expert_hidden;
+  register_module("router", router_);
+  w_in_ = register_parameter("w_in", init_uniform({experts, dim, hidden}, 1.0 / std::sqrt(dim)));
+  b_in_ = register_parameter("b_in", torch::zeros({experts, hidden}));
+  w_out_ = register_parameter("w_out",
+                              init_uniform({experts, hidden, dim}, 1.0 / std::sqrt(hidden)));
+  b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
+  if (masked_.enabled && masked_.learn_split) {
+    affinity_ = register_parameter(
+        "affinity", torch::randn({experts * hidden, experts}) *
+                        (masked_.affinity_std / masked_.affinity_scale));
+  }
+}
+
+void MoELayerImpl::load_dense(const torch::Tensor& w1, const torch::Tensor& b1,
+                              const torch::Tensor& w2, const torch::Tensor& b2,
+                              const torch::Tensor& order, int64_t k) {
+  const int64_t experts = config_.experts, size = config_.expert_hidden, dim = w1.size(1);
+  MOELAB_CHECK(w1.size(0) == experts * size && order.numel() == experts * size,
+               "load_dense: a dense FFN of {} neurons cannot fill {} experts of {}", w1.size(0),
+               experts, size);
+  torch::NoGradGuard no_grad;
+  w_in_.copy_(w1.t().index_select(1, order).view({dim, experts, size}).permute({1, 0, 2}));
+  b_in_.copy_(b1.index_select(0, order).view({experts, size}));
+  w_out_.copy_(w2.t().index_select(0, order).view({experts, size, dim}));
+  b_out_.copy_((b2 / static_cast<double>(k)).expand({experts, dim}));
+}
+
+void MoELayerImpl::seed_affinity(const torch::Tensor& assignment, double margin) {
+  MOELAB_CHECK(affinity_.defined(), "seed_affinity: this layer does not learn its split");
+  torch::NoGradGuard no_grad;
+  affinity_.add_(split_matrix(assignment, config_.experts).to(affinity_.options()) *
+                 (margin / masked_.affinity_scale));
+}
+
+torch::Tensor MoELayerImpl::split() const {
+  const int64_t experts = config_.experts, size = config_.expert_hidden;
+  if (masked_.enabled && masked_.learn_split) {
+    torch::NoGradGuard no_grad;
+    return learned_split(affinities(), masked_.tau_end, masked_.sinkhorn_iters).assignment;
+  }
+  return torch::arange(experts * size, w_in_.options().dtype(torch::kLong)).div(size, "floor");
+}
+
+void MoELayerImpl::export_split() {
+  const int64_t experts = config_.experts, size = config_.expert_hidden, dim = w_in_.size(1);
+  const int64_t neurons = experts * size;
+  auto order = expert_major_order(split()).to(w_in_.device());  // [E*s]
+  torch::NoGradGuard no_grad;
+  auto w_in = w_in_.permute({1, 0, 2}).reshape({dim, neurons}).index_select(1, order);
+  w_in_.copy_(w_in.view({dim, experts, size}).permute({1, 0, 2}));
+  b_in_.copy_(b_in_.reshape({neurons}).index_select(0, order).view({experts, size}));
+  w_out_.copy_(w_out_.reshape({neurons, dim}).index_select(0, order).view({experts, size, dim}));
+  masked_.enabled = false;
+}
+
+torch::Tensor MoELayerImpl::all_expert_outputs(const torch::Tensor& x) {
+  const int64_t experts = config_.experts, neurons = experts * config_.expert_hidden;
+  const int64_t dim = x.size(1);
+  auto membership = split_matrix(split(), experts).to(x.options()).t();           // [E, H]
+  auto w_in = w_in_.permute({1, 0, 2}).reshape({dim, neurons});                   // [D, H]
+  auto hidden = torch::gelu(torch::addmm(b_in_.reshape({neurons}), x, w_in));      // [T, H]
+  auto masked = hidden.unsqueeze(0) * membership.unsqueeze(1);                    // [E, T, H]
+  auto w_out = w_out_.reshape({neurons, dim}).unsqueeze(0).expand({experts, neurons, dim});
+  return torch::baddbmm(b_out_.unsqueeze(1), masked, w_out);                      // [E, T, D]
+}
+
+std::shared_ptr<Router> MoELayerImpl::swap_router(std::shared_ptr<Router> router) {
+  auto previous = router_;
+  router_ = std::move(router);
+  replace_module("router", router_);
+  return previous;
+}
+
+torch::Tensor MoELayerImpl::run_experts(const torch::Tensor& x, const Dispatch& dispatch) {
+  auto inputs = x.index_select(0, dispatch.token);  // [A', D], contiguous per expert
+  // One autograd node per tensor (split, unbind) rather than one slice/select per expert: the
+  // backward of each select would zero-fill and add a gradient as large as all the experts.
+  auto slices = inputs.split_with_sizes(dispatch.kept_per_expert);  // E x [n_e, D]
+  auto w_in = w_in_.unbind(0), b_in = b_in_.unbind(0);               // E x [D, H], [H]
+  auto w_out = w_out_.unbind(0), b_out = b_out_.unbind(0);           // E x [H, D], [D]
+  std::vector<torch::Tensor> outputs;
+  for (int64_t e = 0; e < config_.experts; ++e) {
+    if (dispatch.kept_per_expert[e] == 0) continue;
+    auto hidden = torch::gelu(torch::addmm(b_in[e], slices[e], w_in[e]));  // [n_e, H]
+    outputs.push_back(torch::addmm(b_out[e], hidden, w_out[e]));          // [n_e, D]
+  }
+  if (outputs.empty()) return torch::zeros({0, x.size(1)}, x.options());
+  return torch::cat(outputs, 0);
+}
+
+torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
+  const auto start = std::chrono::steady_clock::now();
+  RouteResult route = router_->route(x, ctx);
+  if (ctx.valid.defined() && route.token.defined()) {  // padding never reaches an expert
+    auto real = real_assignments(route.token, ctx);    // [A]
+    for (auto* field : {&route.token, &route.expert, &route.weight, &route.priority}) {
+      if (field->defined()) *field = field->masked_select(real);
+    }
+  }
+  const double route_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+
+  aux_loss_ = torch::zeros({}, x.options());
+  for (const auto& [name, loss] : route.aux_losses) aux_loss_ = aux_loss_ + loss;
+  metrics_.clear();
+  if (masked_.enabled) return forward_masked(x, route, ctx, route_ms);
+  return route.soft_dispatch.defined() ? forward_soft(x, route, ctx, route_ms)
+                                       : forward_sparse(x, route, ctx, route_ms);
+}
+
+torch::Tensor MoELayerImpl::forward_masked(const torch::Tensor& x, const RouteResult& route,
+                                           const RouteContext& ctx, double route_ms) {
+  MOELAB_CHECK(route.probs.defined() && !route.soft_dispatch.defined(),
+               "the masked training form needs a token-choice router with probabilities "
+               "(dot_moe)");
+  const int64_t experts = config_.experts, neurons = experts * config_.expert_hidden;
+  const int64_t tokens = x.size(0), dim = x.size(1);
+  auto probs = route.probs.to(x.dtype());                                       // [T, E]
+  auto chosen = torch::zeros({tokens, experts}, x.options())
+                    .index_put_({route.token, route.expert},
+                                torch::ones({route.token.numel()}, x.options()));  // [T, E]
+  auto r_ste = chosen + (probs - probs.detach());                               // [T, E]
+  RouteResult measured = route;
+  torch::Tensor membership;                                                     // [H, E]
+  if (masked_.learn_split && ctx.training) {
+    const double tau = masked_.tau(ctx.step);
+    LearnedSplit learned = learned_split(affinities(), tau, masked_.sinkhorn_iters, masked_.unrolled);
+    membership = learned.ste.to(x.dtype());
+    measured.metrics.emplace_back("split_tau", torch::full({}, tau));
+    measured.metrics.emplace_back("sinkhorn_iters",
+                                  torch::full({}, static_cast<double>(learned.iterations)));
+    measured.metrics.emplace_back("sinkhorn_err", torch::full({}, learned.error));
+  } else {
+    membership = split_matrix(split(), experts).to(x.options());
+  }
+  auto mask = r_ste.mm(membership.t());                                          // [T, H]
+  auto w_in = w_in_.permute({1, 0, 2}).reshape({dim, neurons});                 // [D, H]
+  auto hidden = torch::gelu(torch::addmm(b_in_.reshape({neurons}), x, w_in));    // [T, H]
+  auto y = (hidden * mask).mm(w_out_.reshape({neurons, dim})) + r_ste.mm(b_out_);  // [T, D]
+  if (ctx.collect_metrics) {
+    torch::NoGradGuard no_grad;
+    auto load = torch::bincount(route.expert, {}, experts).to(torch::kFloat);   // [E]
+    compute_metrics(measured, ctx, load, 0.0, torch::zeros({}),
+                    static_cast<double>(route.expert.numel()) /
+                        std::max<int64_t>(real_rows(probs, ctx).size(0), 1),
+                    route_ms);
+  }
+  return y;
+}
+
+torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteResult& route,
+                                           const RouteContext& ctx, double route_ms) {
+  Dispatch dispatch = plan_dispatch(route, config_.experts, config_.capacity_factor,
+                                    config_.drop_policy);
+  auto expert_out = run_experts(x, dispatch);                               // [A', D]
+  auto weighted = expert_out * dispatch.weight.to(x.dtype()).unsqueeze(1);  // [A', D]
+  auto y = torch::zeros_like(x).index_add(0, dispatch.token, weighted);     // [T, D]
+  if (ctx.collect_metrics) {
+    torch::NoGradGuard no_grad;
+    const int64_t kept = dispatch.token.numel();
+    auto routed = real_rows(torch::zeros({x.size(0)}, x.options().dtype(torch::kFloat))
+                                .index_fill_(0, dispatch.token, 1.0), ctx);  // [T_real] 1 if kept
+    compute_metrics(route, ctx, dispatch.requested.to(torch::kFloat),
+                    dispatch.assignments > 0
+                        ? 1.0 - static_cast<double>(kept) / dispatch.assignments
+                        : 0.0,
+                    1.0 - routed.mean(),
+                    static_cast<double>(kept) / std::max<int64_t>(routed.numel(), 1), route_ms);
+  }
+  return y;
+}
+
+torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResult& route,
+                                         const RouteContext& ctx, double route_ms) {
+  const int64_t experts = config_.experts, dim = x.size(1);
+  auto rows = route.soft_tokens.reshape({-1});                            // [G*Tg]
+  const int64_t groups = route.soft_tokens.size(0), group_tokens = route.soft_tokens.size(1);
+  auto grouped = x.index_select(0, rows).view({groups, group_tokens, dim});  // [G, Tg, D]
+  auto dispatch = route.soft_dispatch.to(x.dtype());                          // [G, Tg, E*S]
+  auto slots_in = torch::matmul(dispatch.transpose(1, 2), grouped);           // [G, E*S, D]
+  const int64_t slots = slots_in.size(1) / experts;
+  auto per_expert = slots_in.view({groups, experts, slots, dim})
+                        .permute({1, 0, 2, 3})
+                        .reshape({experts, groups * slots, dim});             // [E, G*S, D]
+  auto hidden = torch::gelu(torch::baddbmm(b_in_.unsqueeze(1), per_expert, w_in_));  // [E, G*S, H]
+  auto slots_out = torch::baddbmm(b_out_.unsqueeze(1), hidden, w_out_)              // [E, G*S, D]
+                       .view({experts, groups, slots, dim})
+                       .permute({1, 0, 2, 3})
+                       .reshape({groups, experts * slots, dim});              // [G, E*S, D]
+  auto combined = torch::matmul(route.soft_combine.to(x.dtype()), slots_out);  // [G, Tg, D]
+  auto real = real_token_column(x.size(0), ctx, x.options());                  // [T, 1]
+  auto y = torch::zeros_like(x).index_add(0, rows, combined.reshape({-1, dim})) * real;  // [T, D]
+  if (ctx.collect_metrics) {
+    torch::NoGradGuard no_grad;
+    // Load of an expert: the combine mass its slots receive from real tokens.
+    auto real_rows_mask = real.index_select(0, rows).view({groups, group_tokens, 1, 1});
+    auto load = (route.soft_combine.detach().view({groups, group_tokens, experts, slots}) *
+                 real_rows_mask.to(torch::kFloat))
+                    .sum({0, 1, 3});  // [E]
+    compute_metrics(route, ctx, load, 0.0, torch::zeros({}), static_cast<double>(experts),
+                    route_ms);
+  }
+  return y;
+}
+
+void MoELayerImpl::compute_metrics(const RouteResult& route, const RouteContext& ctx,
+                                   const torch::Tensor& load_in,
+                                   double dropped_frac, const torch::Tensor& unrouted_frac,
+                                   double experts_per_token, double route_ms) {
+  const int64_t experts = config_.experts;
+  auto load = load_in.detach().to(torch::kFloat);     // [E]
+  auto mean = load.mean().clamp_min(1e-12);
+  auto share = load / load.sum().clamp_min(1e-12);    // [E]
+  auto entropy = -(share * torch::log(share.clamp_min(1e-12))).sum();
+
+  auto add = [&](const std::string& name, torch::Tensor value) {
+    metrics_.emplace_back(name, value.detach().to(load.device(), torch::kFloat).reshape({}));
+  };
+  add("load_max_over_mean", load.max() / mean);
+  add("load_min_over_mean", load.min() / mean);
+  add("load_cv", (load - load.mean()).pow(2).mean().sqrt() / mean);
+  add("load_entropy_norm", experts > 1 ? entropy / std::log(static_cast<double>(experts))
+                                       : torch::ones({}));
+  add("dead_experts", (load == 0).sum());
+  add("dropped_frac", torch::full({}, dropped_frac));
+  add("unrouted_frac", unrouted_frac);
+  add("experts_per_token", torch::full({}, experts_per_token));
+  if (route.probs.defined()) {
+    auto p = real_rows(route.probs.detach(), ctx);
+    add("gate_entropy", -(p * torch::log(p.clamp_min(1e-12))).sum(-1).mean());
+  }
+  if (route.logits.defined()) {
+    add("router_z", torch::logsumexp(real_rows(route.logits.detach(), ctx), -1).mean());
+  }
+  for (const auto& [name, loss] : route.aux_losses) add("aux_" + name, loss);
+  for (const auto& [name, value] : route.metrics) add(name, value);
+  add("route_ms", torch::full({}, route_ms));
+  for (int64_t e = 0; e < experts; ++e) add("load_e" + std::to_string(e), share[e]);
+}
+
+}  // namespace moelab

@@ -1,0 +1,132 @@
+// Transformer backbone with MoE FFN blocks.
+#include "harness/model/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "routers/registry.h"
+
+namespace moelab {
+
+AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, double dropout, bool causal)
+    : heads_(heads), causal_(causal) {
+  qkv_ = register_module("qkv", torch::nn::Linear(dim, 3 * dim));
+  proj_ = register_module("proj", torch::nn::Linear(dim, dim));
+  dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t batch = x.size(0), length = x.size(1), dim = x.size(2);
+  const int64_t head_dim = dim / heads_;
+  auto qkv = qkv_(x).view({batch, length, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0], k = qkv[1], v = qkv[2];                                // [B, H, L, Dh]
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(head_dim));  // [B,H,L,L]
+  if (causal_) {
+    auto future = torch::ones({length, length}, x.options().dtype(torch::kBool)).triu(1);
+    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  }
+  auto attended = torch::matmul(dropout_(torch::softmax(scores, -1)), v);  // [B, H, L, Dh]
+  return proj_(attended.transpose(1, 2).reshape({batch, length, dim}));
+}
+
+BlockImpl::BlockImpl(const RunConfig& config, bool causal, bool use_moe,
+                     const RouterShape& shape) {
+  const ModelConfig& model = config.model;
+  norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(
+                                                torch::nn::LayerNormOptions({model.dim})));
+  norm_ffn_ = register_module("norm_ffn", torch::nn::LayerNorm(
+                                              torch::nn::LayerNormOptions({model.dim})));
+  attention_ = register_module("attention",
+                               Attention(model.dim, model.heads, model.dropout, causal));
+  dropout_ = register_module("dropout", torch::nn::Dropout(model.dropout));
+  if (use_moe) {
+    auto routing = make_router(config.router, shape);
+    moe_ = register_module(
+        "moe", MoELayer(model.dim, model.moe, routing, MaskedTraining::from(config)));
+  } else {
+    dense_ = register_module("ffn", torch::nn::Sequential(
+                                        torch::nn::Linear(model.dim, model.ffn_hidden),
+                                        torch::nn::GELU(),
+                                        torch::nn::Linear(model.ffn_hidden, model.dim)));
+  }
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
+  auto h = x + dropout_(attention_(norm_attn_(x)));  // [B, L, D]
+  auto normed = norm_ffn_(h);
+  if (capture_) capture_->push_back(normed.detach().reshape({-1, normed.size(-1)}));
+  torch::Tensor ffn_out;
+  if (moe_) {
+    const auto shape = normed.sizes().vec();
+    RouteContext layer_ctx = ctx;
+    layer_ctx.group_size = shape[1];  // one sequence / image per routing group
+    ffn_out = moe_(normed.reshape({-1, shape[2]}), layer_ctx).view(shape);  // [B, L, D]
+  } else {
+    ffn_out = dense_->forward(normed);
+  }
+  return h + dropout_(ffn_out);
+}
+
+TransformerImpl::TransformerImpl(const RunConfig& config, bool causal) : causal_(causal) {
+  const ModelConfig& model = config.model;
+  const auto moe_indices = moe_layer_indices(model);
+  for (int64_t i = 0; i < model.depth; ++i) {
+    const bool use_moe =
+        std::find(moe_indices.begin(), moe_indices.end(), i) != moe_indices.end();
+    const RouterShape shape{model.dim, model.moe.experts, config.seed, i};
+    blocks_.push_back(register_module("block" + std::to_string(i),
+                                      Block(config, causal, use_moe, shape)));
+  }
+  final_norm_ = register_module("final_norm",
+                                torch::nn::LayerNorm(torch::nn::LayerNormOptions({model.dim})));
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& x, RouteContext ctx) {
+  auto h = x;
+  ctx.causal = causal_;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    ctx.layer = static_cast<int64_t>(i);
+    h = blocks_[i]->forward(h, ctx);
+  }
+  return final_norm_(h);
+}
+
+std::vector<MoELayer> TransformerImpl::moe_layers() const {
+  std::vector<MoELayer> layers;
+  for (const auto& block : blocks_) {
+    if (block->moe()) layers.push_back(block->moe());
+  }
+  return layers;
+}
+
+torch::Tensor TransformerImpl::aux_loss() const {
+  torch::Tensor total;
+  for (const auto& layer : moe_layers()) {
+    auto loss = layer->aux_loss();
+    if (!loss.defined()) continue;
+    total = total.defined() ? total + loss : loss;
+  }
+  return total.defined() ? total : torch::zeros({});
+}
+
+std::vector<NamedTensor> TransformerImpl::routing_metrics() const {
+  std::vector<NamedTensor> out;
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<torch::Tensor>> per_name;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (!blocks_[i]->moe()) continue;
+    for (const auto& [name, value] : blocks_[i]->moe()->metrics()) {
+      out.emplace_back("l" + std::to_string(i) + "/" + name, value);
+      if (per_name.find(name) == per_name.end()) order.push_back(name);
+      per_name[name].push_back(value);
+    }
+  }
+  for (const auto& name : order) {
+    if (name.rfind("load_e", 0) == 0) continue;  // per-expert loads only make sense per layer
+    out.emplace_back(name, torch::stack(per_name[name]).mean());
+  }
+  return out;
+}
+
+}  // namespace moelab

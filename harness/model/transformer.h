@@ -1,0 +1,69 @@
+// The transformer backbone shared by every task: pre-LayerNorm blocks with multi-head
+// self-attention (optionally causal) and an FFN that is an MoE layer in the blocks chosen by
+// model.moe.layers and a dense GELU MLP elsewhere. Tasks add embeddings and heads.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "harness/config/config.h"
+#include "harness/model/moe_layer.h"
+
+namespace moelab {
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(int64_t dim, int64_t heads, double dropout, bool causal);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, L, D] -> [B, L, D]
+
+ private:
+  int64_t heads_;
+  bool causal_;
+  torch::nn::Linear qkv_{nullptr}, proj_{nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+};
+TORCH_MODULE(Attention);
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const RunConfig& config, bool causal, bool use_moe, const RouterShape& shape);
+  torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);  // [B, L, D]
+  MoELayer moe() const { return moe_; }  // empty holder in dense blocks
+  torch::nn::Sequential dense_ffn() const { return dense_; }  // empty holder in MoE blocks
+  // While set, every forward appends the FFN's input [B*L, D] (detached) to *sink.
+  void capture_ffn_inputs(std::vector<torch::Tensor>* sink) { capture_ = sink; }
+
+ private:
+  std::vector<torch::Tensor>* capture_ = nullptr;
+  torch::nn::LayerNorm norm_attn_{nullptr}, norm_ffn_{nullptr};
+  Attention attention_{nullptr};
+  MoELayer moe_{nullptr};
+  torch::nn::Sequential dense_{nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+};
+TORCH_MODULE(Block);
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  // MoE blocks per config.model.moe.layers, routed by config.router; in the masked training
+  // form when config.convert converts a dense model.
+  TransformerImpl(const RunConfig& config, bool causal);
+
+  // x: [B, L, D] embeddings -> [B, L, D] final-normalised states. ctx.layer is set per block.
+  torch::Tensor forward(const torch::Tensor& x, RouteContext ctx);
+
+  torch::Tensor aux_loss() const;  // sum of every MoE layer's aux losses from the last forward
+  // Per-layer metrics ("l{i}/{name}") and their mean over MoE layers ("{name}").
+  std::vector<NamedTensor> routing_metrics() const;
+  std::vector<MoELayer> moe_layers() const;
+  const std::vector<Block>& blocks() const { return blocks_; }
+
+ private:
+  std::vector<Block> blocks_;
+  torch::nn::LayerNorm final_norm_{nullptr};
+  bool causal_;
+};
+TORCH_MODULE(Transformer);
+
+}  // namespace moelab

@@ -1,1 +1,0 @@
-// Carrier of the precompiled LibTorch header (harness/pch.h) that every target reuses.

@@ -1,0 +1,187 @@
+// Plot data, gnuplot scripts and rendering.
+#include "harness/report/plots.h"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "harness/core/error.h"
+#include "harness/report/report.h"
+#include "harness/report/stats.h"
+
+namespace moelab {
+namespace {
+
+std::vector<RunGroup> group_runs(Store& store, const PlotRequest& request) {
+  auto groups = group_done_runs(store, request.sweep, request.group_by);
+  if (groups.empty()) {
+    throw Error(fmt::format("plot: no done runs{}", request.sweep.empty() ? "" : " in sweep '" + request.sweep + "'"));
+  }
+  return groups;
+}
+
+std::string slug(const std::string& text) {
+  std::string out;
+  for (char c : text) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return out;
+}
+
+std::string quote(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// Writes the script twice-rendered (PNG, SVG) and runs gnuplot on it.
+std::vector<std::string> finish(const PlotRequest& request, const std::string& base,
+                                const std::string& body) {
+  const std::string script = base + ".gp";
+  std::ofstream(script) << "# moelab plot; edit and run: gnuplot " << std::filesystem::path(script).filename().string()
+                        << "\nfiles = \"png svg\"\ndo for [f in files] {\n"
+                        << "  if (f eq \"png\") { set terminal png noenhanced size 900,560 } else { set terminal svg noenhanced size 900,560 }\n"
+                        << "  set output \"" << std::filesystem::path(base).filename().string() << ".\".f\n"
+                        << body << "}\n";
+  std::vector<std::string> files = {base + ".dat", script};
+  if (!request.render) return files;
+  const std::string command = fmt::format("cd {} && gnuplot {} 2>&1",
+                                          quote(std::filesystem::path(base).parent_path().string()),
+                                          quote(std::filesystem::path(script).filename().string()));
+  if (std::system(command.c_str()) != 0) {
+    throw Error(fmt::format("gnuplot failed on '{}' (is gnuplot-nox installed? "
+                            "harness/scripts/setup.sh installs it)", script));
+  }
+  files.push_back(base + ".png");
+  files.push_back(base + ".svg");
+  return files;
+}
+
+std::vector<std::string> curves(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+  const auto slash = request.metric.find('/');
+  MOELAB_CHECK(slash != std::string::npos, "plot curves: --metric is SPLIT/NAME (val/accuracy, train/loss)");
+  const std::string split = request.metric.substr(0, slash), name = request.metric.substr(slash + 1);
+  const std::string base = request.output_dir + "/curves_" + slug(request.metric);
+  std::ofstream data(base + ".dat");
+  data << "# step mean min max n, one block per group: " << request.metric << "\n";
+  std::string plot = fmt::format("  set xlabel \"step\"\n  set ylabel {}\n  set key outside right\n"
+                                 "  set style fill transparent solid 0.2 noborder\n  plot ",
+                                 quote(request.metric));
+  int index = 0;
+  for (const auto& group : groups) {
+    const std::string& label = group.label;
+    std::map<int64_t, std::vector<double>> by_step;
+    for (int64_t run : group.run_ids) {
+      SQLite::Statement select(store.database(), "SELECT step, value FROM metrics WHERE run_id = ? "
+                                                 "AND split = ? AND name = ? AND value IS NOT NULL");
+      select.bind(1, static_cast<int64_t>(run));
+      select.bind(2, split);
+      select.bind(3, name);
+      while (select.executeStep()) by_step[select.getColumn(0).getInt64()].push_back(select.getColumn(1).getDouble());
+    }
+    if (by_step.empty()) continue;
+    data << "# " << label << "\n";
+    for (const auto& [step, values] : by_step) {
+      const Summary s = summarise(values);
+      const auto [low, high] = std::minmax_element(values.begin(), values.end());
+      data << step << " " << s.mean << " " << *low << " " << *high << " " << s.n << "\n";
+    }
+    data << "\n\n";
+    plot += fmt::format("{}\"{}.dat\" index {} using 1:3:4 with filledcurves lc {} notitle, "
+                        "'' index {} using 1:2 with linespoints lc {} pt 7 ps 0.5 title {}",
+                        index == 0 ? "" : ", \\\n       ", std::filesystem::path(base).filename().string(),
+                        index, index + 1, index, index + 1, quote(label));
+    ++index;
+  }
+  data.close();
+  if (index == 0) throw Error(fmt::format("plot curves: no run has the metric '{}'", request.metric));
+  return finish(request, base, plot + "\n");
+}
+
+std::vector<std::string> corruption(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+  const std::string base = request.output_dir + "/corruption";
+  std::ofstream data(base + ".dat");
+  data << "# severity mean_accuracy (0 = clean; cifar_c corruptions and seeds averaged)\n";
+  std::string plot = "  set xlabel \"severity (0 = clean)\"\n  set ylabel \"accuracy\"\n  set xtics 1\n"
+                     "  set key outside right\n  plot ";
+  int index = 0;
+  for (const auto& group : groups) {
+    const std::string& label = group.label;
+    std::map<int64_t, std::vector<double>> by_severity;
+    for (int64_t run : group.run_ids) {
+      SQLite::Statement select(store.database(),
+                               "SELECT name, value FROM summaries WHERE run_id = ? AND value IS NOT NULL "
+                               "AND (name = 'test/accuracy' OR (name LIKE 'cifar_c:%:_/accuracy'))");
+      select.bind(1, static_cast<int64_t>(run));
+      while (select.executeStep()) {
+        const std::string name = select.getColumn(0).getString();
+        const int64_t severity = name == "test/accuracy" ? 0 : name[name.find('/') - 1] - '0';
+        by_severity[severity].push_back(select.getColumn(1).getDouble());
+      }
+    }
+    if (by_severity.size() < 2) continue;
+    data << "# " << label << "\n";
+    for (const auto& [severity, values] : by_severity) data << severity << " " << summarise(values).mean << "\n";
+    data << "\n\n";
+    plot += fmt::format("{}\"{}.dat\" index {} using 1:2 with linespoints pt 7 title {}",
+                        index == 0 ? "" : ", \\\n       ", std::filesystem::path(base).filename().string(),
+                        index, quote(label));
+    ++index;
+  }
+  data.close();
+  if (index == 0) throw Error("plot corruption: no run has cifar_c results (task.corruptions)");
+  return finish(request, base, plot + "\n");
+}
+
+std::vector<std::string> load(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+  std::vector<std::string> files;
+  for (const auto& group : groups) {
+    const std::string& label = group.label;
+    const int64_t run = group.run_ids.front();
+    SQLite::Statement select(store.database(), R"sql(
+SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name GLOB 'moe/l*/load_e[0-9]*'
+  AND step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1 AND name GLOB 'moe/l*/load_e[0-9]*'))sql");
+    select.bind(1, static_cast<int64_t>(run));
+    std::map<int64_t, std::map<int64_t, double>> matrix;  // layer -> expert -> share
+    while (select.executeStep()) {
+      const std::string name = select.getColumn(0).getString();  // moe/l<i>/load_e<j>
+      const auto layer = std::stoll(name.substr(5, name.find('/', 4) - 5));
+      const auto expert = std::stoll(name.substr(name.rfind('e') + 1));
+      matrix[layer][expert] = select.getColumn(1).getDouble();
+    }
+    if (matrix.empty()) continue;
+    const std::string base = request.output_dir + "/load_" + slug(label);
+    std::ofstream data(base + ".dat");
+    data << "# layer expert share (run " << run << ", " << label << ")\n";
+    for (const auto& [layer, experts] : matrix) {
+      for (const auto& [expert, share] : experts) data << layer << " " << expert << " " << share << "\n";
+      data << "\n";
+    }
+    const std::string plot = fmt::format(
+        "  set title {}\n  set xlabel \"block\"\n  set ylabel \"expert\"\n  set cblabel \"share of "
+        "assignments\"\n  set xtics 1\n  set ytics 1\n  plot \"{}.dat\" using 1:2:3 with image notitle\n",
+        quote(fmt::format("expert load, run {} ({})", run, label)), std::filesystem::path(base).filename().string());
+    data.close();
+    const auto written = finish(request, base, plot);
+    files.insert(files.end(), written.begin(), written.end());
+  }
+  if (files.empty()) throw Error("plot load: no run has logged per-expert loads");
+  return files;
+}
+
+}  // namespace
+
+std::vector<std::string> make_plot(Store& store, const PlotRequest& request) {
+  std::filesystem::create_directories(request.output_dir);
+  const auto groups = group_runs(store, request);
+  if (request.kind == "curves") return curves(store, request, groups);
+  if (request.kind == "corruption") return corruption(store, request, groups);
+  if (request.kind == "load") return load(store, request, groups);
+  throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load)", request.kind));
+}
+
+}  // namespace moelab

@@ -1,0 +1,221 @@
+// Reports over seeds.
+#include "harness/report/report.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "harness/config/config.h"
+#include "harness/core/error.h"
+#include "harness/report/stats.h"
+#include "harness/report/table.h"
+
+namespace moelab {
+namespace {
+
+Cell text(const std::string& value) { return Cell{Cell::Type::Text, 0, 0.0, value}; }
+Cell integer(int64_t value) { return Cell{Cell::Type::Integer, value, 0.0, ""}; }
+Cell real(double value) {
+  return std::isfinite(value) ? Cell{Cell::Type::Real, 0, value, ""} : Cell{};
+}
+
+std::string param_key(const std::string& key) {
+  if (key == "router") return "router.name";
+  if (key == "task") return "task.name";
+  return key;
+}
+
+// What a run recorded before `key` existed had for it: the key's default, for keys outside the
+// plugin sections (whose keys depend on the plugin chosen); "?" otherwise.
+std::string value_before_key_existed(const std::string& key) {
+  static const std::map<std::string, std::string> defaults = [] {
+    std::map<std::string, std::string> out;
+    RunConfig config;
+    for (const auto& row : list_fields(config)) out[row.path] = row.value;
+    return out;
+  }();
+  for (const char* plugin : {"router.", "task.", "eval.router_override."}) {
+    if (key.rfind(plugin, 0) == 0) return "?";
+  }
+  auto found = defaults.find(key);
+  return found == defaults.end() ? "?" : found->second;
+}
+
+std::string cell_text(const Cell& cell) { return cell.type == Cell::Type::Null ? "" : cell.to_string(); }
+
+std::string escape_html(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else out += c;
+  }
+  return out;
+}
+
+std::string escape_latex(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '_' || c == '%' || c == '&' || c == '#' || c == '$') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string markdown(const QueryResult& table) {
+  std::string out = "| " + fmt::format("{}", fmt::join(table.columns, " | ")) + " |\n|";
+  for (size_t i = 0; i < table.columns.size(); ++i) out += i == 0 ? "---|" : "---:|";
+  out += "\n";
+  for (const auto& row : table.rows) {
+    out += "|";
+    for (const auto& cell : row) out += " " + cell_text(cell) + " |";
+    out += "\n";
+  }
+  return out;
+}
+
+std::string latex(const QueryResult& table, const ReportRequest& request) {
+  std::string out = "\\begin{tabular}{l" + std::string(table.columns.size() - 1, 'r') + "}\n\\hline\n";
+  std::vector<std::string> header;
+  for (const auto& column : table.columns) header.push_back(escape_latex(column));
+  out += fmt::format("{} \\\\\n\\hline\n", fmt::join(header, " & "));
+  for (const auto& row : table.rows) {
+    std::vector<std::string> cells;
+    for (const auto& cell : row) cells.push_back(escape_latex(cell_text(cell)));
+    out += fmt::format("{} \\\\\n", fmt::join(cells, " & "));
+  }
+  return out + "\\hline\n\\end{tabular}\n% " + escape_latex(request.metric) + "\n";
+}
+
+std::string html(const QueryResult& table, const ReportRequest& request) {
+  std::string out = fmt::format(
+      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>moelab report: {0}</title>\n"
+      "<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}"
+      "td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}"
+      "td:first-child,th:first-child{{text-align:left}}th{{background:#f0f0f0}}</style>\n"
+      "</head><body>\n<h1>{0}</h1>\n<p>sweep: {1}; grouped by {2}; baseline: {3}; mean &plusmn; "
+      "95% t-interval over seeds, Welch's t-test p-value against the baseline.</p>\n<table>\n<tr>",
+      escape_html(request.metric), escape_html(request.sweep.empty() ? "(all runs)" : request.sweep),
+      escape_html(fmt::format("{}", fmt::join(request.group_by, ", "))),
+      escape_html(request.baseline.empty() ? "(none)" : request.baseline));
+  for (const auto& column : table.columns) out += "<th>" + escape_html(column) + "</th>";
+  out += "</tr>\n";
+  for (const auto& row : table.rows) {
+    out += "<tr>";
+    for (const auto& cell : row) out += "<td>" + escape_html(cell_text(cell)) + "</td>";
+    out += "</tr>\n";
+  }
+  return out + "</table>\n</body></html>\n";
+}
+
+}  // namespace
+
+std::vector<std::string> split_keys(const std::string& keys) {
+  std::vector<std::string> out;
+  std::stringstream stream(keys);
+  for (std::string key; std::getline(stream, key, ',');) {
+    if (!key.empty()) out.push_back(key);
+  }
+  return out;
+}
+
+std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
+                                      const std::vector<std::string>& keys) {
+  MOELAB_CHECK(!keys.empty(), "--group-by needs at least one key");
+  std::string sql = "SELECT r.id";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    sql += fmt::format(", (SELECT value FROM params p WHERE p.run_id = r.id AND p.key = ?{})", i + 2);
+  }
+  sql += " FROM runs r WHERE r.status = 'done' AND (?1 = '' OR r.sweep = ?1 OR r.id IN "
+         "(SELECT run_id FROM sweep_members WHERE sweep = ?1)) ORDER BY r.id";
+  SQLite::Statement select(store.database(), sql);
+  select.bind(1, sweep);
+  for (size_t i = 0; i < keys.size(); ++i) select.bind(static_cast<int>(i + 2), param_key(keys[i]));
+  std::vector<RunGroup> groups;
+  std::map<std::string, size_t> index;
+  while (select.executeStep()) {
+    std::vector<std::string> values;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const auto column = select.getColumn(static_cast<int>(i + 1));
+      values.push_back(column.isNull() ? value_before_key_existed(param_key(keys[i]))
+                                       : column.getString());
+    }
+    const std::string label = fmt::format("{}", fmt::join(values, ", "));
+    auto found = index.find(label);
+    if (found == index.end()) {
+      found = index.emplace(label, groups.size()).first;
+      groups.push_back({label, {}});
+    }
+    groups[found->second].run_ids.push_back(select.getColumn(0).getInt64());
+  }
+  return groups;
+}
+
+std::vector<ReportGroup> collect_groups(Store& store, const ReportRequest& request) {
+  SQLite::Statement value(store.database(), "SELECT value FROM summaries WHERE run_id = ? AND "
+                                            "name = ? AND value IS NOT NULL");
+  std::vector<ReportGroup> groups;
+  for (const auto& runs : group_done_runs(store, request.sweep, request.group_by)) {
+    ReportGroup group{runs.label, {}};
+    for (int64_t run : runs.run_ids) {
+      value.bind(1, static_cast<int64_t>(run));
+      value.bind(2, request.metric);
+      if (value.executeStep()) group.values.push_back(value.getColumn(0).getDouble());
+      value.reset();
+    }
+    if (!group.values.empty()) groups.push_back(std::move(group));
+  }
+  if (groups.empty()) {
+    throw Error(fmt::format("report: no done run{} has the summary '{}' (moelab query DB \"SELECT "
+                            "DISTINCT name FROM summaries\" lists them)",
+                            request.sweep.empty() ? "" : " of sweep '" + request.sweep + "'",
+                            request.metric));
+  }
+  return groups;
+}
+
+QueryResult report_table(const std::vector<ReportGroup>& groups, const ReportRequest& request) {
+  const ReportGroup* baseline = nullptr;
+  for (const auto& group : groups) {
+    if (group.label == request.baseline) baseline = &group;
+  }
+  if (!request.baseline.empty() && !baseline) {
+    std::vector<std::string> labels;
+    for (const auto& group : groups) labels.push_back(group.label);
+    throw ConfigError(fmt::format("report: --baseline '{}' is not a group (groups: {})",
+                                  request.baseline, fmt::join(labels, "; ")));
+  }
+  QueryResult table;
+  table.columns = {fmt::format("{}", fmt::join(request.group_by, ", ")), "n", "mean", "std",
+                   "ci95", "delta", "p_welch"};
+  const Summary base = baseline ? summarise(baseline->values) : Summary{};
+  for (const auto& group : groups) {
+    const Summary s = summarise(group.values);
+    const bool compare = baseline && baseline != &group;
+    const WelchTest test = compare ? welch_test(group.values, baseline->values) : WelchTest{};
+    table.rows.push_back({text(group.label), integer(s.n), real(s.mean), real(s.std),
+                          real(s.ci_half), compare ? real(s.mean - base.mean) : Cell{},
+                          compare ? real(test.p) : Cell{}});
+  }
+  return table;
+}
+
+std::string render_report(const QueryResult& table, const ReportRequest& request,
+                          const std::string& format) {
+  if (format == "text") {
+    return fmt::format("{} by {}{}:\n{}", request.metric, fmt::join(request.group_by, ", "),
+                       request.baseline.empty() ? "" : " (baseline " + request.baseline + ")",
+                       format_aligned(table));
+  }
+  if (format == "md") return markdown(table);
+  if (format == "csv") return format_csv(table);
+  if (format == "latex") return latex(table, request);
+  if (format == "json") return format_json(table);
+  if (format == "html") return html(table, request);
+  throw ConfigError(fmt::format("report: unknown format '{}' (text, md, csv, latex, json, html)", format));
+}
+
+}  // namespace moelab

@@ -1,0 +1,90 @@
+// Dense parents of converting runs: found by reference, or (convert.parent = auto) trained
+// here through the run boundary first, or waited for while another process trains them.
+#include "harness/run/dense_parent.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "harness/train/checkpoint.h"
+#include "harness/train/provenance.h"
+#include "harness/run/runner.h"
+
+namespace moelab {
+namespace {
+
+DenseParent referenced_parent(const RunConfig& config, Store& store) {
+  const std::string& reference = config.convert.parent;
+  const auto runs = store.done_runs_matching(reference);
+  if (runs.size() != 1) {
+    throw ConfigError(fmt::format(
+        "convert.parent = \"{}\": {} done runs in '{}' match (need exactly one; give the run "
+        "id or more of the config hash)",
+        reference, runs.size(), config.db));
+  }
+  DenseParent parent{runs[0].run_id,
+                     parse_run_config(runs[0].config_yaml, fmt::format("run {}", runs[0].run_id))};
+  const ModelConfig& a = parent.config.model;
+  const ModelConfig& b = config.model;
+  if (!moe_layer_indices(a).empty() || a.dim != b.dim || a.depth != b.depth ||
+      a.heads != b.heads || a.ffn_hidden != b.ffn_hidden ||
+      parent.config.task.name != config.task.name) {
+    throw ConfigError(fmt::format(
+        "convert.parent = \"{}\": run {} is not a dense model of this shape (needs task {}, "
+        "model.moe.layers none, dim {}, depth {}, heads {}, ffn_hidden {})",
+        reference, parent.run_id, config.task.name, b.dim, b.depth, b.heads, b.ffn_hidden));
+  }
+  return parent;
+}
+
+void wait_a_moment() {
+  for (int i = 0; i < 20; ++i) {
+    if (interrupt_requested()) throw InterruptedError("interrupted while waiting for the dense parent");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace
+
+DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const std::string& sweep,
+                                 bool retry_failed, double stale_after_seconds) {
+  if (config.convert.parent != "auto") return referenced_parent(config, store);
+  const RunConfig parent = dense_parent_config(config);
+  RunRecord record = make_run_record(parent, sweep);
+  record.axes = kDenseParentLabel;
+  const std::string checkpoint = checkpoint_path(parent.checkpoint_dir, record.config_hash);
+  while (true) {
+    AcquiredRun acquired = store.acquire_run(record, worker_id(), retry_failed);
+    if (acquired.status == "done") {
+      MOELAB_CHECK(checkpoint_step(checkpoint) >= 0,
+                   "dense parent run {} is done but its checkpoint '{}' is missing", acquired.run_id,
+                   checkpoint);
+      return {acquired.run_id, parent};
+    }
+    if (acquired.status == "running") {  // another process trains it; a dead one's is taken over
+      if (!store.requeue_if_stale(acquired.run_id, stale_after_seconds)) wait_a_moment();
+      continue;
+    }
+    if (acquired.status != "claimed") {
+      throw Error(fmt::format("dense parent run {} {}: {} (retry it: moelab sweep --retry-failed)",
+                              acquired.run_id, acquired.status, acquired.error));
+    }
+    int64_t step = checkpoint_step(checkpoint);
+    if (acquired.created && step >= 0) {
+      std::filesystem::remove(checkpoint);  // left by an earlier, failed attempt
+      step = -1;
+    }
+    if (!acquired.created) store.reopen_run(acquired.run_id, step, collect_provenance(parent));
+    fmt::print(stderr, "dense parent: run {} ({} steps){}\n", acquired.run_id, parent.train.steps,
+               step >= 0 ? fmt::format(", resuming at step {}", step) : "");
+    const RunOutcome outcome = run_on_row(store, acquired.run_id, parent, step >= 0);
+    if (outcome.status == "done") return {acquired.run_id, parent};
+    if (outcome.status == "interrupted") throw InterruptedError("dense parent run interrupted");
+    throw Error(fmt::format("dense parent run {} {}: {}", acquired.run_id, outcome.status,
+                            outcome.error));
+  }
+}
+
+}  // namespace moelab

@@ -1,0 +1,414 @@
+// Sweep file parsing and expansion.
+#include "harness/sweep/sweep.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <optional>
+#include <set>
+#include <sstream>
+
+namespace moelab {
+namespace {
+
+struct Axis {
+  std::vector<std::string> keys;                  // one key, or several for a zip
+  std::vector<std::vector<std::string>> values;   // values[i][key] as flow YAML
+  std::vector<std::vector<std::string>> labels;   // the same, as written for display
+};
+
+std::string where(const std::string& source, const YAML::Node& node) {
+  const auto mark = node.Mark();
+  return fmt::format("{}:{}:{}", source, mark.line + 1, mark.column + 1);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("cannot open '{}'", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+YAML::Node load(const std::string& text, const std::string& source) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    return root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root;
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source, e.mark.line + 1,
+                                  e.mark.column + 1, e.msg));
+  }
+}
+
+std::string flow(const YAML::Node& node) {
+  YAML::Emitter out;
+  out.SetMapFormat(YAML::Flow);
+  out.SetSeqFormat(YAML::Flow);
+  out << node;
+  return out.c_str();
+}
+
+// A short label for an axis value: a scalar as written, a section by its name.
+std::string display(const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar();
+  if (node.IsMap() && node["name"] && node["name"].IsScalar()) {
+    return node.size() == 1 ? node["name"].Scalar() : flow(node);
+  }
+  return flow(node);
+}
+
+// `over` merged into `base`, mappings recursively, anything else replaced.
+void merge_into(YAML::Node base, const YAML::Node& over) {
+  for (const auto& item : over) {
+    const std::string key = item.first.as<std::string>();
+    if (item.second.IsMap() && base[key] && base[key].IsMap()) {
+      merge_into(base[key], item.second);
+    } else {
+      base[key] = YAML::Clone(item.second);
+    }
+  }
+}
+
+std::vector<std::string> list_values(const YAML::Node& list, const std::string& what,
+                                     const std::string& source,
+                                     std::vector<std::string>* labels) {
+  if (!list.IsSequence() || list.size() == 0) {
+    throw ConfigError(fmt::format("{}: {} must be a non-empty list", where(source, list), what));
+  }
+  std::vector<std::string> values;
+  for (const auto& value : list) {
+    values.push_back(flow(value));
+    labels->push_back(display(value));
+  }
+  return values;
+}
+
+// Splits "a,b,c" at top-level commas (not inside {} or []).
+std::vector<std::string> split_top_level(const std::string& text) {
+  std::vector<std::string> parts;
+  int depth = 0;
+  std::string current;
+  for (char c : text) {
+    if (c == '{' || c == '[') ++depth;
+    if (c == '}' || c == ']') --depth;
+    if (c == ',' && depth == 0) {
+      parts.push_back(current);
+      current.clear();
+    } else {
+      current += c;
+    }
+  }
+  parts.push_back(current);
+  return parts;
+}
+
+bool same_value(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  char* end_a = nullptr;
+  char* end_b = nullptr;
+  const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
+  return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
+}
+
+// Seeds 0..count-1.
+std::vector<int64_t> seed_range(int64_t count) {
+  std::vector<int64_t> seeds(static_cast<size_t>(count));
+  std::iota(seeds.begin(), seeds.end(), 0);
+  return seeds;
+}
+
+// `seeds:` in a sweep file: a count N (seeds 0..N-1) or a list of seeds.
+std::vector<int64_t> seeds_from_yaml(const YAML::Node& node, const std::string& source) {
+  if (!node.IsScalar()) return node.as<std::vector<int64_t>>();
+  const auto count = node.as<int64_t>();
+  if (count < 1) throw ConfigError(fmt::format("{}: seeds must be >= 1", where(source, node)));
+  return seed_range(count);
+}
+
+// `seeds=N` (seeds 0..N-1) or `seeds=a,b,c` on the command line.
+std::vector<int64_t> seeds_from_override(const std::string& assignment,
+                                         const std::vector<std::string>& values) {
+  std::vector<int64_t> list;
+  for (const auto& value : values) {
+    size_t used = 0;
+    int64_t number = -1;
+    try {
+      number = std::stoll(value, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != value.size() || number < 0 || (values.size() == 1 && number < 1)) {
+      throw ConfigError(fmt::format(
+          "override '{}': seeds takes a count (seeds=3 for seeds 0, 1, 2) or a list of "
+          "seeds (seeds=0,7,42)",
+          assignment));
+    }
+    list.push_back(number);
+  }
+  return values.size() > 1 ? list : seed_range(list.front());
+}
+
+// A command-line `key=v` (every run) or `key=a,b` (a grid axis); either replaces the file's
+// axis for that key, and a zipped key takes a single value for its column.
+void apply_override(const std::string& assignment, const std::string& key,
+                    const std::vector<std::string>& values, std::vector<Axis>& axes,
+                    std::vector<std::string>& fixed_overrides) {
+  auto swept = std::find_if(axes.begin(), axes.end(), [&](const Axis& axis) {
+    return std::find(axis.keys.begin(), axis.keys.end(), key) != axis.keys.end();
+  });
+  if (swept != axes.end() && swept->keys.size() > 1) {
+    if (values.size() > 1) {
+      throw ConfigError(fmt::format("override '{}': {} is zipped with {} in the sweep file; a "
+                                    "single value replaces it, a list cannot",
+                                    assignment, key, fmt::join(swept->keys, ", ")));
+    }
+    const auto column = static_cast<size_t>(
+        std::find(swept->keys.begin(), swept->keys.end(), key) - swept->keys.begin());
+    for (size_t row = 0; row < swept->values.size(); ++row) {
+      swept->values[row][column] = swept->labels[row][column] = values.front();
+    }
+    return;
+  }
+  if (swept != axes.end()) axes.erase(swept);
+  if (values.size() == 1) {
+    fixed_overrides.push_back(assignment);
+    return;
+  }
+  Axis axis;
+  axis.keys = {key};
+  for (const auto& value : values) {
+    axis.values.push_back({value});
+    axis.labels.push_back({value});
+  }
+  axes.push_back(axis);
+}
+
+// The invalid combinations, one line per distinct error with the axis values that produced
+// it; an error every combination shares (a bad override, say) is stated once.
+std::string combination_errors(const std::string& source,
+                               const std::vector<std::pair<std::string, std::string>>& failed,
+                               size_t combinations) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_error;  // first-seen order
+  for (const auto& [label, error] : failed) {
+    auto same = std::find_if(by_error.begin(), by_error.end(),
+                             [&, &error = error](const auto& entry) { return entry.first == error; });
+    if (same == by_error.end()) {
+      by_error.push_back({error, {label}});
+    } else {
+      same->second.push_back(label);
+    }
+  }
+  if (by_error.size() == 1 && failed.size() == combinations && combinations > 1) {
+    return fmt::format("{}: all {} combinations are invalid: {}", source, combinations,
+                       by_error.front().first);
+  }
+  std::string text = fmt::format("{}: {} invalid combination(s):", source, failed.size());
+  for (const auto& [error, labels] : by_error) {
+    text += fmt::format("\n  [{}] {}", fmt::join(labels, "], ["), error);
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string SweepRun::label() const {
+  std::string text;
+  for (const auto& [key, value] : axes) {
+    if (!text.empty()) text += ' ';
+    text += key + "=" + value;
+  }
+  return text;
+}
+
+SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& overrides) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  SweepPlan plan = expand_sweep_text(read_text(path), path, dir.empty() ? "." : dir, overrides);
+  if (plan.name.empty()) plan.name = std::filesystem::path(path).stem().string();
+  return plan;
+}
+
+SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& source,
+                            const std::string& base_dir, const std::vector<std::string>& overrides) {
+  const YAML::Node root = load(yaml_text, source);
+  static const std::set<std::string> kKeys = {"name", "base", "extends", "grid", "zip", "seeds",
+                                              "exclude"};
+  for (const auto& item : root) {
+    const std::string key = item.first.as<std::string>();
+    if (!kKeys.count(key)) {
+      throw ConfigError(fmt::format(
+          "{}: unknown sweep key '{}' (did you mean '{}'?); valid keys: name, base, extends, "
+          "grid, zip, seeds, exclude",
+          where(source, item.first), key,
+          nearest_name(key, std::vector<std::string>(kKeys.begin(), kKeys.end()))));
+    }
+  }
+  SweepPlan plan;
+  if (root["name"]) plan.name = root["name"].as<std::string>();
+
+  // The base run config: `extends` (a run config file), then `base` merged over it.
+  YAML::Node base(YAML::NodeType::Map);
+  std::string base_source = source;
+  if (root["extends"]) {
+    const std::string file = base_dir + "/" + root["extends"].as<std::string>();
+    base = load(read_text(file), file);
+    base_source = file;
+  }
+  if (root["base"]) {
+    if (!root["base"].IsMap()) {
+      throw ConfigError(fmt::format("{}: base must be a run config mapping", where(source, root["base"])));
+    }
+    merge_into(base, root["base"]);
+  }
+
+  // Axes: grid keys one by one, the zip as one axis of several keys, then command-line lists.
+  std::vector<Axis> axes;
+  if (root["grid"]) {
+    for (const auto& item : root["grid"]) {
+      Axis axis;
+      axis.keys = {item.first.as<std::string>()};
+      std::vector<std::string> labels;
+      for (const auto& value : list_values(item.second, "grid." + axis.keys[0], source, &labels)) {
+        axis.values.push_back({value});
+      }
+      for (const auto& label : labels) axis.labels.push_back({label});
+      axes.push_back(axis);
+    }
+  }
+  if (root["zip"]) {
+    Axis axis;
+    size_t length = 0;
+    std::vector<std::vector<std::string>> columns, column_labels;
+    for (const auto& item : root["zip"]) {
+      const std::string key = item.first.as<std::string>();
+      std::vector<std::string> labels;
+      columns.push_back(list_values(item.second, "zip." + key, source, &labels));
+      column_labels.push_back(labels);
+      if (length != 0 && columns.back().size() != length) {
+        throw ConfigError(fmt::format("{}: zip.{} has {} values, the other zip lists {}",
+                                      where(source, item.second), key, columns.back().size(), length));
+      }
+      length = columns.back().size();
+      axis.keys.push_back(key);
+    }
+    for (size_t i = 0; i < length; ++i) {
+      std::vector<std::string> row, row_labels;
+      for (size_t k = 0; k < columns.size(); ++k) {
+        row.push_back(columns[k][i]);
+        row_labels.push_back(column_labels[k][i]);
+      }
+      axis.values.push_back(row);
+      axis.labels.push_back(row_labels);
+    }
+    if (length > 0) axes.push_back(axis);
+  }
+  std::vector<std::string> fixed_overrides;
+  std::optional<std::vector<int64_t>> seed_override;
+  for (const auto& assignment : overrides) {
+    const auto eq = assignment.find('=');
+    if (eq == std::string::npos) {
+      throw ConfigError(fmt::format("override '{}': expected key=value or key=a,b", assignment));
+    }
+    const auto values = split_top_level(assignment.substr(eq + 1));
+    const std::string key = assignment.substr(0, eq);
+    if (key == "seeds") {
+      seed_override = seeds_from_override(assignment, values);
+    } else {
+      apply_override(assignment, key, values, axes, fixed_overrides);
+    }
+  }
+  // Seeds: the last axis; a `seeds=` override replaces the file's.
+  std::vector<int64_t> seed_list;
+  if (root["seeds"]) seed_list = seeds_from_yaml(root["seeds"], source);
+  if (seed_override) seed_list = *seed_override;
+  if (!seed_list.empty()) {
+    Axis seeds;
+    seeds.keys = {"seed"};
+    for (int64_t s : seed_list) {
+      seeds.values.push_back({std::to_string(s)});
+      seeds.labels.push_back({std::to_string(s)});
+    }
+    axes.push_back(seeds);
+  }
+
+  std::vector<std::vector<std::pair<std::string, std::string>>> excludes;
+  if (root["exclude"]) {
+    for (const auto& entry : root["exclude"]) {
+      if (!entry.IsMap()) {
+        throw ConfigError(fmt::format("{}: each exclude entry is a mapping of key: value",
+                                      where(source, entry)));
+      }
+      std::vector<std::pair<std::string, std::string>> condition;
+      for (const auto& item : entry) condition.emplace_back(item.first.as<std::string>(), display(item.second));
+      excludes.push_back(condition);
+    }
+  }
+
+  // The cartesian product, first axis slowest.
+  const std::string base_text = YAML::Dump(base);
+  std::vector<size_t> index(axes.size(), 0);
+  std::vector<std::pair<std::string, std::string>> failed;  // (axis values, error)
+  while (true) {
+    std::vector<std::string> run_overrides = fixed_overrides;
+    SweepRun run;
+    for (size_t a = 0; a < axes.size(); ++a) {
+      for (size_t k = 0; k < axes[a].keys.size(); ++k) {
+        run_overrides.push_back(axes[a].keys[k] + "=" + axes[a].values[index[a]][k]);
+        run.axes.emplace_back(axes[a].keys[k], axes[a].labels[index[a]][k]);
+      }
+    }
+    try {
+      run.config = parse_run_config(base_text, base_source, run_overrides);
+      std::vector<std::pair<std::string, std::string>> params;
+      for (const auto& row : list_fields(run.config)) params.emplace_back(row.path, row.value);
+      bool excluded = false;
+      for (const auto& condition : excludes) {
+        bool all = true;
+        for (const auto& [key, value] : condition) {
+          bool matched = false;
+          for (const auto& [path, actual] : params) {
+            if (path == key && same_value(actual, value)) matched = true;
+          }
+          all = all && matched;
+        }
+        excluded = excluded || all;
+      }
+      if (!excluded) {
+        if (!plan.name.empty()) run.config.name = plan.name;
+        plan.runs.push_back(std::move(run));
+      }
+    } catch (const ConfigError& e) {
+      failed.push_back({run.label(), e.what()});
+    }
+    // Next combination: the last axis fastest.
+    bool wrapped = true;
+    for (size_t a = axes.size(); a-- > 0;) {
+      if (++index[a] < axes[a].values.size()) {
+        wrapped = false;
+        break;
+      }
+      index[a] = 0;
+    }
+    if (wrapped) break;
+  }
+  if (!failed.empty()) {
+    size_t combinations = 1;
+    for (const auto& axis : axes) combinations *= axis.values.size();
+    throw ConfigError(combination_errors(source, failed, combinations));
+  }
+  if (plan.runs.empty()) throw ConfigError(fmt::format("{}: every combination is excluded", source));
+  for (const auto& run : plan.runs) {  // one queue, one database
+    if (run.config.db != plan.runs.front().config.db) {
+      throw ConfigError(fmt::format("{}: every run of a sweep uses one database: [{}] has db = "
+                                    "'{}', [{}] has '{}'",
+                                    source, plan.runs.front().label(),
+                                    plan.runs.front().config.db, run.label(), run.config.db));
+    }
+  }
+  return plan;
+}
+
+}  // namespace moelab

@@ -1,0 +1,45 @@
+// Sweep files: a base run config crossed with grid axes, zipped axes and seeds, minus
+// excluded combinations, expanded and validated completely before anything runs.
+//
+//   name: routers_fmnist
+//   extends: ../quickstart.yaml          # a run config (path relative to this file), and/or
+//   base: {train: {steps: 500}}          # a mapping merged over it
+//   grid:                                # cartesian product, in file order
+//     router: [{name: topk, k: 2}, {name: base}]   # a mapping replaces the whole section
+//     train.lr: [0.001, 0.002]
+//   zip: {model.dim: [32, 64], model.heads: [2, 4]}  # advanced together
+//   seeds: 3                             # or a list [0, 1, 2]
+//   exclude: [{router.name: base, train.lr: 0.001}]
+//
+// Command-line `key=a,b` adds a grid axis (Hydra style); `key=v` overrides every run; either
+// replaces the file's axis for that key (a zipped key takes a single value); `seeds=N` or
+// `seeds=a,b,c` replaces the file's seeds.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "harness/config/config.h"
+
+namespace moelab {
+
+struct SweepRun {
+  RunConfig config;
+  std::vector<std::pair<std::string, std::string>> axes;  // (key, value as written), axis order
+  std::string label() const;                               // "router=topk lr=0.001 seed=0"
+};
+
+struct SweepPlan {
+  std::string name;
+  std::vector<SweepRun> runs;
+};
+
+// Throws ConfigError (file:line:column for the sweep file's own keys; the axis values of every
+// invalid combination) before returning anything.
+SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& overrides = {});
+SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& source_name,
+                            const std::string& base_dir,
+                            const std::vector<std::string>& overrides = {});
+
+}  // namespace moelab

@@ -1,0 +1,425 @@
+// Sweep queue, workers and supervisor.
+#include "harness/sweep/sweep_runner.h"
+
+#include <fmt/format.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "harness/train/checkpoint.h"
+#include "harness/train/provenance.h"
+#include "harness/run/runner.h"
+#include "harness/train/trainer.h"
+
+extern char** environ;
+
+namespace moelab {
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_supervisor_signal(int) { g_stop = true; }
+
+// A process that exists and is not a zombie (a killed worker whose parent died stays a zombie
+// in containers whose init does not reap).
+bool process_alive(pid_t pid) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // no /proc: trust kill()
+  const auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
+}
+
+// Running runs of the sweep whose worker was a process on this host that no longer exists
+// (killed with the supervisor, say) go back to pending without waiting for staleness.
+void requeue_dead_local_workers(Store& store, const std::string& sweep) {
+  const std::string prefix = host_name() + ":";
+  for (const auto& worker : store.running_workers(sweep)) {
+    if (worker.rfind(prefix, 0) != 0) continue;
+    const auto pid = static_cast<pid_t>(std::stol(worker.substr(prefix.size())));
+    if (!process_alive(pid)) store.requeue_worker(worker);
+  }
+}
+
+std::string worker_log(const SweepPlan& plan, int64_t index) {
+  const std::string log_dir = "results/logs/" + plan.name;
+  std::filesystem::create_directories(log_dir);
+  return fmt::format("{}/worker-{}.log", log_dir, index);
+}
+
+// A fresh process: `moelab sweep-worker ...` (pays for loading LibTorch, about 0.4 s here).
+pid_t exec_worker(const SweepPlan& plan, const SweepOptions& options, const std::string& db,
+                  int64_t threads, const std::string& log, const sigset_t& mask) {
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setsigmask(&attributes, &mask);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  std::vector<std::string> args = {options.executable, "sweep-worker", "--db", db,
+                                   "--sweep", plan.name, "--threads", std::to_string(threads),
+                                   "--stale-after", fmt::format("{}", options.stale_after_seconds)};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int error =
+      posix_spawn(&pid, options.executable.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (error != 0) throw Error(fmt::format("cannot start a worker ({}): {}", options.executable, std::strerror(error)));
+  return pid;
+}
+
+// Forked workers start while the supervisor writes the queue, so that their start-up (the
+// fork, opening the database) overlaps it, and wait at this gate before claiming: released,
+// they go on; cancelled (the queue could not be written), they leave without claiming.
+class StartGate {
+ public:
+  StartGate() {
+    if (pipe2(fds_, O_CLOEXEC) != 0) {
+      throw Error(fmt::format("cannot start workers (pipe): {}", std::strerror(errno)));
+    }
+  }
+  ~StartGate() { close_ends(); }
+  StartGate(const StartGate&) = delete;
+  StartGate& operator=(const StartGate&) = delete;
+
+  // In the supervisor: lets `workers` waiting workers go on.
+  void release(int64_t workers) {
+    for (int64_t i = 0; i < workers; ++i) {
+      if (write(fds_[1], "g", 1) != 1) break;  // a worker that gets nothing leaves
+    }
+    close_ends();
+  }
+  void cancel() { close_ends(); }
+  // In a forked worker: blocks until the supervisor decides; true to go on.
+  bool wait_in_worker() {
+    close(fds_[1]);
+    char go = 0;
+    ssize_t got = 0;
+    do {
+      got = read(fds_[0], &go, 1);
+    } while (got < 0 && errno == EINTR);
+    close(fds_[0]);
+    return got == 1;
+  }
+
+ private:
+  void close_ends() {
+    for (int& fd : fds_) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+  }
+  int fds_[2] = {-1, -1};
+};
+
+// A copy of this process running the worker loop: starts in milliseconds. Safe only for
+// single-threaded runs: GNU OpenMP cannot run parallel regions in a forked child of a
+// process that used them, and with one thread ATen never enters one. The caller holds no
+// SQLite connection across the fork (SQLite forbids using one in the child, and its
+// per-process lock bookkeeping would be inherited); the child opens its own.
+pid_t fork_worker(const SweepPlan& plan, const std::string& db, double stale_after_seconds,
+                  const std::string& log,
+                  const sigset_t& mask, StartGate* gate) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw Error(fmt::format("cannot start a worker (fork): {}", std::strerror(errno)));
+  if (pid > 0) return pid;
+  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+  int status = 1;
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    try {
+      std::function<bool()> wait_for_queue;
+      if (gate != nullptr) wait_for_queue = [gate] { return gate->wait_in_worker(); };
+      status = sweep_worker(db, plan.name, /*threads=*/1, stale_after_seconds, wait_for_queue);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "worker {}: {}\n", worker_id(), e.what());
+    }
+  }
+  std::fflush(nullptr);
+  _exit(status);  // no destructors or atexit handlers of the parent's objects
+}
+
+// SIGCHLD blocked while the supervisor runs, so that it sleeps until a worker exits
+// (sigtimedwait) instead of polling: a finished sweep or a free worker slot is noticed at once,
+// and the waiting costs the workers no CPU. Workers start with the caller's signal mask.
+class ChildExitWait {
+ public:
+  ChildExitWait() {
+    sigemptyset(&child_);
+    sigaddset(&child_, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &child_, &caller_mask_);
+  }
+  ~ChildExitWait() { pthread_sigmask(SIG_SETMASK, &caller_mask_, nullptr); }
+  ChildExitWait(const ChildExitWait&) = delete;
+  ChildExitWait& operator=(const ChildExitWait&) = delete;
+
+  // Returns when a child exits, a signal handler ran (Ctrl-C) or `timeout` passed.
+  void wait(std::chrono::milliseconds timeout) const {
+    const auto nanoseconds = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    const timespec limit{static_cast<time_t>(nanoseconds / 1000000000),
+                         static_cast<long>(nanoseconds % 1000000000)};
+    siginfo_t info{};
+    sigtimedwait(&child_, &info, &limit);
+  }
+  const sigset_t& caller_mask() const { return caller_mask_; }
+
+ private:
+  sigset_t child_{}, caller_mask_{};
+};
+
+void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t finished_here,
+                    bool interactive) {
+  const int64_t remaining = c.pending + c.running;
+  const double eta = finished_here > 0 ? seconds / static_cast<double>(finished_here) * static_cast<double>(remaining) : 0.0;
+  const std::string line = fmt::format(
+      "sweep: {}/{} done | {} running | {} pending | {} failed | {} diverged | {} interrupted | "
+      "{:.0f}s{}",
+      c.done, total, c.running, c.pending, c.failed, c.diverged, c.interrupted, seconds,
+      finished_here > 0 ? fmt::format(" | ETA {:.0f}s", eta) : "");
+  if (interactive) {
+    fmt::print(stderr, "\r{}\x1b[K", line);
+  } else {
+    fmt::print(stderr, "{}\n", line);
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+QueueCounts sweep_counts(Store& store, const std::string& sweep) {
+  const auto counts = store.status_counts(sweep);
+  auto count = [&](const char* status) {
+    auto found = counts.find(status);
+    return found == counts.end() ? int64_t{0} : found->second;
+  };
+  return {count("pending"), count("running"), count("done"),
+          count("failed"), count("diverged"), count("interrupted")};
+}
+
+std::vector<QueuedRun> queue_order(const SweepPlan& plan) {
+  std::vector<QueuedRun> parents, runs;
+  for (const auto& run : plan.runs) {
+    if (run.config.convert.method != "none" && run.config.convert.parent == "auto") {
+      parents.push_back({dense_parent_config(run.config), kDenseParentLabel, ""});
+    }
+    runs.push_back({run.config, run.label(), ""});
+  }
+  std::set<std::string> seen;
+  std::vector<QueuedRun> order;
+  for (auto* list : {&parents, &runs}) {
+    for (auto& entry : *list) {
+      entry.hash = config_hash(entry.config);
+      if (seen.insert(entry.hash).second) order.push_back(std::move(entry));
+    }
+  }
+  return order;
+}
+
+QueueCounts enqueue_sweep(Store& store, const SweepPlan& plan, const SweepOptions& options) {
+  store.requeue_stale(plan.name, options.stale_after_seconds);
+  requeue_dead_local_workers(store, plan.name);
+  store.batch([&] {  // one transaction: all of the plan is queued, or none of it
+    for (const QueuedRun& run : queue_order(plan)) {
+      const RunConfig& config = run.config;
+      const auto state = store.run_for_hash(run.hash);
+      const std::string checkpoint = checkpoint_path(config.checkpoint_dir, run.hash);
+      auto enqueue = [&] {
+        RunRecord record = make_run_record(config, plan.name, run.hash);
+        record.axes = run.label;
+        store.enqueue_run(record);
+      };
+      if (!state || (state->status == "done" && options.force)) {
+        std::filesystem::remove(checkpoint);  // a new run starts from scratch
+        enqueue();
+      } else if (state->sweep != plan.name && state->status != "done") {
+        enqueue();  // unfinished in another sweep: this sweep runs its own copy
+      } else if (state->sweep != plan.name) {
+        store.add_to_sweep(plan.name, state->run_id);  // done elsewhere: reused, and reported
+      } else if ((state->status == "failed" || state->status == "diverged") &&
+                 options.retry_failed) {
+        std::filesystem::remove(checkpoint);  // retried from scratch
+        store.requeue_run(state->run_id);
+      } else if (state->status == "interrupted") {
+        store.requeue_run(state->run_id);  // resumes from its checkpoint
+      }
+    }
+  });
+  return sweep_counts(store, plan.name);
+}
+
+int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
+  const std::string db = plan.runs.front().config.db;
+  const int64_t threads = options.threads_per_worker > 0 ? options.threads_per_worker
+                          : options.workers == 1      ? plan.runs.front().config.threads
+                                                      : 1;
+  g_stop = false;
+  std::signal(SIGINT, on_supervisor_signal);
+  std::signal(SIGTERM, on_supervisor_signal);
+  const ChildExitWait child_exits;
+
+  // Single-threaded runs get forked workers, which need no LibTorch start-up; the supervisor
+  // holds no database connection across a fork (see fork_worker).
+  const bool fork_workers = threads == 1;
+  if (fork_workers) set_thread_counts(1, 1);  // inherited by the workers (see there)
+  std::map<pid_t, std::string> workers;  // pid -> worker id
+  const std::string host = host_name();
+  int64_t started = 0;
+  auto start_worker = [&](StartGate* gate) {
+    const std::string log = worker_log(plan, started++);
+    const pid_t pid =
+        fork_workers ? fork_worker(plan, db, options.stale_after_seconds, log, child_exits.caller_mask(), gate)
+                     : exec_worker(plan, options, db, threads, log, child_exits.caller_mask());
+    workers[pid] = fmt::format("{}:{}", host, pid);
+  };
+  StartGate gate;
+  if (fork_workers) {
+    const auto first = std::min<int64_t>(options.workers, static_cast<int64_t>(plan.runs.size()));
+    while (started < first) start_worker(&gate);
+  }
+  std::optional<Store> store(std::in_place, db);
+  QueueCounts counts;
+  try {
+    counts = enqueue_sweep(*store, plan, options);
+  } catch (...) {
+    gate.cancel();
+    for (const auto& [pid, id] : workers) waitpid(pid, nullptr, 0);
+    throw;
+  }
+  gate.release(counts.pending > 0 ? started : 0);
+  const int64_t total = counts.pending + counts.running + counts.done + counts.failed +
+                        counts.diverged + counts.interrupted;
+  fmt::print(stderr, "sweep '{}': {} runs, {} to do; {} worker(s) x {} thread(s); logs in "
+                     "results/logs/{}/\n",
+             plan.name, total, counts.pending, options.workers, threads, plan.name);
+  const int64_t max_starts = options.workers * 3 + total;
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t done_before = counts.done;
+  const bool interactive = isatty(fileno(stderr)) != 0;
+  int64_t last_print = -1;
+  auto next_stale_check = start;
+  while (true) {
+    // Reap workers; a worker that died mid-run gives its run back at once.
+    for (auto it = workers.begin(); it != workers.end();) {
+      int status = 0;
+      if (waitpid(it->first, &status, WNOHANG) == it->first) {
+        store->requeue_worker(it->second);
+        it = workers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Staleness is measured in tens of seconds: checking it once a second spares the workers
+    // a competing write transaction every poll.
+    if (std::chrono::steady_clock::now() >= next_stale_check) {
+      store->requeue_stale(plan.name, options.stale_after_seconds);
+      next_stale_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    }
+    counts = sweep_counts(*store, plan.name);
+    if (g_stop) break;
+    if (counts.pending == 0 && workers.empty() && counts.running == 0) break;
+    auto may_start = [&] {
+      return counts.pending > 0 && static_cast<int64_t>(workers.size()) < options.workers &&
+             started < max_starts;
+    };
+    if (may_start()) {
+      if (fork_workers) store.reset();
+      while (may_start()) start_worker(nullptr);
+      if (!store) store.emplace(db);
+    }
+    if (workers.empty() && counts.running > 0) {
+      // Runs held by processes we do not own (another supervisor): wait for them or staleness.
+    } else if (workers.empty()) {
+      break;  // nothing left we can start
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto tick = static_cast<int64_t>(seconds) / (interactive ? 1 : 30);
+    if (tick != last_print) {
+      print_progress(counts, total, seconds, counts.done - done_before, interactive);
+      last_print = tick;
+    }
+    // Nothing to do before a worker exits, Ctrl-C, or the next whole second (progress line,
+    // staleness check): sleep until the first of them.
+    const auto into_second = static_cast<int64_t>(seconds * 1000) % 1000;
+    child_exits.wait(std::chrono::milliseconds(1000 - into_second));
+  }
+  if (g_stop) {
+    fmt::print(stderr, "\nsweep: stopping the workers (their runs are marked interrupted)\n");
+    for (const auto& [pid, id] : workers) kill(pid, SIGINT);
+    for (const auto& [pid, id] : workers) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+      store->requeue_worker(id);  // only if it died without recording its run
+    }
+    counts = sweep_counts(*store, plan.name);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  print_progress(counts, total, seconds, counts.done - done_before, false);
+  return counts.done == total ? 0 : 1;
+}
+
+int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
+                 double stale_after_seconds,
+                 const std::function<bool()>& wait_for_queue) {
+  install_interrupt_handlers();
+  Store store(db);
+  if (wait_for_queue && !wait_for_queue()) return 0;
+  const std::string id = worker_id();
+  while (!interrupt_requested()) {
+    auto claimed = store.claim_run(sweep, id);
+    if (!claimed) break;
+    // Reading the config or the checkpoint can fail too: record that as the run's failure
+    // instead of losing the worker (and having the run requeued forever).
+    RunConfig config;
+    int64_t step = -1;
+    try {
+      config = parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
+                                {fmt::format("threads={}", threads)});
+      step = checkpoint_step(checkpoint_path(config.checkpoint_dir, claimed->config_hash));
+    } catch (const std::exception& e) {
+      store.finish_run(claimed->run_id, "failed", {}, e.what());
+      fmt::print(stderr, "worker {}: run {} failed: {}\n", id, claimed->run_id, e.what());
+      continue;
+    }
+    apply_thread_settings(config);
+    // Metrics after the checkpoint (or all of them, without one) are logged again.
+    store.reopen_run(claimed->run_id, step, collect_provenance(config));
+    fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, claimed->run_id, config.name,
+               step >= 0 ? fmt::format(" resuming at step {}", step) : "");
+    RunOutcome outcome =
+        run_on_row(store, claimed->run_id, config, step >= 0, stale_after_seconds);
+    fmt::print(stderr, "worker {}: run {} {}{}\n", id, outcome.run_id, outcome.status,
+               outcome.error.empty() ? "" : ": " + outcome.error);
+  }
+  return 0;
+}
+
+}  // namespace moelab

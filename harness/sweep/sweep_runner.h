@@ -1,0 +1,58 @@
+// Runs a sweep with worker processes that share the results database as their queue.
+//
+// `moelab sweep FILE` enqueues every run of the plan that is not already done (identity =
+// config hash), starts N workers (`moelab sweep-worker`, one process each, logs under
+// results/logs/<sweep>/), and watches them: a worker that dies has its run requeued at once, a
+// run whose heartbeat went stale (any process, any machine) is requeued after
+// --stale-after seconds, and a requeued or interrupted run resumes from its checkpoint.
+// Ctrl-C stops every worker after its current step; the runs are marked interrupted.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "harness/store/store.h"
+#include "harness/sweep/sweep.h"
+
+namespace moelab {
+
+struct SweepOptions {
+  int64_t workers = 1;
+  int64_t threads_per_worker = 0;  // 0: the config's threads with one worker, else 1
+  bool retry_failed = false;       // requeue failed and diverged runs (from scratch)
+  bool force = false;              // requeue done runs as new runs (from scratch)
+  double stale_after_seconds = kDefaultStaleSeconds;
+  std::string executable;          // this moelab binary, to start workers with
+};
+
+struct QueueCounts {
+  int64_t pending = 0, running = 0, done = 0, failed = 0, diverged = 0, interrupted = 0;
+};
+
+// The distinct runs of a plan in claim order: the dense parents of converting runs
+// (convert.parent = auto) first, labelled "dense parent", so workers train them before the
+// runs that need them; then the plan's runs with their axis labels.
+struct QueuedRun {
+  RunConfig config;
+  std::string label;  // axis values, or kDenseParentLabel
+  std::string hash;   // config_hash(config)
+};
+std::vector<QueuedRun> queue_order(const SweepPlan& plan);
+
+// Enqueues the plan's runs as described above, in one transaction; returns the queue state
+// of the sweep.
+QueueCounts enqueue_sweep(Store& store, const SweepPlan& plan, const SweepOptions& options);
+QueueCounts sweep_counts(Store& store, const std::string& sweep);
+
+// Enqueue + workers + supervision. Returns 0 when every run of the plan is done, else 1.
+int run_sweep(const SweepPlan& plan, const SweepOptions& options);
+
+// The worker loop: claim, run (resuming from a checkpoint when there is one), repeat until
+// the sweep has no pending run or an interrupt arrives. A worker started before its sweep was
+// queued first calls `wait_for_queue`, and leaves at once when it returns false.
+int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
+                 double stale_after_seconds,
+                 const std::function<bool()>& wait_for_queue = {});
+
+
+}  // namespace moelab
