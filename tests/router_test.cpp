@@ -201,7 +201,19 @@ TEST_CASE("ssr's Sinkhorn branch balances a skewed router", "[router][ssr]") {
   bool has_iters = false;
   for (const auto& [name, value] : r.metrics) has_iters = has_iters || name == "sinkhorn_iters";
   CHECK(has_iters);
-  CHECK(r.weight.requires_grad() == logits.requires_grad());
+
+  // grad = cost (the default): the Sinkhorn branch's gates carry the router's gradient back
+  // to the logits (k = 2: a single gate would be the constant 1); grad = none: they carry none.
+  auto trainable = logits.detach().requires_grad_();
+  auto with_grad = make<SsrRouter>({"router.name=ssr", "router.p=1", "router.k=2",
+                                    "model.moe.experts=8"}, 8);
+  RouteResult differentiable = with_grad->decide(trainable, training_ctx());
+  REQUIRE(differentiable.weight.requires_grad());
+  (differentiable.weight * torch::rand_like(differentiable.weight)).sum().backward();
+  CHECK(trainable.grad().abs().sum().item<double>() > 0);
+  auto without_grad = make<SsrRouter>({"router.name=ssr", "router.p=1", "router.k=2",
+                                       "router.grad=none", "model.moe.experts=8"}, 8);
+  CHECK_FALSE(without_grad->decide(trainable, training_ctx()).weight.requires_grad());
 }
 
 TEST_CASE("balanced assignment is exact and optimal on a small case", "[router][base]") {
