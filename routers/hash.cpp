@@ -3,7 +3,7 @@
 
 #include <numeric>
 
-#include "harness/core/sampler.h"
+#include "harness/core/rng.h"
 #include "routers/topk.h"
 
 namespace moelab {
@@ -13,12 +13,13 @@ void HashOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 HashRouter::HashRouter(const HashOptions& options, const RouterShape& shape) : options_(options) {
   auto table = torch::empty({options.buckets, options.k}, torch::kLong);
   auto data = table.accessor<int64_t, 2>();
-  uint64_t state = static_cast<uint64_t>(shape.seed) * 1000003ULL + static_cast<uint64_t>(shape.layer);
+  Rng rng = Rng::keyed({static_cast<uint64_t>(shape.seed), fnv1a("hash table"),
+                        static_cast<uint64_t>(shape.layer)});
   std::vector<int64_t> experts(static_cast<size_t>(shape.experts));
   for (int64_t b = 0; b < options.buckets; ++b) {
     std::iota(experts.begin(), experts.end(), 0);
     for (int64_t j = 0; j < options.k; ++j) {  // partial Fisher-Yates: k distinct experts
-      const auto pick = j + static_cast<int64_t>(splitmix64(state) % (shape.experts - j));
+      const int64_t pick = j + rng.below(shape.experts - j);
       std::swap(experts[j], experts[pick]);
       data[b][j] = experts[j];
     }

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include "harness/core/error.h"
-#include "harness/core/sampler.h"
+#include "harness/core/rng.h"
 
 namespace moelab {
 
@@ -76,10 +76,9 @@ torch::Tensor real_expert_counts(const RouteResult& result, int64_t experts,
 }
 
 double derived_uniform(int64_t seed, int64_t step, int64_t salt) {
-  uint64_t state = static_cast<uint64_t>(seed) * 0x9e3779b97f4a7c15ULL ^
-                   static_cast<uint64_t>(step) * 0xbf58476d1ce4e5b9ULL ^
-                   static_cast<uint64_t>(salt) * 0x94d049bb133111ebULL;
-  return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+  return Rng::keyed({static_cast<uint64_t>(seed), fnv1a("router draw"), static_cast<uint64_t>(step),
+                     static_cast<uint64_t>(salt)})
+      .uniform();
 }
 
 }  // namespace moelab

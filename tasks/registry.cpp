@@ -1,6 +1,8 @@
 // Every registered task, in one explicit list.
 #include "tasks/registry.h"
 
+#include <algorithm>
+
 #include "harness/core/registry.h"
 #include "tasks/image/image_task.h"
 #include "tasks/lm/lm_task.h"
@@ -16,18 +18,21 @@ TaskEntry task_entry(const char* name, const char* summary) {
       []() -> std::unique_ptr<AnyOptions> { return std::make_unique<TypedOptions<Options>>(); },
       [](const AnyOptions& options, const RunConfig& config) -> std::unique_ptr<Task> {
         return std::make_unique<T>(options_as<Options>(options), config);
-      }};
+      },
+      &T::metrics};
+}
+
+std::vector<TaskEntry>& entries() {
+  static std::vector<TaskEntry> list = {
+      task_entry<ImageTask>("image", "image classification with a vision transformer"),
+      task_entry<LmTask>("lm", "language modelling (bytes or words) with a causal transformer"),
+  };
+  return list;
 }
 
 }  // namespace
 
-const std::vector<TaskEntry>& task_registry() {
-  static const std::vector<TaskEntry> entries = {
-      task_entry<ImageTask>("image", "image classification with a vision transformer"),
-      task_entry<LmTask>("lm", "language modelling (bytes or words) with a causal transformer"),
-  };
-  return entries;
-}
+const std::vector<TaskEntry>& task_registry() { return entries(); }
 
 const TaskEntry& find_task(const std::string& name) {
   return find_entry(task_registry(), name, "task");
@@ -39,6 +44,28 @@ std::unique_ptr<Task> make_task(const RunConfig& config) {
 
 std::unique_ptr<AnyOptions> make_task_options(const std::string& name) {
   return find_task(name).make_options();
+}
+
+const TaskMetrics& task_metrics(const std::string& task) { return find_task(task).metrics(); }
+
+std::vector<const TaskMetrics*> all_task_metrics() {
+  std::vector<const TaskMetrics*> list;
+  for (const auto& entry : task_registry()) list.push_back(&entry.metrics());
+  return list;
+}
+
+ScopedTaskRegistration::ScopedTaskRegistration(TaskEntry entry) : name_(entry.name) {
+  MOELAB_CHECK(std::none_of(entries().begin(), entries().end(),
+                            [&](const TaskEntry& known) { return name_ == known.name; }),
+               "task '{}' is registered already", name_);
+  entries().push_back(entry);
+}
+
+ScopedTaskRegistration::~ScopedTaskRegistration() {
+  auto& list = entries();
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [&](const TaskEntry& entry) { return name_ == entry.name; }),
+             list.end());
 }
 
 }  // namespace moelab

@@ -327,7 +327,7 @@ TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and li
              Catch::Matchers::Contains("not a dense model"));
 }
 
-TEST_CASE("a conversion sweep with two workers trains each dense parent once", "[convert][sweep][smoke]") {
+TEST_CASE("a conversion sweep with two workers trains each dense parent once", "[convert][sweep][smoke][.slow]") {
   testing::TempDir dir;
   std::ofstream(dir.file("base.yaml")) << kConvertRun << "db: " << dir.file("s.db") << "\n"
                                        << "checkpoint_dir: " << dir.file("ckpt") << "\n";
@@ -347,7 +347,7 @@ TEST_CASE("a conversion sweep with two workers trains each dense parent once", "
 }
 
 TEST_CASE("the char LM converts too, and its exported MoE takes a routing swap",
-          "[convert][lm][smoke]") {
+          "[convert][lm][smoke][.slow]") {
   testing::TempDir dir;
   const std::string yaml = std::string(R"(name: lmconv
 task: {name: lm, seq_len: 32, data_path: )" MOELAB_SOURCE_DIR R"(/.data/gutenberg}

@@ -190,7 +190,7 @@ TEST_CASE("eval.router_override evaluates the trained model under another rule",
 namespace moelab {
 
 TEST_CASE("every registered router trains in the quickstart model and is scored on corruptions",
-          "[smoke][routers]") {
+          "[smoke][routers][.slow]") {
   testing::TempDir dir;
   const std::string db = dir.file("routers.db");
   for (const auto& entry : router_registry()) {
@@ -249,7 +249,7 @@ TEST_CASE("a run's rows hold clean and corrupted metrics and moelab robustness s
   CHECK_THAT(scores.output, Catch::Matchers::Contains(",1,1\n"));
 }
 
-TEST_CASE("every registered router trains in the character LM", "[smoke][routers][lm]") {
+TEST_CASE("every registered router trains in the character LM", "[smoke][routers][lm][.slow]") {
   testing::TempDir dir;
   const std::string sentence = "It was the best of times, it was the worst of times.\n";
   std::string text;

@@ -44,7 +44,7 @@ TEST_CASE("an empty file is migrated to the current schema", "[store]") {
   CHECK(reopened.schema_version() == Store::kSchemaVersion);
 }
 
-TEST_CASE("processes creating one new database at the same moment all open it", "[store]") {
+TEST_CASE("processes creating one new database at the same moment all open it", "[store][.slow]") {
   testing::TempDir dir;
   int failures = 0;
   for (int round = 0; round < 100; ++round) {

@@ -256,7 +256,7 @@ TEST_CASE("report groups runs over seeds and tests against the baseline", "[repo
 }
 
 TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skips done ones",
-          "[sweep][smoke]") {
+          "[sweep][smoke][.slow]") {
   testing::TempDir dir;
   const std::string path = write_sweep(dir, "name: pair\ngrid:\n  router.name: [topk, ssr, hash]\nseeds: 2\n");
   const std::string moelab = MOELAB_BINARY;
@@ -392,7 +392,7 @@ TEST_CASE("a sweep whose queue cannot be written runs nothing: its waiting worke
 }
 
 TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then resumed",
-          "[sweep][smoke]") {
+          "[sweep][smoke][.slow]") {
   testing::TempDir dir;
   const std::string path = write_resumable_sweep(dir, "ctrlc", 400);
   const std::string moelab = MOELAB_BINARY;
@@ -428,7 +428,7 @@ TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then
 }
 
 TEST_CASE("a sweep killed with SIGKILL mid-run resumes: every run done exactly once",
-          "[sweep][smoke]") {
+          "[sweep][smoke][.slow]") {
   testing::TempDir dir;
   const std::string path = write_resumable_sweep(dir, "killed", 200);
   const std::string moelab = MOELAB_BINARY;

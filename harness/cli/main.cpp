@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <malloc.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "harness/core/build_info.h"
 #include "harness/config/config.h"
 #include "harness/report/plots.h"
+#include "harness/report/presets.h"
 #include "harness/train/provenance.h"
 #include "harness/cli/route_command.h"
 #include "harness/report/report.h"
@@ -98,31 +100,6 @@ int command_list(const std::string& what, bool verbose) {
   return kExitOk;
 }
 
-// Named queries for `moelab query --preset`.
-std::string preset_sql(const std::string& preset) {
-  auto summary = [](const char* name, const char* column) {
-    return fmt::format("(SELECT value FROM summaries WHERE run_id = r.id AND name = '{}') AS {}",
-                       name, column);
-  };
-  if (preset == "leaderboard") {
-    return fmt::format(
-        "SELECT r.id, r.sweep, r.task, r.router, r.seed, r.axes, {}, {}, {}, {}, "
-        "ROUND(r.wall_seconds, 1) AS seconds FROM runs r WHERE r.status = 'done' "
-        "ORDER BY r.task, test_accuracy DESC, test_bpc, test_ppl, r.id",
-        summary("test/accuracy", "test_accuracy"), summary("test/bpc", "test_bpc"),
-        summary("test/ppl", "test_ppl"), summary("fmnist_c/mean_error", "fmnist_c_error"));
-  }
-  if (preset == "failures") {
-    return "SELECT id, sweep, status, router, seed, axes, finished_at, error FROM runs "
-           "WHERE status IN ('failed', 'diverged', 'interrupted') ORDER BY id";
-  }
-  return "SELECT sweep, COUNT(*) AS runs, SUM(status = 'done') AS done, "
-         "SUM(status = 'running') AS running, SUM(status = 'pending') AS pending, "
-         "SUM(status IN ('failed', 'diverged')) AS failed, SUM(status = 'interrupted') AS "
-         "interrupted, ROUND(SUM(wall_seconds), 1) AS seconds, MAX(heartbeat_at) AS last_heartbeat "
-         "FROM runs GROUP BY sweep ORDER BY sweep";
-}
-
 int command_query(const std::string& db, const std::string& sql, bool csv, bool json) {
   if (!std::filesystem::exists(db)) {
     throw ConfigError(fmt::format("results database '{}' does not exist", db));
@@ -140,15 +117,15 @@ int command_query(const std::string& db, const std::string& sql, bool csv, bool 
 
 // Runs of the database that have results on `suite`, in id order.
 std::vector<int64_t> runs_with_suite(Store& store, const std::string& suite) {
-  auto result = store.query(fmt::format(
-      "SELECT DISTINCT run_id FROM summaries WHERE name LIKE '{}:%/accuracy' ORDER BY run_id",
-      suite));
+  SQLite::Statement select(store.database(),
+                           "SELECT DISTINCT run_id FROM summaries WHERE name LIKE ? ORDER BY run_id");
+  select.bind(1, suite + ":%/" + find_suite(suite).suite->metric);
   std::vector<int64_t> runs;
-  for (const auto& row : result.rows) runs.push_back(row[0].integer);
+  while (select.executeStep()) runs.push_back(select.getColumn(0).getInt64());
   return runs;
 }
 
-int command_report(const std::string& db, const ReportRequest& request, const std::string& format,
+int command_report(const std::string& db, ReportRequest request, const std::string& format,
                    const std::string& output) {
   if (!std::filesystem::exists(db)) {
     throw ConfigError(fmt::format("results database '{}' does not exist", db));
@@ -192,14 +169,12 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
   ReportRequest request;
   request.sweep = plan.name;
   Store store(plan.runs.front().config.db);
-  for (const char* metric : {"test/accuracy", "test/bpc", "test/ppl"}) {
-    request.metric = metric;
-    try {
-      std::cout << render_report(report_table(collect_groups(store, request), request), request, "text");
-      break;
-    } catch (const Error&) {
-      continue;  // this task has no such metric
-    }
+  SQLite::Statement done(store.database(),
+                         "SELECT COUNT(*) FROM runs r WHERE r.status = 'done' AND " MOELAB_RUN_IN_SWEEP_SQL);
+  done.bind(1, plan.name);
+  if (done.executeStep() && done.getColumn(0).getInt64() > 0) {
+    const auto groups = collect_groups(store, request);  // the task's main test metric
+    std::cout << render_report(report_table(groups, request), request, "text");
   }
   return code == 0 ? kExitOk : kExitRunFailed;
 }
@@ -242,8 +217,8 @@ int run_cli(int argc, char** argv) {
   query->add_option("db", db, "results database")->required();
   std::string preset;
   auto* sql_option = query->add_option("sql", sql, "SQL statement");
-  query->add_option("--preset", preset, "leaderboard | failures | progress")
-      ->check(CLI::IsMember({"leaderboard", "failures", "progress"}))
+  query->add_option("--preset", preset, fmt::format("{}", fmt::join(preset_names(), " | ")))
+      ->check(CLI::IsMember(preset_names()))
       ->excludes(sql_option);
   auto* csv_flag = query->add_flag("--csv", csv, "CSV output");
   query->add_flag("--json", json, "JSON output")->excludes(csv_flag);
@@ -323,7 +298,8 @@ int run_cli(int argc, char** argv) {
   report->add_option("db", db, "results database")->required();
   report->add_option("--sweep", report_request.sweep, "only this sweep's runs");
   report->add_option("--group-by", group_by, "config keys, comma separated (router = router.name)");
-  report->add_option("--metric", report_request.metric, "a summary name (test/accuracy, test/bpc, ...)");
+  report->add_option("--metric", report_request.metric,
+                     "a summary name (SPLIT/METRIC); default: the runs' main test metric");
   report->add_option("--baseline", report_request.baseline, "the group to test the others against");
   report->add_option("--format", report_format, "text | md | csv | latex | json | html")
       ->check(CLI::IsMember({"text", "md", "csv", "latex", "json", "html"}));
@@ -337,19 +313,27 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::IsMember({"curves", "corruption", "load"}));
   plot->add_option("--sweep", plot_request.sweep, "only this sweep's runs");
   plot->add_option("--group-by", plot_group_by, "config keys, comma separated (router = router.name)");
-  plot->add_option("--metric", plot_request.metric, "curves: SPLIT/NAME, e.g. val/accuracy, train/loss");
+  plot->add_option("--metric", plot_request.metric,
+                   "curves: SPLIT/NAME (e.g. train/loss); default: the runs' main val metric");
+  plot->add_option("--suite", plot_request.suite,
+                   "corruption: a suite with severities; default: the first declared one");
   plot->add_option("-o,--output-dir", plot_request.output_dir, "folder for the files");
   plot->add_flag("--data-only", plot_data_only, "write data and script, do not run gnuplot");
 
   auto* robustness = app.add_subcommand(
       "robustness", "corruption error, mCE and relative mCE of runs against a baseline run");
-  std::string robustness_suite = "fmnist_c";
+  std::vector<std::string> suite_names;
+  for (const TaskMetrics* task : all_task_metrics()) {
+    for (const auto& suite : task->suites) suite_names.push_back(suite.name);
+  }
+  std::string robustness_suite = suite_names.empty() ? "" : suite_names.front();
   int64_t baseline_run = 0;
   std::vector<int64_t> robustness_runs;
   bool robustness_csv = false, robustness_json = false;
   robustness->add_option("db", db, "results database")->required()->check(CLI::ExistingFile);
-  robustness->add_option("--suite", robustness_suite, "fmnist_c | cifar_c")
-      ->check(CLI::IsMember({"fmnist_c", "cifar_c"}));
+  robustness->add_option("--suite", robustness_suite,
+                         fmt::format("a corruption suite: {}", fmt::join(suite_names, " | ")))
+      ->check(CLI::IsMember(suite_names));
   robustness->add_option("--baseline", baseline_run, "run id in the AlexNet role")->required();
   robustness->add_option("--runs", robustness_runs, "run ids (default: every run with the suite)")
       ->delimiter(',');

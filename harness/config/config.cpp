@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "harness/core/parse.h"
 #include "harness/core/sha256.h"
 
 namespace moelab {
@@ -53,14 +54,10 @@ std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {
   } else if (spec != "none") {
     std::stringstream ss(spec);
     for (std::string item; std::getline(ss, item, ',');) {
-      int64_t index = -1;
-      try {
-        size_t used = 0;
-        index = std::stoll(item, &used);
-        if (item.find_first_not_of(" ", used) != std::string::npos) index = -1;
-      } catch (const std::exception&) {
-        index = -1;
-      }
+      const auto first = item.find_first_not_of(' '), last = item.find_last_not_of(' ');
+      const int64_t index =
+          parse_int64(first == std::string::npos ? "" : item.substr(first, last - first + 1))
+              .value_or(-1);
       if (index < 0 || index >= model.depth) {
         throw ConfigError(fmt::format(
             "model.moe.layers = \"{}\": '{}' is not all | every_other | none or a block index "

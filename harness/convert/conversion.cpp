@@ -14,6 +14,7 @@
 #include "harness/train/provenance.h"
 #include "harness/core/rng.h"
 #include "routers/dot_moe.h"
+#include "tasks/registry.h"
 
 namespace moelab {
 namespace {
@@ -69,6 +70,24 @@ Reconstruction reconstruction_error(MoELayer layer, torch::nn::Sequential dense,
           (oracle - target).pow(2).sum().item<double>() / energy};
 }
 
+MetricValues retention(const TaskMetrics& metrics, const std::map<std::string, double>& dense,
+                       const MetricValues& converted) {
+  MetricValues values;
+  for (const auto& [key, moe_value] : converted) {
+    const auto slash = key.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string split = key.substr(0, slash), metric = key.substr(slash + 1);
+    const bool main_split = split == "val" || split == "test";
+    const bool suite_mean = metric == "mean_error" && split.find(':') == std::string::npos;
+    auto found = dense.find(key);
+    if ((!main_split && !suite_mean) || found == dense.end()) continue;
+    values.emplace_back("retention/" + key, metrics.higher_is_better(metric_of(key))
+                                                ? moe_value / found->second
+                                                : found->second / moe_value);
+  }
+  return values;
+}
+
 Conversion::Conversion(const RunConfig& config, const DenseParent& parent, Task& task,
                        Store& store, int64_t run_id, torch::Device device)
     : config_(config), parent_run_id_(parent.run_id), store_(store), run_id_(run_id),
@@ -107,7 +126,7 @@ void Conversion::convert(TaskModel& model) {
     if (layer.is_empty()) continue;
     auto dense = parent_ffn(*teacher_, i);
     auto first = dense->ptr<torch::nn::LinearImpl>(0), second = dense->ptr<torch::nn::LinearImpl>(2);
-    const uint64_t seed = Rng::keyed({static_cast<uint64_t>(config_.seed), i, fnv1a("convert")}).next();
+    const uint64_t seed = derived_seed({static_cast<uint64_t>(config_.seed), fnv1a("convert"), i});
     const ConvertConfig& convert = config_.convert;
     auto split = [&](const std::string& method) {
       return heuristic_split(method, first->weight, first->bias, calibration_[i],
@@ -233,21 +252,10 @@ MetricValues Conversion::summaries(TaskModel& model, const MetricValues& finals)
   values.emplace_back("export/active_param_fraction", active / count(*teacher_));
   values.emplace_back("export/ffn_active_fraction", ffn_fraction);
 
-  // Retention: the share of the parent's quality kept, per metric of val, test and the
-  // corruption suites' mean errors (accuracy: moe / dense; losses and errors: dense / moe).
-  std::map<std::string, double> final_values(finals.begin(), finals.end());
-  for (const auto& [key, dense_value] : store_.summaries(parent_run_id_)) {
-    const auto slash = key.find('/');
-    if (slash == std::string::npos) continue;
-    const std::string split = key.substr(0, slash), metric = key.substr(slash + 1);
-    const bool main_split = split == "val" || split == "test";
-    const bool suite_mean = metric == "mean_error" && split.find(':') == std::string::npos;
-    auto found = final_values.find(key);
-    if ((!main_split && !suite_mean) || found == final_values.end()) continue;
-    const bool higher_better = metric == "accuracy";
-    values.emplace_back("retention/" + key, higher_better ? found->second / dense_value
-                                                          : dense_value / found->second);
-  }
+  const auto parent = store_.summaries(parent_run_id_);
+  const MetricValues kept = retention(task_metrics(config_.task.name),
+                                      {parent.begin(), parent.end()}, finals);
+  values.insert(values.end(), kept.begin(), kept.end());
   return values;
 }
 

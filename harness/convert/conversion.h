@@ -8,6 +8,7 @@
 // and after export), active-parameter fraction, retention of the parent's metrics.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "harness/store/store.h"
 #include "harness/train/trainer.h"
 #include "tasks/task.h"
+#include "tasks/task_metrics.h"
 
 namespace moelab {
 
@@ -39,6 +41,12 @@ struct Reconstruction {
 };
 Reconstruction reconstruction_error(MoELayer layer, torch::nn::Sequential dense,
                                     const torch::Tensor& x, int64_t k, int64_t layer_index);
+
+// "retention/SPLIT/METRIC": the share of the dense parent's quality a converted run keeps,
+// for every val and test metric and every corruption suite's mean error the two share:
+// moe / dense for a higher-is-better metric, dense / moe otherwise (the task's declaration).
+MetricValues retention(const TaskMetrics& metrics, const std::map<std::string, double>& dense,
+                       const MetricValues& converted);
 
 class Conversion : public TrainingHooks {
  public:

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "harness/core/parse.h"
+
 namespace moelab {
 
 // ---- Spec --------------------------------------------------------------------------------
@@ -91,16 +93,10 @@ std::string ValueCodec<bool>::format(bool v) { return v ? "true" : "false"; }
 
 bool ValueCodec<int64_t>::read(const YAML::Node& n, int64_t& out) {
   if (!n.IsScalar()) return false;
-  const std::string& s = n.Scalar();
-  try {
-    size_t used = 0;
-    long long v = std::stoll(s, &used, 10);
-    if (used != s.size()) return false;
-    out = v;
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
+  const auto value = parse_int64(n.Scalar());
+  if (!value) return false;
+  out = *value;
+  return true;
 }
 std::string ValueCodec<int64_t>::format(int64_t v) { return std::to_string(v); }
 

@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "harness/core/error.h"
+#include "harness/core/parse.h"
 
 namespace moelab {
 namespace {
@@ -56,7 +57,7 @@ torch::Tensor read_npy_float32(const std::string& path) {
   const std::string dims = dict_value(header, "shape", path);
   const std::regex number("[0-9]+");
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
-    shape.push_back(std::stoll(it->str()));
+    shape.push_back(to_int64(it->str(), path + ": shape"));
   }
   auto tensor = torch::empty(shape, torch::kFloat);
   const auto bytes = static_cast<std::streamsize>(tensor.numel() * sizeof(float));

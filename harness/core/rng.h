@@ -1,6 +1,9 @@
-// A small deterministic random generator for data corruptions and other host-side draws:
-// SplitMix64 with its own uniform, normal and Poisson transforms, so the numbers are the same
-// on every platform, standard library and LibTorch version (std:: distributions are not).
+// The project's one derivation of seeded randomness: every stream is a SplitMix64 generator
+// seeded by hashing its keys (Rng::keyed: the run seed, a stream name's fnv1a, then the
+// item: epoch, step, layer, image...). Host-side draws use it directly, with its own uniform,
+// normal and Poisson transforms, so the numbers are the same on every platform, standard
+// library and LibTorch version (std:: distributions are not); LibTorch's generator is seeded
+// from it (derived_seed).
 #pragma once
 
 #include <cmath>
@@ -83,5 +86,8 @@ class Rng {
   }
   uint64_t state_;
 };
+
+// A seed for LibTorch's generator: the first draw of the keyed stream.
+inline uint64_t derived_seed(std::initializer_list<uint64_t> keys) { return Rng::keyed(keys).next(); }
 
 }  // namespace moelab

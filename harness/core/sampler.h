@@ -1,6 +1,7 @@
 // Seeded data order: a fresh permutation of the training set every epoch, so that batch
-// number s depends only on (seed, s). Uses its own SplitMix/Fisher-Yates, identical on every
-// platform and LibTorch version, and cheap to restart from any step (resume).
+// number s depends only on (seed, s). Fisher-Yates over the keyed stream (seed, "epoch",
+// epoch), identical on every platform and LibTorch version, and cheap to restart from any
+// step (resume).
 #pragma once
 
 #include <cstdint>
@@ -20,8 +21,5 @@ class EpochSampler {
   int64_t cached_epoch_ = -1;
   std::vector<int64_t> cached_;
 };
-
-// SplitMix64: a small, well-mixed generator for derived seeds and shuffles.
-uint64_t splitmix64(uint64_t& state);
 
 }  // namespace moelab

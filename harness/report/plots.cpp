@@ -9,8 +9,11 @@
 #include <map>
 
 #include "harness/core/error.h"
+#include "harness/core/parse.h"
+#include "harness/report/presets.h"
 #include "harness/report/report.h"
 #include "harness/report/stats.h"
+#include "tasks/task_metrics.h"
 
 namespace moelab {
 namespace {
@@ -62,15 +65,17 @@ std::vector<std::string> finish(const PlotRequest& request, const std::string& b
 }
 
 std::vector<std::string> curves(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
-  const auto slash = request.metric.find('/');
-  MOELAB_CHECK(slash != std::string::npos, "plot curves: --metric is SPLIT/NAME (val/accuracy, train/loss)");
-  const std::string split = request.metric.substr(0, slash), name = request.metric.substr(slash + 1);
-  const std::string base = request.output_dir + "/curves_" + slug(request.metric);
+  const std::string metric =
+      request.metric.empty() ? main_summary(store, request.sweep, "val") : request.metric;
+  const auto slash = metric.find('/');
+  MOELAB_CHECK(slash != std::string::npos, "plot curves: --metric is SPLIT/NAME (val/loss, train/loss)");
+  const std::string split = metric.substr(0, slash), name = metric.substr(slash + 1);
+  const std::string base = request.output_dir + "/curves_" + slug(metric);
   std::ofstream data(base + ".dat");
-  data << "# step mean min max n, one block per group: " << request.metric << "\n";
+  data << "# step mean min max n, one block per group: " << metric << "\n";
   std::string plot = fmt::format("  set xlabel \"step\"\n  set ylabel {}\n  set key outside right\n"
                                  "  set style fill transparent solid 0.2 noborder\n  plot ",
-                                 quote(request.metric));
+                                 quote(metric));
   int index = 0;
   for (const auto& group : groups) {
     const std::string& label = group.label;
@@ -98,16 +103,32 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
     ++index;
   }
   data.close();
-  if (index == 0) throw Error(fmt::format("plot curves: no run has the metric '{}'", request.metric));
+  if (index == 0) throw Error(fmt::format("plot curves: no run has the metric '{}'", metric));
   return finish(request, base, plot + "\n");
 }
 
+// The named suite, or by default the first declared one with severities.
+const CorruptionSuite& plotted_suite(const std::string& name) {
+  if (!name.empty()) return *find_suite(name).suite;
+  for (const TaskMetrics* task : all_task_metrics()) {
+    for (const auto& suite : task->suites) {
+      if (suite.severities > 1) return suite;
+    }
+  }
+  throw ConfigError("plot corruption: no task declares a corruption suite with severities");
+}
+
 std::vector<std::string> corruption(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+  const CorruptionSuite& suite = plotted_suite(request.suite);
+  MOELAB_CHECK(suite.severities > 1, "plot corruption: suite '{}' has one severity (plot needs severities)",
+               suite.name);
+  const std::string clean = "test/" + suite.metric;
   const std::string base = request.output_dir + "/corruption";
   std::ofstream data(base + ".dat");
-  data << "# severity mean_accuracy (0 = clean; cifar_c corruptions and seeds averaged)\n";
-  std::string plot = "  set xlabel \"severity (0 = clean)\"\n  set ylabel \"accuracy\"\n  set xtics 1\n"
-                     "  set key outside right\n  plot ";
+  data << "# severity mean_" << suite.metric << " (0 = clean; " << suite.name
+       << " corruptions and seeds averaged)\n";
+  std::string plot = fmt::format("  set xlabel \"severity (0 = clean)\"\n  set ylabel {}\n  set xtics 1\n"
+                                 "  set key outside right\n  plot ", quote(suite.metric));
   int index = 0;
   for (const auto& group : groups) {
     const std::string& label = group.label;
@@ -115,11 +136,15 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
     for (int64_t run : group.run_ids) {
       SQLite::Statement select(store.database(),
                                "SELECT name, value FROM summaries WHERE run_id = ? AND value IS NOT NULL "
-                               "AND (name = 'test/accuracy' OR (name LIKE 'cifar_c:%:_/accuracy'))");
+                               "AND (name = ? OR (name LIKE ? AND name NOT LIKE '%@%'))");
       select.bind(1, static_cast<int64_t>(run));
+      select.bind(2, clean);
+      select.bind(3, suite.name + ":%:%/" + suite.metric);
       while (select.executeStep()) {
-        const std::string name = select.getColumn(0).getString();
-        const int64_t severity = name == "test/accuracy" ? 0 : name[name.find('/') - 1] - '0';
+        const std::string name = select.getColumn(0).getString();  // SUITE:NAME:S/METRIC
+        const std::string split = name.substr(0, name.rfind('/'));
+        const int64_t severity =
+            name == clean ? 0 : to_int64(split.substr(split.rfind(':') + 1), name + ": severity");
         by_severity[severity].push_back(select.getColumn(1).getDouble());
       }
     }
@@ -133,7 +158,9 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
     ++index;
   }
   data.close();
-  if (index == 0) throw Error("plot corruption: no run has cifar_c results (task.corruptions)");
+  if (index == 0) {
+    throw Error(fmt::format("plot corruption: no run has {} results (task.corruptions)", suite.name));
+  }
   return finish(request, base, plot + "\n");
 }
 
@@ -149,8 +176,8 @@ SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name G
     std::map<int64_t, std::map<int64_t, double>> matrix;  // layer -> expert -> share
     while (select.executeStep()) {
       const std::string name = select.getColumn(0).getString();  // moe/l<i>/load_e<j>
-      const auto layer = std::stoll(name.substr(5, name.find('/', 4) - 5));
-      const auto expert = std::stoll(name.substr(name.rfind('e') + 1));
+      const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
+      const auto expert = to_int64(name.substr(name.rfind('e') + 1), name + ": expert");
       matrix[layer][expert] = select.getColumn(1).getDouble();
     }
     if (matrix.empty()) continue;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "harness/config/config.h"
+#include "harness/report/presets.h"
 #include "harness/core/error.h"
 #include "harness/report/stats.h"
 #include "harness/report/table.h"
@@ -129,8 +130,7 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
   for (size_t i = 0; i < keys.size(); ++i) {
     sql += fmt::format(", (SELECT value FROM params p WHERE p.run_id = r.id AND p.key = ?{})", i + 2);
   }
-  sql += " FROM runs r WHERE r.status = 'done' AND (?1 = '' OR r.sweep = ?1 OR r.id IN "
-         "(SELECT run_id FROM sweep_members WHERE sweep = ?1)) ORDER BY r.id";
+  sql += " FROM runs r WHERE r.status = 'done' AND " MOELAB_RUN_IN_SWEEP_SQL " ORDER BY r.id";
   SQLite::Statement select(store.database(), sql);
   select.bind(1, sweep);
   for (size_t i = 0; i < keys.size(); ++i) select.bind(static_cast<int>(i + 2), param_key(keys[i]));
@@ -154,7 +154,8 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
   return groups;
 }
 
-std::vector<ReportGroup> collect_groups(Store& store, const ReportRequest& request) {
+std::vector<ReportGroup> collect_groups(Store& store, ReportRequest& request) {
+  if (request.metric.empty()) request.metric = main_summary(store, request.sweep, "test");
   SQLite::Statement value(store.database(), "SELECT value FROM summaries WHERE run_id = ? AND "
                                             "name = ? AND value IS NOT NULL");
   std::vector<ReportGroup> groups;

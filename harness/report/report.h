@@ -13,7 +13,7 @@ namespace moelab {
 struct ReportRequest {
   std::string sweep;                     // "" = every done run of the database
   std::vector<std::string> group_by = {"router.name"};  // config keys (params); "router" = router.name
-  std::string metric = "test/accuracy";  // a summary name
+  std::string metric;                    // a summary name; "" = the runs' main test metric
   std::string baseline;                  // group label to test against; "" = none
 };
 
@@ -35,9 +35,9 @@ struct ReportGroup {
   std::vector<double> values;
 };
 
-// The done runs' metric values per group, in order of first run id. Throws Error naming the
-// metric when no run has it.
-std::vector<ReportGroup> collect_groups(Store& store, const ReportRequest& request);
+// The done runs' metric values per group, in order of first run id (an empty request.metric
+// is first set to the runs' main test metric). Throws Error naming the metric when no run has it.
+std::vector<ReportGroup> collect_groups(Store& store, ReportRequest& request);
 
 // One row per group: group, n, mean, std, ci95, delta (vs baseline), p (Welch).
 QueryResult report_table(const std::vector<ReportGroup>& groups, const ReportRequest& request);

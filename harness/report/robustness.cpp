@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "harness/core/error.h"
+#include "tasks/task_metrics.h"
 
 namespace moelab {
 namespace {
@@ -45,20 +46,24 @@ RobustnessScores robustness_scores(const CorruptionErrors& model, const Corrupti
   return scores;
 }
 
-CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::string& suite) {
+CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::string& suite_name) {
+  const auto [task, suite] = find_suite(suite_name);
+  const std::string clean_name = "test/" + suite->metric;
   SQLite::Statement select(store.database(),
-                           "SELECT name, value FROM summaries WHERE run_id = ? AND "
-                           "(name = 'test/accuracy' OR (name LIKE ? AND name NOT LIKE '%@%' "
-                           "AND name LIKE '%/accuracy')) ORDER BY name");
+                           "SELECT name, value FROM summaries WHERE run_id = ? AND value IS NOT NULL "
+                           "AND (name = ? OR (name LIKE ? AND name NOT LIKE '%@%' AND name LIKE ?)) "
+                           "ORDER BY name");
   select.bind(1, static_cast<int64_t>(run_id));
-  select.bind(2, suite + ":%");
+  select.bind(2, clean_name);
+  select.bind(3, suite_name + ":%");
+  select.bind(4, "%/" + suite->metric);
   CorruptionErrors result;
   bool clean = false;
   // Names sort as SUITE:NAME:1 ... SUITE:NAME:5, so severities arrive in order.
   while (select.executeStep()) {
     const std::string name = select.getColumn(0).getString();
-    const double error = 1.0 - select.getColumn(1).getDouble();
-    if (name == "test/accuracy") {
+    const double error = task->error(*suite, select.getColumn(1).getDouble());
+    if (name == clean_name) {
       result.clean_error = error;
       clean = true;
       continue;
@@ -70,9 +75,9 @@ CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::stri
         .push_back(error);
   }
   if (!clean || result.errors.empty()) {
-    throw Error(fmt::format("run {} has no test/accuracy and {} corruption results (run it with "
+    throw Error(fmt::format("run {} has no {} and {} corruption results (run it with "
                             "task.corruptions including {})",
-                            run_id, suite, suite));
+                            run_id, clean_name, suite_name, suite_name));
   }
   return result;
 }

@@ -27,7 +27,8 @@ struct RobustnessScores {
 // Throws Error when the two runs do not cover the same corruptions and severities.
 RobustnessScores robustness_scores(const CorruptionErrors& model, const CorruptionErrors& baseline);
 
-// From a run's summaries: test/accuracy and SUITE:NAME[:SEVERITY]/accuracy.
+// From a run's summaries: the clean test/METRIC and SUITE:NAME[:SEVERITY]/METRIC, METRIC the
+// suite's declared metric, turned into errors (tasks/task_metrics.h).
 CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::string& suite);
 
 // A table: one row per run of `runs` with mean error, mCE and relative mCE against

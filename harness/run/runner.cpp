@@ -18,6 +18,7 @@
 #include "harness/convert/conversion.h"
 #include "harness/run/dense_parent.h"
 #include "harness/core/file_cache.h"
+#include "harness/core/rng.h"
 #include "harness/train/provenance.h"
 #include "harness/core/sha256.h"
 #include "harness/train/trainer.h"
@@ -159,7 +160,7 @@ RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, boo
       parent = resolve_dense_parent(config, store, sweep, /*retry_failed=*/sweep.empty(),
                                     stale_after_seconds);
     }
-    torch::manual_seed(static_cast<uint64_t>(config.seed));
+    torch::manual_seed(derived_seed({static_cast<uint64_t>(config.seed), fnv1a("init")}));
     const torch::Device device = device_for(config);
     auto task = make_task(config);
     files = hashed_files(*task);

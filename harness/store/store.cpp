@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness/core/error.h"
+#include "harness/core/parse.h"
 
 namespace moelab {
 namespace {
@@ -351,7 +352,7 @@ std::vector<ClaimedRun> Store::done_runs_matching(const std::string& reference) 
                                         "status = 'done' AND substr(config_hash, 1, length(?1)) "
                                         "= ?1 ORDER BY id");
   if (is_id) {
-    select.bind(1, static_cast<int64_t>(std::stoll(reference)));
+    select.bind(1, to_int64(reference, "run id"));
   } else {
     select.bind(1, reference);
   }

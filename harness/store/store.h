@@ -1,6 +1,6 @@
 // The SQLite results database: versioned schema with migrations, run records with
 // provenance, flattened params, batched metric history, final summaries, and ad-hoc queries.
-// Schema documentation: results/SCHEMA.md.
+// Schema documentation: docs/schema.md.
 #pragma once
 
 #include <SQLiteCpp/Database.h>
@@ -88,6 +88,11 @@ struct QueryResult {
 // Seconds without a heartbeat after which a running run counts as abandoned and is requeued
 // (sweep --stale-after; also how long a run waits on another process's dense parent).
 inline constexpr double kDefaultStaleSeconds = 120;
+
+// SQL condition on `runs r`: the run belongs to sweep ?1 (its own, or a member such as a shared
+// dense parent), or ?1 is '' (every run).
+#define MOELAB_RUN_IN_SWEEP_SQL \
+  "(?1 = '' OR r.sweep = ?1 OR r.id IN (SELECT run_id FROM sweep_members WHERE sweep = ?1))"
 
 // This machine's host name ("unknown" if it has none).
 std::string host_name();

@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "harness/core/parse.h"
+
 namespace moelab {
 namespace {
 
@@ -134,14 +136,8 @@ std::vector<int64_t> seeds_from_override(const std::string& assignment,
                                          const std::vector<std::string>& values) {
   std::vector<int64_t> list;
   for (const auto& value : values) {
-    size_t used = 0;
-    int64_t number = -1;
-    try {
-      number = std::stoll(value, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != value.size() || number < 0 || (values.size() == 1 && number < 1)) {
+    const int64_t number = parse_int64(value).value_or(-1);
+    if (number < 0 || (values.size() == 1 && number < 1)) {
       throw ConfigError(fmt::format(
           "override '{}': seeds takes a count (seeds=3 for seeds 0, 1, 2) or a list of "
           "seeds (seeds=0,7,42)",
@@ -231,9 +227,9 @@ SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& 
   return plan;
 }
 
-SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& source,
-                            const std::string& base_dir, const std::vector<std::string>& overrides) {
-  const YAML::Node root = load(yaml_text, source);
+namespace {
+
+void check_sweep_keys(const YAML::Node& root, const std::string& source) {
   static const std::set<std::string> kKeys = {"name", "base", "extends", "grid", "zip", "seeds",
                                               "exclude"};
   for (const auto& item : root) {
@@ -246,10 +242,15 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
           nearest_name(key, std::vector<std::string>(kKeys.begin(), kKeys.end()))));
     }
   }
-  SweepPlan plan;
-  if (root["name"]) plan.name = root["name"].as<std::string>();
+}
 
-  // The base run config: `extends` (a run config file), then `base` merged over it.
+// The base run config: `extends` (a run config file), then `base` merged over it.
+struct BaseConfig {
+  std::string yaml;
+  std::string source;  // the file its errors name
+};
+BaseConfig base_config(const YAML::Node& root, const std::string& source,
+                       const std::string& base_dir) {
   YAML::Node base(YAML::NodeType::Map);
   std::string base_source = source;
   if (root["extends"]) {
@@ -263,50 +264,63 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     }
     merge_into(base, root["base"]);
   }
+  return {YAML::Dump(base), base_source};
+}
 
-  // Axes: grid keys one by one, the zip as one axis of several keys, then command-line lists.
+// One axis per grid key, in file order.
+std::vector<Axis> grid_axes(const YAML::Node& root, const std::string& source) {
   std::vector<Axis> axes;
-  if (root["grid"]) {
-    for (const auto& item : root["grid"]) {
-      Axis axis;
-      axis.keys = {item.first.as<std::string>()};
-      std::vector<std::string> labels;
-      for (const auto& value : list_values(item.second, "grid." + axis.keys[0], source, &labels)) {
-        axis.values.push_back({value});
-      }
-      for (const auto& label : labels) axis.labels.push_back({label});
-      axes.push_back(axis);
-    }
-  }
-  if (root["zip"]) {
+  if (!root["grid"]) return axes;
+  for (const auto& item : root["grid"]) {
     Axis axis;
-    size_t length = 0;
-    std::vector<std::vector<std::string>> columns, column_labels;
-    for (const auto& item : root["zip"]) {
-      const std::string key = item.first.as<std::string>();
-      std::vector<std::string> labels;
-      columns.push_back(list_values(item.second, "zip." + key, source, &labels));
-      column_labels.push_back(labels);
-      if (length != 0 && columns.back().size() != length) {
-        throw ConfigError(fmt::format("{}: zip.{} has {} values, the other zip lists {}",
-                                      where(source, item.second), key, columns.back().size(), length));
-      }
-      length = columns.back().size();
-      axis.keys.push_back(key);
+    axis.keys = {item.first.as<std::string>()};
+    std::vector<std::string> labels;
+    for (const auto& value : list_values(item.second, "grid." + axis.keys[0], source, &labels)) {
+      axis.values.push_back({value});
     }
-    for (size_t i = 0; i < length; ++i) {
-      std::vector<std::string> row, row_labels;
-      for (size_t k = 0; k < columns.size(); ++k) {
-        row.push_back(columns[k][i]);
-        row_labels.push_back(column_labels[k][i]);
-      }
-      axis.values.push_back(row);
-      axis.labels.push_back(row_labels);
-    }
-    if (length > 0) axes.push_back(axis);
+    for (const auto& label : labels) axis.labels.push_back({label});
+    axes.push_back(axis);
   }
+  return axes;
+}
+
+// The zip as one axis of several keys (lists of equal length); none when absent or empty.
+std::optional<Axis> zip_axis(const YAML::Node& root, const std::string& source) {
+  if (!root["zip"]) return std::nullopt;
+  Axis axis;
+  size_t length = 0;
+  std::vector<std::vector<std::string>> columns, column_labels;
+  for (const auto& item : root["zip"]) {
+    const std::string key = item.first.as<std::string>();
+    std::vector<std::string> labels;
+    columns.push_back(list_values(item.second, "zip." + key, source, &labels));
+    column_labels.push_back(labels);
+    if (length != 0 && columns.back().size() != length) {
+      throw ConfigError(fmt::format("{}: zip.{} has {} values, the other zip lists {}",
+                                    where(source, item.second), key, columns.back().size(), length));
+    }
+    length = columns.back().size();
+    axis.keys.push_back(key);
+  }
+  for (size_t i = 0; i < length; ++i) {
+    std::vector<std::string> row, row_labels;
+    for (size_t k = 0; k < columns.size(); ++k) {
+      row.push_back(columns[k][i]);
+      row_labels.push_back(column_labels[k][i]);
+    }
+    axis.values.push_back(row);
+    axis.labels.push_back(row_labels);
+  }
+  if (length == 0) return std::nullopt;
+  return axis;
+}
+
+// Command-line overrides applied to the axes; returns the `key=value` ones every run takes
+// and sets `seeds` when `seeds=` is among them.
+std::vector<std::string> apply_overrides(const std::vector<std::string>& overrides,
+                                         std::vector<Axis>& axes,
+                                         std::optional<std::vector<int64_t>>& seeds) {
   std::vector<std::string> fixed_overrides;
-  std::optional<std::vector<int64_t>> seed_override;
   for (const auto& assignment : overrides) {
     const auto eq = assignment.find('=');
     if (eq == std::string::npos) {
@@ -315,43 +329,71 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
     const auto values = split_top_level(assignment.substr(eq + 1));
     const std::string key = assignment.substr(0, eq);
     if (key == "seeds") {
-      seed_override = seeds_from_override(assignment, values);
+      seeds = seeds_from_override(assignment, values);
     } else {
       apply_override(assignment, key, values, axes, fixed_overrides);
     }
   }
-  // Seeds: the last axis; a `seeds=` override replaces the file's.
-  std::vector<int64_t> seed_list;
-  if (root["seeds"]) seed_list = seeds_from_yaml(root["seeds"], source);
-  if (seed_override) seed_list = *seed_override;
-  if (!seed_list.empty()) {
-    Axis seeds;
-    seeds.keys = {"seed"};
-    for (int64_t s : seed_list) {
-      seeds.values.push_back({std::to_string(s)});
-      seeds.labels.push_back({std::to_string(s)});
-    }
-    axes.push_back(seeds);
-  }
+  return fixed_overrides;
+}
 
-  std::vector<std::vector<std::pair<std::string, std::string>>> excludes;
-  if (root["exclude"]) {
-    for (const auto& entry : root["exclude"]) {
-      if (!entry.IsMap()) {
-        throw ConfigError(fmt::format("{}: each exclude entry is a mapping of key: value",
-                                      where(source, entry)));
-      }
-      std::vector<std::pair<std::string, std::string>> condition;
-      for (const auto& item : entry) condition.emplace_back(item.first.as<std::string>(), display(item.second));
-      excludes.push_back(condition);
-    }
+Axis seed_axis(const std::vector<int64_t>& seed_list) {
+  Axis seeds;
+  seeds.keys = {"seed"};
+  for (int64_t s : seed_list) {
+    seeds.values.push_back({std::to_string(s)});
+    seeds.labels.push_back({std::to_string(s)});
   }
+  return seeds;
+}
 
-  // The cartesian product, first axis slowest.
-  const std::string base_text = YAML::Dump(base);
+using Condition = std::vector<std::pair<std::string, std::string>>;  // key: value, all must hold
+
+std::vector<Condition> exclusions(const YAML::Node& root, const std::string& source) {
+  std::vector<Condition> excludes;
+  if (!root["exclude"]) return excludes;
+  for (const auto& entry : root["exclude"]) {
+    if (!entry.IsMap()) {
+      throw ConfigError(fmt::format("{}: each exclude entry is a mapping of key: value",
+                                    where(source, entry)));
+    }
+    Condition condition;
+    for (const auto& item : entry) condition.emplace_back(item.first.as<std::string>(), display(item.second));
+    excludes.push_back(condition);
+  }
+  return excludes;
+}
+
+bool excluded(RunConfig& config, const std::vector<Condition>& excludes) {
+  std::vector<std::pair<std::string, std::string>> params;
+  for (const auto& row : list_fields(config)) params.emplace_back(row.path, row.value);
+  return std::any_of(excludes.begin(), excludes.end(), [&](const Condition& condition) {
+    return std::all_of(condition.begin(), condition.end(), [&](const auto& wanted) {
+      return std::any_of(params.begin(), params.end(), [&](const auto& param) {
+        return param.first == wanted.first && same_value(param.second, wanted.second);
+      });
+    });
+  });
+}
+
+// Advances the odometer (the last axis fastest); false when every combination was visited.
+bool next_combination(std::vector<size_t>& index, const std::vector<Axis>& axes) {
+  for (size_t a = axes.size(); a-- > 0;) {
+    if (++index[a] < axes[a].values.size()) return true;
+    index[a] = 0;
+  }
+  return false;
+}
+
+// The cartesian product of the axes (first axis slowest), each combination parsed and
+// validated; the invalid ones are all reported together.
+void expand_product(const BaseConfig& base, const std::vector<Axis>& axes,
+                    const std::vector<std::string>& fixed_overrides,
+                    const std::vector<Condition>& excludes, const std::string& source,
+                    SweepPlan& plan) {
   std::vector<size_t> index(axes.size(), 0);
   std::vector<std::pair<std::string, std::string>> failed;  // (axis values, error)
-  while (true) {
+  do {
     std::vector<std::string> run_overrides = fixed_overrides;
     SweepRun run;
     for (size_t a = 0; a < axes.size(); ++a) {
@@ -361,45 +403,23 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
       }
     }
     try {
-      run.config = parse_run_config(base_text, base_source, run_overrides);
-      std::vector<std::pair<std::string, std::string>> params;
-      for (const auto& row : list_fields(run.config)) params.emplace_back(row.path, row.value);
-      bool excluded = false;
-      for (const auto& condition : excludes) {
-        bool all = true;
-        for (const auto& [key, value] : condition) {
-          bool matched = false;
-          for (const auto& [path, actual] : params) {
-            if (path == key && same_value(actual, value)) matched = true;
-          }
-          all = all && matched;
-        }
-        excluded = excluded || all;
-      }
-      if (!excluded) {
-        if (!plan.name.empty()) run.config.name = plan.name;
-        plan.runs.push_back(std::move(run));
-      }
+      run.config = parse_run_config(base.yaml, base.source, run_overrides);
+      if (excluded(run.config, excludes)) continue;
+      if (!plan.name.empty()) run.config.name = plan.name;
+      plan.runs.push_back(std::move(run));
     } catch (const ConfigError& e) {
       failed.push_back({run.label(), e.what()});
     }
-    // Next combination: the last axis fastest.
-    bool wrapped = true;
-    for (size_t a = axes.size(); a-- > 0;) {
-      if (++index[a] < axes[a].values.size()) {
-        wrapped = false;
-        break;
-      }
-      index[a] = 0;
-    }
-    if (wrapped) break;
-  }
+  } while (next_combination(index, axes));
   if (!failed.empty()) {
     size_t combinations = 1;
     for (const auto& axis : axes) combinations *= axis.values.size();
     throw ConfigError(combination_errors(source, failed, combinations));
   }
   if (plan.runs.empty()) throw ConfigError(fmt::format("{}: every combination is excluded", source));
+}
+
+void check_one_database(const SweepPlan& plan, const std::string& source) {
   for (const auto& run : plan.runs) {  // one queue, one database
     if (run.config.db != plan.runs.front().config.db) {
       throw ConfigError(fmt::format("{}: every run of a sweep uses one database: [{}] has db = "
@@ -408,6 +428,32 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
                                     plan.runs.front().config.db, run.label(), run.config.db));
     }
   }
+}
+
+}  // namespace
+
+SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& source,
+                            const std::string& base_dir, const std::vector<std::string>& overrides) {
+  const YAML::Node root = load(yaml_text, source);
+  check_sweep_keys(root, source);
+  SweepPlan plan;
+  if (root["name"]) plan.name = root["name"].as<std::string>();
+  const BaseConfig base = base_config(root, source, base_dir);
+
+  // Axes: grid keys one by one, the zip as one axis, command-line lists, then the seeds (a
+  // `seeds=` override replaces the file's).
+  std::vector<Axis> axes = grid_axes(root, source);
+  if (auto zip = zip_axis(root, source)) axes.push_back(*zip);
+  std::optional<std::vector<int64_t>> seeds;
+  const std::vector<std::string> fixed_overrides = apply_overrides(overrides, axes, seeds);
+  if (root["seeds"]) {
+    const auto file_seeds = seeds_from_yaml(root["seeds"], source);  // checked even if replaced
+    if (!seeds) seeds = file_seeds;
+  }
+  if (seeds && !seeds->empty()) axes.push_back(seed_axis(*seeds));
+
+  expand_product(base, axes, fixed_overrides, exclusions(root, source), source, plan);
+  check_one_database(plan, source);
   return plan;
 }
 

@@ -23,6 +23,7 @@
 #include <set>
 #include <thread>
 
+#include "harness/core/parse.h"
 #include "harness/train/checkpoint.h"
 #include "harness/train/provenance.h"
 #include "harness/run/runner.h"
@@ -53,7 +54,7 @@ void requeue_dead_local_workers(Store& store, const std::string& sweep) {
   const std::string prefix = host_name() + ":";
   for (const auto& worker : store.running_workers(sweep)) {
     if (worker.rfind(prefix, 0) != 0) continue;
-    const auto pid = static_cast<pid_t>(std::stol(worker.substr(prefix.size())));
+    const auto pid = static_cast<pid_t>(to_int64(worker.substr(prefix.size()), "worker pid"));
     if (!process_alive(pid)) store.requeue_worker(worker);
   }
 }

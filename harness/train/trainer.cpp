@@ -10,8 +10,9 @@
 #include <cstdio>
 
 #include "harness/train/checkpoint.h"
-#include "harness/core/sampler.h"
+#include "harness/core/rng.h"
 #include "routers/registry.h"
+#include "tasks/registry.h"
 
 namespace moelab {
 namespace {
@@ -67,8 +68,8 @@ class Progress {
 // The global generator (dropout, router noise) is reseeded from (seed, step) before every
 // step, so a run resumed from a checkpoint draws exactly what the uninterrupted run drew.
 void seed_step(int64_t seed, int64_t step) {
-  uint64_t state = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step);
-  torch::manual_seed(splitmix64(state));
+  torch::manual_seed(
+      derived_seed({static_cast<uint64_t>(seed), fnv1a("step"), static_cast<uint64_t>(step)}));
 }
 
 // Gradients are reset to undefined, not to zero (PyTorch 2's default, explicit here because
@@ -106,10 +107,12 @@ void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& co
                      TaskModel& model, MetricLog& log, int64_t step, torch::Device device,
                      MetricValues* summaries, const std::string& label_suffix = "") {
   model.eval();
+  const TaskMetrics& declared = task_metrics(config.task.name);
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < splits.size(); ++i) {
     const std::string label = splits[i] + label_suffix;
     for (const auto& [name, value] : task.evaluate(model, splits[i], config, device)) {
+      declared.find(name);  // every reported metric has a declared direction
       log.add(step, label, name, value);
       if (summaries) summaries->emplace_back(label + "/" + name, value);
     }
@@ -263,6 +266,7 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
     for (size_t i = 0; i < layers.size(); ++i) layers[i]->swap_router(trained[i]);
   }
   const MetricValues derived = task.derived_summaries(summaries);
+  for (const auto& [name, value] : derived) task_metrics(config.task.name).find(metric_of(name));
   summaries.insert(summaries.end(), derived.begin(), derived.end());
   if (hooks) {
     const MetricValues extra_summaries = hooks->summaries(model, summaries);

@@ -1,5 +1,6 @@
-// The fmnist_c and cifar_c corruption suites. Parameters: ../shared/research/
-// data-and-corruptions.md §4.3 (CIFAR-10-C, 32 px) and §6.1 (MNIST-C defaults).
+// The fmnist_c and cifar_c corruption suites. Parameters: those of the reference scripts,
+// Hendrycks & Dietterich's make_cifar_c.py (32-pixel CIFAR-10-C) and Mu & Gilmer's MNIST-C
+// defaults, as listed per corruption below.
 #include "tasks/image/corruptions.h"
 
 #include <ATen/Parallel.h>

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "harness/core/file_cache.h"
+#include "harness/core/parse.h"
 #include "harness/core/sha256.h"
 #include "tasks/image/corruptions.h"
 #include "tasks/image/idx.h"
@@ -161,7 +162,7 @@ ImageTask::Split ImageTask::split(const std::string& name) const {
 ImageTask::Split ImageTask::corrupted_test(const std::string& name) const {
   const auto parts = split_list(name, ':');
   const CorruptionEntry& corruption = find_corruption(parts.at(0), parts.at(1));
-  const int64_t severity = parts.size() > 2 ? std::stoll(parts[2]) : 1;
+  const int64_t severity = parts.size() > 2 ? to_int64(parts[2], name + ": severity") : 1;
   int64_t count = test_.images.size(0);
   if (options_.corruption_examples > 0) count = std::min(count, options_.corruption_examples);
   const std::string key = fmt::format("{}|{}|{}|{}", options_.data_dir, seed_, name, count);
@@ -171,19 +172,36 @@ ImageTask::Split ImageTask::corrupted_test(const std::string& name) const {
   return {pixels, test_.labels.narrow(0, 0, count)};
 }
 
+const TaskMetrics& ImageTask::metrics() {
+  static const TaskMetrics declared = [] {
+    TaskMetrics m;
+    m.task = "image";
+    m.metrics = {{"accuracy", Better::Higher, "share of images classified correctly"},
+                 {"loss", Better::Lower, "mean cross-entropy (nats)"},
+                 {"mean_error", Better::Lower, "mean of 1 - accuracy over a corruption suite"}};
+    m.main = {"accuracy"};
+    const char* help[] = {"the 15 MNIST-C corruptions at their fixed severity",
+                          "the 15 CIFAR-10-C corruptions, severities 1-5, single-channel"};
+    int index = 0;
+    for (const char* name : {"fmnist_c", "cifar_c"}) {
+      CorruptionSuite suite{name, {}, 1, "accuracy", help[index++]};
+      for (const auto& corruption : suite_corruptions(name)) {
+        suite.corruptions.emplace_back(corruption.name);
+        suite.severities = corruption.severities;
+      }
+      m.suites.push_back(suite);
+    }
+    return m;
+  }();
+  return declared;
+}
+
 std::vector<std::string> ImageTask::final_splits() const {
   std::vector<std::string> splits = {"val", "test"};
   if (options_.corruptions.empty()) return splits;
-  for (const auto& suite : split_list(options_.corruptions, ',')) {
-    for (const auto& corruption : suite_corruptions(suite)) {
-      if (corruption.severities == 1) {
-        splits.push_back(fmt::format("{}:{}", suite, corruption.name));
-        continue;
-      }
-      for (int64_t severity = 1; severity <= corruption.severities; ++severity) {
-        splits.push_back(fmt::format("{}:{}:{}", suite, corruption.name, severity));
-      }
-    }
+  for (const auto& name : split_list(options_.corruptions, ',')) {
+    const auto suite = metrics().suite(name).splits();
+    splits.insert(splits.end(), suite.begin(), suite.end());
   }
   return splits;
 }

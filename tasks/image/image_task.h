@@ -5,6 +5,7 @@
 
 #include "harness/core/sampler.h"
 #include "tasks/task.h"
+#include "tasks/task_metrics.h"
 
 namespace moelab {
 
@@ -55,6 +56,7 @@ class ImageTask : public Task {
  public:
   using Options = ImageOptions;
   ImageTask(const ImageOptions& options, const RunConfig& config);
+  static const TaskMetrics& metrics();
 
   std::shared_ptr<TaskModel> build_model(const RunConfig& config) override;
   Batch train_batch(int64_t step, int64_t batch_size) override;

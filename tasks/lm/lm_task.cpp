@@ -83,7 +83,7 @@ Batch LmTask::train_batch(int64_t step, int64_t batch_size) {
   const torch::Tensor& ids = tokens("train");
   const int64_t length = options_.seq_len;
   const int64_t starts = ids.size(0) - length;  // windows of length + 1 tokens
-  Rng rng = Rng::keyed({seed_, static_cast<uint64_t>(step), 0x1A});
+  Rng rng = Rng::keyed({seed_, fnv1a("lm batch"), static_cast<uint64_t>(step)});
   std::vector<torch::Tensor> windows;
   windows.reserve(static_cast<size_t>(batch_size));
   for (int64_t b = 0; b < batch_size; ++b) windows.push_back(ids.narrow(0, rng.below(starts), length + 1));
@@ -129,6 +129,17 @@ MetricValues LmTask::evaluate(TaskModel& model, const std::string& split,
     metrics.emplace_back("bpc", loss / std::log(2.0));
   }
   return metrics;
+}
+
+const TaskMetrics& LmTask::metrics() {
+  static const TaskMetrics declared{
+      "lm",
+      {{"loss", Better::Lower, "mean cross-entropy per token (nats)"},
+       {"bpc", Better::Lower, "bits per character (level: char)"},
+       {"ppl", Better::Lower, "perplexity (level: word)"}},
+      {"bpc", "ppl"},
+      {}};
+  return declared;
 }
 
 std::vector<std::string> LmTask::final_splits() const {

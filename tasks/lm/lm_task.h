@@ -10,6 +10,7 @@
 #include "tasks/lm/corpus.h"
 #include "tasks/lm/text_corruptions.h"
 #include "tasks/task.h"
+#include "tasks/task_metrics.h"
 
 namespace moelab {
 
@@ -61,6 +62,7 @@ class LmTask : public Task {
  public:
   using Options = LmOptions;
   LmTask(const LmOptions& options, const RunConfig& config);
+  static const TaskMetrics& metrics();
 
   std::shared_ptr<TaskModel> build_model(const RunConfig& config) override;
   Batch train_batch(int64_t step, int64_t batch_size) override;
