@@ -3,10 +3,30 @@
 
 #include <fmt/format.h>
 
+#include <map>
+
 #include "harness/core/error.h"
 #include "harness/core/rng.h"
 
 namespace moelab {
+
+std::vector<NamedTensor> RoutingRecord::routing_metrics() const {
+  std::vector<NamedTensor> out;
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<torch::Tensor>> per_name;
+  for (const auto& [block, metrics] : layer_metrics) {
+    for (const auto& [name, value] : metrics) {
+      out.emplace_back("l" + std::to_string(block) + "/" + name, value);
+      if (per_name.find(name) == per_name.end()) order.push_back(name);
+      per_name[name].push_back(value);
+    }
+  }
+  for (const auto& name : order) {
+    if (name.rfind("load_e", 0) == 0) continue;  // per-expert loads only make sense per layer
+    out.emplace_back(name, torch::stack(per_name[name]).mean());
+  }
+  return out;
+}
 
 RouteResult RouteResult::from_topk(const torch::Tensor& indices, const torch::Tensor& weights) {
   const int64_t tokens = indices.size(0);

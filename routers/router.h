@@ -13,6 +13,25 @@ namespace moelab {
 
 using NamedTensor = std::pair<std::string, torch::Tensor>;
 
+// What the MoE layers report during one forward, collected explicitly through
+// RouteContext::record by whoever asks (the trainer, a test, a benchmark).
+struct RoutingRecord {
+  torch::Tensor aux_loss;  // 0-dim sum of every layer's weighted aux losses; undefined if none ran
+  // With collect_metrics: (block index, that layer's detached metrics) in forward order.
+  std::vector<std::pair<int64_t, std::vector<NamedTensor>>> layer_metrics;
+
+  void add_aux_loss(const torch::Tensor& loss) {
+    aux_loss = aux_loss.defined() ? aux_loss + loss : loss;
+  }
+  // aux_loss, or a zero on `device` when no MoE layer ran.
+  torch::Tensor total_aux_loss(torch::Device device) const {
+    return aux_loss.defined() ? aux_loss.to(device) : torch::zeros({}, torch::TensorOptions(device));
+  }
+  // Per-layer metrics "l{block}/{name}" and their means over the layers "{name}" (per-expert
+  // loads only per layer).
+  std::vector<NamedTensor> routing_metrics() const;
+};
+
 struct RouteContext {
   bool training = false;
   int64_t step = 0;
@@ -23,6 +42,7 @@ struct RouteContext {
   int64_t group_size = 0;    // tokens per sequence / image (row-major [B, L] order); 0 = all T
   bool causal = false;       // a token must not be influenced by later tokens of its sequence
   bool collect_metrics = false;  // a logging step: compute the detached metrics
+  RoutingRecord* record = nullptr;  // where the MoE layers report; nullptr = nobody asks
 };
 
 // A sparse assignment of A (token, expert, weight) triples; covers top-k, expert choice,

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "harness/core/registry.h"
+#include "routers/registry.h"
 #include "tasks/image/image_task.h"
 #include "tasks/lm/lm_task.h"
 
@@ -36,6 +37,14 @@ const std::vector<TaskEntry>& task_registry() { return entries(); }
 
 const TaskEntry& find_task(const std::string& name) {
   return find_entry(task_registry(), name, "task");
+}
+
+Transformer backbone_for(const RunConfig& config, bool causal) {
+  const RouterFactory routers = [&config](int64_t block) {
+    return make_router(config.router, RouterShape{config.model.dim, config.model.moe.experts,
+                                                  config.seed, block});
+  };
+  return Transformer(config.model, routers, MaskedTraining::from(config), causal);
 }
 
 std::unique_ptr<Task> make_task(const RunConfig& config) {

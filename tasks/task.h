@@ -29,6 +29,10 @@ class TaskModel : public torch::nn::Module {
   virtual Transformer backbone() = 0;
 };
 
+// The run's backbone: the model config, routers built by the registry from the run's router
+// choice (seeded by the run seed, one per block), the masked form for a converted run.
+Transformer backbone_for(const RunConfig& config, bool causal);
+
 // Mean cross-entropy of predict()'s logits [N, C] against the batch targets (any shape with
 // N elements). Router aux losses are added by the trainer.
 inline torch::Tensor task_loss(const torch::Tensor& logits, const Batch& batch) {

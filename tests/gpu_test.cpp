@@ -80,16 +80,20 @@ TEST_CASE("every router and the MoE layer run on the GPU, as on the CPU where de
 
       // Training step on the GPU: output, aux loss, metrics and every gradient stay there.
       torch::manual_seed(5);
-      auto y = on_gpu->forward(x.to(cuda), context(cuda, /*training=*/true, tokens));  // [T, D]
+      RoutingRecord record;
+      RouteContext train_ctx = context(cuda, /*training=*/true, tokens);
+      train_ctx.record = &record;
+      auto y = on_gpu->forward(x.to(cuda), train_ctx);  // [T, D]
       CHECK(y.device().is_cuda());
       CHECK(torch::isfinite(y).all().item<bool>());
-      (y.square().sum() + on_gpu->aux_loss()).backward();
+      (y.square().sum() + record.total_aux_loss(cuda)).backward();
       for (const auto& p : on_gpu->parameters()) {
         if (!p.grad().defined()) continue;
         CHECK(p.grad().device().is_cuda());
         CHECK(torch::isfinite(p.grad()).all().item<bool>());
       }
-      for (const auto& [name, value] : on_gpu->metrics()) {
+      REQUIRE(record.layer_metrics.size() == 1);
+      for (const auto& [name, value] : record.layer_metrics[0].second) {
         INFO("metric " << name);
         CHECK(torch::isfinite(value.to(cpu)).all().item<bool>());
       }

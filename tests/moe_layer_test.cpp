@@ -61,8 +61,10 @@ TEST_CASE("the MoE layer equals a per-token reference computation, gradients too
   auto route = assignments({0, 0, 1, 2, 3}, {2, 0, 1, 2, 0}, {.25, .75, 1.0, .5, .3});
   MoELayer layer(4, config, std::make_shared<FixedRouter>(route));
   auto x = torch::randn({5, 4}, torch::requires_grad());  // token 4 gets no expert
+  RoutingRecord record;
   RouteContext ctx;
   ctx.collect_metrics = true;
+  ctx.record = &record;
   auto y = layer(x, ctx);
 
   auto params = layer->named_parameters();
@@ -92,7 +94,8 @@ TEST_CASE("the MoE layer equals a per-token reference computation, gradients too
   CHECK(params["w_in"].grad()[3].abs().sum().item<double>() == 0.0);  // idle expert
 
   std::map<std::string, double> m;
-  for (const auto& [name, value] : layer->metrics()) m[name] = value.item<double>();
+  REQUIRE(record.layer_metrics.size() == 1);
+  for (const auto& [name, value] : record.layer_metrics[0].second) m[name] = value.item<double>();
   CHECK(m.at("unrouted_frac") == Approx(0.2));
   CHECK(m.at("dropped_frac") == Approx(0.0));
   CHECK(m.at("load_max_over_mean") == Approx(2.0 / (5.0 / 4.0)));
@@ -108,11 +111,13 @@ TEST_CASE("dropped assignments are counted and dead experts found", "[moe]") {
   config.capacity_factor = 1.0;  // capacity = ceil(4/4) = 1 per expert
   auto route = assignments({0, 1, 2, 3}, {1, 1, 1, 2}, {.5, .6, .7, .8});
   MoELayer layer(2, config, std::make_shared<FixedRouter>(route));
+  RoutingRecord record;
   RouteContext ctx;
   ctx.collect_metrics = true;
+  ctx.record = &record;
   layer(torch::randn({4, 2}), ctx);
   std::map<std::string, double> m;
-  for (const auto& [name, value] : layer->metrics()) m[name] = value.item<double>();
+  for (const auto& [name, value] : record.layer_metrics.at(0).second) m[name] = value.item<double>();
   CHECK(m.at("dropped_frac") == Approx(0.5));
   CHECK(m.at("unrouted_frac") == Approx(0.5));
   CHECK(m.at("dead_experts") == 2.0);
@@ -123,8 +128,12 @@ TEST_CASE("gradients flow to experts and router through the layer", "[moe]") {
   auto router = make_router(run.router, RouterShape{8, 4});
   MoELayer layer(8, run.model.moe, router);
   auto x = torch::randn({16, 8});
-  auto y = layer(x, RouteContext{});
-  (y.pow(2).sum() + layer->aux_loss()).backward();
+  RoutingRecord record;
+  RouteContext ctx;
+  ctx.record = &record;
+  auto y = layer(x, ctx);
+  REQUIRE(record.aux_loss.defined());  // aux_coef > 0: the Switch loss was reported
+  (y.pow(2).sum() + record.aux_loss).backward();
   for (const auto& p : layer->named_parameters()) {
     INFO(p.key());
     REQUIRE(p.value().grad().defined());

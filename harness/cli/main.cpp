@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "harness/cli/bench.h"
@@ -188,202 +190,289 @@ int command_robustness(const std::string& db, const std::string& suite, int64_t 
   return kExitOk;
 }
 
+// Each subcommand registers its options and, once parsed, sets `command` to its work; the
+// option values live in a shared struct the work reads after parsing.
+using Command = std::function<int()>;
+
+void add_run_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string config_path;
+    std::vector<std::string> overrides;
+    bool dump_config = false, resume = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* run = app.add_subcommand("run", "train and evaluate one run config");
+  run->add_option("config", args->config_path, "run config YAML")->required()->check(CLI::ExistingFile);
+  run->add_option("overrides", args->overrides, "key=value overrides with dotted keys (train.lr=3e-4)");
+  run->add_flag("--dump-config", args->dump_config, "print the fully resolved config and exit");
+  run->add_flag("--resume", args->resume,
+                "continue this config's newest unfinished run from its checkpoint");
+  run->callback([args, &command] {
+    command = [args] { return command_run(args->config_path, args->overrides, args->dump_config, args->resume); };
+  });
+}
+
+void add_list_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string what;
+    bool verbose = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* list = app.add_subcommand("list", "list routers, tasks or config keys");
+  list->add_option("what", args->what, "routers | tasks | config")
+      ->required()
+      ->check(CLI::IsMember({"routers", "tasks", "config"}));
+  list->add_flag("-v,--verbose", args->verbose, "show every plugin's parameters");
+  list->callback([args, &command] { command = [args] { return command_list(args->what, args->verbose); }; });
+}
+
+void add_query_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string db, sql, preset;
+    bool csv = false, json = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* query = app.add_subcommand("query", "run SQL on a results database");
+  query->add_option("db", args->db, "results database")->required();
+  auto* sql_option = query->add_option("sql", args->sql, "SQL statement");
+  query->add_option("--preset", args->preset, fmt::format("{}", fmt::join(preset_names(), " | ")))
+      ->check(CLI::IsMember(preset_names()))
+      ->excludes(sql_option);
+  auto* csv_flag = query->add_flag("--csv", args->csv, "CSV output");
+  query->add_flag("--json", args->json, "JSON output")->excludes(csv_flag);
+  query->callback([args, &command] {
+    command = [args] {
+      if (args->sql.empty() && args->preset.empty()) throw ConfigError("query: give SQL or --preset");
+      return command_query(args->db, args->preset.empty() ? args->sql : preset_sql(args->preset),
+                           args->csv, args->json);
+    };
+  });
+}
+
+void add_route_command(CLI::App& app, Command& command) {
+  auto request = std::make_shared<RouteRequest>();
+  auto* route = app.add_subcommand(
+      "route", "run a router's decision on logits from a .npy file [T, E] and print JSON");
+  route->add_option("--router", request->router, "registered router name")->required();
+  route->add_option("--logits", request->logits_path, "float32 .npy file [T, E]")
+      ->required()
+      ->check(CLI::ExistingFile);
+  route->add_option("options", request->options, "router options as key=value (k=1 p=0.5)");
+  route->add_flag("--training", request->training, "decide as in training (default: eval)");
+  route->add_option("--seed", request->seed, "run seed (random draws)");
+  route->add_option("--step", request->step, "training step (SSR's draw, schedules)");
+  route->callback([request, &command] {
+    command = [request] {
+      std::cout << route_json(*request);
+      return kExitOk;
+    };
+  });
+}
+
+void add_bench_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string what;
+    BenchOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  BenchOptions& options = args->options;
+  auto* bench = app.add_subcommand(
+      "bench", "performance benchmarks: matmul | routers | sweep | moe | sinkhorn | lm");
+  bench->add_option("what", args->what, "matmul | routers | sweep | moe | sinkhorn | lm")
+      ->required()
+      ->check(CLI::IsMember({"matmul", "routers", "sweep", "moe", "sinkhorn", "lm"}));
+  bench->add_option("--device", options.device, "moe, sinkhorn, lm: cpu, cuda or cuda:N");
+  bench->add_option("--dim", options.dim, "model width d");
+  bench->add_option("--hidden", options.hidden, "expert hidden width");
+  bench->add_option("--experts", options.experts, "experts E");
+  bench->add_option("--k", options.k, "experts per token k");
+  bench->add_option("--logit-std", options.logit_std, "sinkhorn: std of the random logits");
+  bench->add_option("--batch", options.batch, "lm: sequences per step");
+  bench->add_option("--seq-len", options.seq_len, "lm: tokens per sequence");
+  bench->add_option("--depth", options.depth, "lm: blocks");
+  bench->add_option("--heads", options.heads, "lm: attention heads");
+  bench->add_option("--steps", options.steps, "lm: timed training steps");
+  bench->add_option("--python", options.python,
+                    "the Python (with torch) that runs the eager PyTorch reference");
+  bench->add_flag("--json", options.json, "JSON output");
+  bench->add_option("--threads", options.threads, "LibTorch threads");
+  bench->add_option("--repeats", options.repeats, "repeats per measurement");
+  bench->add_option("--tokens", options.tokens, "tokens T");
+  bench->add_option("--sweep", options.sweep_file, "bench sweep: the sweep file to run")
+      ->check(CLI::ExistingFile);
+  bench->callback([args, &command] {
+    command = [args] {
+      const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+      const BenchOptions& options = args->options;
+      const std::string& what = args->what;
+      if (what == "sweep") std::cout << bench_sweep_report(options, self);
+      if (what == "lm") std::cout << bench_lm_report(options, self);
+      if (what == "moe") std::cout << bench_moe_report(options);
+      if (what == "sinkhorn") std::cout << bench_sinkhorn_report(options);
+      if (what == "matmul") std::cout << bench_matmul_report(options);
+      if (what == "routers") std::cout << bench_routers_report(options);
+      return kExitOk;
+    };
+  });
+}
+
+void add_sweep_commands(CLI::App& app, Command& command) {
+  struct Args {
+    std::string path;
+    std::vector<std::string> overrides;
+    SweepOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  auto* sweep = app.add_subcommand("sweep", "run a sweep file with worker processes (or: sweep plan FILE)");
+  sweep->add_option("file", args->path, "sweep YAML")->check(CLI::ExistingFile);
+  sweep->add_option("overrides", args->overrides,
+                    "key=value for every run, key=a,b adds a grid axis (either replaces the file's axis for "
+                    "that key), seeds=N or seeds=a,b sets the seeds");
+  sweep->add_option("--workers", args->options.workers, "worker processes")->check(CLI::Range(1, 256));
+  sweep->add_option("--threads-per-worker", args->options.threads_per_worker,
+                    "LibTorch threads per worker (default: the config's with 1 worker, else 1)");
+  sweep->add_flag("--retry-failed", args->options.retry_failed, "run failed and diverged runs again");
+  sweep->add_flag("--force", args->options.force, "run done runs again (as new runs)");
+  sweep->add_option("--stale-after", args->options.stale_after_seconds,
+                    "seconds without a heartbeat before a running run is requeued");
+  auto* plan = sweep->add_subcommand("plan", "expand and validate, print the runs, run nothing");
+  plan->add_option("file", args->path, "sweep YAML")->required()->check(CLI::ExistingFile);
+  plan->add_option("overrides", args->overrides, "as for sweep");
+  sweep->callback([args, plan, &command] {
+    command = [args, plan] {
+      if (args->path.empty()) throw ConfigError("sweep: a sweep file is needed (moelab sweep FILE)");
+      return command_sweep(args->path, args->overrides, plan->parsed(), args->options);
+    };
+  });
+
+  struct WorkerArgs {
+    std::string db, sweep;
+    int64_t threads = 1;
+    double stale_after = kDefaultStaleSeconds;
+  };
+  auto worker_args = std::make_shared<WorkerArgs>();
+  auto* worker = app.add_subcommand("sweep-worker", "");  // started by `moelab sweep`
+  worker->group("");
+  worker->add_option("--db", worker_args->db)->required();
+  worker->add_option("--sweep", worker_args->sweep)->required();
+  worker->add_option("--threads", worker_args->threads);
+  worker->add_option("--stale-after", worker_args->stale_after);
+  worker->callback([worker_args, &command] {
+    command = [worker_args] {
+      return sweep_worker(worker_args->db, worker_args->sweep, worker_args->threads,
+                          worker_args->stale_after);
+    };
+  });
+}
+
+void add_report_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string db, format = "text", output, group_by = "router";
+    ReportRequest request;
+  };
+  auto args = std::make_shared<Args>();
+  auto* report = app.add_subcommand("report", "a metric per group over seeds: mean, std, 95% CI, Welch p");
+  report->add_option("db", args->db, "results database")->required();
+  report->add_option("--sweep", args->request.sweep, "only this sweep's runs");
+  report->add_option("--group-by", args->group_by, "config keys, comma separated (router = router.name)");
+  report->add_option("--metric", args->request.metric,
+                     "a summary name (SPLIT/METRIC); default: the runs' main test metric");
+  report->add_option("--baseline", args->request.baseline, "the group to test the others against");
+  report->add_option("--format", args->format, "text | md | csv | latex | json | html")
+      ->check(CLI::IsMember({"text", "md", "csv", "latex", "json", "html"}));
+  report->add_option("-o,--output", args->output, "write to this file instead of stdout");
+  report->callback([args, &command] {
+    command = [args] {
+      args->request.group_by = split_keys(args->group_by);
+      return command_report(args->db, args->request, args->format, args->output);
+    };
+  });
+}
+
+void add_plot_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string db, group_by = "router";
+    bool data_only = false;
+    PlotRequest request;
+  };
+  auto args = std::make_shared<Args>();
+  PlotRequest& request = args->request;
+  auto* plot = app.add_subcommand("plot", "figures with gnuplot (PNG, SVG, data and script)");
+  plot->add_option("db", args->db, "results database")->required()->check(CLI::ExistingFile);
+  plot->add_option("--kind", request.kind, "curves | corruption | load")
+      ->check(CLI::IsMember({"curves", "corruption", "load"}));
+  plot->add_option("--sweep", request.sweep, "only this sweep's runs");
+  plot->add_option("--group-by", args->group_by, "config keys, comma separated (router = router.name)");
+  plot->add_option("--metric", request.metric,
+                   "curves: SPLIT/NAME (e.g. train/loss); default: the runs' main val metric");
+  plot->add_option("--suite", request.suite,
+                   "corruption: a suite with severities; default: the first declared one");
+  plot->add_option("-o,--output-dir", request.output_dir, "folder for the files");
+  plot->add_flag("--data-only", args->data_only, "write data and script, do not run gnuplot");
+  plot->callback([args, &command] {
+    command = [args] {
+      args->request.render = !args->data_only;
+      args->request.group_by = split_keys(args->group_by);
+      Store store(args->db);
+      for (const auto& file : make_plot(store, args->request)) fmt::print("{}\n", file);
+      return kExitOk;
+    };
+  });
+}
+
+void add_robustness_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string db, suite;
+    int64_t baseline = 0;
+    std::vector<int64_t> runs;
+    bool csv = false, json = false;
+  };
+  auto args = std::make_shared<Args>();
+  std::vector<std::string> suites;
+  for (const TaskMetrics* task : all_task_metrics()) {
+    for (const auto& suite : task->suites) suites.push_back(suite.name);
+  }
+  if (!suites.empty()) args->suite = suites.front();
+  auto* robustness = app.add_subcommand(
+      "robustness", "corruption error, mCE and relative mCE of runs against a baseline run");
+  robustness->add_option("db", args->db, "results database")->required()->check(CLI::ExistingFile);
+  robustness->add_option("--suite", args->suite,
+                         fmt::format("a corruption suite: {}", fmt::join(suites, " | ")))
+      ->check(CLI::IsMember(suites));
+  robustness->add_option("--baseline", args->baseline, "run id in the AlexNet role")->required();
+  robustness->add_option("--runs", args->runs, "run ids (default: every run with the suite)")
+      ->delimiter(',');
+  auto* csv_flag = robustness->add_flag("--csv", args->csv, "CSV output");
+  robustness->add_flag("--json", args->json, "JSON output")->excludes(csv_flag);
+  robustness->callback([args, &command] {
+    command = [args] {
+      return command_robustness(args->db, args->suite, args->baseline, args->runs, args->csv,
+                                args->json);
+    };
+  });
+}
+
 int run_cli(int argc, char** argv) {
   CLI::App app{"moelab: compare sparse mixture-of-experts routing strategies"};
   app.set_version_flag("--version", version_text());
   app.require_subcommand(1);
-
-  auto* run = app.add_subcommand("run", "train and evaluate one run config");
-  std::string config_path;
-  std::vector<std::string> overrides;
-  bool dump_config = false, resume = false;
-  run->add_option("config", config_path, "run config YAML")->required()->check(CLI::ExistingFile);
-  run->add_option("overrides", overrides, "key=value overrides with dotted keys (train.lr=3e-4)");
-  run->add_flag("--dump-config", dump_config, "print the fully resolved config and exit");
-  run->add_flag("--resume", resume,
-                "continue this config's newest unfinished run from its checkpoint");
-
-  auto* list = app.add_subcommand("list", "list routers, tasks or config keys");
-  std::string what;
-  bool verbose = false;
-  list->add_option("what", what, "routers | tasks | config")
-      ->required()
-      ->check(CLI::IsMember({"routers", "tasks", "config"}));
-  list->add_flag("-v,--verbose", verbose, "show every plugin's parameters");
-
-  auto* query = app.add_subcommand("query", "run SQL on a results database");
-  std::string db, sql;
-  bool csv = false, json = false;
-  query->add_option("db", db, "results database")->required();
-  std::string preset;
-  auto* sql_option = query->add_option("sql", sql, "SQL statement");
-  query->add_option("--preset", preset, fmt::format("{}", fmt::join(preset_names(), " | ")))
-      ->check(CLI::IsMember(preset_names()))
-      ->excludes(sql_option);
-  auto* csv_flag = query->add_flag("--csv", csv, "CSV output");
-  query->add_flag("--json", json, "JSON output")->excludes(csv_flag);
-
-  auto* route = app.add_subcommand(
-      "route", "run a router's decision on logits from a .npy file [T, E] and print JSON");
-  RouteRequest route_request;
-  route->add_option("--router", route_request.router, "registered router name")->required();
-  route->add_option("--logits", route_request.logits_path, "float32 .npy file [T, E]")
-      ->required()
-      ->check(CLI::ExistingFile);
-  route->add_option("options", route_request.options, "router options as key=value (k=1 p=0.5)");
-  route->add_flag("--training", route_request.training, "decide as in training (default: eval)");
-  route->add_option("--seed", route_request.seed, "run seed (random draws)");
-  route->add_option("--step", route_request.step, "training step (SSR's draw, schedules)");
-
-  auto* bench = app.add_subcommand(
-      "bench", "performance benchmarks: matmul | routers | sweep | moe | sinkhorn | lm");
-  std::string bench_what;
-  BenchOptions bench_options;
-  bench->add_option("what", bench_what, "matmul | routers | sweep | moe | sinkhorn | lm")
-      ->required()
-      ->check(CLI::IsMember({"matmul", "routers", "sweep", "moe", "sinkhorn", "lm"}));
-  bench->add_option("--device", bench_options.device, "moe, sinkhorn, lm: cpu, cuda or cuda:N");
-  bench->add_option("--dim", bench_options.dim, "model width d");
-  bench->add_option("--hidden", bench_options.hidden, "expert hidden width");
-  bench->add_option("--experts", bench_options.experts, "experts E");
-  bench->add_option("--k", bench_options.k, "experts per token k");
-  bench->add_option("--logit-std", bench_options.logit_std, "sinkhorn: std of the random logits");
-  bench->add_option("--batch", bench_options.batch, "lm: sequences per step");
-  bench->add_option("--seq-len", bench_options.seq_len, "lm: tokens per sequence");
-  bench->add_option("--depth", bench_options.depth, "lm: blocks");
-  bench->add_option("--heads", bench_options.heads, "lm: attention heads");
-  bench->add_option("--steps", bench_options.steps, "lm: timed training steps");
-  bench->add_option("--python", bench_options.python,
-                    "the Python (with torch) that runs the eager PyTorch reference");
-  bench->add_flag("--json", bench_options.json, "JSON output");
-  bench->add_option("--threads", bench_options.threads, "LibTorch threads");
-  bench->add_option("--repeats", bench_options.repeats, "repeats per measurement");
-  bench->add_option("--tokens", bench_options.tokens, "tokens T");
-  bench->add_option("--sweep", bench_options.sweep_file, "bench sweep: the sweep file to run")
-      ->check(CLI::ExistingFile);
-
-  auto* sweep = app.add_subcommand("sweep", "run a sweep file with worker processes (or: sweep plan FILE)");
-  std::string sweep_path;
-  std::vector<std::string> sweep_overrides;
-  SweepOptions sweep_options;
-  sweep->add_option("file", sweep_path, "sweep YAML")->check(CLI::ExistingFile);
-  sweep->add_option("overrides", sweep_overrides,
-                    "key=value for every run, key=a,b adds a grid axis (either replaces the file's axis for "
-                    "that key), seeds=N or seeds=a,b sets the seeds");
-  sweep->add_option("--workers", sweep_options.workers, "worker processes")->check(CLI::Range(1, 256));
-  sweep->add_option("--threads-per-worker", sweep_options.threads_per_worker,
-                    "LibTorch threads per worker (default: the config's with 1 worker, else 1)");
-  sweep->add_flag("--retry-failed", sweep_options.retry_failed, "run failed and diverged runs again");
-  sweep->add_flag("--force", sweep_options.force, "run done runs again (as new runs)");
-  sweep->add_option("--stale-after", sweep_options.stale_after_seconds,
-                    "seconds without a heartbeat before a running run is requeued");
-  auto* sweep_plan = sweep->add_subcommand("plan", "expand and validate, print the runs, run nothing");
-  sweep_plan->add_option("file", sweep_path, "sweep YAML")->required()->check(CLI::ExistingFile);
-  sweep_plan->add_option("overrides", sweep_overrides, "as for sweep");
-
-  auto* worker = app.add_subcommand("sweep-worker", "");  // started by `moelab sweep`
-  worker->group("");
-  std::string worker_db, worker_sweep;
-  int64_t worker_threads = 1;
-  worker->add_option("--db", worker_db)->required();
-  worker->add_option("--sweep", worker_sweep)->required();
-  worker->add_option("--threads", worker_threads);
-  double worker_stale_after = kDefaultStaleSeconds;
-  worker->add_option("--stale-after", worker_stale_after);
-
-  auto* report = app.add_subcommand("report", "a metric per group over seeds: mean, std, 95% CI, Welch p");
-  ReportRequest report_request;
-  std::string report_format = "text", report_output;
-  std::string group_by = "router", plot_group_by = "router";
-  report->add_option("db", db, "results database")->required();
-  report->add_option("--sweep", report_request.sweep, "only this sweep's runs");
-  report->add_option("--group-by", group_by, "config keys, comma separated (router = router.name)");
-  report->add_option("--metric", report_request.metric,
-                     "a summary name (SPLIT/METRIC); default: the runs' main test metric");
-  report->add_option("--baseline", report_request.baseline, "the group to test the others against");
-  report->add_option("--format", report_format, "text | md | csv | latex | json | html")
-      ->check(CLI::IsMember({"text", "md", "csv", "latex", "json", "html"}));
-  report->add_option("-o,--output", report_output, "write to this file instead of stdout");
-
-  auto* plot = app.add_subcommand("plot", "figures with gnuplot (PNG, SVG, data and script)");
-  PlotRequest plot_request;
-  bool plot_data_only = false;
-  plot->add_option("db", db, "results database")->required()->check(CLI::ExistingFile);
-  plot->add_option("--kind", plot_request.kind, "curves | corruption | load")
-      ->check(CLI::IsMember({"curves", "corruption", "load"}));
-  plot->add_option("--sweep", plot_request.sweep, "only this sweep's runs");
-  plot->add_option("--group-by", plot_group_by, "config keys, comma separated (router = router.name)");
-  plot->add_option("--metric", plot_request.metric,
-                   "curves: SPLIT/NAME (e.g. train/loss); default: the runs' main val metric");
-  plot->add_option("--suite", plot_request.suite,
-                   "corruption: a suite with severities; default: the first declared one");
-  plot->add_option("-o,--output-dir", plot_request.output_dir, "folder for the files");
-  plot->add_flag("--data-only", plot_data_only, "write data and script, do not run gnuplot");
-
-  auto* robustness = app.add_subcommand(
-      "robustness", "corruption error, mCE and relative mCE of runs against a baseline run");
-  std::vector<std::string> suite_names;
-  for (const TaskMetrics* task : all_task_metrics()) {
-    for (const auto& suite : task->suites) suite_names.push_back(suite.name);
-  }
-  std::string robustness_suite = suite_names.empty() ? "" : suite_names.front();
-  int64_t baseline_run = 0;
-  std::vector<int64_t> robustness_runs;
-  bool robustness_csv = false, robustness_json = false;
-  robustness->add_option("db", db, "results database")->required()->check(CLI::ExistingFile);
-  robustness->add_option("--suite", robustness_suite,
-                         fmt::format("a corruption suite: {}", fmt::join(suite_names, " | ")))
-      ->check(CLI::IsMember(suite_names));
-  robustness->add_option("--baseline", baseline_run, "run id in the AlexNet role")->required();
-  robustness->add_option("--runs", robustness_runs, "run ids (default: every run with the suite)")
-      ->delimiter(',');
-  auto* robustness_csv_flag = robustness->add_flag("--csv", robustness_csv, "CSV output");
-  robustness->add_flag("--json", robustness_json, "JSON output")->excludes(robustness_csv_flag);
-
+  Command command;
+  add_run_command(app, command);
+  add_list_command(app, command);
+  add_query_command(app, command);
+  add_route_command(app, command);
+  add_bench_command(app, command);
+  add_sweep_commands(app, command);
+  add_report_command(app, command);
+  add_plot_command(app, command);
+  add_robustness_command(app, command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  if (*run) return command_run(config_path, overrides, dump_config, resume);
-  if (*list) return command_list(what, verbose);
-  if (*worker) return sweep_worker(worker_db, worker_sweep, worker_threads, worker_stale_after);
-  if (*plot) {
-    plot_request.render = !plot_data_only;
-    plot_request.group_by = split_keys(plot_group_by);
-    Store store(db);
-    for (const auto& file : make_plot(store, plot_request)) fmt::print("{}\n", file);
-    return kExitOk;
-  }
-  if (*sweep) {
-    if (sweep_path.empty()) throw ConfigError("sweep: a sweep file is needed (moelab sweep FILE)");
-    return command_sweep(sweep_path, sweep_overrides, static_cast<bool>(*sweep_plan), sweep_options);
-  }
-  if (*report) {
-    report_request.group_by = split_keys(group_by);
-    return command_report(db, report_request, report_format, report_output);
-  }
-  if (*robustness) {
-    return command_robustness(db, robustness_suite, baseline_run, robustness_runs, robustness_csv,
-                              robustness_json);
-  }
-  if (*route) {
-    std::cout << route_json(route_request);
-    return kExitOk;
-  }
-  if (*bench) {
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-    if (bench_what == "sweep") std::cout << bench_sweep_report(bench_options, self);
-    if (bench_what == "lm") std::cout << bench_lm_report(bench_options, self);
-    if (bench_what == "moe") std::cout << bench_moe_report(bench_options);
-    if (bench_what == "sinkhorn") std::cout << bench_sinkhorn_report(bench_options);
-    if (bench_what == "matmul") std::cout << bench_matmul_report(bench_options);
-    if (bench_what == "routers") std::cout << bench_routers_report(bench_options);
-    return kExitOk;
-  }
-  if (sql.empty() && preset.empty()) throw ConfigError("query: give SQL or --preset");
-  return command_query(db, preset.empty() ? sql : preset_sql(preset), csv, json);
+  return command();
 }
 
 }  // namespace

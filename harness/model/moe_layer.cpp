@@ -186,9 +186,9 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   const double route_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
-  aux_loss_ = torch::zeros({}, x.options());
-  for (const auto& [name, loss] : route.aux_losses) aux_loss_ = aux_loss_ + loss;
-  metrics_.clear();
+  if (ctx.record) {
+    for (const auto& [name, loss] : route.aux_losses) ctx.record->add_aux_loss(loss);
+  }
   if (masked_.enabled) return forward_masked(x, route, ctx, route_ms);
   return route.soft_dispatch.defined() ? forward_soft(x, route, ctx, route_ms)
                                        : forward_sparse(x, route, ctx, route_ms);
@@ -223,7 +223,7 @@ torch::Tensor MoELayerImpl::forward_masked(const torch::Tensor& x, const RouteRe
   auto w_in = w_in_.permute({1, 0, 2}).reshape({dim, neurons});                 // [D, H]
   auto hidden = torch::gelu(torch::addmm(b_in_.reshape({neurons}), x, w_in));    // [T, H]
   auto y = (hidden * mask).mm(w_out_.reshape({neurons, dim})) + r_ste.mm(b_out_);  // [T, D]
-  if (ctx.collect_metrics) {
+  if (ctx.collect_metrics && ctx.record) {
     torch::NoGradGuard no_grad;
     auto load = torch::bincount(route.expert, {}, experts).to(torch::kFloat);   // [E]
     compute_metrics(measured, ctx, load, 0.0, torch::zeros({}),
@@ -241,7 +241,7 @@ torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteRe
   auto expert_out = run_experts(x, dispatch);                               // [A', D]
   auto weighted = expert_out * dispatch.weight.to(x.dtype()).unsqueeze(1);  // [A', D]
   auto y = torch::zeros_like(x).index_add(0, dispatch.token, weighted);     // [T, D]
-  if (ctx.collect_metrics) {
+  if (ctx.collect_metrics && ctx.record) {
     torch::NoGradGuard no_grad;
     const int64_t kept = dispatch.token.numel();
     auto routed = real_rows(torch::zeros({x.size(0)}, x.options().dtype(torch::kFloat))
@@ -276,7 +276,7 @@ torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResu
   auto combined = torch::matmul(route.soft_combine.to(x.dtype()), slots_out);  // [G, Tg, D]
   auto real = real_token_column(x.size(0), ctx, x.options());                  // [T, 1]
   auto y = torch::zeros_like(x).index_add(0, rows, combined.reshape({-1, dim})) * real;  // [T, D]
-  if (ctx.collect_metrics) {
+  if (ctx.collect_metrics && ctx.record) {
     torch::NoGradGuard no_grad;
     // Load of an expert: the combine mass its slots receive from real tokens.
     auto real_rows_mask = real.index_select(0, rows).view({groups, group_tokens, 1, 1});
@@ -299,8 +299,9 @@ void MoELayerImpl::compute_metrics(const RouteResult& route, const RouteContext&
   auto share = load / load.sum().clamp_min(1e-12);    // [E]
   auto entropy = -(share * torch::log(share.clamp_min(1e-12))).sum();
 
+  std::vector<NamedTensor> metrics;
   auto add = [&](const std::string& name, torch::Tensor value) {
-    metrics_.emplace_back(name, value.detach().to(load.device(), torch::kFloat).reshape({}));
+    metrics.emplace_back(name, value.detach().to(load.device(), torch::kFloat).reshape({}));
   };
   add("load_max_over_mean", load.max() / mean);
   add("load_min_over_mean", load.min() / mean);
@@ -322,6 +323,7 @@ void MoELayerImpl::compute_metrics(const RouteResult& route, const RouteContext&
   for (const auto& [name, value] : route.metrics) add(name, value);
   add("route_ms", torch::full({}, route_ms));
   for (int64_t e = 0; e < experts; ++e) add("load_e" + std::to_string(e), share[e]);
+  ctx.record->layer_metrics.emplace_back(ctx.layer, std::move(metrics));
 }
 
 }  // namespace moelab

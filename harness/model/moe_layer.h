@@ -55,12 +55,10 @@ class MoELayerImpl : public torch::nn::Module {
                const MaskedTraining& masked = {});
 
   // x: [T, D] -> [T, D]; tokens that no expert kept get 0 (the block's residual carries them).
+  // Reports to ctx.record: the router's weighted aux losses, and with ctx.collect_metrics
+  // the shared metrics (detached scalars, plus per-expert loads) under block ctx.layer.
   torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);
 
-  // From the last forward: the sum of the router's weighted aux losses (0-dim tensor).
-  torch::Tensor aux_loss() const { return aux_loss_; }
-  // From the last forward with ctx.collect_metrics: detached scalars, plus per-expert loads.
-  const std::vector<NamedTensor>& metrics() const { return metrics_; }
 
   Router& router() { return *router_; }
   std::shared_ptr<Router> router_ptr() const { return router_; }
@@ -110,8 +108,6 @@ class MoELayerImpl : public torch::nn::Module {
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
   torch::Tensor affinity_;                     // [E*H, E] with masked_.learn_split, / scale
   torch::Tensor affinities() const { return affinity_ * masked_.affinity_scale; }  // [E*H, E]
-  torch::Tensor aux_loss_;
-  std::vector<NamedTensor> metrics_;
 };
 TORCH_MODULE(MoELayer);
 

@@ -3,9 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 
-#include "routers/registry.h"
 
 namespace moelab {
 
@@ -30,9 +28,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return proj_(attended.transpose(1, 2).reshape({batch, length, dim}));
 }
 
-BlockImpl::BlockImpl(const RunConfig& config, bool causal, bool use_moe,
-                     const RouterShape& shape) {
-  const ModelConfig& model = config.model;
+BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router,
+                     const MaskedTraining& masked) {
   norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(
                                                 torch::nn::LayerNormOptions({model.dim})));
   norm_ffn_ = register_module("norm_ffn", torch::nn::LayerNorm(
@@ -40,10 +37,8 @@ BlockImpl::BlockImpl(const RunConfig& config, bool causal, bool use_moe,
   attention_ = register_module("attention",
                                Attention(model.dim, model.heads, model.dropout, causal));
   dropout_ = register_module("dropout", torch::nn::Dropout(model.dropout));
-  if (use_moe) {
-    auto routing = make_router(config.router, shape);
-    moe_ = register_module(
-        "moe", MoELayer(model.dim, model.moe, routing, MaskedTraining::from(config)));
+  if (router) {
+    moe_ = register_module("moe", MoELayer(model.dim, model.moe, std::move(router), masked));
   } else {
     dense_ = register_module("ffn", torch::nn::Sequential(
                                         torch::nn::Linear(model.dim, model.ffn_hidden),
@@ -68,15 +63,15 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx
   return h + dropout_(ffn_out);
 }
 
-TransformerImpl::TransformerImpl(const RunConfig& config, bool causal) : causal_(causal) {
-  const ModelConfig& model = config.model;
+TransformerImpl::TransformerImpl(const ModelConfig& model, const RouterFactory& routers,
+                                 const MaskedTraining& masked, bool causal)
+    : causal_(causal) {
   const auto moe_indices = moe_layer_indices(model);
   for (int64_t i = 0; i < model.depth; ++i) {
     const bool use_moe =
         std::find(moe_indices.begin(), moe_indices.end(), i) != moe_indices.end();
-    const RouterShape shape{model.dim, model.moe.experts, config.seed, i};
-    blocks_.push_back(register_module("block" + std::to_string(i),
-                                      Block(config, causal, use_moe, shape)));
+    blocks_.push_back(register_module(
+        "block" + std::to_string(i), Block(model, causal, use_moe ? routers(i) : nullptr, masked)));
   }
   final_norm_ = register_module("final_norm",
                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({model.dim})));
@@ -98,35 +93,6 @@ std::vector<MoELayer> TransformerImpl::moe_layers() const {
     if (block->moe()) layers.push_back(block->moe());
   }
   return layers;
-}
-
-torch::Tensor TransformerImpl::aux_loss() const {
-  torch::Tensor total;
-  for (const auto& layer : moe_layers()) {
-    auto loss = layer->aux_loss();
-    if (!loss.defined()) continue;
-    total = total.defined() ? total + loss : loss;
-  }
-  return total.defined() ? total : torch::zeros({});
-}
-
-std::vector<NamedTensor> TransformerImpl::routing_metrics() const {
-  std::vector<NamedTensor> out;
-  std::vector<std::string> order;
-  std::map<std::string, std::vector<torch::Tensor>> per_name;
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    if (!blocks_[i]->moe()) continue;
-    for (const auto& [name, value] : blocks_[i]->moe()->metrics()) {
-      out.emplace_back("l" + std::to_string(i) + "/" + name, value);
-      if (per_name.find(name) == per_name.end()) order.push_back(name);
-      per_name[name].push_back(value);
-    }
-  }
-  for (const auto& name : order) {
-    if (name.rfind("load_e", 0) == 0) continue;  // per-expert loads only make sense per layer
-    out.emplace_back(name, torch::stack(per_name[name]).mean());
-  }
-  return out;
 }
 
 }  // namespace moelab

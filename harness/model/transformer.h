@@ -5,12 +5,17 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "harness/config/config.h"
 #include "harness/model/moe_layer.h"
 
 namespace moelab {
+
+// The router of the MoE layer in one block, by block index (tasks: the run's router choice).
+using RouterFactory = std::function<std::shared_ptr<Router>(int64_t block)>;
 
 class AttentionImpl : public torch::nn::Module {
  public:
@@ -27,7 +32,9 @@ TORCH_MODULE(Attention);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const RunConfig& config, bool causal, bool use_moe, const RouterShape& shape);
+  // An MoE block routed by `router`, or a dense one when it is null.
+  BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router,
+            const MaskedTraining& masked);
   torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);  // [B, L, D]
   MoELayer moe() const { return moe_; }  // empty holder in dense blocks
   torch::nn::Sequential dense_ffn() const { return dense_; }  // empty holder in MoE blocks
@@ -46,16 +53,14 @@ TORCH_MODULE(Block);
 
 class TransformerImpl : public torch::nn::Module {
  public:
-  // MoE blocks per config.model.moe.layers, routed by config.router; in the masked training
-  // form when config.convert converts a dense model.
-  TransformerImpl(const RunConfig& config, bool causal);
+  // MoE blocks per model.moe.layers, each routed by routers(block index); in the masked
+  // training form when `masked` is enabled (a converted model).
+  TransformerImpl(const ModelConfig& model, const RouterFactory& routers,
+                  const MaskedTraining& masked, bool causal);
 
   // x: [B, L, D] embeddings -> [B, L, D] final-normalised states. ctx.layer is set per block.
   torch::Tensor forward(const torch::Tensor& x, RouteContext ctx);
 
-  torch::Tensor aux_loss() const;  // sum of every MoE layer's aux losses from the last forward
-  // Per-layer metrics ("l{i}/{name}") and their mean over MoE layers ("{name}").
-  std::vector<NamedTensor> routing_metrics() const;
   std::vector<MoELayer> moe_layers() const;
   const std::vector<Block>& blocks() const { return blocks_; }
 

@@ -85,8 +85,8 @@ torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
 }
 
 // Converts the backbone's routing metrics with one host transfer; returns the layer means.
-MetricValues log_routing_metrics(Transformer backbone, int64_t step, MetricLog& log) {
-  auto metrics = backbone->routing_metrics();
+MetricValues log_routing_metrics(const RoutingRecord& record, int64_t step, MetricLog& log) {
+  auto metrics = record.routing_metrics();
   MetricValues means;
   if (metrics.empty()) return means;
   std::vector<torch::Tensor> values;
@@ -171,110 +171,163 @@ double learning_rate(const TrainConfig& train, int64_t step) {
   return train.lr * (train.min_lr_ratio + (1.0 - train.min_lr_ratio) * cosine);
 }
 
-MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
-                                MetricLog& log, torch::Device device, bool resume,
-                                TrainingHooks* hooks) {
-  const TrainConfig& train = config.train;
-  model.to(device);
-  if (hooks) hooks->before_training(model, log, resume);
-  model.train();
-  auto optimizer = make_optimizer(train, model.parameters());
-  Transformer backbone = model.backbone();
-  auto moe_layers = backbone->moe_layers();
-  const std::string checkpoint = checkpoint_path(config);
-  int64_t first_step = 0;
-  if (resume) {
-    first_step = load_checkpoint(checkpoint, model, *optimizer);
-    for (auto& layer : moe_layers) layer->router().on_resume(first_step);
-  }
-  Progress progress(first_step, train.steps);
-  double last_loss = std::nan("");
-  MetricValues last_routing;
+namespace {
 
-  for (int64_t step = first_step + 1; step <= train.steps; ++step) {
-    if (interrupt_requested()) {
-      if (step - 1 > first_step) save_checkpoint(checkpoint, model, *optimizer, step - 1);
-      throw InterruptedError(fmt::format("interrupted after step {} (checkpoint saved)", step - 1));
-    }
-    seed_step(config.seed, step);
-    const double lr = learning_rate(train, step);
-    for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
-    const bool log_step = step % train.log_every == 0 || step == train.steps;
-    Batch batch = task.train_batch(step - 1, train.batch_size);
-    batch.input = to_device(batch.input, device);
-    batch.target = to_device(batch.target, device);
+// The shared loop's state and its steps: start (hooks, optimizer, checkpoint), one training
+// step, the periodic work after it, and the final evaluation.
+class TrainingLoop {
+ public:
+  TrainingLoop(const RunConfig& config, Task& task, TaskModel& model, MetricLog& log,
+               torch::Device device, TrainingHooks* hooks)
+      : config_(config), train_(config.train), task_(task), model_(model), log_(log),
+        device_(device), hooks_(hooks), checkpoint_(checkpoint_path(config)) {}
+
+  // Moves the model, runs the hooks, builds the optimizer and loads the checkpoint on resume;
+  // returns the last step already done.
+  int64_t start(bool resume) {
+    model_.to(device_);
+    if (hooks_) hooks_->before_training(model_, log_, resume);
+    model_.train();
+    optimizer_ = make_optimizer(train_, model_.parameters());
+    moe_layers_ = model_.backbone()->moe_layers();
+    if (!resume) return 0;
+    const int64_t first_step = load_checkpoint(checkpoint_, model_, *optimizer_);
+    for (auto& layer : moe_layers_) layer->router().on_resume(first_step);
+    return first_step;
+  }
+
+  void stop_if_interrupted(int64_t step, int64_t first_step) {
+    if (!interrupt_requested()) return;
+    if (step - 1 > first_step) save_checkpoint(checkpoint_, model_, *optimizer_, step - 1);
+    throw InterruptedError(fmt::format("interrupted after step {} (checkpoint saved)", step - 1));
+  }
+
+  // Forward, losses, backward and the optimizer step; the train metrics at logging steps.
+  void step(int64_t step, bool log_step) {
+    seed_step(config_.seed, step);
+    const double lr = learning_rate(train_, step);
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+    Batch batch = task_.train_batch(step - 1, train_.batch_size);
+    batch.input = to_device(batch.input, device_);
+    batch.target = to_device(batch.target, device_);
+    RoutingRecord record;
     RouteContext ctx;
     ctx.training = true;
     ctx.step = step;
-    ctx.seed = config.seed;
+    ctx.seed = config_.seed;
     ctx.collect_metrics = log_step;
+    ctx.record = &record;
 
-    auto logits = model.predict(batch, ctx);  // [N, C]
+    auto logits = model_.predict(batch, ctx);  // [N, C]
     auto loss = task_loss(logits, batch);
-    auto aux_loss = backbone->aux_loss().to(loss.device());
+    auto aux_loss = record.total_aux_loss(loss.device());
     auto total = loss + aux_loss;
-    const auto extra = hooks ? hooks->extra_losses(batch, logits) : std::vector<NamedTensor>{};
+    const auto extra = hooks_ ? hooks_->extra_losses(batch, logits) : std::vector<NamedTensor>{};
     for (const auto& entry : extra) total = total + entry.second;
     // Reading the loss syncs a GPU, so there it is checked at logging steps only.
-    if (log_step || !device.is_cuda()) {
-      last_loss = loss.item<double>();
-      if (!std::isfinite(last_loss) || !std::isfinite(total.item<double>())) {
-        throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss, step));
+    if (log_step || !device_.is_cuda()) {
+      last_loss_ = loss.item<double>();
+      if (!std::isfinite(last_loss_) || !std::isfinite(total.item<double>())) {
+        throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss_, step));
       }
     }
-    clear_gradients(model);
+    clear_gradients(model_);
     total.backward();
     double grad_norm = 0.0;
-    if (train.grad_clip > 0) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(model.parameters(), train.grad_clip);
+    if (train_.grad_clip > 0) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(model_.parameters(), train_.grad_clip);
     }
-    optimizer->step();
-    for (auto& layer : moe_layers) layer->router().on_step_end(step);
-
-    if (log_step) {
-      log.add(step, "train", "loss", last_loss);
-      log.add(step, "train", "aux_loss", aux_loss.item<double>());
-      for (const auto& [name, value] : extra) log.add(step, "train", name, value.item<double>());
-      log.add(step, "train", "lr", lr);
-      if (train.grad_clip > 0) log.add(step, "train", "grad_norm", grad_norm);
-      last_routing = log_routing_metrics(backbone, step, log);
-    }
-    if (train.eval_every > 0 && step % train.eval_every == 0 && step != train.steps) {
-      evaluate_splits(task.periodic_splits(), config, task, model, log, step, device, nullptr);
-    }
-    if (log_step) log.flush();
-    if (train.checkpoint_every > 0 && step % train.checkpoint_every == 0 && step != train.steps) {
-      save_checkpoint(checkpoint, model, *optimizer, step);
-    }
-    progress.update(step, last_loss, log_step);
+    optimizer_->step();
+    for (auto& layer : moe_layers_) layer->router().on_step_end(step);
+    if (!log_step) return;
+    log_.add(step, "train", "loss", last_loss_);
+    log_.add(step, "train", "aux_loss", aux_loss.item<double>());
+    for (const auto& [name, value] : extra) log_.add(step, "train", name, value.item<double>());
+    log_.add(step, "train", "lr", lr);
+    if (train_.grad_clip > 0) log_.add(step, "train", "grad_norm", grad_norm);
+    last_routing_ = log_routing_metrics(record, step, log_);
   }
-  if (first_step < train.steps) save_checkpoint(checkpoint, model, *optimizer, train.steps);
-  if (hooks) hooks->after_training(model);
 
-  // After a resume these cover the resumed part only.
-  const double train_seconds = progress.seconds();
-  MetricValues summaries = {{"train/loss", last_loss},
-                            {"train/seconds", train_seconds},
-                            {"train/steps_per_second", (train.steps - first_step) / train_seconds}};
-  summaries.insert(summaries.end(), last_routing.begin(), last_routing.end());
-  evaluate_splits(task.final_splits(), config, task, model, log, train.steps, device, &summaries);
-  if (config.eval.router_override.name != "none") {
-    auto trained = swap_in_override(backbone, config, device);
-    evaluate_splits(task.final_splits(), config, task, model, log, train.steps, device, &summaries,
-                    "@" + config.eval.router_override.name);
+  // Periodic evaluation, the metric flush at logging steps, periodic checkpoints.
+  void after_step(int64_t step, bool log_step) {
+    if (train_.eval_every > 0 && step % train_.eval_every == 0 && step != train_.steps) {
+      evaluate_splits(task_.periodic_splits(), config_, task_, model_, log_, step, device_, nullptr);
+    }
+    if (log_step) log_.flush();
+    if (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0 && step != train_.steps) {
+      save_checkpoint(checkpoint_, model_, *optimizer_, step);
+    }
+  }
+
+  // The final checkpoint, the hooks' end of training, the final evaluation and the summaries.
+  MetricValues finish(int64_t first_step, double train_seconds) {
+    if (first_step < train_.steps) save_checkpoint(checkpoint_, model_, *optimizer_, train_.steps);
+    if (hooks_) hooks_->after_training(model_);
+    // After a resume these cover the resumed part only.
+    MetricValues summaries = {{"train/loss", last_loss_},
+                              {"train/seconds", train_seconds},
+                              {"train/steps_per_second", (train_.steps - first_step) / train_seconds}};
+    summaries.insert(summaries.end(), last_routing_.begin(), last_routing_.end());
+    evaluate_final(summaries);
+    const MetricValues derived = task_.derived_summaries(summaries);
+    for (const auto& [name, value] : derived) task_metrics(config_.task.name).find(metric_of(name));
+    summaries.insert(summaries.end(), derived.begin(), derived.end());
+    if (hooks_) {
+      const MetricValues extra_summaries = hooks_->summaries(model_, summaries);
+      summaries.insert(summaries.end(), extra_summaries.begin(), extra_summaries.end());
+    }
+    log_.flush();
+    summaries.emplace_back("train/log_seconds", log_.seconds());
+    return summaries;
+  }
+
+  double last_loss() const { return last_loss_; }
+
+ private:
+  // The final splits, then again under eval.router_override when one is configured.
+  void evaluate_final(MetricValues& summaries) {
+    evaluate_splits(task_.final_splits(), config_, task_, model_, log_, train_.steps, device_,
+                    &summaries);
+    if (config_.eval.router_override.name == "none") return;
+    Transformer backbone = model_.backbone();
+    auto trained = swap_in_override(backbone, config_, device_);
+    evaluate_splits(task_.final_splits(), config_, task_, model_, log_, train_.steps, device_,
+                    &summaries, "@" + config_.eval.router_override.name);
     auto layers = backbone->moe_layers();
     for (size_t i = 0; i < layers.size(); ++i) layers[i]->swap_router(trained[i]);
   }
-  const MetricValues derived = task.derived_summaries(summaries);
-  for (const auto& [name, value] : derived) task_metrics(config.task.name).find(metric_of(name));
-  summaries.insert(summaries.end(), derived.begin(), derived.end());
-  if (hooks) {
-    const MetricValues extra_summaries = hooks->summaries(model, summaries);
-    summaries.insert(summaries.end(), extra_summaries.begin(), extra_summaries.end());
+
+  const RunConfig& config_;
+  const TrainConfig& train_;
+  Task& task_;
+  TaskModel& model_;
+  MetricLog& log_;
+  torch::Device device_;
+  TrainingHooks* hooks_;
+  const std::string checkpoint_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<MoELayer> moe_layers_;
+  double last_loss_ = std::nan("");
+  MetricValues last_routing_;
+};
+
+}  // namespace
+
+MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
+                                MetricLog& log, torch::Device device, bool resume,
+                                TrainingHooks* hooks) {
+  TrainingLoop loop(config, task, model, log, device, hooks);
+  const int64_t first_step = loop.start(resume);
+  const TrainConfig& train = config.train;
+  Progress progress(first_step, train.steps);
+  for (int64_t step = first_step + 1; step <= train.steps; ++step) {
+    loop.stop_if_interrupted(step, first_step);
+    const bool log_step = step % train.log_every == 0 || step == train.steps;
+    loop.step(step, log_step);
+    loop.after_step(step, log_step);
+    progress.update(step, loop.last_loss(), log_step);
   }
-  log.flush();
-  summaries.emplace_back("train/log_seconds", log.seconds());
-  return summaries;
+  return loop.finish(first_step, progress.seconds());
 }
 
 }  // namespace moelab

@@ -86,7 +86,7 @@ VitImpl::VitImpl(const RunConfig& config, int64_t image_side, int64_t patch, int
   embed_ = register_module("embed", torch::nn::Linear(patch * patch, model.dim));
   positions_ = register_parameter("positions", torch::randn({1, patches, model.dim}) * 0.02);
   backbone_ = register_module(
-      "backbone", Transformer(config, /*causal=*/false));
+      "backbone", backbone_for(config, /*causal=*/false));
   head_ = register_module("head", torch::nn::Linear(model.dim, classes));
 }
 

@@ -22,7 +22,7 @@ LmModelImpl::LmModelImpl(const RunConfig& config, int64_t vocab, int64_t seq_len
   torch::nn::init::normal_(embed_->weight, 0.0, 0.02);
   positions_ = register_parameter("positions", torch::randn({1, seq_len, model.dim}) * 0.02);
   backbone_ = register_module(
-      "backbone", Transformer(config, /*causal=*/true));
+      "backbone", backbone_for(config, /*causal=*/true));
 }
 
 torch::Tensor LmModelImpl::logits(const torch::Tensor& tokens, RouteContext ctx) {
