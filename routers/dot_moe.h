@@ -1,4 +1,4 @@
-// `dot_moe`: the token router of DOT-MoE (arXiv 2606.01666, research notes §5.3). Softmax
+// `dot_moe`: the token router of DOT-MoE (arXiv 2606.01666 §5.3). Softmax
 // over experts, top-k, and experts summed WITHOUT gate weighting: each chosen expert gets
 // weight 1 in the forward pass, and the router learns through the straight-through estimator
 // R_STE = R + (P - stopgrad(P)). Trained with the Switch balance loss and the ST-MoE z-loss

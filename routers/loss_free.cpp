@@ -20,7 +20,8 @@ RouteResult LossFreeRouter::decide(const torch::Tensor& logits, const RouteConte
   auto indices = std::get<1>(torch::topk(scores.detach() + bias_.to(scores.device()),
                                          options_.k, -1));             // [T, k]
   auto gates = scores.gather(1, indices);                              // [T, k] unbiased
-  if (options_.renormalize) gates = gates / gates.sum(-1, true);
+  // One renormalised gate would be the constant 1 (no gradient to the router): k > 1 only.
+  if (options_.renormalize && options_.k > 1) gates = gates / gates.sum(-1, true);
   RouteResult result = RouteResult::from_topk(indices, gates);
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);

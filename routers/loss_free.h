@@ -23,7 +23,8 @@ struct LossFreeOptions {
     v(rate, "rate", "bias update speed u", at_least(0));
     v(score, "score", "affinity: softmax over experts or element-wise sigmoid",
       one_of({"softmax", "sigmoid"}));
-    v(renormalize, "renormalize", "rescale the k gates to sum to 1");
+    v(renormalize, "renormalize",
+      "rescale the k gates to sum to 1 (k > 1 only: one renormalised gate is the constant 1)");
     v(aux_coef, "aux_coef", "Switch balance loss weight (the method uses none; for ablations)",
       at_least(0));
     v(z_coef, "z_coef", "router z-loss weight", at_least(0));

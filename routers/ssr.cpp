@@ -46,7 +46,10 @@ RouteResult SsrRouter::sinkhorn_branch(const torch::Tensor& logits, const RouteC
   auto scores = log_kernel + plan.g.unsqueeze(0);  // [T, E]
   if (options_.grad == "none") scores = scores.detach();
   auto [top_scores, indices] = torch::topk(scores, options_.k, -1);
-  RouteResult result = RouteResult::from_topk(indices, torch::softmax(top_scores, -1));
+  // With k = 1 a renormalised gate would be the constant 1: the plan's row share instead.
+  auto gates = options_.k == 1 ? torch::softmax(scores, -1).gather(1, indices)  // [T, 1]
+                               : torch::softmax(top_scores, -1);                // [T, k]
+  RouteResult result = RouteResult::from_topk(indices, gates);
   result.metrics.emplace_back("sinkhorn_iters",
                               torch::full({}, static_cast<double>(plan.iterations)));
   result.metrics.emplace_back("sinkhorn_err", torch::full({}, plan.error));

@@ -3,7 +3,7 @@
 // (each token ships 1, each expert receives T/E): Pi_i ∝ exp(C_i/xi + g), gates = softmax
 // over the top-k of C/xi + g (the plan renormalised over the chosen experts). On the other
 // steps, and always at evaluation, plain softmax top-k. No auxiliary loss by design.
-// Unknowns of the paper are parameters with the research notes' PROPOSAL defaults: cost =
+// Unknowns of the paper are parameters with the PROPOSAL defaults (moelab's choices): cost =
 // softmax(z), xi = 0.05, duals without gradient (gradient flows through C), one Bernoulli(p)
 // draw per step shared by all layers, derived from (seed, step) so a resumed run redraws the
 // same steps.

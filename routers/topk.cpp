@@ -16,6 +16,10 @@ void TopKOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits, int64_t k,
                                                      const std::string& softmax, bool renormalize) {
+  if (k == 1) {  // one gate: the full softmax probability (see softmax_topk's comment)
+    auto [top_prob, index] = torch::topk(torch::softmax(logits, -1), 1, -1);  // [T, 1]
+    return {index, top_prob};
+  }
   if (softmax == "after") {
     auto [top_logits, indices] = torch::topk(logits, k, -1);  // [T, k]
     return {indices, torch::softmax(top_logits, -1)};

@@ -20,17 +20,24 @@ struct TopKOptions {
   void visit(V& v) {
     v(k, "k", "experts per token", at_least(1));
     v(softmax, "softmax",
-      "after: gates = softmax over the k chosen logits; before: gates = full softmax "
+      "after: gates = softmax over the k chosen logits (k = 1: the full softmax probability); "
+      "before: gates = full softmax "
       "probabilities of the chosen experts",
       one_of({"after", "before"}));
-    v(renormalize, "renormalize", "with softmax=before, rescale the k gates to sum to 1");
+    v(renormalize, "renormalize",
+      "with softmax=before and k > 1, rescale the k gates to sum to 1");
     v(aux_coef, "aux_coef", "weight of the Switch load-balancing loss", at_least(0));
     v(z_coef, "z_coef", "weight of the ST-MoE router z-loss", at_least(0));
   }
   void check(const RouterShape& shape) const;
 };
 
-// Top-k selection with softmax gates: indices and gates [T, k] from logits [T, E].
+// Top-k selection with softmax gates: indices and gates [T, k] from logits [T, E]. With k = 1
+// the gate is the chosen expert's full softmax probability whatever `softmax` and
+// `renormalize` say: a softmax over one logit, or one gate renormalised, is the constant 1,
+// which passes no gradient to the router. This is Switch Transformer's top-1 gate; Megatron
+// renormalises only when k > 1 too, and refuses softmax-after with k = 1 where moelab uses
+// the probability.
 std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits, int64_t k,
                                                      const std::string& softmax, bool renormalize);
 

@@ -17,7 +17,6 @@ RouteResult UsmoeRouter::decide(const torch::Tensor& logits, const RouteContext&
   const int64_t tokens = logits.size(0), experts = logits.size(1);
   auto scores = (1.0 - options_.beta) * torch::softmax(logits, -1) +
                 options_.beta * (2.0 / experts) * torch::sigmoid(logits);  // S [T, E]
-  if (options_.normalize) scores = scores / scores.sum(-1, true);
   auto groups = routing_groups(tokens, ctx, options_.group).to(logits.device());  // [G, Tg]
   const int64_t group_count = groups.size(0), group_tokens = groups.size(1);
   const int64_t pairs = std::clamp<int64_t>(std::llround(options_.k * group_tokens), 1,
@@ -30,7 +29,11 @@ RouteResult UsmoeRouter::decide(const torch::Tensor& logits, const RouteContext&
   auto local_token = chosen.div(experts, "floor");                   // [G, c]
   auto token = groups.gather(1, local_token).reshape({-1});          // [G*c]
   auto expert = chosen.remainder(experts).reshape({-1});             // [G*c]
-  RouteResult result = RouteResult::from_pairs(token, expert, scores);
+  // The official code selects on S and normalises only the combine weights, by each token's
+  // sum over all experts; who an over-full expert keeps still follows S.
+  auto gates = options_.normalize ? scores / scores.sum(-1, true) : scores;  // [T, E]
+  RouteResult result = RouteResult::from_pairs(token, expert, gates);
+  result.priority = scores.detach().index({result.token, result.expert});
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);
   return result;

@@ -2,7 +2,8 @@
 //   S = (1 - beta) * softmax(z) + beta * (2/E) * sigmoid(z)
 // (token-choice and expert-choice views; both equal 1/E at z = 0). In every routing group the
 // c = round(k * Tg) largest (token, expert) pairs are selected jointly, so a token gets 0..E
-// experts and k is the average (fractional k allowed); gate = S itself, not renormalised.
+// experts and k is the average (fractional k allowed); gate = S itself, or with `normalize`
+// S / sum_e S[t, e] after the selection (as the official code: the selection uses S).
 // Groups: one sequence/image, or for causal LMs the same position across the batch, which
 // never lets a token's routing depend on later tokens of its own sequence.
 #pragma once
@@ -27,7 +28,8 @@ struct UsmoeOptions {
     v(group, "group",
       "routing group: auto (position if causal, else sequence), sequence, position, all",
       one_of({"auto", "sequence", "position", "all"}));
-    v(normalize, "normalize", "divide each token's scores by their sum over all experts");
+    v(normalize, "normalize",
+      "after selecting on S, divide each chosen gate by its token's score sum over all experts");
   }
   void check(const RouterShape& shape) const;
 };

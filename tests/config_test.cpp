@@ -53,6 +53,21 @@ TEST_CASE("YAML syntax errors give file, line and column", "[config]") {
   CHECK_THAT(message, Contains("YAML syntax error"));
 }
 
+TEST_CASE("what yaml-cpp accepts silently is refused: a duplicated key, an unclosed quote",
+          "[config]") {
+  // yaml-cpp keeps the first of two equal keys and runs an unclosed quote to the end.
+  const std::string twice = config_error("train:\n  lr: 0.001\nseed: 2\ntrain:\n  steps: 3\n");
+  CHECK_THAT(twice, Contains("test.yaml:4:1") && Contains("duplicate key 'train'") &&
+                        Contains("first at line 1"));
+  CHECK_THAT(config_error("train: {steps: 3, steps: 4}\n"), Contains("duplicate key 'steps'"));
+  CHECK_THAT(config_error("name: \"tiny\nseed: 3\n"),
+             Contains("test.yaml:1:7") && Contains("never closed"));
+  CHECK_THAT(config_error("name: 'it''s\nseed: 3\n"), Contains("never closed"));
+  // Closed quotes, escapes and doubled single quotes are fine.
+  CHECK(parse_run_config("name: \"a \\\" b\"\nseed: 3\n", "ok.yaml", {}).name == "a \" b");
+  CHECK(parse_run_config("name: 'it''s'\n", "ok.yaml", {}).name == "it's");
+}
+
 TEST_CASE("unknown keys are rejected with their path and the nearest valid key", "[config]") {
   SECTION("top level") {
     const std::string message = config_error("seed: 1\ntrian:\n  steps: 3\n");

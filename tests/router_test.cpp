@@ -1,6 +1,8 @@
 // Router behaviour: the Sinkhorn solver, hand-computed golden decisions, USMoE causality,
 // loss-free bias direction, SSR's draw frequency, BASE's balanced assignment, schedules.
+#include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "harness/model/moe_layer.h"
 #include "routers/base.h"
@@ -13,6 +15,7 @@
 #include "routers/stablemoe.h"
 #include "routers/smoe_dropout.h"
 #include "routers/ssr.h"
+#include "routers/topk.h"
 #include "routers/usmoe.h"
 #include "test_util.h"
 
@@ -110,6 +113,46 @@ TEST_CASE("usmoe selects the c best unified scores of a group", "[router][usmoe]
   CHECK(r.weight[1].item<double>() == Approx(s1));
 }
 
+TEST_CASE("usmoe with normalize selects on the raw score and normalises only the gates",
+          "[router][usmoe]") {
+  // The official code (Training_Free/models/modeling_olmoe.py): top-c of the unified score S
+  // over the group's (token, expert) pairs, then gate = S / (token's sum of S over all experts).
+  auto router = make<UsmoeRouter>({"router.name=usmoe", "router.k=1", "router.beta=0.5",
+                                   "router.group=all", "model.moe.experts=3",
+                                   "router.normalize=true"},
+                                  /*experts=*/3);
+  const std::vector<std::vector<double>> z = {
+      {0.5, -0.5, 0.0}, {-1.5, 0.5, 2.5}, {3.0, 3.5, -0.5}, {0.0, 3.5, -3.5}};
+  std::vector<std::vector<double>> score(4, std::vector<double>(3));
+  std::vector<double> row_sum(4, 0.0);
+  for (int t = 0; t < 4; ++t) {
+    double norm = 0.0;
+    for (double v : z[t]) norm += std::exp(v);
+    for (int e = 0; e < 3; ++e) {
+      score[t][e] = 0.5 * std::exp(z[t][e]) / norm + 0.5 * (2.0 / 3.0) / (1.0 + std::exp(-z[t][e]));
+      row_sum[t] += score[t][e];
+    }
+  }
+  // S = [[.4607 .2190 .3203] [.0687 .2661 .7415] [.5042 .6313 .1315] [.1813 .8085 .0102]]:
+  // the c = 4 largest are (3,1) .8085, (1,2) .7415, (2,1) .6313, (2,0) .5042; token 0's best,
+  // .4607, is fifth. Normalising first would pick (0,0) (.4607 > .3979 = S[2][0] / 1.2669).
+  REQUIRE(score[2][0] > score[0][0]);
+  REQUIRE(score[0][0] / row_sum[0] > score[2][0] / row_sum[2]);
+  std::vector<float> flat;
+  for (const auto& row : z) flat.insert(flat.end(), row.begin(), row.end());
+  auto logits = torch::tensor(flat).view({4, 3});
+  RouteResult r = router->decide(logits, RouteContext{});
+  CHECK(testing::as_vector(r.token) == std::vector<int64_t>{1, 2, 2, 3});
+  CHECK(testing::as_vector(r.expert) == std::vector<int64_t>{2, 0, 1, 1});
+  const std::vector<std::pair<int, int>> pairs = {{1, 2}, {2, 0}, {2, 1}, {3, 1}};
+  for (size_t a = 0; a < pairs.size(); ++a) {
+    const auto [t, e] = pairs[a];
+    CHECK(r.weight[a].item<double>() == Approx(score[t][e] / row_sum[t]).epsilon(1e-5));
+    CHECK(r.priority[a].item<double>() == Approx(score[t][e]).epsilon(1e-5));
+  }
+  CHECK(r.weight[0].item<double>() == Approx(0.688864).epsilon(1e-5));  // the official output
+}
+
 TEST_CASE("usmoe in a causal model never lets a token see later tokens", "[router][usmoe]") {
   auto router = make<UsmoeRouter>({"router.name=usmoe", "router.k=1.5"}, 4);
   const int64_t batch = 4, length = 8, experts = 4;
@@ -131,6 +174,46 @@ TEST_CASE("usmoe in a causal model never lets a token see later tokens", "[route
   CHECK(torch::equal(tokens_before, tokens_after));
   CHECK(torch::equal(experts_before, experts_after));
   CHECK(before.token.numel() == std::llround(1.5 * batch) * length);  // c per position group
+}
+
+TEST_CASE("with k = 1 the gate is the softmax probability, so the router learns", "[router]") {
+  // logits [1, 2, 0]: expert 1, gate e^2 / (e^1 + e^2 + e^0); d gate / d z_1 = p (1 - p) > 0.
+  const double p = std::exp(2.0) / (std::exp(1.0) + std::exp(2.0) + 1.0);
+  auto check_gate = [&](Router& router) {
+    auto logits = torch::tensor({{1.0f, 2.0f, 0.0f}}, torch::requires_grad());
+    RouteResult r = dynamic_cast<LogitRouter&>(router).decide(logits, training_ctx());
+    REQUIRE(r.expert.numel() == 1);
+    CHECK(r.expert[0].item<int64_t>() == 1);
+    CHECK(r.weight[0].item<double>() == Approx(p));
+    r.weight.sum().backward();
+    CHECK(logits.grad()[0][1].item<double>() == Approx(p * (1 - p)));
+  };
+  SECTION("topk, softmax before, renormalize on") {
+    check_gate(*make<TopKRouter>({"router.k=1", "router.softmax=before", "router.renormalize=true"}, 3));
+  }
+  SECTION("loss_free, renormalize on") {
+    check_gate(*make<LossFreeRouter>({"router.name=loss_free", "router.k=1"}, 3));
+  }
+  SECTION("topk, softmax after (a softmax over one logit would be the constant 1)") {
+    check_gate(*make<TopKRouter>({"router.k=1", "router.softmax=after"}, 3));
+  }
+  SECTION("aux_loss (Switch Transformer's top-1)") {
+    check_gate(*make<TopKRouter>({"router.name=aux_loss", "router.k=1"}, 3));
+  }
+  SECTION("noisy_topk without noise (softmax of the one kept score would be 1)") {
+    check_gate(*make<NoisyTopKRouter>({"router.name=noisy_topk", "router.k=1", "router.noise=false"}, 3));
+  }
+  SECTION("ssr's Sinkhorn step: the plan's row share, not the constant 1") {
+    auto router = make<SsrRouter>({"router.name=ssr", "router.k=1", "router.p=1"}, 3);
+    torch::manual_seed(3);
+    auto logits = torch::randn({12, 3}).requires_grad_(true);
+    RouteResult r = router->decide(logits, training_ctx());
+    REQUIRE(r.weight.numel() == 12);
+    CHECK(r.weight.max().item<double>() < 1.0);
+    CHECK(r.weight.min().item<double>() > 0.0);
+    r.weight.sum().backward();
+    CHECK(logits.grad().abs().sum().item<double>() > 0.0);
+  }
 }
 
 TEST_CASE("expert choice gives every expert the same number of tokens", "[router]") {
@@ -161,8 +244,11 @@ TEST_CASE("loss-free bias moves load away from overloaded experts", "[router]") 
   CHECK(router->bias()[1].item<double>() > 0);
   auto final_load = loads(router->decide(logits, RouteContext{}), 4);
   CHECK(final_load.max().item<int64_t>() < initial.max().item<int64_t>() / 2);
-  // Gates stay the unbiased scores (renormalised top-1 = 1).
-  CHECK(router->decide(logits, RouteContext{}).weight.allclose(torch::ones({256})));
+  // Gates stay the unbiased scores: with k = 1 the chosen expert's softmax probability (not
+  // renormalised to the constant 1), whichever expert the bias chose.
+  RouteResult r = router->decide(logits, RouteContext{});
+  auto unbiased = torch::softmax(logits, -1).index({r.token, r.expert});
+  CHECK(r.weight.allclose(unbiased));
 }
 
 TEST_CASE("ssr takes the Sinkhorn branch on a fraction p of steps", "[router][ssr]") {
@@ -250,6 +336,97 @@ TEST_CASE("hash routing is a fixed function of the token id", "[router]") {
   CHECK(!torch::equal(ra.expert, rc.expert));
   CHECK(ra.expert[0].item<int64_t>() != ra.expert[1].item<int64_t>());  // k distinct experts
   CHECK(ra.weight.allclose(torch::full({8}, 0.5)));
+}
+
+TEST_CASE("noisy top-k's importance and load losses are the paper's formulas", "[router]") {
+  // Shazeer et al. 2017: H = z + eps * sd, gates = softmax over the top-k of H;
+  // L_importance = w * CV(sum_t gates)^2; L_load = w * CV(sum_t P)^2 with
+  // P_te = Phi((z_te - kth_excluding(H_t, k, e)) / sd). From logits alone sd = softplus(0) + 0.01.
+  auto router = make<NoisyTopKRouter>({"router.name=noisy_topk", "router.k=2",
+                                       "router.importance_coef=0.1", "router.load_coef=0.2"}, 4);
+  const std::vector<std::vector<double>> z = {
+      {1.0, 0.5, -0.5, 0.2}, {0.3, 1.2, 0.1, -1.0}, {-0.2, 0.0, 0.9, 0.4}};
+  std::vector<float> flat;
+  for (const auto& row : z) flat.insert(flat.end(), row.begin(), row.end());
+  auto logits = torch::tensor(flat).view({3, 4});
+  torch::manual_seed(11);
+  auto eps = torch::randn({3, 4});  // the draw the router makes from the same seed
+  torch::manual_seed(11);
+  RouteResult r = router->decide(logits, training_ctx());
+  std::map<std::string, double> aux;
+  for (const auto& [name, value] : r.aux_losses) aux[name] = value.item<double>();
+
+  const double sd = std::log(2.0) + 0.01;
+  auto cv2 = [](const std::vector<double>& v) {
+    double mean = 0, var = 0;
+    for (double x : v) mean += x / v.size();
+    for (double x : v) var += (x - mean) * (x - mean) / v.size();
+    return var / (mean * mean);
+  };
+  auto phi = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
+  std::vector<double> importance(4, 0.0), load(4, 0.0);
+  for (int t = 0; t < 3; ++t) {
+    std::vector<double> h(4);
+    for (int e = 0; e < 4; ++e) h[e] = z[t][e] + eps[t][e].item<double>() * sd;
+    std::vector<double> sorted = h;
+    std::sort(sorted.rbegin(), sorted.rend());  // h1 >= h2 >= h3 >= h4
+    const double g1 = 1.0 / (1.0 + std::exp(sorted[1] - sorted[0]));
+    for (int e = 0; e < 4; ++e) {
+      if (h[e] == sorted[0]) importance[e] += g1;
+      if (h[e] == sorted[1]) importance[e] += 1.0 - g1;
+      // An expert in the top 2 must stay above the 3rd; one outside must beat the 2nd.
+      const double threshold = h[e] > sorted[2] ? sorted[2] : sorted[1];
+      load[e] += phi((z[t][e] - threshold) / sd);
+    }
+  }
+  CHECK(aux.at("importance") == Approx(0.1 * cv2(importance)).epsilon(1e-4));
+  CHECK(aux.at("load") == Approx(0.2 * cv2(load)).epsilon(1e-4));
+}
+
+TEST_CASE("ssr's Sinkhorn-step gates are the transport plan renormalised over the chosen experts",
+          "[router][ssr]") {
+  // Plan pi = diag(u) exp(C / xi) diag(v), rows summing to 1 and columns to T/E, C =
+  // softmax(z); each token takes the k largest entries of its row, gates = those entries / their
+  // sum. Solved here by plain alternating scaling in double precision.
+  auto router = make<SsrRouter>({"router.name=ssr", "router.k=2", "router.p=1", "router.xi=0.5"}, 4);
+  torch::manual_seed(9);
+  auto logits = torch::randn({16, 4});
+  const int T = 16, E = 4;
+  std::vector<std::vector<double>> kernel(T, std::vector<double>(E));
+  for (int t = 0; t < T; ++t) {
+    double norm = 0;
+    for (int e = 0; e < E; ++e) norm += std::exp(logits[t][e].item<double>());
+    for (int e = 0; e < E; ++e) kernel[t][e] = std::exp(std::exp(logits[t][e].item<double>()) / norm / 0.5);
+  }
+  std::vector<double> u(T, 1.0), v(E, 1.0);
+  for (int iteration = 0; iteration < 5000; ++iteration) {
+    for (int t = 0; t < T; ++t) {
+      double row = 0;
+      for (int e = 0; e < E; ++e) row += kernel[t][e] * v[e];
+      u[t] = 1.0 / row;
+    }
+    for (int e = 0; e < E; ++e) {
+      double column = 0;
+      for (int t = 0; t < T; ++t) column += u[t] * kernel[t][e];
+      v[e] = (static_cast<double>(T) / E) / column;
+    }
+  }
+  RouteResult r = router->decide(logits, training_ctx());
+  REQUIRE(r.token.numel() == 2 * T);
+  for (int64_t a = 0; a < r.token.numel(); a += 2) {
+    const int64_t t = r.token[a].item<int64_t>();
+    std::vector<std::pair<double, int>> row;
+    for (int e = 0; e < E; ++e) row.emplace_back(u[t] * kernel[t][e] * v[e], e);
+    std::sort(row.rbegin(), row.rend());
+    const double chosen = row[0].first + row[1].first;
+    std::map<int64_t, double> expected = {{row[0].second, row[0].first / chosen},
+                                          {row[1].second, row[1].first / chosen}};
+    for (int64_t j = a; j < a + 2; ++j) {
+      INFO("token " << t << " expert " << r.expert[j].item<int64_t>());
+      REQUIRE(expected.count(r.expert[j].item<int64_t>()) == 1);
+      CHECK(r.weight[j].item<double>() == Approx(expected.at(r.expert[j].item<int64_t>())).epsilon(1e-3));
+    }
+  }
 }
 
 TEST_CASE("smoe_dropout raises k linearly and keeps its router frozen", "[router]") {

@@ -133,6 +133,70 @@ TEST_CASE("config errors exit 2 with file and line, a failing run exits 1", "[sm
 
 namespace moelab {
 
+TEST_CASE("bad command lines, files and values exit 2 naming what is wrong, changing nothing",
+          "[smoke][errors]") {
+  testing::TempDir dir;
+  auto check_error = [](const Command& command, const std::vector<std::string>& parts) {
+    INFO(command.output);
+    CHECK(command.exit_code == 2);
+    for (const auto& part : parts) CHECK_THAT(command.output, Catch::Matchers::Contains(part));
+  };
+  check_error(run_moelab("reprot x.db"), {"unknown command 'reprot'", "did you mean 'report'?"});
+
+  // The query tool reads; writing needs --write.
+  const std::string db = dir.file("r.db");
+  {
+    Store store(db);
+    RunRecord record;
+    record.config_hash = "h";
+    record.task = "image";
+    record.router = "topk";
+    store.finish_run(store.create_run(record), "done", {{"test/accuracy", 0.5}});
+  }
+  check_error(run_moelab("query " + db + " \"DELETE FROM runs\""), {"r.db", "--write"});
+  check_error(run_moelab("query " + db + " \"DROP TABLE metrics\""), {"--write"});
+  CHECK(Store(db).query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 1);
+  CHECK(run_moelab("query " + db + " --csv \"SELECT COUNT(*) AS n FROM runs\"").output == "n\n1\n");
+  CHECK(run_moelab("query " + db + " --write \"DELETE FROM summaries\"").exit_code == 0);
+  CHECK(Store(db).query("SELECT COUNT(*) FROM summaries").rows[0][0].integer == 0);
+  std::ofstream(dir.file("text.db")) << "not a database\n";
+  check_error(run_moelab("query " + dir.file("text.db") + " \"SELECT COUNT(*) FROM runs\""), {"text.db"});
+
+  // Reports and robustness tables name the key, metric or run they cannot find.
+  check_error(run_moelab("report " + db + " --group-by router.nosuch"), {"router.nosuch"});
+  check_error(run_moelab("report " + db + " --metric nosuch/x"), {"nosuch/x"});
+  check_error(run_moelab("robustness " + db + " --baseline 999"), {"run 999"});
+
+  // .npy logits: a negative dimension, NaN values.
+  {
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (-4, 3), }";
+    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    std::ofstream out(dir.file("negative.npy"), std::ios::binary);
+    out.write("\x93NUMPY\x01\x00", 8);
+    const char length[2] = {static_cast<char>(header.size()), 0};
+    out.write(length, 2);
+    out << header << std::string(48, '\0');
+  }
+  check_error(run_moelab("route --router topk --logits " + dir.file("negative.npy")),
+              {"negative.npy", "'-4'"});
+  write_npy_float32(dir.file("nan.npy"), torch::tensor({{0.0f, std::nanf("")}}));
+  check_error(run_moelab("route --router topk --logits " + dir.file("nan.npy") + " k=1"),
+              {"nan.npy", "NaN"});
+
+  // Values beyond what a machine can do.
+  std::ofstream(dir.file("threads.yaml")) << "threads: 100000\n";
+  check_error(run_moelab("run " + dir.file("threads.yaml")), {"threads", "100000"});
+  std::ofstream(dir.file("seeds.yaml")) << "base: {train: {steps: 1}}\nseeds: 100000000\n";
+  check_error(run_moelab("sweep plan " + dir.file("seeds.yaml")), {"seeds.yaml:2", "10000"});
+  std::ofstream(dir.file("abc.yaml")) << "base: {train: {steps: 1}}\nseeds: abc\n";
+  check_error(run_moelab("sweep plan " + dir.file("abc.yaml")), {"abc.yaml:2", "'abc'"});
+  std::ofstream(dir.file("folder.yaml")) << "extends: .\nseeds: 1\n";
+  check_error(run_moelab("sweep plan " + dir.file("folder.yaml")), {"folder.yaml:1", "not a run config file"});
+  std::ofstream(dir.file("twice.yaml")) << "seeds: 1\nbase: {seed: 1}\nseeds: 2\n";
+  check_error(run_moelab("sweep plan " + dir.file("twice.yaml")), {"twice.yaml:3:1", "duplicate key 'seeds'"});
+}
+
 TEST_CASE("moelab route prints a router's decision on .npy logits", "[smoke][route]") {
   testing::TempDir dir;
   // Token 0 prefers expert 1, token 1 expert 2, token 2 expert 0.

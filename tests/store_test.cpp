@@ -78,6 +78,81 @@ TEST_CASE("processes creating one new database at the same moment all open it", 
   CHECK(failures == 0);
 }
 
+TEST_CASE("a database of schema version 1 holding runs is migrated with its data intact",
+          "[store]") {
+  // The version-1 file format as shipped (tables and the view later migrations replace).
+  testing::TempDir dir;
+  const std::string path = dir.file("v1.db");
+  {
+    SQLite::Database old(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    old.exec(R"sql(
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY, config_hash TEXT NOT NULL, sweep TEXT NOT NULL DEFAULT '',
+  name TEXT NOT NULL DEFAULT '', task TEXT NOT NULL, router TEXT NOT NULL,
+  seed INTEGER NOT NULL, status TEXT NOT NULL CHECK (status IN
+    ('pending','running','done','failed','diverged','interrupted')),
+  config_yaml TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  started_at TEXT, finished_at TEXT, heartbeat_at TEXT, wall_seconds REAL,
+  git_commit TEXT NOT NULL DEFAULT '', git_dirty INTEGER NOT NULL DEFAULT 0,
+  moelab_version TEXT NOT NULL DEFAULT '', torch_version TEXT NOT NULL DEFAULT '',
+  compiler TEXT NOT NULL DEFAULT '', host TEXT NOT NULL DEFAULT '',
+  cpu_model TEXT NOT NULL DEFAULT '', gpu_model TEXT NOT NULL DEFAULT '',
+  threads INTEGER NOT NULL DEFAULT 0, blas_threads INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX runs_by_hash ON runs(config_hash);
+CREATE INDEX runs_by_sweep ON runs(sweep, status);
+CREATE TABLE params (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+CREATE TABLE metrics (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step INTEGER NOT NULL, split TEXT NOT NULL, name TEXT NOT NULL, value REAL);
+CREATE INDEX metrics_by_run ON metrics(run_id, split, name, step);
+CREATE TABLE summaries (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, name)) WITHOUT ROWID;
+CREATE VIEW latest_metrics AS SELECT m.run_id, m.split, m.name, m.step, m.value FROM metrics m
+JOIN (SELECT run_id, split, name, MAX(step) AS step FROM metrics GROUP BY run_id, split, name)
+  last USING (run_id, split, name, step);
+CREATE VIEW run_overview AS
+SELECT r.id, r.name, r.sweep, r.status, r.task, r.router, r.seed, r.config_hash,
+       r.started_at, r.finished_at, r.wall_seconds, r.error,
+       (SELECT json_group_object(key, value) FROM params p WHERE p.run_id = r.id) AS params,
+       (SELECT json_group_object(name, value) FROM summaries s WHERE s.run_id = r.id) AS summaries
+FROM runs r;
+INSERT INTO runs (id, config_hash, sweep, task, router, seed, status, config_yaml, wall_seconds)
+  VALUES (7, 'abc123', 'old', 'image', 'ssr', 2, 'done', 'seed: 2', 12.5);
+INSERT INTO params VALUES (7, 'router.name', 'ssr'), (7, 'router.p', '0.01');
+INSERT INTO metrics VALUES (7, 10, 'train', 'loss', 1.5), (7, 20, 'train', 'loss', 0.75);
+INSERT INTO summaries VALUES (7, 'test/accuracy', 0.875);
+PRAGMA user_version = 1;
+)sql");
+  }
+  Store store(path);
+  CHECK(store.schema_version() == Store::kSchemaVersion);
+  const auto run = store.query(
+      "SELECT id, sweep, router, seed, status, wall_seconds, worker, axes, parent_run_id "
+      "FROM runs");
+  REQUIRE(run.rows.size() == 1);
+  CHECK(run.rows[0][0].integer == 7);
+  CHECK(run.rows[0][1].text == "old");
+  CHECK(run.rows[0][2].text == "ssr");
+  CHECK(run.rows[0][3].integer == 2);
+  CHECK(run.rows[0][4].text == "done");
+  CHECK(run.rows[0][5].real == 12.5);
+  CHECK(run.rows[0][6].text.empty());                   // version 2's columns get defaults
+  CHECK(run.rows[0][7].text.empty());
+  CHECK(run.rows[0][8].type == Cell::Type::Null);       // version 3: no parent
+  CHECK(store.summaries(7) == std::vector<std::pair<std::string, double>>{{"test/accuracy", 0.875}});
+  const auto latest = store.query("SELECT step, value FROM latest_metrics WHERE run_id = 7");
+  REQUIRE(latest.rows.size() == 1);
+  CHECK(latest.rows[0][0].integer == 20);
+  CHECK(latest.rows[0][1].real == 0.75);
+  const auto overview = store.query(
+      "SELECT json_extract(params, '$.\"router.p\"'), parent_run_id FROM run_overview");
+  CHECK(overview.rows.at(0).at(0).text == "0.01");
+  // The migrated file takes the newer features: a sweep reusing the old run.
+  store.add_to_sweep("new", 7);
+  CHECK(store.query("SELECT run_id FROM sweep_members WHERE sweep = 'new'").rows.at(0).at(0).integer == 7);
+}
+
 TEST_CASE("a database from a newer moelab is refused", "[store]") {
   testing::TempDir dir;
   const std::string path = dir.file("new.db");

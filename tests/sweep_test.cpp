@@ -335,7 +335,7 @@ TEST_CASE("a run gives the same numbers in a forked sweep worker as in moelab ru
   }
 }
 
-TEST_CASE("failed runs are recorded, the sweep goes on, --retry-failed reruns them", "[sweep][smoke]") {
+TEST_CASE("failed runs are recorded, the sweep goes on, --retry-failed reruns them", "[sweep][smoke][.slow]") {
   testing::TempDir dir;
   // stablemoe with vocab > 0 needs token ids: it fails on images, the others succeed.
   const std::string path = write_sweep(
@@ -359,7 +359,7 @@ TEST_CASE("failed runs are recorded, the sweep goes on, --retry-failed reruns th
 }
 
 TEST_CASE("a sweep whose queue cannot be written runs nothing: its waiting workers leave",
-          "[sweep][smoke]") {
+          "[sweep][smoke][.slow]") {
   testing::TempDir dir;
   const std::string path = write_sweep(dir, "name: blocked\nseeds: 2\n");
   const std::string in_dir = "cd " + dir.file("") + " && ", moelab = MOELAB_BINARY;

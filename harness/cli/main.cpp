@@ -102,16 +102,20 @@ int command_list(const std::string& what, bool verbose) {
   return kExitOk;
 }
 
-int command_query(const std::string& db, const std::string& sql, bool csv, bool json) {
-  if (!std::filesystem::exists(db)) {
-    throw ConfigError(fmt::format("results database '{}' does not exist", db));
-  }
-  Store store(db);
+int command_query(const std::string& db, const std::string& sql, bool write, bool csv, bool json) {
   QueryResult result;
-  try {
-    result = store.query(sql);
-  } catch (const SQLite::Exception& e) {
-    throw ConfigError(fmt::format("query failed on '{}': {}", db, e.what()));
+  if (write) {
+    if (!std::filesystem::exists(db)) {
+      throw ConfigError(fmt::format("results database '{}' does not exist", db));
+    }
+    Store store(db);
+    try {
+      result = store.query(sql);
+    } catch (const SQLite::Exception& e) {
+      throw ConfigError(fmt::format("query failed on '{}': {}", db, e.what()));
+    }
+  } else {
+    result = query_read_only(db, sql);
   }
   std::cout << (csv ? format_csv(result) : json ? format_json(result) : format_aligned(result));
   return kExitOk;
@@ -229,7 +233,7 @@ void add_list_command(CLI::App& app, Command& command) {
 void add_query_command(CLI::App& app, Command& command) {
   struct Args {
     std::string db, sql, preset;
-    bool csv = false, json = false;
+    bool write = false, csv = false, json = false;
   };
   auto args = std::make_shared<Args>();
   auto* query = app.add_subcommand("query", "run SQL on a results database");
@@ -238,13 +242,15 @@ void add_query_command(CLI::App& app, Command& command) {
   query->add_option("--preset", args->preset, fmt::format("{}", fmt::join(preset_names(), " | ")))
       ->check(CLI::IsMember(preset_names()))
       ->excludes(sql_option);
+  query->add_flag("--write", args->write,
+                  "open the database for writing (default: read-only, no change possible)");
   auto* csv_flag = query->add_flag("--csv", args->csv, "CSV output");
   query->add_flag("--json", args->json, "JSON output")->excludes(csv_flag);
   query->callback([args, &command] {
     command = [args] {
       if (args->sql.empty() && args->preset.empty()) throw ConfigError("query: give SQL or --preset");
       return command_query(args->db, args->preset.empty() ? args->sql : preset_sql(args->preset),
-                           args->csv, args->json);
+                           args->write, args->csv, args->json);
     };
   });
 }
@@ -452,6 +458,21 @@ void add_robustness_command(CLI::App& app, Command& command) {
   });
 }
 
+// CLI11 would call an unknown first word an unexpected argument: name it, and the nearest command.
+void check_command_name(const CLI::App& app, const std::string& word) {
+  std::vector<std::string> names;
+  for (const auto* sub : app.get_subcommands([](const CLI::App* candidate) {
+         return !candidate->get_group().empty();
+       })) {
+    names.push_back(sub->get_name());
+  }
+  if (std::find(names.begin(), names.end(), word) != names.end() || word == "sweep-worker") return;
+  const std::string hint = nearest_name(word, names);
+  throw ConfigError(fmt::format("unknown command '{}'{}; commands: {}", word,
+                                hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint),
+                                fmt::join(names, ", ")));
+}
+
 int run_cli(int argc, char** argv) {
   CLI::App app{"moelab: compare sparse mixture-of-experts routing strategies"};
   app.set_version_flag("--version", version_text());
@@ -466,6 +487,7 @@ int run_cli(int argc, char** argv) {
   add_report_command(app, command);
   add_plot_command(app, command);
   add_robustness_command(app, command);
+  if (argc > 1 && argv[1][0] != '-') check_command_name(app, argv[1]);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

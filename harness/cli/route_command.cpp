@@ -17,6 +17,10 @@ std::string route_json(const RouteRequest& request) {
     throw ConfigError(fmt::format("'{}': router logits must be a non-empty 2-D array [T, E]",
                                   request.logits_path));
   }
+  if (!torch::isfinite(logits).all().item<bool>()) {
+    throw ConfigError(fmt::format("'{}': router logits contain NaN or infinite values",
+                                  request.logits_path));
+  }
   const int64_t tokens = logits.size(0), experts = logits.size(1);
   std::vector<std::string> overrides = {"router.name=" + request.router,
                                         fmt::format("model.moe.experts={}", experts)};

@@ -10,24 +10,9 @@
 #include "harness/core/sha256.h"
 
 namespace moelab {
-namespace {
-
-YAML::Node load_yaml_text(const std::string& text, const std::string& source_name) {
-  try {
-    YAML::Node root = YAML::Load(text);
-    if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
-    return root;
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source_name,
-                                  e.mark.line + 1, e.mark.column + 1, e.msg));
-  }
-}
-
-}  // namespace
-
 RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
                            const std::vector<std::string>& overrides) {
-  YAML::Node root = load_yaml_text(yaml_text, source_name);
+  YAML::Node root = load_yaml(yaml_text, source_name);
   YamlSource source{source_name, {}};
   for (const auto& assignment : overrides) apply_override(root, assignment, source);
   RunConfig config;

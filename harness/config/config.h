@@ -19,7 +19,7 @@ struct MoeConfig {
 
   template <class V>
   void visit(V& v) {
-    v(experts, "experts", "number of experts per MoE layer", at_least(1));
+    v(experts, "experts", "number of experts per MoE layer", in_range(1, 4096));
     v(expert_hidden, "expert_hidden", "hidden width of each expert FFN", at_least(1));
     v(layers, "layers",
       "which blocks have an MoE FFN: all | every_other | none | comma list of block indices "
@@ -43,8 +43,8 @@ struct ModelConfig {
 
   template <class V>
   void visit(V& v) {
-    v(dim, "dim", "model (residual stream) width", at_least(1));
-    v(depth, "depth", "number of transformer blocks", at_least(1));
+    v(dim, "dim", "model (residual stream) width", in_range(1, 65536));
+    v(depth, "depth", "number of transformer blocks", in_range(1, 1024));
     v(heads, "heads", "attention heads (must divide dim)", at_least(1));
     v(ffn_hidden, "ffn_hidden", "hidden width of the dense FFN in non-MoE blocks", at_least(1));
     v(dropout, "dropout", "dropout probability on attention and FFN outputs", in_range(0, 0.9));
@@ -105,7 +105,7 @@ struct EvalConfig {
   }
 };
 
-// Dense -> MoE conversion (MoEfication / DOT-MoE, research notes §5). With a method set, the
+// Dense -> MoE conversion (MoEfication / DOT-MoE, docs/methods.md). With a method set, the
 // run takes a trained dense model (its parent), splits every FFN of model.moe.layers into
 // model.moe.experts experts of model.moe.expert_hidden = model.ffn_hidden / experts neurons,
 // fine-tunes for train.steps with a `dot_moe` router, and evaluates the exported MoE.
@@ -162,11 +162,11 @@ struct ConvertConfig {
       greater_than(0));
     v(affinity_init, "affinity_init",
       "dot_moe: where the learned split starts: random (the noise above) or a heuristic split "
-      "(its expert's affinity raised by tau_end; the notes' alternative PROPOSAL)",
+      "(its expert's affinity raised by tau_end; a PROPOSAL: the paper leaves it open)",
       one_of({"random", "weight_cluster", "activation_cluster"}));
     v(affinity_lr_scale, "affinity_lr_scale",
       "dot_moe: the affinities learn this many times faster than the other parameters "
-      "(a reparametrisation, A = scale x parameter; the notes give no value)",
+      "(a reparametrisation, A = scale x parameter; a PROPOSAL: the paper gives no value)",
       hashed_unless(1.0, greater_than(0)));
     v(split_grad, "split_grad",
       "dot_moe: gradient of the transport plan: fixed_duals (through A / tau with the Sinkhorn "
@@ -202,10 +202,10 @@ struct RunConfig {
     v(db, "db", "SQLite results database", not_hashed());
     v(checkpoint_dir, "checkpoint_dir", "folder of the runs' checkpoints (<config hash>.pt)",
       not_hashed());
-    v(threads, "threads", "LibTorch intra-op threads", at_least(1).unhashed());
+    v(threads, "threads", "LibTorch intra-op threads", in_range(1, 1024).unhashed());
     v(blas_threads, "blas_threads",
       "OpenBLAS threads; 1 avoids oversubscription beside LibTorch's own pool",
-      at_least(1).unhashed());
+      in_range(1, 1024).unhashed());
     v(device, "device", "cpu, or cuda / cuda:N when built with CUDA");
     v(task, "task", "the task plugin and its options (moelab list tasks -v)");
     v(model, "model", "model architecture");

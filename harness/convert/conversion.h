@@ -1,4 +1,4 @@
-// Dense -> MoE conversion (MoEfication and DOT-MoE; research notes §5). A run with
+// Dense -> MoE conversion (MoEfication and DOT-MoE; docs/methods.md). A run with
 // convert.method set: (1) resolves its dense parent run (with convert.parent = auto, the
 // dense twin of its own config, run first unless done; several children share one parent);
 // (2) splits every converted FFN's neurons into experts by the method and copies the rest of

@@ -348,4 +348,66 @@ std::string nearest_name(const std::string& word, const std::vector<std::string>
   return best;
 }
 
+namespace {
+
+std::string yaml_where(const std::string& source, const YAML::Mark& mark) {
+  return fmt::format("{}:{}:{}", source, mark.line + 1, mark.column + 1);
+}
+
+// The quote opening a quoted scalar at `start` is closed before the end of the text.
+bool quote_closed(const std::string& text, size_t start) {
+  const char quote = text[start];
+  for (size_t i = start + 1; i < text.size(); ++i) {
+    if (quote == '"' && text[i] == '\\') {
+      ++i;  // an escaped character
+    } else if (text[i] == quote) {
+      if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' is a quote inside a single-quoted scalar
+      } else {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+void check_yaml_node(const YAML::Node& node, const std::string& text, const std::string& source) {
+  if (node.IsScalar()) {
+    const auto pos = static_cast<size_t>(node.Mark().pos);
+    if (node.Tag() == "!" && pos < text.size() && (text[pos] == '"' || text[pos] == '\'') &&
+        !quote_closed(text, pos)) {
+      throw ConfigError(fmt::format("{}: YAML syntax error: the quote {} opened here is never closed",
+                                    yaml_where(source, node.Mark()), text[pos]));
+    }
+  } else if (node.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& item : node) {
+      check_yaml_node(item.first, text, source);
+      const std::string key = item.first.IsScalar() ? item.first.Scalar() : "";
+      auto [found, inserted] = seen.emplace(key, item.first.Mark());
+      if (!inserted) {
+        throw ConfigError(fmt::format("{}: duplicate key '{}' (first at line {}); merge the two",
+                                      yaml_where(source, item.first.Mark()), key,
+                                      found->second.line + 1));
+      }
+      check_yaml_node(item.second, text, source);
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) check_yaml_node(item, text, source);
+  }
+}
+
+}  // namespace
+
+YAML::Node load_yaml(const std::string& text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}: YAML syntax error: {}", yaml_where(source, e.mark), e.msg));
+  }
+  check_yaml_node(root, text, source);
+  return root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root;
+}
+
 }  // namespace moelab

@@ -307,4 +307,10 @@ void apply_override(YAML::Node& root, const std::string& assignment, YamlSource&
 // Levenshtein-nearest candidate within a small distance, or "".
 std::string nearest_name(const std::string& word, const std::vector<std::string>& candidates);
 
+// The YAML document `text` (from `source`, named in errors), an empty map when it is empty.
+// Beyond yaml-cpp's own syntax errors, refuses what it accepts silently: a key twice in one
+// mapping (yaml-cpp keeps the first) and a quoted scalar never closed (yaml-cpp runs it to
+// the end of the text). ConfigError with source:line:column.
+YAML::Node load_yaml(const std::string& text, const std::string& source);
+
 }  // namespace moelab

@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "harness/core/error.h"
 #include "harness/core/parse.h"
@@ -21,6 +22,31 @@ std::string dict_value(const std::string& header, const std::string& key, const 
     throw ConfigError(fmt::format("'{}': .npy header has no '{}' entry", path, key));
   }
   return match[1];
+}
+
+// "(4, 3)" -> {4, 3}: every dimension a non-negative integer, 2^31 elements at most (8 GiB
+// of float32: more is a corrupt header, not router logits).
+std::vector<int64_t> parse_shape(const std::string& text, const std::string& path) {
+  constexpr int64_t kMaxElements = int64_t{1} << 31;
+  std::vector<int64_t> shape;
+  int64_t elements = 1;
+  std::stringstream items(text.substr(1, text.size() - 2));  // without the parentheses
+  for (std::string item; std::getline(items, item, ',');) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item.empty()) continue;  // the trailing comma of a 1-tuple
+    const auto value = parse_int64(item);
+    if (!value || *value < 0) {
+      throw ConfigError(fmt::format("'{}': .npy shape {} has the dimension '{}', not a "
+                                    "non-negative integer", path, text, item));
+    }
+    if (*value > 0 && elements > kMaxElements / *value) {
+      throw ConfigError(fmt::format("'{}': .npy shape {} has more than 2^31 elements", path, text));
+    }
+    elements *= *value;
+    shape.push_back(*value);
+  }
+  return shape;
 }
 
 }  // namespace
@@ -53,12 +79,7 @@ torch::Tensor read_npy_float32(const std::string& path) {
                                   "np.ascontiguousarray(x)",
                                   path));
   }
-  std::vector<int64_t> shape;
-  const std::string dims = dict_value(header, "shape", path);
-  const std::regex number("[0-9]+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
-    shape.push_back(to_int64(it->str(), path + ": shape"));
-  }
+  const std::vector<int64_t> shape = parse_shape(dict_value(header, "shape", path), path);
   auto tensor = torch::empty(shape, torch::kFloat);
   const auto bytes = static_cast<std::streamsize>(tensor.numel() * sizeof(float));
   in.read(reinterpret_cast<char*>(tensor.data_ptr<float>()), bytes);

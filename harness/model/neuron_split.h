@@ -1,5 +1,5 @@
 // Neuron -> expert splits: how a dense FFN's H hidden neurons become E experts of exactly
-// s = H / E neurons each (MoEfication heuristics and DOT-MoE, research notes §5). A split is
+// s = H / E neurons each (MoEfication heuristics and DOT-MoE, docs/methods.md). A split is
 // an assignment [H] int64 (expert of each neuron) or its one-hot matrix [H, E].
 #pragma once
 

@@ -121,7 +121,8 @@ std::string main_summary(Store& store, const std::string& sweep, const std::stri
                                   where, fmt::join(chosen, ", ")));
   }
   if (chosen.empty()) {
-    throw Error(fmt::format("no done run{} reports its task's main metric under '{}' (tasks: {})",
+    throw ConfigError(fmt::format("no done run{} reports its task's main metric under '{}' (tasks: {}); "
+                                  "name one with --metric",
                             where, split, tasks_seen.empty() ? "none" : fmt::format("{}", fmt::join(tasks_seen, ", "))));
   }
   return *chosen.begin();

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -42,6 +43,23 @@ std::string value_before_key_existed(const std::string& key) {
   }
   auto found = defaults.find(key);
   return found == defaults.end() ? "?" : found->second;
+}
+
+// A --group-by key no run recorded and no config has is a typo: name it and the nearest key.
+void check_group_keys(Store& store, const std::vector<std::string>& keys) {
+  std::vector<std::string> known;
+  for (const auto& row : store.query("SELECT DISTINCT key FROM params ORDER BY key").rows) {
+    known.push_back(row[0].text);
+  }
+  RunConfig defaults;
+  for (const auto& row : list_fields(defaults)) known.push_back(row.path);
+  for (const auto& key : keys) {
+    const std::string path = param_key(key);
+    if (std::find(known.begin(), known.end(), path) != known.end()) continue;
+    const std::string hint = nearest_name(path, known);
+    throw ConfigError(fmt::format("--group-by: no run has the config key '{}'{}", key,
+                                  hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint)));
+  }
 }
 
 std::string cell_text(const Cell& cell) { return cell.type == Cell::Type::Null ? "" : cell.to_string(); }
@@ -125,7 +143,8 @@ std::vector<std::string> split_keys(const std::string& keys) {
 
 std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
                                       const std::vector<std::string>& keys) {
-  MOELAB_CHECK(!keys.empty(), "--group-by needs at least one key");
+  if (keys.empty()) throw ConfigError("--group-by needs at least one key");
+  check_group_keys(store, keys);
   std::string sql = "SELECT r.id";
   for (size_t i = 0; i < keys.size(); ++i) {
     sql += fmt::format(", (SELECT value FROM params p WHERE p.run_id = r.id AND p.key = ?{})", i + 2);
@@ -155,11 +174,12 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
 }
 
 std::vector<ReportGroup> collect_groups(Store& store, ReportRequest& request) {
+  const auto run_groups = group_done_runs(store, request.sweep, request.group_by);
   if (request.metric.empty()) request.metric = main_summary(store, request.sweep, "test");
   SQLite::Statement value(store.database(), "SELECT value FROM summaries WHERE run_id = ? AND "
                                             "name = ? AND value IS NOT NULL");
   std::vector<ReportGroup> groups;
-  for (const auto& runs : group_done_runs(store, request.sweep, request.group_by)) {
+  for (const auto& runs : run_groups) {
     ReportGroup group{runs.label, {}};
     for (int64_t run : runs.run_ids) {
       value.bind(1, static_cast<int64_t>(run));
@@ -170,7 +190,7 @@ std::vector<ReportGroup> collect_groups(Store& store, ReportRequest& request) {
     if (!group.values.empty()) groups.push_back(std::move(group));
   }
   if (groups.empty()) {
-    throw Error(fmt::format("report: no done run{} has the summary '{}' (moelab query DB \"SELECT "
+    throw ConfigError(fmt::format("report: no done run{} has the summary '{}' (moelab query DB \"SELECT "
                             "DISTINCT name FROM summaries\" lists them)",
                             request.sweep.empty() ? "" : " of sweep '" + request.sweep + "'",
                             request.metric));

@@ -75,7 +75,7 @@ CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::stri
         .push_back(error);
   }
   if (!clean || result.errors.empty()) {
-    throw Error(fmt::format("run {} has no {} and {} corruption results (run it with "
+    throw ConfigError(fmt::format("run {} has no {} and {} corruption results (run it with "
                             "task.corruptions including {})",
                             run_id, clean_name, suite_name, suite_name));
   }

@@ -587,8 +587,8 @@ void Store::reopen_run(int64_t run_id, int64_t step, const Provenance& provenanc
   transaction.commit();
 }
 
-QueryResult Store::query(const std::string& sql) {
-  SQLite::Statement statement(db_, sql);
+QueryResult query_database(SQLite::Database& db, const std::string& sql) {
+  SQLite::Statement statement(db, sql);
   QueryResult result;
   for (int i = 0; i < statement.getColumnCount(); ++i) {
     result.columns.emplace_back(statement.getColumnName(i));
@@ -617,6 +617,38 @@ QueryResult Store::query(const std::string& sql) {
     result.rows.push_back(std::move(row));
   }
   return result;
+}
+
+QueryResult Store::query(const std::string& sql) { return query_database(db_, sql); }
+
+QueryResult query_read_only(const std::string& path, const std::string& sql) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw ConfigError(fmt::format("results database '{}' does not exist", path));
+  }
+  auto run = [&](const std::string& name, int flags) {
+    SQLite::Database db(name, flags);
+    sqlite3_busy_handler(db.getHandle(), retry_when_busy, nullptr);
+    return query_database(db, sql);
+  };
+  try {
+    try {
+      return run(path, SQLite::OPEN_READONLY);
+    } catch (const SQLite::Exception& e) {
+      // A WAL database on a read-only mount cannot get its shared-memory file: read the
+      // file as it is (nothing else can be writing to a read-only mount).
+      const std::filesystem::path folder = std::filesystem::absolute(path).parent_path();
+      const bool cannot_write = (e.getErrorCode() & 0xff) == SQLITE_CANTOPEN ||
+                                (e.getErrorCode() & 0xff) == SQLITE_READONLY;
+      if (!cannot_write || access(folder.c_str(), W_OK) == 0) throw;
+      return run("file:" + path + "?immutable=1", SQLite::OPEN_READONLY | SQLite::OPEN_URI);
+    }
+  } catch (const SQLite::Exception& e) {
+    const bool write = (e.getErrorCode() & 0xff) == SQLITE_READONLY;
+    throw ConfigError(fmt::format("query on '{}' failed: {}{}", path, e.what(),
+                                  write ? " (the database is opened read-only: pass --write to "
+                                          "change it)"
+                                        : ""));
+  }
 }
 
 std::string host_name() {

@@ -91,6 +91,14 @@ inline constexpr double kDefaultStaleSeconds = 120;
 
 // SQL condition on `runs r`: the run belongs to sweep ?1 (its own, or a member such as a shared
 // dense parent), or ?1 is '' (every run).
+// One SQL statement on an open database, every row read.
+QueryResult query_database(SQLite::Database& db, const std::string& sql);
+
+// `moelab query` without --write: the existing database at `path` opened read-only (no
+// migration, no write can happen; a file on a read-only mount is read as immutable).
+// ConfigError naming the file when it is missing, not a database, or the SQL fails.
+QueryResult query_read_only(const std::string& path, const std::string& sql);
+
 #define MOELAB_RUN_IN_SWEEP_SQL \
   "(?1 = '' OR r.sweep = ?1 OR r.id IN (SELECT run_id FROM sweep_members WHERE sweep = ?1))"
 

@@ -29,21 +29,14 @@ std::string where(const std::string& source, const YAML::Node& node) {
 }
 
 std::string read_text(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw ConfigError(fmt::format("'{}' is not a file", path));
+  }
   std::ifstream in(path);
   if (!in) throw ConfigError(fmt::format("cannot open '{}'", path));
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-YAML::Node load(const std::string& text, const std::string& source) {
-  try {
-    YAML::Node root = YAML::Load(text);
-    return root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root;
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source, e.mark.line + 1,
-                                  e.mark.column + 1, e.msg));
-  }
 }
 
 std::string flow(const YAML::Node& node) {
@@ -116,6 +109,9 @@ bool same_value(const std::string& a, const std::string& b) {
   return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
 }
 
+// More seeds than any sweep runs is a typo (seeds: 100000000 would allocate the queue first).
+constexpr int64_t kMaxSeeds = 10000;
+
 // Seeds 0..count-1.
 std::vector<int64_t> seed_range(int64_t count) {
   std::vector<int64_t> seeds(static_cast<size_t>(count));
@@ -125,9 +121,28 @@ std::vector<int64_t> seed_range(int64_t count) {
 
 // `seeds:` in a sweep file: a count N (seeds 0..N-1) or a list of seeds.
 std::vector<int64_t> seeds_from_yaml(const YAML::Node& node, const std::string& source) {
-  if (!node.IsScalar()) return node.as<std::vector<int64_t>>();
-  const auto count = node.as<int64_t>();
-  if (count < 1) throw ConfigError(fmt::format("{}: seeds must be >= 1", where(source, node)));
+  auto seed_value = [&](const YAML::Node& item) {
+    const auto value = item.IsScalar() ? parse_int64(item.Scalar()) : std::nullopt;
+    if (!value || *value < 0) {
+      throw ConfigError(fmt::format("{}: seeds takes a count (seeds: 3 for seeds 0, 1, 2) or a "
+                                    "list of non-negative integer seeds, not '{}'",
+                                    where(source, item), display(item)));
+    }
+    return *value;
+  };
+  if (node.IsSequence()) {
+    std::vector<int64_t> seeds;
+    for (const auto& item : node) seeds.push_back(seed_value(item));
+    if (seeds.empty() || static_cast<int64_t>(seeds.size()) > kMaxSeeds) {
+      throw ConfigError(fmt::format("{}: 1 to {} seeds", where(source, node), kMaxSeeds));
+    }
+    return seeds;
+  }
+  const int64_t count = seed_value(node);
+  if (count < 1 || count > kMaxSeeds) {
+    throw ConfigError(fmt::format("{}: seeds must be 1 to {}, not {}", where(source, node),
+                                  kMaxSeeds, count));
+  }
   return seed_range(count);
 }
 
@@ -137,10 +152,10 @@ std::vector<int64_t> seeds_from_override(const std::string& assignment,
   std::vector<int64_t> list;
   for (const auto& value : values) {
     const int64_t number = parse_int64(value).value_or(-1);
-    if (number < 0 || (values.size() == 1 && number < 1)) {
+    if (number < 0 || (values.size() == 1 && (number < 1 || number > kMaxSeeds))) {
       throw ConfigError(fmt::format(
           "override '{}': seeds takes a count (seeds=3 for seeds 0, 1, 2) or a list of "
-          "seeds (seeds=0,7,42)",
+          "seeds (seeds=0,7,42); a count is at most 10000",
           assignment));
     }
     list.push_back(number);
@@ -255,7 +270,11 @@ BaseConfig base_config(const YAML::Node& root, const std::string& source,
   std::string base_source = source;
   if (root["extends"]) {
     const std::string file = base_dir + "/" + root["extends"].as<std::string>();
-    base = load(read_text(file), file);
+    if (!std::filesystem::is_regular_file(file)) {
+      throw ConfigError(fmt::format("{}: extends: '{}' is not a run config file",
+                                    where(source, root["extends"]), file));
+    }
+    base = load_yaml(read_text(file), file);
     base_source = file;
   }
   if (root["base"]) {
@@ -434,7 +453,7 @@ void check_one_database(const SweepPlan& plan, const std::string& source) {
 
 SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& source,
                             const std::string& base_dir, const std::vector<std::string>& overrides) {
-  const YAML::Node root = load(yaml_text, source);
+  const YAML::Node root = load_yaml(yaml_text, source);
   check_sweep_keys(root, source);
   SweepPlan plan;
   if (root["name"]) plan.name = root["name"].as<std::string>();
