@@ -19,9 +19,8 @@ RouteResult SbaseRouter::decide(const torch::Tensor& logits, const RouteContext&
     SinkhornResult plan = sinkhorn_balanced(  // balanced over the real tokens
         real_rows(logits, ctx), SinkhornOptions{options_.max_iters, options_.tol, options_.check_every});
     indices = std::get<1>(torch::topk(logits.detach() + plan.g.unsqueeze(0), options_.k, -1));
-    result.metrics.emplace_back("sinkhorn_iters",
-                                torch::full({}, static_cast<double>(plan.iterations)));
-    result.metrics.emplace_back("sinkhorn_err", torch::full({}, plan.error));
+    const auto solve = sinkhorn_metrics(plan);
+    result.metrics.insert(result.metrics.end(), solve.begin(), solve.end());
   } else {
     indices = std::get<1>(torch::topk(activation, options_.k, -1));
   }

@@ -38,10 +38,17 @@ SinkhornResult sinkhorn_log(const torch::Tensor& log_kernel, const torch::Tensor
     result.iterations = it;
     if (it % options.check_every == 0 || it == options.max_iters) {
       result.error = column_error(kernel, result.f, result.g, col);
-      if (result.error < options.tol) break;
+      result.converged = result.error < options.tol;
+      if (result.converged) break;
     }
   }
   return result;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> sinkhorn_metrics(const SinkhornResult& plan) {
+  return {{"sinkhorn_iters", torch::full({}, static_cast<double>(plan.iterations))},
+          {"sinkhorn_err", torch::full({}, plan.error)},
+          {"sinkhorn_capped", torch::full({}, plan.converged ? 0.0 : 1.0)}};
 }
 
 SinkhornResult sinkhorn_balanced(const torch::Tensor& log_kernel, const SinkhornOptions& options) {

@@ -8,6 +8,10 @@
 
 #include <torch/torch.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace moelab {
 
 struct SinkhornOptions {
@@ -24,7 +28,13 @@ struct SinkhornResult {
   torch::Tensor g;           // [n] column duals
   int64_t iterations = 0;
   double error = 0.0;        // relative column-marginal error at the end
+  bool converged = false;    // error < tol before the iteration cap
 };
+
+// What a router logs of one solve: sinkhorn_iters, sinkhorn_err, and sinkhorn_capped (1 when
+// the cap came before the tolerance: the plan is then only approximately balanced, and the
+// trainer warns once per run).
+std::vector<std::pair<std::string, torch::Tensor>> sinkhorn_metrics(const SinkhornResult& plan);
 
 SinkhornResult sinkhorn_log(const torch::Tensor& log_kernel,  // [m, n]
                             const torch::Tensor& log_row,     // [m]

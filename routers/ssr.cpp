@@ -50,9 +50,8 @@ RouteResult SsrRouter::sinkhorn_branch(const torch::Tensor& logits, const RouteC
   auto gates = options_.k == 1 ? torch::softmax(scores, -1).gather(1, indices)  // [T, 1]
                                : torch::softmax(top_scores, -1);                // [T, k]
   RouteResult result = RouteResult::from_topk(indices, gates);
-  result.metrics.emplace_back("sinkhorn_iters",
-                              torch::full({}, static_cast<double>(plan.iterations)));
-  result.metrics.emplace_back("sinkhorn_err", torch::full({}, plan.error));
+  const auto solve = sinkhorn_metrics(plan);
+  result.metrics.insert(result.metrics.end(), solve.begin(), solve.end());
   return result;
 }
 

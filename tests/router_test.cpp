@@ -59,6 +59,16 @@ TEST_CASE("sinkhorn matches balanced marginals on easy logits", "[sinkhorn]") {
   CHECK(plan.error < 1e-5);
   CHECK(plan.iterations < 200);
   CHECK(plan.iterations % 5 == 0);  // convergence is only checked every 5 iterations
+  CHECK(plan.converged);
+  // A cap far below what the tolerance needs: not converged, and the logged metrics say so.
+  SinkhornResult capped = sinkhorn_balanced(logits * 30, SinkhornOptions{5, 1e-9, 5});
+  CHECK_FALSE(capped.converged);
+  CHECK(capped.iterations == 5);
+  std::map<std::string, double> logged;
+  for (const auto& [name, value] : sinkhorn_metrics(capped)) logged[name] = value.item<double>();
+  CHECK(logged.at("sinkhorn_capped") == 1.0);
+  CHECK(logged.at("sinkhorn_iters") == 5.0);
+  CHECK(logged.at("sinkhorn_err") == Approx(capped.error));
 }
 
 TEST_CASE("sinkhorn honours arbitrary marginals", "[sinkhorn]") {

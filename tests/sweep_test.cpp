@@ -16,6 +16,7 @@
 #include "harness/report/stats.h"
 #include "harness/store/store.h"
 #include "harness/sweep/sweep.h"
+#include "harness/sweep/sweep_runner.h"
 #include "test_util.h"
 
 namespace moelab {
@@ -215,6 +216,19 @@ TEST_CASE("statistics: t distribution and Welch's test on hand-computed values",
   CHECK(test.df == Approx(2.0));
   CHECK(test.p == Approx(1.0 - (3.0 / std::sqrt(2.0)) / std::sqrt(2.0 + 4.5)));
   CHECK(std::isnan(welch_test({1}, {2, 3}).p));
+}
+
+TEST_CASE("the sweep's ETA comes from the running runs' step rates and the run length",
+          "[sweep]") {
+  // Two workers. Run A: 50 of 100 steps in 25 s (25 s left); run B: 10 of 100 in 10 s (90 s
+  // left). Two pending runs of 50 s, each to the earliest free worker: A's at 25 s (ends at
+  // 75 s), then A's again at 75 s, before B's at 90 s (ends at 125 s).
+  const std::vector<RunProgress> running = {{50, 100, 25}, {10, 100, 10}};
+  CHECK(estimate_eta(running, 2, 50.0, 2) == Approx(125.0));
+  CHECK(estimate_eta(running, 0, 50.0, 2) == Approx(90.0));       // the slower running run
+  CHECK(estimate_eta({}, 3, 40.0, 2) == Approx(80.0));             // 40 + 40 | 40
+  CHECK(estimate_eta({{0, 100, 5}}, 0, 30.0, 1) == Approx(25.0));  // no step yet: run length
+  CHECK(estimate_eta({{0, 100, 5}}, 1, 0.0, 1) < 0);               // nothing measured: no ETA
 }
 
 TEST_CASE("report groups runs over seeds and tests against the baseline", "[report]") {

@@ -1,6 +1,7 @@
 // Sweep queue, workers and supervisor.
 #include "harness/sweep/sweep_runner.h"
 
+#include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <fcntl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -197,15 +199,43 @@ class ChildExitWait {
   sigset_t child_{}, caller_mask_{};
 };
 
-void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t finished_here,
-                    bool interactive) {
-  const int64_t remaining = c.pending + c.running;
-  const double eta = finished_here > 0 ? seconds / static_cast<double>(finished_here) * static_cast<double>(remaining) : 0.0;
+// The running runs' progress and the mean length of a run of the sweep (its done runs', or
+// else the running runs' projected length; 0 when neither is known yet).
+std::pair<std::vector<RunProgress>, double> measured_progress(Store& store, const std::string& sweep) {
+  SQLite::Statement select(store.database(), R"sql(
+SELECT (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id AND m.split = 'train'),
+       (SELECT CAST(value AS REAL) FROM params p WHERE p.run_id = r.id AND p.key = 'train.steps'),
+       (julianday('now') - julianday(r.started_at)) * 86400.0
+FROM runs r WHERE r.sweep = ?1 AND r.status = 'running' AND r.started_at IS NOT NULL)sql");
+  select.bind(1, sweep);
+  std::vector<RunProgress> running;
+  double projected = 0;
+  while (select.executeStep()) {
+    RunProgress run{select.getColumn(0).getDouble(), select.getColumn(1).getDouble(),
+                    select.getColumn(2).getDouble()};
+    if (run.steps_done > 0 && run.seconds > 0) projected += run.seconds * run.steps_total / run.steps_done;
+    running.push_back(run);
+  }
+  SQLite::Statement done(store.database(),
+                         "SELECT AVG(wall_seconds) FROM runs WHERE sweep = ?1 AND status = 'done' "
+                         "AND wall_seconds > 0");
+  done.bind(1, sweep);
+  double run_seconds = done.executeStep() ? done.getColumn(0).getDouble() : 0.0;
+  const auto measured = std::count_if(running.begin(), running.end(),
+                                      [](const RunProgress& run) { return run.steps_done > 0; });
+  if (run_seconds <= 0 && measured > 0) run_seconds = projected / static_cast<double>(measured);
+  return {running, run_seconds};
+}
+
+void print_progress(Store& store, const std::string& sweep, const QueueCounts& c, int64_t total,
+                    double seconds, int64_t workers, bool interactive) {
+  const auto [running, run_seconds] = measured_progress(store, sweep);
+  const double eta = c.pending + c.running > 0 ? estimate_eta(running, c.pending, run_seconds, workers) : 0.0;
   const std::string line = fmt::format(
       "sweep: {}/{} done | {} running | {} pending | {} failed | {} diverged | {} interrupted | "
       "{:.0f}s{}",
       c.done, total, c.running, c.pending, c.failed, c.diverged, c.interrupted, seconds,
-      finished_here > 0 ? fmt::format(" | ETA {:.0f}s", eta) : "");
+      eta >= 0 ? fmt::format(" | ETA {:.0f}s", eta) : "");
   if (interactive) {
     fmt::print(stderr, "\r{}\x1b[K", line);
   } else {
@@ -215,6 +245,27 @@ void print_progress(const QueueCounts& c, int64_t total, double seconds, int64_t
 }
 
 }  // namespace
+
+double estimate_eta(const std::vector<RunProgress>& running, int64_t pending, double run_seconds,
+                    int64_t workers) {
+  std::vector<double> free_at(static_cast<size_t>(std::max<int64_t>(workers, 1)), 0.0);
+  size_t worker = 0;
+  for (const auto& run : running) {
+    double left = run_seconds > 0 ? std::max(run_seconds - run.seconds, 0.0) : -1.0;
+    if (run.steps_done > 0 && run.seconds > 0) {
+      left = (run.steps_total - run.steps_done) * run.seconds / run.steps_done;
+    }
+    if (left < 0) return -1.0;  // not measured yet
+    free_at[worker % free_at.size()] = std::max(free_at[worker % free_at.size()], left);
+    ++worker;
+  }
+  if (pending > 0 && run_seconds <= 0) return -1.0;
+  for (int64_t i = 0; i < pending; ++i) {
+    auto first_free = std::min_element(free_at.begin(), free_at.end());
+    *first_free += run_seconds;
+  }
+  return *std::max_element(free_at.begin(), free_at.end());
+}
 
 QueueCounts sweep_counts(Store& store, const std::string& sweep) {
   const auto counts = store.status_counts(sweep);
@@ -317,7 +368,6 @@ class Supervisor {
   // Until the queue is empty, nothing can be started, or Ctrl-C: the final counts.
   QueueCounts supervise(QueueCounts counts, int64_t total) {
     const int64_t max_starts = options_.workers * 3 + total;
-    const int64_t done_before = counts.done;
     const bool interactive = isatty(fileno(stderr)) != 0;
     int64_t last_print = -1;
     auto next_stale_check = start_;
@@ -339,7 +389,7 @@ class Supervisor {
       const double seconds = elapsed();
       const auto tick = static_cast<int64_t>(seconds) / (interactive ? 1 : 30);
       if (tick != last_print) {
-        print_progress(counts, total, seconds, counts.done - done_before, interactive);
+        print_progress(*store_, plan_.name, counts, total, seconds, options_.workers, interactive);
         last_print = tick;
       }
       // Nothing to do before a worker exits, Ctrl-C, or the next whole second (progress line,
@@ -348,7 +398,7 @@ class Supervisor {
       child_exits_.wait(std::chrono::milliseconds(1000 - into_second));
     }
     if (g_stop) counts = stop_workers();
-    print_progress(counts, total, elapsed(), counts.done - done_before, false);
+    print_progress(*store_, plan_.name, counts, total, elapsed(), options_.workers, false);
     return counts;
   }
 

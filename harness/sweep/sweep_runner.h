@@ -39,6 +39,17 @@ struct QueuedRun {
 };
 std::vector<QueuedRun> queue_order(const SweepPlan& plan);
 
+// A running run's progress: steps done (at its last logging step) of its total, in `seconds`
+// since it started.
+struct RunProgress {
+  double steps_done = 0, steps_total = 0, seconds = 0;
+};
+// Seconds until the queue is empty: each running run ends at its own step rate, each pending
+// one takes `run_seconds` and goes to the first worker free (list scheduling over `workers`).
+// Negative when nothing is measured yet (no rate and no run length).
+double estimate_eta(const std::vector<RunProgress>& running, int64_t pending, double run_seconds,
+                    int64_t workers);
+
 // Enqueues the plan's runs as described above, in one transaction; returns the queue state
 // of the sweep.
 QueueCounts enqueue_sweep(Store& store, const SweepPlan& plan, const SweepOptions& options);

@@ -246,6 +246,21 @@ class TrainingLoop {
     log_.add(step, "train", "lr", lr);
     if (train_.grad_clip > 0) log_.add(step, "train", "grad_norm", grad_norm);
     last_routing_ = log_routing_metrics(record, step, log_);
+    warn_if_sinkhorn_capped(step);
+  }
+
+  // Once per run: a Sinkhorn solve stopped at its iteration cap (sinkhorn_capped > 0).
+  void warn_if_sinkhorn_capped(int64_t step) {
+    if (warned_sinkhorn_) return;
+    for (const auto& [name, value] : last_routing_) {
+      if (name != "train/moe/sinkhorn_capped" || !(value > 0)) continue;
+      fmt::print(stderr,
+                 "warning: at step {} a Sinkhorn solve stopped at router.max_iters before "
+                 "router.tol (share of layers {:.2f}); its balanced plan is approximate: see "
+                 "moe/sinkhorn_err, raise router.max_iters (docs/methods.md)\n",
+                 step, value);
+      warned_sinkhorn_ = true;
+    }
   }
 
   // Periodic evaluation, the metric flush at logging steps, periodic checkpoints.
@@ -308,6 +323,7 @@ class TrainingLoop {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<MoELayer> moe_layers_;
   double last_loss_ = std::nan("");
+  bool warned_sinkhorn_ = false;
   MetricValues last_routing_;
 };
 
