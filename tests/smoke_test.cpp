@@ -286,7 +286,7 @@ eval: {max_examples: 100}
 namespace moelab {
 
 TEST_CASE("a run's rows hold clean and corrupted metrics and moelab robustness scores them",
-          "[smoke][corruption]") {
+          "[smoke][corruption][.slow]") {
   testing::TempDir dir;
   std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
   const std::string db = dir.file("results.db");
