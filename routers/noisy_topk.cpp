@@ -54,10 +54,7 @@ RouteResult NoisyTopKRouter::decide_with_noise(const torch::Tensor& logits,
   const int64_t keep = std::min<int64_t>(k + 1, logits.size(1));
   auto [top_scores, top_indices] = torch::topk(scores, keep, -1);  // [T, k+1]
   auto indices = top_indices.narrow(1, 0, k);
-  // softmax(KeepTopK(H)); with k = 1 that is the constant 1, so the gate is then the full
-  // softmax probability of H (the k = 1 rule of softmax_topk, routers/topk.h).
-  auto gates = k == 1 ? torch::softmax(scores, -1).gather(1, indices)      // [T, 1]
-                      : torch::softmax(top_scores.narrow(1, 0, k), -1);    // [T, k]
+  auto gates = chosen_softmax(scores, indices);  // softmax(KeepTopK(H)) [T, k]
   RouteResult result = RouteResult::from_topk(indices, gates);
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);

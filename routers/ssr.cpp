@@ -45,11 +45,8 @@ RouteResult SsrRouter::sinkhorn_branch(const torch::Tensor& logits, const RouteC
   // renormalised gates.
   auto scores = log_kernel + plan.g.unsqueeze(0);  // [T, E]
   if (options_.grad == "none") scores = scores.detach();
-  auto [top_scores, indices] = torch::topk(scores, options_.k, -1);
-  // With k = 1 a renormalised gate would be the constant 1: the plan's row share instead.
-  auto gates = options_.k == 1 ? torch::softmax(scores, -1).gather(1, indices)  // [T, 1]
-                               : torch::softmax(top_scores, -1);                // [T, k]
-  RouteResult result = RouteResult::from_topk(indices, gates);
+  auto indices = std::get<1>(torch::topk(scores, options_.k, -1));  // [T, k]
+  RouteResult result = RouteResult::from_topk(indices, chosen_softmax(scores, indices));
   const auto solve = sinkhorn_metrics(plan);
   result.metrics.insert(result.metrics.end(), solve.begin(), solve.end());
   return result;

@@ -14,15 +14,16 @@ void check_k(double k, const RouterShape& shape, const char* key) {
 
 void TopKOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
+torch::Tensor chosen_softmax(const torch::Tensor& scores, const torch::Tensor& indices) {
+  if (indices.size(1) == 1) return torch::softmax(scores, -1).gather(1, indices);  // [T, 1]
+  return torch::softmax(scores.gather(1, indices), -1);                            // [T, k]
+}
+
 std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits, int64_t k,
                                                      const std::string& softmax, bool renormalize) {
-  if (k == 1) {  // one gate: the full softmax probability (see softmax_topk's comment)
-    auto [top_prob, index] = torch::topk(torch::softmax(logits, -1), 1, -1);  // [T, 1]
-    return {index, top_prob};
-  }
-  if (softmax == "after") {
-    auto [top_logits, indices] = torch::topk(logits, k, -1);  // [T, k]
-    return {indices, torch::softmax(top_logits, -1)};
+  if (softmax == "after" || k == 1) {
+    auto indices = std::get<1>(torch::topk(logits, k, -1));  // [T, k]
+    return {indices, chosen_softmax(logits, indices)};
   }
   auto [top_probs, indices] = torch::topk(torch::softmax(logits, -1), k, -1);  // [T, k]
   return {indices, renormalize ? top_probs / top_probs.sum(-1, true) : top_probs};

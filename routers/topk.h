@@ -38,6 +38,11 @@ struct TopKOptions {
 // which passes no gradient to the router. This is Switch Transformer's top-1 gate; Megatron
 // renormalises only when k > 1 too, and refuses softmax-after with k = 1 where moelab uses
 // the probability.
+// Gates [T, k] for the chosen `indices` [T, k] of `scores` [T, E]: a softmax over the chosen
+// scores, or with k = 1 the full softmax probability (the k = 1 rule above). Shared by every
+// router that gates by a softmax over its top k (topk, noisy_topk, ssr's Sinkhorn steps).
+torch::Tensor chosen_softmax(const torch::Tensor& scores, const torch::Tensor& indices);
+
 std::pair<torch::Tensor, torch::Tensor> softmax_topk(const torch::Tensor& logits, int64_t k,
                                                      const std::string& softmax, bool renormalize);
 
