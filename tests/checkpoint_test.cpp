@@ -159,7 +159,7 @@ TEST_CASE("moelab run --resume continues the interrupted run in the database", "
   torch::manual_seed(3);
   auto model = task.build_model(config);
   auto optimizer = torch::optim::AdamW(model->parameters());
-  save_checkpoint(checkpoint_path(config), *model, optimizer, 6);
+  save_checkpoint(checkpoint_path(config), *model, optimizer, {6, 0.0});
 
   RunOutcome outcome = execute_run(config, "", true);
   INFO(outcome.error);

@@ -17,6 +17,7 @@
 #include "harness/train/checkpoint.h"
 #include "harness/convert/conversion.h"
 #include "harness/run/dense_parent.h"
+#include "harness/core/failpoint.h"
 #include "harness/core/file_cache.h"
 #include "harness/core/rng.h"
 #include "harness/train/provenance.h"
@@ -34,11 +35,15 @@ extern "C" void on_interrupt_signal(int) { request_interrupt(); }
 class HeartbeatThread {
  public:
   HeartbeatThread(const std::string& db, int64_t run_id) : thread_([this, db, run_id] {
-      Store store(db);
       std::unique_lock<std::mutex> lock(mutex_);
-      while (!stop_) {
-        if (wake_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) break;
-        store.heartbeat(run_id);
+      try {
+        Store store(db);
+        while (!stop_) {
+          if (wake_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) break;
+          store.heartbeat(run_id);
+        }
+      } catch (const std::exception& e) {  // the run itself meets the same database error
+        fmt::print(stderr, "warning: run {}: heartbeat stopped: {}\n", run_id, e.what());
       }
     }) {}
   ~HeartbeatThread() {
@@ -125,6 +130,37 @@ int64_t reopen_for_resume(Store& store, const RunConfig& config) {
   return *previous;
 }
 
+std::string database_path(Store& store) { return store.database().getFilename(); }
+
+// Writes the run's resources and end in one transaction. When that fails (a full disk), the
+// smallest record of the failure is tried; when even that fails, Error names the database,
+// and the run stays 'running' with its checkpoint, for `--resume` or the next sweep.
+void record_end(Store& store, RunOutcome& outcome, const std::vector<std::pair<std::string, std::string>>& files,
+                double seconds) {
+  try {
+    store.batch([&] {
+      store.record_resources(outcome.run_id, peak_rss_mb(), files);
+      store.finish_run(outcome.run_id, outcome.status, outcome.summaries, outcome.error, seconds);
+      failpoint("recording_end");  // before the commit: the run stays 'running', resumable
+    });
+    return;
+  } catch (const SQLite::Exception& e) {
+    outcome.error = fmt::format("results database '{}': the end of the run (status '{}') cannot be "
+                                "written: {}",
+                                database_path(store), outcome.status, e.what());
+    outcome.status = "failed";
+    outcome.summaries.clear();
+  }
+  try {
+    store.finish_run(outcome.run_id, outcome.status, {}, outcome.error, seconds);
+  } catch (const SQLite::Exception&) {
+    throw Error(outcome.error + fmt::format("; run {} stays 'running' (`moelab run --resume` "
+                                            "continues it from its last checkpoint, a sweep "
+                                            "requeues it)",
+                                            outcome.run_id));
+  }
+}
+
 }  // namespace
 
 void install_interrupt_handlers() {
@@ -179,14 +215,14 @@ RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, boo
   } catch (const InterruptedError& e) {
     outcome.status = "interrupted";
     outcome.error = e.what();
+  } catch (const SQLite::Exception& e) {  // writing metrics: a full disk, an I/O error
+    outcome.status = "failed";
+    outcome.error = fmt::format("results database '{}': {}", database_path(store), e.what());
   } catch (const std::exception& e) {
     outcome.status = "failed";
     outcome.error = e.what();
   }
-  store.batch([&] {  // the run's resources and its end, in one transaction
-    store.record_resources(outcome.run_id, peak_rss_mb(), files);
-    store.finish_run(outcome.run_id, outcome.status, outcome.summaries, outcome.error, elapsed());
-  });
+  record_end(store, outcome, files, elapsed());
   return outcome;
 }
 

@@ -212,7 +212,7 @@ std::string Cell::to_string() const {
   return "";
 }
 
-Store::Store(const std::string& path)
+Store::Store(const std::string& path) try
     : db_([&]() {
         std::filesystem::path p(path);
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
@@ -224,6 +224,18 @@ Store::Store(const std::string& path)
   db_.exec("PRAGMA synchronous=NORMAL");
   db_.exec("PRAGMA foreign_keys=ON");
   migrate();
+} catch (const SQLite::Exception& e) {
+  throw_database_error(path, e);
+} catch (const std::filesystem::filesystem_error& e) {
+  throw ConfigError(fmt::format("results database '{}': {}", path, e.code().message()));
+}
+
+void throw_database_error(const std::string& path, const SQLite::Exception& e) {
+  const std::string message = fmt::format("results database '{}': {}", path, e.what());
+  const int code = e.getErrorCode();
+  // Not a database, or not openable where it is: what the user named is wrong.
+  if (code == SQLITE_NOTADB || code == SQLITE_CANTOPEN) throw ConfigError(message);
+  throw Error(message);
 }
 
 int Store::schema_version() { return db_.execAndGet("PRAGMA user_version").getInt(); }
@@ -388,6 +400,13 @@ std::vector<std::pair<std::string, double>> Store::metrics_at(int64_t run_id,
     values.emplace_back(select.getColumn(0).getString(), select.getColumn(1).getDouble());
   }
   return values;
+}
+
+void Store::delete_evaluations(int64_t run_id, int64_t step) {
+  SQLite::Statement drop(db_, "DELETE FROM metrics WHERE run_id = ? AND step = ? AND split <> 'train'");
+  drop.bind(1, static_cast<int64_t>(run_id));
+  drop.bind(2, static_cast<int64_t>(step));
+  drop.exec();
 }
 
 void Store::write_provenance(int64_t run_id, const Provenance& p) {

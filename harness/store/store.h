@@ -107,6 +107,10 @@ std::string host_name();
 // Who holds a claimed run: "host:pid" of this process.
 std::string worker_id();
 
+// Throws `e` again with the file's name: ConfigError when the file is not a database or
+// cannot be opened there (the user's input), Error otherwise (a full disk, an I/O error).
+[[noreturn]] void throw_database_error(const std::string& path, const SQLite::Exception& e);
+
 class Store {
  public:
   static constexpr int kSchemaVersion = 4;
@@ -152,6 +156,9 @@ class Store {
   // Metric values of one (split, step) of a run, in logging order.
   std::vector<std::pair<std::string, double>> metrics_at(int64_t run_id, const std::string& split,
                                                          int64_t step);
+  // Deletes a run's rows at `step` other than its training rows: what an interrupted final
+  // evaluation wrote before the run was resumed from its final checkpoint.
+  void delete_evaluations(int64_t run_id, int64_t step);
   // Back to 'pending' for a worker to claim (its metrics are cleared at claim time).
   void requeue_run(int64_t run_id);
   std::map<std::string, int64_t> status_counts(const std::string& sweep);  // status -> runs

@@ -3,7 +3,13 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <sstream>
 
 #include "harness/core/error.h"
 
@@ -18,6 +24,42 @@ int64_t read_int(torch::serialize::InputArchive& archive, const char* key) {
   return value.item<int64_t>();
 }
 
+// Writes `data` to `path` + ".tmp", fsyncs it and renames it over `path`; on any failure the
+// temporary file is removed and Error names the path and the system's reason.
+void write_file_atomically(const std::string& path, const std::string& data) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  std::error_code ignored;
+  if (target.has_parent_path()) {
+    fs::create_directories(target.parent_path(), ignored);
+  }
+  const std::string temporary = path + ".tmp";
+  auto fail = [&](const char* what, int error) {
+    fs::remove(temporary, ignored);
+    throw Error(fmt::format("checkpoint '{}' cannot be written: {}: {}", path, what,
+                            std::strerror(error)));
+  };
+  const int fd = ::open(temporary.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) fail("open", errno);
+  for (size_t done = 0; done < data.size();) {
+    const ssize_t written = ::write(fd, data.data() + done, data.size() - done);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) {
+      const int error = written < 0 ? errno : ENOSPC;
+      ::close(fd);
+      fail("write", error);
+    }
+    done += static_cast<size_t>(written);
+  }
+  if (::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    fail("fsync", error);
+  }
+  if (::close(fd) != 0) fail("close", errno);
+  if (::rename(temporary.c_str(), path.c_str()) != 0) fail("rename", errno);  // atomic on POSIX
+}
+
 }  // namespace
 
 std::string checkpoint_path(const RunConfig& config) {
@@ -29,20 +71,18 @@ std::string checkpoint_path(const std::string& checkpoint_dir, const std::string
 }
 
 void save_checkpoint(const std::string& path, torch::nn::Module& model,
-                     const torch::optim::Optimizer& optimizer, int64_t step) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+                     const torch::optim::Optimizer& optimizer, const TrainingProgress& progress) {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
   model.save(model_archive);
   optimizer.save(optimizer_archive);
   archive.write("model", model_archive);
   archive.write("optimizer", optimizer_archive);
-  archive.write("step", torch::tensor(step, torch::kLong));
+  archive.write("step", torch::tensor(progress.step, torch::kLong));
+  archive.write("train_seconds", torch::tensor(progress.train_seconds, torch::kDouble));
   archive.write("format", torch::tensor(kFormatVersion, torch::kLong));
-  const std::string temporary = path + ".tmp";
-  archive.save_to(temporary);
-  fs::rename(temporary, target);  // atomic on POSIX: readers see the old or the new file
+  std::ostringstream bytes;  // in memory first: LibTorch's file writer aborts on a full disk
+  archive.save_to(bytes);
+  write_file_atomically(path, bytes.str());
 }
 
 namespace {
@@ -72,14 +112,18 @@ void load_model(torch::serialize::InputArchive& archive, torch::nn::Module& mode
 
 }  // namespace
 
-int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
-                        torch::optim::Optimizer& optimizer) {
-  return read_checkpoint(path, [&](torch::serialize::InputArchive& archive) {
+TrainingProgress load_checkpoint(const std::string& path, torch::nn::Module& model,
+                                 torch::optim::Optimizer& optimizer) {
+  TrainingProgress progress;
+  progress.step = read_checkpoint(path, [&](torch::serialize::InputArchive& archive) {
     load_model(archive, model);
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
+    torch::Tensor seconds;  // absent from checkpoints written before it was recorded
+    if (archive.try_read("train_seconds", seconds)) progress.train_seconds = seconds.item<double>();
   });
+  return progress;
 }
 
 int64_t load_model_weights(const std::string& path, torch::nn::Module& model) {

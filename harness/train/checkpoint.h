@@ -1,6 +1,7 @@
-// Training checkpoints: model parameters and buffers, optimizer state and the number of
-// completed steps in one LibTorch archive, written atomically (temporary file + rename) so a
-// crash mid-write leaves the previous checkpoint intact. With the per-step RNG seeding of the
+// Training checkpoints: model parameters and buffers, optimizer state, the number of completed
+// steps and the training time so far in one LibTorch archive, written atomically (serialised
+// in memory, written and fsync'ed to a temporary file, renamed) so that a crash or a full disk
+// mid-write leaves the previous checkpoint intact and no temporary file behind. With the per-step RNG seeding of the
 // trainer and the (seed, step)-determined data order, loading one continues a CPU run bit for
 // bit.
 #pragma once
@@ -18,12 +19,19 @@ std::string checkpoint_path(const RunConfig& config);
 // The same, for a hash already at hand (computing one dumps the whole config).
 std::string checkpoint_path(const std::string& checkpoint_dir, const std::string& config_hash);
 
-void save_checkpoint(const std::string& path, torch::nn::Module& model,
-                     const torch::optim::Optimizer& optimizer, int64_t step);
+// Where training stands at a checkpoint.
+struct TrainingProgress {
+  int64_t step = 0;             // completed steps
+  double train_seconds = 0.0;   // training time over all attempts up to `step`
+};
 
-// Restores model and optimizer in place; returns the number of completed steps.
-int64_t load_checkpoint(const std::string& path, torch::nn::Module& model,
-                        torch::optim::Optimizer& optimizer);
+// Throws Error naming the path when the file cannot be written (full disk, permissions).
+void save_checkpoint(const std::string& path, torch::nn::Module& model,
+                     const torch::optim::Optimizer& optimizer, const TrainingProgress& progress);
+
+// Restores model and optimizer in place; returns where training stood.
+TrainingProgress load_checkpoint(const std::string& path, torch::nn::Module& model,
+                                 torch::optim::Optimizer& optimizer);
 
 // Restores only the model (a frozen teacher, a dense parent); returns its step count.
 int64_t load_model_weights(const std::string& path, torch::nn::Module& model);

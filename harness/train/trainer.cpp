@@ -4,13 +4,13 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 
-#include "harness/train/checkpoint.h"
+#include "harness/core/failpoint.h"
 #include "harness/core/rng.h"
+#include "harness/train/checkpoint.h"
 #include "routers/registry.h"
 #include "tasks/registry.h"
 
@@ -18,7 +18,6 @@ namespace moelab {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-std::atomic<bool> g_interrupt{false};
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& train,
                                                         std::vector<torch::Tensor> params) {
@@ -34,6 +33,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& train
                   .weight_decay(train.weight_decay));
 }
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // Progress: a redrawn line with ETA on a terminal, plain lines at log steps otherwise.
 class Progress {
  public:
@@ -42,7 +45,7 @@ class Progress {
 
   void update(int64_t step, double loss, bool log_step) {
     if (!interactive_ && !log_step) return;
-    const double elapsed = seconds();
+    const double elapsed = seconds_since(start_);
     const double rate = (step - first_) / std::max(elapsed, 1e-9);
     const double eta = rate > 0 ? (total_ - step) / rate : 0.0;
     std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | {:.1f} steps/s | ETA {:.0f}s",
@@ -55,10 +58,6 @@ class Progress {
     }
     std::fflush(stderr);
   }
-  double seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
-
  private:
   int64_t first_, total_;
   bool interactive_;
@@ -103,6 +102,8 @@ MetricValues log_routing_metrics(const RoutingRecord& record, int64_t step, Metr
   return means;
 }
 
+// Evaluates `splits` at `step` and writes their rows. The final evaluation (`summaries` set)
+// stops between splits on an interrupt and reports progress through long suites.
 void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& config, Task& task,
                      TaskModel& model, MetricLog& log, int64_t step, torch::Device device,
                      MetricValues* summaries, const std::string& label_suffix = "") {
@@ -110,17 +111,21 @@ void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& co
   const TaskMetrics& declared = task_metrics(config.task.name);
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < splits.size(); ++i) {
+    if (summaries) {
+      throw_if_interrupted(fmt::format(
+          "during the final evaluation (checkpoint at step {}; --resume evaluates again)", step));
+    }
     const std::string label = splits[i] + label_suffix;
     for (const auto& [name, value] : task.evaluate(model, splits[i], config, device)) {
       declared.find(name);  // every reported metric has a declared direction
       log.add(step, label, name, value);
       if (summaries) summaries->emplace_back(label + "/" + name, value);
     }
+    log.flush();
+    failpoint(summaries ? "final_split" : "evaluation_split");
     if (splits.size() > 3) {  // long final evaluations (corruption suites): visible progress
-      log.flush();
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      fmt::print(stderr, "evaluated {} ({}/{}, {:.0f}s)\n", label, i + 1, splits.size(), seconds);
+      fmt::print(stderr, "evaluated {} ({}/{}, {:.0f}s)\n", label, i + 1, splits.size(),
+                 seconds_since(start));
     }
   }
   model.train();
@@ -157,10 +162,6 @@ std::vector<std::shared_ptr<Router>> swap_in_override(Transformer backbone, cons
 
 }  // namespace
 
-void request_interrupt() { g_interrupt = true; }
-bool interrupt_requested() { return g_interrupt; }
-void clear_interrupt_request() { g_interrupt = false; }
-
 double learning_rate(const TrainConfig& train, int64_t step) {
   if (step <= train.warmup_steps) {
     return train.lr * static_cast<double>(step) / std::max<int64_t>(train.warmup_steps, 1);
@@ -190,15 +191,21 @@ class TrainingLoop {
     model_.train();
     optimizer_ = make_optimizer(train_, model_.parameters());
     moe_layers_ = model_.backbone()->moe_layers();
-    if (!resume) return 0;
-    const int64_t first_step = load_checkpoint(checkpoint_, model_, *optimizer_);
-    for (auto& layer : moe_layers_) layer->router().on_resume(first_step);
-    return first_step;
+    if (resume) {
+      resumed_ = load_checkpoint(checkpoint_, model_, *optimizer_);
+      for (auto& layer : moe_layers_) layer->router().on_resume(resumed_.step);
+    }
+    started_ = std::chrono::steady_clock::now();
+    return resumed_.step;
   }
 
-  void stop_if_interrupted(int64_t step, int64_t first_step) {
+  // Training time of every attempt so far.
+  double train_seconds() const { return resumed_.train_seconds + seconds_since(started_); }
+
+  void stop_if_interrupted(int64_t step) {
     if (!interrupt_requested()) return;
-    if (step - 1 > first_step) save_checkpoint(checkpoint_, model_, *optimizer_, step - 1);
+    if (step - 1 > resumed_.step) save(step - 1);
+    log_.flush();
     throw InterruptedError(fmt::format("interrupted after step {} (checkpoint saved)", step - 1));
   }
 
@@ -245,14 +252,13 @@ class TrainingLoop {
     for (const auto& [name, value] : extra) log_.add(step, "train", name, value.item<double>());
     log_.add(step, "train", "lr", lr);
     if (train_.grad_clip > 0) log_.add(step, "train", "grad_norm", grad_norm);
-    last_routing_ = log_routing_metrics(record, step, log_);
-    warn_if_sinkhorn_capped(step);
+    warn_if_sinkhorn_capped(step, log_routing_metrics(record, step, log_));
   }
 
   // Once per run: a Sinkhorn solve stopped at its iteration cap (sinkhorn_capped > 0).
-  void warn_if_sinkhorn_capped(int64_t step) {
+  void warn_if_sinkhorn_capped(int64_t step, const MetricValues& routing_means) {
     if (warned_sinkhorn_) return;
-    for (const auto& [name, value] : last_routing_) {
+    for (const auto& [name, value] : routing_means) {
       if (name != "train/moe/sinkhorn_capped" || !(value > 0)) continue;
       fmt::print(stderr,
                  "warning: at step {} a Sinkhorn solve stopped at router.max_iters before "
@@ -267,22 +273,25 @@ class TrainingLoop {
   void after_step(int64_t step, bool log_step) {
     if (train_.eval_every > 0 && step % train_.eval_every == 0 && step != train_.steps) {
       evaluate_splits(task_.periodic_splits(), config_, task_, model_, log_, step, device_, nullptr);
+      failpoint("after_evaluation");
     }
     if (log_step) log_.flush();
     if (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0 && step != train_.steps) {
-      save_checkpoint(checkpoint_, model_, *optimizer_, step);
+      save(step);
     }
   }
 
   // The final checkpoint, the hooks' end of training, the final evaluation and the summaries.
-  MetricValues finish(int64_t first_step, double train_seconds) {
-    if (first_step < train_.steps) save_checkpoint(checkpoint_, model_, *optimizer_, train_.steps);
+  MetricValues finish() {
+    const double seconds = resumed_.step < train_.steps ? train_seconds() : resumed_.train_seconds;
+    if (resumed_.step < train_.steps) save(train_.steps);
+    failpoint("after_final_checkpoint");
     if (hooks_) hooks_->after_training(model_);
-    // After a resume these cover the resumed part only.
-    MetricValues summaries = {{"train/loss", last_loss_},
-                              {"train/seconds", train_seconds},
-                              {"train/steps_per_second", (train_.steps - first_step) / train_seconds}};
-    summaries.insert(summaries.end(), last_routing_.begin(), last_routing_.end());
+    MetricValues summaries = {{"train/seconds", seconds},
+                              {"train/steps_per_second", train_.steps / seconds}};
+    const MetricValues last_step = last_step_summaries();
+    summaries.insert(summaries.end(), last_step.begin(), last_step.end());
+    log_.delete_evaluations(train_.steps);  // what an interrupted earlier attempt wrote of it
     evaluate_final(summaries);
     const MetricValues derived = task_.derived_summaries(summaries);
     for (const auto& [name, value] : derived) task_metrics(config_.task.name).find(metric_of(name));
@@ -299,6 +308,24 @@ class TrainingLoop {
   double last_loss() const { return last_loss_; }
 
  private:
+  // Writes the buffered rows, then the checkpoint: a checkpoint never covers unwritten rows.
+  void save(int64_t step) {
+    log_.flush();
+    save_checkpoint(checkpoint_, model_, *optimizer_, {step, train_seconds()});
+    failpoint("after_checkpoint");
+  }
+
+  // train/loss and the layer means of the routing metrics (train/moe/<name>), read back from
+  // the rows of the last step, which a run resumed after that step did not compute itself.
+  MetricValues last_step_summaries() {
+    MetricValues summaries;
+    for (const auto& [name, value] : log_.written("train", train_.steps)) {
+      const bool routing_mean = name.rfind("moe/", 0) == 0 && name.find('/', 4) == std::string::npos;
+      if (name == "loss" || routing_mean) summaries.emplace_back("train/" + name, value);
+    }
+    return summaries;
+  }
+
   // The final splits, then again under eval.router_override when one is configured.
   void evaluate_final(MetricValues& summaries) {
     evaluate_splits(task_.final_splits(), config_, task_, model_, log_, train_.steps, device_,
@@ -320,11 +347,12 @@ class TrainingLoop {
   torch::Device device_;
   TrainingHooks* hooks_;
   const std::string checkpoint_;
+  TrainingProgress resumed_;  // where this attempt started: step 0 or the checkpoint's
+  std::chrono::steady_clock::time_point started_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<MoELayer> moe_layers_;
   double last_loss_ = std::nan("");
   bool warned_sinkhorn_ = false;
-  MetricValues last_routing_;
 };
 
 }  // namespace
@@ -337,13 +365,13 @@ MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& 
   const TrainConfig& train = config.train;
   Progress progress(first_step, train.steps);
   for (int64_t step = first_step + 1; step <= train.steps; ++step) {
-    loop.stop_if_interrupted(step, first_step);
+    loop.stop_if_interrupted(step);
     const bool log_step = step % train.log_every == 0 || step == train.steps;
     loop.step(step, log_step);
     loop.after_step(step, log_step);
     progress.update(step, loop.last_loss(), log_step);
   }
-  return loop.finish(first_step, progress.seconds());
+  return loop.finish();
 }
 
 }  // namespace moelab

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "harness/config/config.h"
+#include "harness/core/interrupt.h"
 #include "harness/store/store.h"
 #include "tasks/task.h"
 
@@ -23,13 +24,8 @@ class DivergedError : public Error {
   int64_t step;
 };
 
-// SIGINT/SIGTERM arrived: the run is recorded as 'interrupted'.
-class InterruptedError : public Error {
- public:
-  using Error::Error;
-};
-
-// Buffers metric rows and writes them in one transaction per flush (at logging steps).
+// Buffers metric rows and writes them in one transaction per flush (at logging steps, after
+// every evaluation and before every checkpoint, so a checkpoint never covers unwritten rows).
 class MetricLog {
  public:
   MetricLog(Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
@@ -43,6 +39,12 @@ class MetricLog {
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   double seconds() const { return seconds_; }  // time spent writing to the database
+  // The rows written for (split, step), in logging order.
+  std::vector<std::pair<std::string, double>> written(const std::string& split, int64_t step) {
+    return store_.metrics_at(run_id_, split, step);
+  }
+  // Deletes the evaluation rows written at `step` (an interrupted final evaluation's).
+  void delete_evaluations(int64_t step) { store_.delete_evaluations(run_id_, step); }
 
  private:
   Store& store_;
@@ -70,14 +72,13 @@ class TrainingHooks {
 double learning_rate(const TrainConfig& train, int64_t step);
 
 // Trains and evaluates; returns the summaries ("split/metric" -> value) on success.
-// Checkpoints go to checkpoint_path(config); `resume` continues from the one there.
+// Checkpoints go to checkpoint_path(config); `resume` continues from the one there and
+// leaves the same metric rows and summaries as the uninterrupted run (timings aside), from
+// whichever moment the earlier attempt stopped at: its final checkpoint included, or part
+// of the way through the final evaluation. The training-step summaries (train/loss,
+// train/moe/*) are the rows logged at the last step; train/seconds adds up every attempt.
 MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
                                 MetricLog& log, torch::Device device, bool resume = false,
                                 TrainingHooks* hooks = nullptr);
-
-// Set by the signal handler of the run boundary; the loop checks it every step.
-void request_interrupt();
-bool interrupt_requested();
-void clear_interrupt_request();
 
 }  // namespace moelab
