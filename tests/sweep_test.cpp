@@ -181,6 +181,60 @@ TEST_CASE("sweep errors: unknown keys with position, invalid combinations with t
                         Catch::Matchers::Contains("[db=b.db seed=2] has 'b.db'"));
 }
 
+TEST_CASE("sweep typos are errors at their line: exclude, grid and zip keys and values, base, "
+          "structure", "[sweep]") {
+  testing::TempDir dir;
+  const std::string axes = "grid:\n  router.name: [topk, ssr]\n  train.lr: [0.1, 0.2]\n";
+  auto error_of = [&](const std::string& body) {
+    try {
+      expand_sweep(write_sweep(dir, body));
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    FAIL("expected a ConfigError for:\n" << body);
+    return std::string();
+  };
+  using Catch::Matchers::Contains;
+  // The sweep file is "extends: base.yaml\n" + body: body line 1 is line 2.
+  CHECK_THAT(error_of(axes + "exclude:\n  - {router.nmae: ssr}\n"),
+             Contains("sweep.yaml:6:6: exclude: 'router.nmae' is not a config key") &&
+                 Contains("did you mean 'router.name'"));
+  CHECK_THAT(error_of(axes + "exclude:\n  - {router.name: sssr}\n"),
+             Contains("sweep.yaml:6:19: exclude: router.name = sssr is not a value this sweep "
+                      "gives it (did you mean 'ssr'?); its values: topk, ssr"));
+  CHECK_THAT(error_of(axes + "exclude:\n  - {train.lr: 0.3}\n"),
+             Contains("train.lr = 0.3 is not a value") && Contains("its values: 0.1, 0.2"));
+  CHECK_THAT(error_of(axes + "exclude:\n  - {train.steps: 4}\n"),
+             Contains("sweep.yaml:6:6: exclude: 'train.steps' is not swept by this sweep") &&
+                 Contains("swept keys: router.name, train.lr"));
+  CHECK_THAT(error_of(axes + "exclude: {router.name: ssr}\n"),
+             Contains("sweep.yaml:5:10: exclude must be a list of mappings"));
+  CHECK_THAT(error_of("grid:\n  router.nmae: [topk, ssr]\n"),
+             Contains("sweep.yaml:3:3: grid: 'router.nmae' is not a config key"));
+  CHECK_THAT(error_of("zip:\n  router.name: [topk, sssr]\n  seed: [1, 2]\n"),
+             Contains("[router.name=sssr seed=2] ") &&
+                 Contains("sweep.yaml:3:23: router.name: unknown router 'sssr' (did you mean 'ssr'?)"));
+  CHECK_THAT(error_of("grid: [a, b]\n"), Contains("sweep.yaml:2:7: grid must be a mapping"));
+  CHECK_THAT(error_of("name: [a, b]\n"), Contains("sweep.yaml:2:7: name must be a single value"));
+  // base: the sweep file's line (base.yaml is 7 lines long, so a line 8 would be wrong anyway).
+  CHECK_THAT(error_of("name: b\nbase:\n  train: {stpes: 3}\n" + axes),
+             Contains("sweep.yaml:4:11: unknown key 'train.stpes'") && Contains("did you mean 'steps'"));
+  CHECK_THAT(error_of("base:\n  model: {heads: 3}\n"),
+             Contains("sweep.yaml:3:11: model.heads = 3: must divide model.dim = 16"));
+  // A section as the axis: exclude looks inside its values.
+  const std::string sections = "grid:\n  router: [{name: topk}, {name: ssr, p: 0.5}]\n";
+  CHECK_THAT(error_of(sections + "exclude:\n  - {router.name: sbase}\n"),
+             Contains("router.name = sbase is not a value") && Contains("its values: topk, ssr"));
+  const SweepPlan plan = expand_sweep(write_sweep(dir, sections + "exclude:\n  - {router.name: ssr}\n"));
+  REQUIRE(plan.runs.size() == 1);
+  CHECK(plan.runs[0].config.router.name == "topk");
+  // The command line narrows the sweep the exclusions were written for: they keep or drop all.
+  const std::string narrowed = write_sweep(dir, axes + "exclude:\n  - {router.name: ssr}\n");
+  CHECK(expand_sweep(narrowed, {"router.name=topk"}).runs.size() == 2);
+  CHECK_THROWS_WITH(expand_sweep(narrowed, {"router.name=ssr"}),
+                    Contains("every combination is excluded"));
+}
+
 TEST_CASE("moelab sweep plan validates and lists the distinct runs, running nothing", "[sweep]") {
   testing::TempDir dir;
   const std::string path = write_sweep(dir, "name: p\ngrid:\n  train.lr: [0.1, 0.1, 0.2]\n");

@@ -10,15 +10,55 @@
 #include "harness/core/sha256.h"
 
 namespace moelab {
-RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
-                           const std::vector<std::string>& overrides) {
+namespace {
+
+// The node at a dotted path of `root`, or an undefined node.
+YAML::Node node_at(const YAML::Node& root, const std::string& path) {
+  YAML::Node node = root;
+  std::stringstream parts(path);
+  for (std::string part; std::getline(parts, part, '.');) {
+    if (!node.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    const YAML::Node child = static_cast<const YAML::Node&>(node)[part];  // const: inserts nothing
+    if (!child) return YAML::Node(YAML::NodeType::Undefined);
+    node.reset(child);  // rebinds (assignment would overwrite the node's content)
+  }
+  return node;
+}
+
+// Cross-field rules name their key first ("model.heads = 3: must divide ..."): the error gets
+// where that key was set (the file's line, or the override), or at least the file.
+ConfigError located(const ConfigError& e, const YAML::Node& root, const YamlSource& source) {
+  const std::string message = e.what();
+  const std::string key = message.substr(0, message.find(" = "));
+  if (key.size() == message.size() || key.find_first_of(" :") != std::string::npos) {
+    return ConfigError(fmt::format("{}: {}", source.locate("", YAML::Node()), message));
+  }
+  return ConfigError(fmt::format("{}: {}", source.locate(key, node_at(root, key)), message));
+}
+
+}  // namespace
+
+RunConfig parse_run_config_with_origins(const std::string& yaml_text,
+                                        const std::string& source_name,
+                                        const std::vector<Override>& overrides) {
   YAML::Node root = load_yaml(yaml_text, source_name);
   YamlSource source{source_name, {}};
-  for (const auto& assignment : overrides) apply_override(root, assignment, source);
+  for (const auto& entry : overrides) apply_override(root, entry.assignment, source, entry.origin);
   RunConfig config;
   YamlReader::read_struct(root, source, "", config);
-  validate(config);
+  try {
+    validate(config);
+  } catch (const ConfigError& e) {
+    throw located(e, root, source);
+  }
   return config;
+}
+
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides) {
+  std::vector<Override> typed;
+  for (const auto& assignment : overrides) typed.push_back({assignment, ""});
+  return parse_run_config_with_origins(yaml_text, source_name, typed);
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {

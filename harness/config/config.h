@@ -223,6 +223,15 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
                            const std::vector<std::string>& overrides = {});
 
+// A "key=value" override and where it was written ("sweep.yaml:4:3"; "" = the command line).
+struct Override {
+  std::string assignment;
+  std::string origin;
+};
+RunConfig parse_run_config_with_origins(const std::string& yaml_text,
+                                        const std::string& source_name,
+                                        const std::vector<Override>& overrides);
+
 // Cross-field rules (heads divide dim, k <= experts, layer list in range, ...).
 void validate(const RunConfig& config);
 

@@ -164,9 +164,9 @@ std::optional<std::string> check_value(const Spec& spec, const std::vector<int64
 // ---- YamlSource ----------------------------------------------------------------------------
 
 std::string YamlSource::locate(const std::string& path, const YAML::Node& node) const {
-  for (const auto& [key, assignment] : overrides) {
+  for (const auto& [key, origin] : overrides) {
     if (key == path || key.rfind(path + ".", 0) == 0) {
-      return fmt::format("override '{}'", assignment);
+      return origin;
     }
   }
   std::string where = file.empty() ? "<config>" : file;
@@ -284,7 +284,8 @@ std::vector<FieldRow> list_fields(AnyOptions& options) {
 
 // ---- overrides and suggestions ----------------------------------------------------------
 
-void apply_override(YAML::Node& root, const std::string& assignment, YamlSource& source) {
+void apply_override(YAML::Node& root, const std::string& assignment, YamlSource& source,
+                    const std::string& origin) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
     throw ConfigError(fmt::format("override '{}': expected key=value (e.g. train.lr=0.001)",
@@ -318,7 +319,7 @@ void apply_override(YAML::Node& root, const std::string& assignment, YamlSource&
     node.reset(child);
   }
   node[parts.back()] = value;
-  source.overrides[path] = assignment;
+  source.overrides[path] = origin.empty() ? fmt::format("override '{}'", assignment) : origin;
 }
 
 static size_t edit_distance(const std::string& a, const std::string& b) {

@@ -148,10 +148,11 @@ Spec hashed_unless(const T& default_value, Spec spec = {}) {
   return spec;
 }
 
-// Where a YAML value came from, for error messages: "file.yaml:12:5" or "override k=v".
+// Where a YAML value came from, for error messages: "file.yaml:12:5", "override 'k=v'", or
+// the place in another file an override was written (a sweep's axis or base).
 struct YamlSource {
   std::string file;                                 // config file name ("" if none)
-  std::map<std::string, std::string> overrides;     // dotted path -> "path=value" as typed
+  std::map<std::string, std::string> overrides;     // dotted path -> where it was set
   std::string locate(const std::string& path, const YAML::Node& node) const;
 };
 
@@ -301,8 +302,10 @@ std::vector<FieldRow> list_fields(T& config) {
 
 std::vector<FieldRow> list_fields(AnyOptions& options);
 
-// Sets a dotted path in a YAML tree from "key=value" text (value parsed as YAML).
-void apply_override(YAML::Node& root, const std::string& assignment, YamlSource& source);
+// Sets a dotted path in a YAML tree from "key=value" text (value parsed as YAML). Errors
+// about the key name `origin` ("sweep.yaml:4:3") when given, else "override 'key=value'".
+void apply_override(YAML::Node& root, const std::string& assignment, YamlSource& source,
+                    const std::string& origin = "");
 
 // Levenshtein-nearest candidate within a small distance, or "".
 std::string nearest_name(const std::string& word, const std::vector<std::string>& candidates);

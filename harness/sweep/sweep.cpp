@@ -13,6 +13,8 @@
 #include <sstream>
 
 #include "harness/core/parse.h"
+#include "routers/registry.h"
+#include "tasks/registry.h"
 
 namespace moelab {
 namespace {
@@ -21,6 +23,7 @@ struct Axis {
   std::vector<std::string> keys;                  // one key, or several for a zip
   std::vector<std::vector<std::string>> values;   // values[i][key] as flow YAML
   std::vector<std::vector<std::string>> labels;   // the same, as written for display
+  std::vector<std::vector<std::string>> origins;  // where each was written ("" = command line)
 };
 
 std::string where(const std::string& source, const YAML::Node& node) {
@@ -56,30 +59,69 @@ std::string display(const YAML::Node& node) {
   return flow(node);
 }
 
-// `over` merged into `base`, mappings recursively, anything else replaced.
-void merge_into(YAML::Node base, const YAML::Node& over) {
-  for (const auto& item : over) {
-    const std::string key = item.first.as<std::string>();
-    if (item.second.IsMap() && base[key] && base[key].IsMap()) {
-      merge_into(base[key], item.second);
-    } else {
-      base[key] = YAML::Clone(item.second);
+// Every key a run config can have: its fields with the options of every registered task and
+// router (under task., router. and eval.router_override.), sorted.
+const std::vector<std::string>& known_config_keys() {
+  static const std::vector<std::string> keys = [] {
+    std::set<std::string> all;
+    RunConfig config;
+    auto add = [&] {
+      for (const auto& row : list_fields(config)) all.insert(row.path);
+    };
+    add();
+    for (const auto& entry : router_registry()) {
+      config.router.name = config.eval.router_override.name = entry.name;
+      config.router.reset_options();
+      config.eval.router_override.reset_options();
+      add();
     }
+    for (const auto& entry : task_registry()) {
+      config.task.name = entry.name;
+      config.task.reset_options();
+      add();
+    }
+    return std::vector<std::string>(all.begin(), all.end());
+  }();
+  return keys;
+}
+
+// `key` (written at `node`) names a config key or section, or ConfigError with the nearest.
+void check_config_key(const std::string& key, const YAML::Node& node, const std::string& source,
+                      const std::string& what) {
+  const auto& keys = known_config_keys();
+  const bool known = std::any_of(keys.begin(), keys.end(), [&](const std::string& k) {
+    return k == key || k.rfind(key + ".", 0) == 0;
+  });
+  if (known) return;
+  const std::string hint = nearest_name(key, keys);
+  throw ConfigError(fmt::format("{}: {}: '{}' is not a config key{}; `moelab list config` lists "
+                                "them",
+                                where(source, node), what, key,
+                                hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint)));
+}
+
+// A sweep-file section that must be a mapping (grid, zip, base, an exclude entry).
+void require_map(const YAML::Node& node, const std::string& source, const std::string& what) {
+  if (!node.IsMap()) {
+    throw ConfigError(fmt::format("{}: {} must be a mapping of {}", where(source, node), what,
+                                  what == "base" ? "run config sections" : "config key: value"));
   }
 }
 
-std::vector<std::string> list_values(const YAML::Node& list, const std::string& what,
-                                     const std::string& source,
-                                     std::vector<std::string>* labels) {
+struct ListValues {
+  std::vector<std::string> values, labels, origins;
+};
+ListValues list_values(const YAML::Node& list, const std::string& what, const std::string& source) {
   if (!list.IsSequence() || list.size() == 0) {
     throw ConfigError(fmt::format("{}: {} must be a non-empty list", where(source, list), what));
   }
-  std::vector<std::string> values;
+  ListValues out;
   for (const auto& value : list) {
-    values.push_back(flow(value));
-    labels->push_back(display(value));
+    out.values.push_back(flow(value));
+    out.labels.push_back(display(value));
+    out.origins.push_back(where(source, value));
   }
-  return values;
+  return out;
 }
 
 // Splits "a,b,c" at top-level commas (not inside {} or []).
@@ -181,6 +223,7 @@ void apply_override(const std::string& assignment, const std::string& key,
         std::find(swept->keys.begin(), swept->keys.end(), key) - swept->keys.begin());
     for (size_t row = 0; row < swept->values.size(); ++row) {
       swept->values[row][column] = swept->labels[row][column] = values.front();
+      swept->origins[row][column] = "";
     }
     return;
   }
@@ -194,6 +237,7 @@ void apply_override(const std::string& assignment, const std::string& key,
   for (const auto& value : values) {
     axis.values.push_back({value});
     axis.labels.push_back({value});
+    axis.origins.push_back({""});
   }
   axes.push_back(axis);
 }
@@ -247,6 +291,11 @@ namespace {
 void check_sweep_keys(const YAML::Node& root, const std::string& source) {
   static const std::set<std::string> kKeys = {"name", "base", "extends", "grid", "zip", "seeds",
                                               "exclude"};
+  if (!root.IsMap()) {
+    throw ConfigError(fmt::format("{}: a sweep file is a mapping of name, extends, base, grid, "
+                                  "zip, seeds and exclude",
+                                  where(source, root)));
+  }
   for (const auto& item : root) {
     const std::string key = item.first.as<std::string>();
     if (!kKeys.count(key)) {
@@ -256,34 +305,53 @@ void check_sweep_keys(const YAML::Node& root, const std::string& source) {
           where(source, item.first), key,
           nearest_name(key, std::vector<std::string>(kKeys.begin(), kKeys.end()))));
     }
+    if ((key == "name" || key == "extends") && !item.second.IsScalar()) {
+      throw ConfigError(fmt::format("{}: {} must be a single value", where(source, item.second), key));
+    }
+    if (key == "grid" || key == "zip" || key == "base") require_map(item.second, source, key);
+    if (key == "exclude" && !item.second.IsSequence()) {
+      throw ConfigError(fmt::format("{}: exclude must be a list of mappings (- {{key: value}})",
+                                    where(source, item.second)));
+    }
   }
 }
 
-// The base run config: `extends` (a run config file), then `base` merged over it.
+// The base run config: `extends` (a run config file, its errors naming its lines), and
+// `base` as overrides over it, each naming its place in the sweep file.
 struct BaseConfig {
   std::string yaml;
-  std::string source;  // the file its errors name
+  std::string source;               // the file its errors name
+  std::vector<Override> overrides;  // from `base`
 };
+
+// Every value of a `base` mapping as "dotted.key=value", mappings flattened (so they merge
+// into the extended file's sections), with the place of its key.
+void flatten_base(const YAML::Node& node, const std::string& prefix, const std::string& source,
+                  std::vector<Override>& out) {
+  for (const auto& item : node) {
+    const std::string key = prefix + item.first.as<std::string>();
+    if (item.second.IsMap()) {
+      flatten_base(item.second, key + ".", source, out);
+    } else {
+      out.push_back({key + "=" + flow(item.second), where(source, item.first)});
+    }
+  }
+}
+
 BaseConfig base_config(const YAML::Node& root, const std::string& source,
                        const std::string& base_dir) {
-  YAML::Node base(YAML::NodeType::Map);
-  std::string base_source = source;
+  BaseConfig base{"{}", source, {}};
   if (root["extends"]) {
-    const std::string file = base_dir + "/" + root["extends"].as<std::string>();
+    const std::string file = base_dir + "/" + root["extends"].Scalar();
     if (!std::filesystem::is_regular_file(file)) {
       throw ConfigError(fmt::format("{}: extends: '{}' is not a run config file",
                                     where(source, root["extends"]), file));
     }
-    base = load_yaml(read_text(file), file);
-    base_source = file;
+    base.yaml = read_text(file);
+    base.source = file;
   }
-  if (root["base"]) {
-    if (!root["base"].IsMap()) {
-      throw ConfigError(fmt::format("{}: base must be a run config mapping", where(source, root["base"])));
-    }
-    merge_into(base, root["base"]);
-  }
-  return {YAML::Dump(base), base_source};
+  if (root["base"]) flatten_base(root["base"], "", source, base.overrides);
+  return base;
 }
 
 // One axis per grid key, in file order.
@@ -293,11 +361,13 @@ std::vector<Axis> grid_axes(const YAML::Node& root, const std::string& source) {
   for (const auto& item : root["grid"]) {
     Axis axis;
     axis.keys = {item.first.as<std::string>()};
-    std::vector<std::string> labels;
-    for (const auto& value : list_values(item.second, "grid." + axis.keys[0], source, &labels)) {
-      axis.values.push_back({value});
+    check_config_key(axis.keys[0], item.first, source, "grid");
+    const ListValues list = list_values(item.second, "grid." + axis.keys[0], source);
+    for (size_t i = 0; i < list.values.size(); ++i) {
+      axis.values.push_back({list.values[i]});
+      axis.labels.push_back({list.labels[i]});
+      axis.origins.push_back({list.origins[i]});
     }
-    for (const auto& label : labels) axis.labels.push_back({label});
     axes.push_back(axis);
   }
   return axes;
@@ -308,27 +378,29 @@ std::optional<Axis> zip_axis(const YAML::Node& root, const std::string& source) 
   if (!root["zip"]) return std::nullopt;
   Axis axis;
   size_t length = 0;
-  std::vector<std::vector<std::string>> columns, column_labels;
+  std::vector<ListValues> columns;
   for (const auto& item : root["zip"]) {
     const std::string key = item.first.as<std::string>();
-    std::vector<std::string> labels;
-    columns.push_back(list_values(item.second, "zip." + key, source, &labels));
-    column_labels.push_back(labels);
-    if (length != 0 && columns.back().size() != length) {
+    check_config_key(key, item.first, source, "zip");
+    columns.push_back(list_values(item.second, "zip." + key, source));
+    if (length != 0 && columns.back().values.size() != length) {
       throw ConfigError(fmt::format("{}: zip.{} has {} values, the other zip lists {}",
-                                    where(source, item.second), key, columns.back().size(), length));
+                                    where(source, item.second), key,
+                                    columns.back().values.size(), length));
     }
-    length = columns.back().size();
+    length = columns.back().values.size();
     axis.keys.push_back(key);
   }
   for (size_t i = 0; i < length; ++i) {
-    std::vector<std::string> row, row_labels;
-    for (size_t k = 0; k < columns.size(); ++k) {
-      row.push_back(columns[k][i]);
-      row_labels.push_back(column_labels[k][i]);
+    std::vector<std::string> row, row_labels, row_origins;
+    for (const auto& column : columns) {
+      row.push_back(column.values[i]);
+      row_labels.push_back(column.labels[i]);
+      row_origins.push_back(column.origins[i]);
     }
     axis.values.push_back(row);
     axis.labels.push_back(row_labels);
+    axis.origins.push_back(row_origins);
   }
   if (length == 0) return std::nullopt;
   return axis;
@@ -362,22 +434,76 @@ Axis seed_axis(const std::vector<int64_t>& seed_list) {
   for (int64_t s : seed_list) {
     seeds.values.push_back({std::to_string(s)});
     seeds.labels.push_back({std::to_string(s)});
+    seeds.origins.push_back({""});
   }
   return seeds;
 }
 
 using Condition = std::vector<std::pair<std::string, std::string>>;  // key: value, all must hold
 
-std::vector<Condition> exclusions(const YAML::Node& root, const std::string& source) {
+// The values `key` takes on the axes: an axis's own column, or the sub-values of an axis over
+// a whole section (`router: [{name: topk}, ...]` for router.name); nullopt when not swept.
+std::optional<std::vector<std::string>> swept_values(const std::string& key,
+                                                     const std::vector<Axis>& axes) {
+  for (const auto& axis : axes) {
+    for (size_t k = 0; k < axis.keys.size(); ++k) {
+      const std::string& axis_key = axis.keys[k];
+      if (key != axis_key && key.rfind(axis_key + ".", 0) != 0) continue;
+      std::vector<std::string> values;
+      for (size_t row = 0; row < axis.values.size(); ++row) {
+        if (key == axis_key) {
+          values.push_back(axis.labels[row][k]);
+          continue;
+        }
+        YAML::Node node = YAML::Load(axis.values[row][k]);
+        std::stringstream rest(key.substr(axis_key.size() + 1));
+        for (std::string part; node && std::getline(rest, part, '.');) {
+          const YAML::Node child = node.IsMap() ? static_cast<const YAML::Node&>(node)[part] : YAML::Node();
+          node.reset(child);
+        }
+        if (node) values.push_back(display(node));
+      }
+      return values;
+    }
+  }
+  return std::nullopt;
+}
+
+// `exclude:` entries, each key one the file sweeps and each value one its axis takes there
+// (a typo would otherwise exclude nothing, silently); checked against the file's axes, which
+// the command line may then narrow or replace.
+std::vector<Condition> exclusions(const YAML::Node& root, const std::string& source,
+                                  const std::vector<Axis>& axes) {
   std::vector<Condition> excludes;
   if (!root["exclude"]) return excludes;
+  std::vector<std::string> axis_keys;
+  for (const auto& axis : axes) axis_keys.insert(axis_keys.end(), axis.keys.begin(), axis.keys.end());
   for (const auto& entry : root["exclude"]) {
-    if (!entry.IsMap()) {
-      throw ConfigError(fmt::format("{}: each exclude entry is a mapping of key: value",
-                                    where(source, entry)));
-    }
+    require_map(entry, source, "each exclude entry");
     Condition condition;
-    for (const auto& item : entry) condition.emplace_back(item.first.as<std::string>(), display(item.second));
+    for (const auto& item : entry) {
+      const std::string key = item.first.as<std::string>();
+      const std::string value = display(item.second);
+      check_config_key(key, item.first, source, "exclude");
+      condition.emplace_back(key, value);
+      const auto values = swept_values(key, axes);
+      if (!values) {
+        throw ConfigError(fmt::format(
+            "{}: exclude: '{}' is not swept by this sweep, so the entry would drop every run "
+            "or none; swept keys: {}",
+            where(source, item.first), key, fmt::join(axis_keys, ", ")));
+      }
+      const bool taken = std::any_of(values->begin(), values->end(),
+                                     [&](const std::string& v) { return same_value(v, value); });
+      if (!taken) {
+        const std::string hint = nearest_name(value, *values);
+        throw ConfigError(fmt::format("{}: exclude: {} = {} is not a value this sweep gives it{}; "
+                                      "its values: {}",
+                                      where(source, item.second), key, value,
+                                      hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint),
+                                      fmt::join(*values, ", ")));
+      }
+    }
     excludes.push_back(condition);
   }
   return excludes;
@@ -413,16 +539,18 @@ void expand_product(const BaseConfig& base, const std::vector<Axis>& axes,
   std::vector<size_t> index(axes.size(), 0);
   std::vector<std::pair<std::string, std::string>> failed;  // (axis values, error)
   do {
-    std::vector<std::string> run_overrides = fixed_overrides;
+    std::vector<Override> run_overrides = base.overrides;
+    for (const auto& assignment : fixed_overrides) run_overrides.push_back({assignment, ""});
     SweepRun run;
     for (size_t a = 0; a < axes.size(); ++a) {
       for (size_t k = 0; k < axes[a].keys.size(); ++k) {
-        run_overrides.push_back(axes[a].keys[k] + "=" + axes[a].values[index[a]][k]);
+        run_overrides.push_back({axes[a].keys[k] + "=" + axes[a].values[index[a]][k],
+                                 axes[a].origins[index[a]][k]});
         run.axes.emplace_back(axes[a].keys[k], axes[a].labels[index[a]][k]);
       }
     }
     try {
-      run.config = parse_run_config(base.yaml, base.source, run_overrides);
+      run.config = parse_run_config_with_origins(base.yaml, base.source, run_overrides);
       if (excluded(run.config, excludes)) continue;
       if (!plan.name.empty()) run.config.name = plan.name;
       plan.runs.push_back(std::move(run));
@@ -456,22 +584,25 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
   const YAML::Node root = load_yaml(yaml_text, source);
   check_sweep_keys(root, source);
   SweepPlan plan;
-  if (root["name"]) plan.name = root["name"].as<std::string>();
+  if (root["name"]) plan.name = root["name"].Scalar();
   const BaseConfig base = base_config(root, source, base_dir);
 
   // Axes: grid keys one by one, the zip as one axis, command-line lists, then the seeds (a
   // `seeds=` override replaces the file's).
   std::vector<Axis> axes = grid_axes(root, source);
   if (auto zip = zip_axis(root, source)) axes.push_back(*zip);
+  std::optional<std::vector<int64_t>> file_seeds;
+  if (root["seeds"]) file_seeds = seeds_from_yaml(root["seeds"], source);
+  std::vector<Axis> file_axes = axes;
+  if (file_seeds) file_axes.push_back(seed_axis(*file_seeds));
+  const std::vector<Condition> excludes = exclusions(root, source, file_axes);
+
   std::optional<std::vector<int64_t>> seeds;
   const std::vector<std::string> fixed_overrides = apply_overrides(overrides, axes, seeds);
-  if (root["seeds"]) {
-    const auto file_seeds = seeds_from_yaml(root["seeds"], source);  // checked even if replaced
-    if (!seeds) seeds = file_seeds;
-  }
+  if (!seeds) seeds = file_seeds;
   if (seeds && !seeds->empty()) axes.push_back(seed_axis(*seeds));
 
-  expand_product(base, axes, fixed_overrides, exclusions(root, source), source, plan);
+  expand_product(base, axes, fixed_overrides, excludes, source, plan);
   check_one_database(plan, source);
   return plan;
 }
