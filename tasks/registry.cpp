@@ -20,7 +20,10 @@ TaskEntry task_entry(const char* name, const char* summary) {
       [](const AnyOptions& options, const RunConfig& config) -> std::unique_ptr<Task> {
         return std::make_unique<T>(options_as<Options>(options), config);
       },
-      &T::metrics};
+      &T::metrics,
+      [](const AnyOptions& options, const RunConfig& config) {
+        T::check(options_as<Options>(options), config);
+      }};
 }
 
 std::vector<TaskEntry>& entries() {
@@ -49,6 +52,11 @@ Transformer backbone_for(const RunConfig& config, bool causal) {
 
 std::unique_ptr<Task> make_task(const RunConfig& config) {
   return find_task(config.task.name).make(*config.task.options, config);
+}
+
+void check_task(const RunConfig& config) {
+  const TaskEntry& entry = find_task(config.task.name);
+  if (entry.check) entry.check(*config.task.options, config);
 }
 
 std::unique_ptr<AnyOptions> make_task_options(const std::string& name) {

@@ -16,12 +16,17 @@ struct TaskEntry {
   std::unique_ptr<AnyOptions> (*make_options)();
   std::unique_ptr<Task> (*make)(const AnyOptions& options, const RunConfig& config);
   const TaskMetrics& (*metrics)();  // what its numbers mean (tasks/task_metrics.h)
+  // What can be known before a run starts, without loading the data: the data files are
+  // there, options agree with the files' headers. ConfigError naming the option and file.
+  void (*check)(const AnyOptions& options, const RunConfig& config) = nullptr;
 };
 
 const std::vector<TaskEntry>& task_registry();
 const TaskEntry& find_task(const std::string& name);  // ConfigError listing known names
 
 std::unique_ptr<Task> make_task(const RunConfig& config);
+// The task's check (TaskEntry::check) of this config.
+void check_task(const RunConfig& config);
 
 // Adds an entry to the list for this object's lifetime: a test's fake task.
 class ScopedTaskRegistration {

@@ -103,7 +103,7 @@ WHERE a.value IS NOT b.value AND a.name NOT LIKE '%route_ms' AND a.name NOT LIKE
   CHECK(differing.rows[0][0].integer == 0);
 }
 
-TEST_CASE("config errors exit 2 with file and line, a failing run exits 1", "[smoke]") {
+TEST_CASE("config errors exit 2 with file and line, a run failing on bad data exits 1", "[smoke]") {
   testing::TempDir dir;
   std::ofstream(dir.file("typo.yaml")) << "seed: 1\ntrain:\n  stpes: 3\n";
   Command typo = run_moelab("run " + dir.file("typo.yaml"));
@@ -114,16 +114,35 @@ TEST_CASE("config errors exit 2 with file and line, a failing run exits 1", "[sm
   Command override_error = run_moelab("run " + dir.file("typo.yaml") + " train.lr=-1");
   CHECK(override_error.exit_code == 2);
 
-  std::ofstream(dir.file("nodata.yaml")) << kTinyRun;
+  // A data file that passes the pre-run checks but is wrong inside: the run fails (exit 1),
+  // recorded with the file and the value; no LibTorch trace.
+  const std::string data = dir.file("data");
+  std::filesystem::create_directories(data);
+  for (const char* name : {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                           "t10k-labels-idx1-ubyte.gz"}) {
+    std::filesystem::create_symlink(testing::fashion_mnist_dir() + "/" + name, data + "/" + name);
+  }
+  {
+    std::ofstream labels(data + "/train-labels-idx1-ubyte.gz", std::ios::binary);  // plain IDX
+    const unsigned char header[8] = {0, 0, 8, 1, 0, 0, 0xea, 0x60};                  // 60000 labels
+    labels.write(reinterpret_cast<const char*>(header), 8);
+    std::string values(60000, '\3');
+    values[123] = static_cast<char>(200);
+    labels << values;
+  }
+  std::ofstream(dir.file("baddata.yaml")) << kTinyRun;
   const std::string db = dir.file("results.db");
-  Command failed = run_moelab("run " + dir.file("nodata.yaml") + " db=" + db + " checkpoint_dir=" + dir.file("ckpt") +
-                              " task.data_dir=" + dir.file("missing"));
+  Command failed = run_moelab("run " + dir.file("baddata.yaml") + " db=" + db +
+                              " checkpoint_dir=" + dir.file("ckpt") + " task.data_dir=" + data);
+  INFO(failed.output);
   CHECK(failed.exit_code == 1);
+  CHECK_THAT(failed.output, !Catch::Matchers::Contains("Exception raised from"));
   Store store(db);
   auto runs = store.query("SELECT status, error FROM runs");
   REQUIRE(runs.rows.size() == 1);
   CHECK(runs.rows[0][0].text == "failed");
-  CHECK_THAT(runs.rows[0][1].text, Catch::Matchers::Contains("cannot open data file"));
+  CHECK_THAT(runs.rows[0][1].text, Catch::Matchers::Contains("train-labels-idx1-ubyte.gz': label 200 "
+                                                             "is not a class of 0..9"));
 
   CHECK(run_moelab("frobnicate").exit_code == 2);
   CHECK(run_moelab("--help").exit_code == 0);
@@ -183,6 +202,31 @@ TEST_CASE("bad command lines, files and values exit 2 naming what is wrong, chan
   write_npy_float32(dir.file("nan.npy"), torch::tensor({{0.0f, std::nanf("")}}));
   check_error(run_moelab("route --router topk --logits " + dir.file("nan.npy") + " k=1"),
               {"nan.npy", "NaN"});
+
+  // What a run would only find at its start is found before any row is written.
+  std::ofstream(dir.file("late.yaml")) << kTinyRun << "db: " << dir.file("late.db") << "\n";
+  const std::string late = "run " + dir.file("late.yaml") + " ";
+  check_error(run_moelab(late + "task.patch=5"), {"late.yaml: task.patch = 5: must divide the image side 28"});
+  check_error(run_moelab(late + "task.val_size=60000"), {"task.val_size = 60000", "60000 training images"});
+  check_error(run_moelab(late + "task.data_dir=" + dir.file("none")),
+              {"task.data_dir = '" + dir.file("none") + "'", "setup.sh"});
+  std::ofstream(dir.file("lm.yaml")) << "task: {name: lm}\ndb: " << dir.file("late.db") << "\n";
+  const std::string lm = "run " + dir.file("lm.yaml") + " ";
+  check_error(run_moelab(lm + "task.corruptions=aaa:2"), {"task.corruptions entry 'aaa:2'"});
+  check_error(run_moelab(lm + "task.data_path=" + dir.file("none")), {"task.data_path"});
+  if (!torch::cuda::is_available()) {
+    check_error(run_moelab(late + "device=cuda"), {"device = \"cuda\"", "no usable CUDA device"});
+  }
+  std::ofstream(dir.file("late_sweep.yaml")) << "extends: late.yaml\ngrid:\n  task.patch: [4, 5]\n";
+  check_error(run_moelab("sweep plan " + dir.file("late_sweep.yaml")),
+              {"[task.patch=5]", "must divide the image side 28"});
+  CHECK_FALSE(std::filesystem::exists(dir.file("late.db")));  // no run row, no database
+
+  // Cross-field rules name the file and the key's line.
+  std::ofstream(dir.file("heads.yaml")) << "model: {dim: 30, heads: 4}\n";
+  check_error(run_moelab("run " + dir.file("heads.yaml")), {"heads.yaml:1:25: model.heads = 4: must divide model.dim = 30"});
+  std::ofstream(dir.file("k.yaml")) << "model:\n  moe: {experts: 4}\nrouter: {name: topk, k: 7}\n";
+  check_error(run_moelab("run " + dir.file("k.yaml")), {"k.yaml:3:25: router.k = 7: must be <= model.moe.experts = 4"});
 
   // Values beyond what a machine can do.
   std::ofstream(dir.file("threads.yaml")) << "threads: 100000\n";

@@ -59,6 +59,11 @@ int command_run(const std::string& path, const std::vector<std::string>& overrid
     std::cout << canonical_yaml(config);
     return kExitOk;
   }
+  try {
+    check_runnable(config);  // before any output or row: exit 2 for what the config got wrong
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("{}: {}", path, e.what()));
+  }
   install_interrupt_handlers();
   fmt::print(stderr, "moelab: run '{}' (config {}), task {}, router {}, results -> {}\n",
              config.name, config_hash(config).substr(0, 12), config.task.name,

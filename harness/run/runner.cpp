@@ -168,7 +168,13 @@ void install_interrupt_handlers() {
   std::signal(SIGTERM, on_interrupt_signal);
 }
 
+void check_runnable(const RunConfig& config) {
+  device_for(config);
+  check_task(config);
+}
+
 RunOutcome execute_run(const RunConfig& config, const std::string& sweep, bool resume) {
+  check_runnable(config);
   apply_thread_settings(config);
   Store store(config.db);
   const int64_t run_id = resume ? reopen_for_resume(store, config)

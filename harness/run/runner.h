@@ -17,7 +17,11 @@ struct RunOutcome {
   MetricValues summaries;
 };
 
-// With `resume`, continues the newest unfinished run of this config from its checkpoint
+// What would fail a run at its start, checked before any row is written: the device exists,
+// the task's data files are there and its options fit them (TaskEntry::check). ConfigError.
+void check_runnable(const RunConfig& config);
+
+// Checks the config (check_runnable), then runs it. With `resume`, continues the newest unfinished run of this config from its checkpoint
 // (ConfigError when there is none) instead of starting a new run.
 RunOutcome execute_run(const RunConfig& config, const std::string& sweep = "",
                        bool resume = false);

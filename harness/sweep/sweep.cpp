@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "harness/core/parse.h"
+#include "harness/run/runner.h"
 #include "routers/registry.h"
 #include "tasks/registry.h"
 
@@ -551,6 +552,7 @@ void expand_product(const BaseConfig& base, const std::vector<Axis>& axes,
     }
     try {
       run.config = parse_run_config_with_origins(base.yaml, base.source, run_overrides);
+      check_runnable(run.config);
       if (excluded(run.config, excludes)) continue;
       if (!plan.name.empty()) run.config.name = plan.name;
       plan.runs.push_back(std::move(run));

@@ -174,6 +174,15 @@ torch::Tensor read_idx(const std::string& path, uint32_t magic, size_t dims) {
 
 torch::Tensor read_idx_images(const std::string& path) { return read_idx(path, kImageMagic, 3); }
 
+std::vector<int64_t> read_idx_image_shape(const std::string& path) {
+  if (is_gzip(path)) {
+    GzFile file(path);
+    return read_header(file, kImageMagic, 3);
+  }
+  MappedFile file(path);
+  return read_header(file, kImageMagic, 3);
+}
+
 torch::Tensor read_idx_labels(const std::string& path) {
   return read_idx(path, kLabelMagic, 1).to(torch::kLong);
 }

@@ -10,5 +10,7 @@ namespace moelab {
 
 torch::Tensor read_idx_images(const std::string& path);  // [N, rows, cols] uint8
 torch::Tensor read_idx_labels(const std::string& path);  // [N] int64
+// An image file's header only: {N, rows, cols}.
+std::vector<int64_t> read_idx_image_shape(const std::string& path);
 
 }  // namespace moelab

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -104,6 +106,40 @@ torch::Tensor VitImpl::predict(const Batch& batch, const RouteContext& ctx) {
   return logits(batch.input, ctx);  // [B, C]
 }
 
+namespace {
+
+const char* const kTrainImages = "train-images-idx3-ubyte.gz";
+const char* const kTrainLabels = "train-labels-idx1-ubyte.gz";
+const char* const kTestImages = "t10k-images-idx3-ubyte.gz";
+const char* const kTestLabels = "t10k-labels-idx1-ubyte.gz";
+
+// task.patch and task.val_size against the training images' shape [N, rows, cols].
+void check_geometry(const ImageOptions& options, const std::vector<int64_t>& shape) {
+  const int64_t side = shape.at(1);
+  if (side % options.patch != 0 || shape.at(2) != side) {
+    throw ConfigError(fmt::format("task.patch = {}: must divide the image side {}", options.patch,
+                                  side));
+  }
+  if (options.val_size >= shape.at(0)) {
+    throw ConfigError(fmt::format("task.val_size = {}: must be < the {} training images",
+                                  options.val_size, shape.at(0)));
+  }
+}
+
+}  // namespace
+
+void ImageTask::check(const ImageOptions& options, const RunConfig&) {
+  for (const char* name : {kTrainImages, kTrainLabels, kTestImages, kTestLabels}) {
+    const std::string path = options.data_dir + "/" + name;
+    if (access(path.c_str(), R_OK) != 0) {
+      throw ConfigError(fmt::format("task.data_dir = '{}': cannot read '{}' (is the dataset "
+                                    "installed? run harness/scripts/setup.sh)",
+                                    options.data_dir, path));
+    }
+  }
+  check_geometry(options, read_idx_image_shape(options.data_dir + "/" + kTrainImages));
+}
+
 ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
     : options_(options), seed_(static_cast<uint64_t>(config.seed)), sampler_(1, 0) {
   const std::string dir = options.data_dir;
@@ -115,23 +151,19 @@ ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
       throw Error(fmt::format("'{}' has {} images but '{}' has {} labels", image_path,
                               s.images.size(0), label_path, s.labels.size(0)));
     }
+    const int64_t largest = s.labels.max().item<int64_t>(), smallest = s.labels.min().item<int64_t>();
+    if (smallest < 0 || largest >= classes_) {
+      throw Error(fmt::format("'{}': label {} is not a class of 0..{}", label_path,
+                              smallest < 0 ? smallest : largest, classes_ - 1));
+    }
     files_.push_back(image_path);
     files_.push_back(label_path);
     return s;
   };
-  Split full = load("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz");
-  test_ = load("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz");
-
-  const int64_t side = full.images.size(1);
-  if (side % options.patch != 0 || full.images.size(2) != side) {
-    throw ConfigError(fmt::format("task.patch = {}: must divide the image side {}", options.patch,
-                                  side));
-  }
+  Split full = load(kTrainImages, kTrainLabels);
+  test_ = load(kTestImages, kTestLabels);
+  check_geometry(options, {full.images.size(0), full.images.size(1), full.images.size(2)});
   const int64_t total = full.images.size(0);
-  if (options.val_size >= total) {
-    throw ConfigError(fmt::format("task.val_size = {}: must be < the {} training images",
-                                  options.val_size, total));
-  }
   int64_t train_count = total - options.val_size;
   if (options.train_limit > 0) train_count = std::min(train_count, options.train_limit);
   train_ = {full.images.narrow(0, 0, train_count), full.labels.narrow(0, 0, train_count)};

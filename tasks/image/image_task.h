@@ -57,6 +57,8 @@ class ImageTask : public Task {
   using Options = ImageOptions;
   ImageTask(const ImageOptions& options, const RunConfig& config);
   static const TaskMetrics& metrics();
+  // The four IDX files exist; patch and val_size fit the training images' header.
+  static void check(const ImageOptions& options, const RunConfig& config);
 
   std::shared_ptr<TaskModel> build_model(const RunConfig& config) override;
   Batch train_batch(int64_t step, int64_t batch_size) override;

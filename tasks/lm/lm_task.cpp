@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "harness/core/rng.h"
 
@@ -36,6 +37,15 @@ torch::Tensor LmModelImpl::logits(const torch::Tensor& tokens, RouteContext ctx)
 torch::Tensor LmModelImpl::predict(const Batch& batch, const RouteContext& ctx) {
   auto out = logits(batch.input, ctx);     // [B, L, V]
   return out.reshape({-1, out.size(-1)});  // [B*L, V]
+}
+
+void LmTask::check(const LmOptions& options, const RunConfig&) {
+  parse_text_corruptions(options.corruptions);
+  if (!std::filesystem::exists(options.data_path)) {
+    throw ConfigError(fmt::format("task.data_path = '{}': no such file or folder (setup.sh "
+                                  "fetches the gutenberg corpus to .data/gutenberg)",
+                                  options.data_path));
+  }
 }
 
 LmTask::LmTask(const LmOptions& options, const RunConfig& config)

@@ -63,6 +63,8 @@ class LmTask : public Task {
   using Options = LmOptions;
   LmTask(const LmOptions& options, const RunConfig& config);
   static const TaskMetrics& metrics();
+  // The corruption list parses; the corpus file or folder exists.
+  static void check(const LmOptions& options, const RunConfig& config);
 
   std::shared_ptr<TaskModel> build_model(const RunConfig& config) override;
   Batch train_batch(int64_t step, int64_t batch_size) override;
