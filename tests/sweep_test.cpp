@@ -338,6 +338,16 @@ TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skip
   std::sort(cached.begin(), cached.end());
   // The two image files (the label files are under the cache's 1 MiB floor), no temporary.
   CHECK(cached == std::vector<std::string>{".raw", ".raw", ".sha256", ".sha256"});
+  // The workers' logs, in the supervisor's own folder (results/logs/<sweep>/<host>-<pid>).
+  std::vector<std::string> logs;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.file("results/logs/pair"))) {
+    if (entry.is_regular_file()) logs.push_back(entry.path().parent_path().filename().string() + "/" +
+                                                entry.path().filename().string());
+  }
+  std::sort(logs.begin(), logs.end());
+  REQUIRE(logs.size() == 2);
+  CHECK_THAT(logs[0], Catch::Matchers::Matches(".+-[0-9]+/worker-0\\.log"));
+  CHECK_THAT(logs[1], Catch::Matchers::Matches(".+-[0-9]+/worker-1\\.log"));
   Store store(dir.file("s.db"));
   auto runs = store.query("SELECT COUNT(*), COUNT(DISTINCT config_hash), SUM(status = 'done'), "
                           "COUNT(DISTINCT worker) FROM runs WHERE sweep = 'pair'");
@@ -436,11 +446,15 @@ TEST_CASE("a sweep whose queue cannot be written runs nothing: its waiting worke
   Store store(dir.file("s.db"));
   store.query("UPDATE runs SET status = 'pending'");
   const auto before = store.query("SELECT id, status, worker, started_at FROM runs");
-  const auto log_size = [&](int worker) {
-    const auto log = dir.file(fmt::format("results/logs/blocked/worker-{}.log", worker));
-    return std::filesystem::exists(log) ? std::filesystem::file_size(log) : 0;
+  const auto log_bytes = [&] {  // every worker log of every supervisor of the sweep
+    uintmax_t bytes = 0;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.file("results/logs/blocked"))) {
+      if (entry.is_regular_file()) bytes += entry.file_size();
+    }
+    return bytes;
   };
-  const auto first_log = log_size(0);
+  const auto first_logs = log_bytes();
+  REQUIRE(first_logs > 0);
   store.query("CREATE TRIGGER no_new_runs BEFORE INSERT ON runs "
               "BEGIN SELECT RAISE(ABORT, 'no new runs here'); END");
   // Queuing seed 2 fails, so the queue transaction rolls back, and the two workers forked
@@ -455,8 +469,7 @@ TEST_CASE("a sweep whose queue cannot be written runs nothing: its waiting worke
   for (size_t column = 0; column < after.columns.size(); ++column) {
     CHECK(after.rows[0][column].to_string() == before.rows[0][column].to_string());
   }
-  CHECK(log_size(0) == first_log);
-  CHECK(log_size(1) == 0);
+  CHECK(log_bytes() == first_logs);  // the second supervisor's workers wrote nothing
 }
 
 TEST_CASE("Ctrl-C stops a sweep's forked workers cleanly: runs interrupted, then resumed",

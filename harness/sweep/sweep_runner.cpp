@@ -61,10 +61,16 @@ void requeue_dead_local_workers(Store& store, const std::string& sweep) {
   }
 }
 
+// This supervisor's log folder, results/logs/<sweep>/<host>-<pid>: two supervisors of one
+// sweep (two terminals, two nodes) never write into each other's worker logs.
+std::string log_folder(const SweepPlan& plan) {
+  return fmt::format("results/logs/{}/{}-{}", plan.name, host_name(), getpid());
+}
+
 std::string worker_log(const SweepPlan& plan, int64_t index) {
-  const std::string log_dir = "results/logs/" + plan.name;
-  std::filesystem::create_directories(log_dir);
-  return fmt::format("{}/worker-{}.log", log_dir, index);
+  const std::string folder = log_folder(plan);
+  std::filesystem::create_directories(folder);
+  return fmt::format("{}/worker-{}.log", folder, index);
 }
 
 // A fresh process: `moelab sweep-worker ...` (pays for loading LibTorch, about 0.4 s here).
@@ -479,9 +485,9 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   const QueueCounts queued = supervisor.start();
   const int64_t total = queued.pending + queued.running + queued.done + queued.failed +
                         queued.diverged + queued.interrupted;
-  fmt::print(stderr, "sweep '{}': {} runs, {} to do; {} worker(s) x {} thread(s); logs in "
-                     "results/logs/{}/\n",
-             plan.name, total, queued.pending, options.workers, supervisor.threads(), plan.name);
+  fmt::print(stderr, "sweep '{}': {} runs, {} to do; {} worker(s) x {} thread(s); logs in {}/\n",
+             plan.name, total, queued.pending, options.workers, supervisor.threads(),
+             log_folder(plan));
   const QueueCounts counts = supervisor.supervise(queued, total);
   return counts.done == total ? 0 : 1;
 }
