@@ -17,21 +17,8 @@
 namespace moelab {
 namespace {
 
-struct Command {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-Command run_moelab(const std::string& args) {
-  const std::string command = std::string(MOELAB_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer;
-  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using testing::Command;
+using testing::run_moelab;
 
 const char* kTinyRun = R"(name: smoke
 seed: 1

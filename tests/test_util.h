@@ -4,6 +4,10 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -49,5 +53,22 @@ inline std::vector<int64_t> as_vector(const torch::Tensor& t) {
 }
 
 inline std::string fashion_mnist_dir() { return "/usr/share/datasets/fashion-mnist"; }
+
+// The `moelab` binary run through the shell with `args`; its exit code (-1 when a signal
+// ended it) and its stdout and stderr together.
+struct Command {
+  int exit_code;
+  std::string output;
+};
+inline Command run_moelab(const std::string& args) {
+  const std::string command = std::string(MOELAB_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
 
 }  // namespace moelab::testing

@@ -15,6 +15,7 @@
 
 #include "harness/cli/bench.h"
 #include "harness/core/build_info.h"
+#include "harness/core/exception_text.h"
 #include "harness/config/config.h"
 #include "harness/report/plots.h"
 #include "harness/report/presets.h"
@@ -341,11 +342,14 @@ void add_sweep_commands(CLI::App& app, Command& command) {
                     "that key), seeds=N or seeds=a,b sets the seeds");
   sweep->add_option("--workers", args->options.workers, "worker processes")->check(CLI::Range(1, 256));
   sweep->add_option("--threads-per-worker", args->options.threads_per_worker,
-                    "LibTorch threads per worker (default: the config's with 1 worker, else 1)");
+                    "LibTorch threads per worker (default: the config's with 1 worker, else 1)")
+      ->check(CLI::Range(1, 1024));
   sweep->add_flag("--retry-failed", args->options.retry_failed, "run failed and diverged runs again");
   sweep->add_flag("--force", args->options.force, "run done runs again (as new runs)");
   sweep->add_option("--stale-after", args->options.stale_after_seconds,
-                    "seconds without a heartbeat before a running run is requeued");
+                    "seconds without a heartbeat before a running run is requeued (>= 30: the "
+                    "heartbeat comes every 10 s)")
+      ->check(CLI::Range(30.0, 1e9));
   auto* plan = sweep->add_subcommand("plan", "expand and validate, print the runs, run nothing");
   plan->add_option("file", args->path, "sweep YAML")->required()->check(CLI::ExistingFile);
   plan->add_option("overrides", args->overrides, "as for sweep");
@@ -517,7 +521,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "moelab: error: {}\n", e.what());
     return moelab::kExitUsage;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "moelab: error: {}\n", e.what());
+    fmt::print(stderr, "moelab: error: {}\n", moelab::exception_text(e));
     return moelab::kExitRunFailed;
   }
 }

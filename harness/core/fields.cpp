@@ -384,7 +384,12 @@ void check_yaml_node(const YAML::Node& node, const std::string& text, const std:
     std::map<std::string, YAML::Mark> seen;
     for (const auto& item : node) {
       check_yaml_node(item.first, text, source);
-      const std::string key = item.first.IsScalar() ? item.first.Scalar() : "";
+      if (!item.first.IsScalar()) {  // `{a: 1}: 2`: moelab's keys are names
+        throw ConfigError(fmt::format("{}: a key must be a name, not a {}",
+                                      yaml_where(source, item.first.Mark()),
+                                      item.first.IsMap() ? "mapping" : "list"));
+      }
+      const std::string key = item.first.Scalar();
       auto [found, inserted] = seen.emplace(key, item.first.Mark());
       if (!inserted) {
         throw ConfigError(fmt::format("{}: duplicate key '{}' (first at line {}); merge the two",

@@ -313,7 +313,8 @@ std::string nearest_name(const std::string& word, const std::vector<std::string>
 // The YAML document `text` (from `source`, named in errors), an empty map when it is empty.
 // Beyond yaml-cpp's own syntax errors, refuses what it accepts silently: a key twice in one
 // mapping (yaml-cpp keeps the first) and a quoted scalar never closed (yaml-cpp runs it to
-// the end of the text). ConfigError with source:line:column.
+// the end of the text), and keys that are not names (`{a: 1}: 2`). ConfigError with
+// source:line:column.
 YAML::Node load_yaml(const std::string& text, const std::string& source);
 
 }  // namespace moelab

@@ -17,6 +17,7 @@
 #include "harness/train/checkpoint.h"
 #include "harness/convert/conversion.h"
 #include "harness/run/dense_parent.h"
+#include "harness/core/exception_text.h"
 #include "harness/core/failpoint.h"
 #include "harness/core/file_cache.h"
 #include "harness/core/rng.h"
@@ -226,7 +227,7 @@ RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, boo
     outcome.error = fmt::format("results database '{}': {}", database_path(store), e.what());
   } catch (const std::exception& e) {
     outcome.status = "failed";
-    outcome.error = e.what();
+    outcome.error = exception_text(e);
   }
   record_end(store, outcome, files, elapsed());
   return outcome;

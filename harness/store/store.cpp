@@ -248,7 +248,7 @@ void Store::migrate() {
   WriteTransaction transaction(db_);
   const int current = schema_version();
   if (current > kSchemaVersion) {
-    throw Error(fmt::format("results database '{}' has schema version {}, newer than this "
+    throw ConfigError(fmt::format("results database '{}' has schema version {}, newer than this "
                             "moelab ({}); upgrade moelab",
                             db_.getFilename(), current, kSchemaVersion));
   }

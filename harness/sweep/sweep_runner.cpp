@@ -25,6 +25,7 @@
 #include <set>
 #include <thread>
 
+#include "harness/core/exception_text.h"
 #include "harness/core/parse.h"
 #include "harness/train/checkpoint.h"
 #include "harness/train/provenance.h"
@@ -170,7 +171,7 @@ pid_t fork_worker(const SweepPlan& plan, const std::string& db, double stale_aft
       if (gate != nullptr) wait_for_queue = [gate] { return gate->wait_in_worker(); };
       status = sweep_worker(db, plan.name, /*threads=*/1, stale_after_seconds, wait_for_queue);
     } catch (const std::exception& e) {
-      fmt::print(stderr, "worker {}: {}\n", worker_id(), e.what());
+      fmt::print(stderr, "worker {}: {}\n", worker_id(), exception_text(e));
     }
   }
   std::fflush(nullptr);
@@ -511,8 +512,8 @@ int sweep_worker(const std::string& db, const std::string& sweep, int64_t thread
                                 {fmt::format("threads={}", threads)});
       step = checkpoint_step(checkpoint_path(config.checkpoint_dir, claimed->config_hash));
     } catch (const std::exception& e) {
-      store.finish_run(claimed->run_id, "failed", {}, e.what());
-      fmt::print(stderr, "worker {}: run {} failed: {}\n", id, claimed->run_id, e.what());
+      store.finish_run(claimed->run_id, "failed", {}, exception_text(e));
+      fmt::print(stderr, "worker {}: run {} failed: {}\n", id, claimed->run_id, exception_text(e));
       continue;
     }
     apply_thread_settings(config);

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "harness/core/error.h"
+#include "harness/core/exception_text.h"
 
 namespace moelab {
 namespace {
@@ -100,7 +101,7 @@ int64_t read_checkpoint(const std::string& path, Read read) {
     read(archive);
     return read_int(archive, "step");
   } catch (const std::exception& e) {
-    throw Error(fmt::format("checkpoint '{}' cannot be loaded: {}", path, e.what()));
+    throw Error(fmt::format("checkpoint '{}' cannot be loaded: {}", path, exception_text(e)));
   }
 }
 
@@ -138,7 +139,7 @@ int64_t checkpoint_step(const std::string& path) {
     archive.load_from(path);
     return read_int(archive, "step");
   } catch (const std::exception& e) {
-    throw Error(fmt::format("checkpoint '{}' cannot be read: {}", path, e.what()));
+    throw Error(fmt::format("checkpoint '{}' cannot be read: {}", path, exception_text(e)));
   }
 }
 
