@@ -125,7 +125,7 @@ TEST_CASE("1000 mutated sweep files plan or fail with a ConfigError naming a fil
 namespace moelab {
 
 TEST_CASE("broken checkpoints, databases and command lines: exit 1 or 2 naming the file or "
-          "value, no library trace, nothing left running", "[smoke][errors]") {
+          "value, no library trace, nothing left running", "[smoke][errors][.slow]") {
   testing::TempDir dir;
   using testing::run_moelab;
   auto check_failure = [](const testing::Command& command, int exit_code,

@@ -7,6 +7,7 @@
 
 #include <fstream>
 
+#include "harness/store/store.h"
 #include "test_util.h"
 
 namespace moelab {
@@ -26,25 +27,30 @@ std::string read_text(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// Runs `script` (sh) in `dir` with a tmpfs of `size` mounted at dir/full, in a private mount
-// namespace; false (with a warning) where this machine cannot make one.
-bool with_small_filesystem(const testing::TempDir& dir, const std::string& size,
-                           const std::string& script) {
-  std::filesystem::create_directories(dir.file("full"));
+// Runs `mounts` then `script` (sh) in `dir`, in a private mount namespace; false (with a
+// warning) where this machine cannot make one or `mounts` fails.
+bool in_mount_namespace(const testing::TempDir& dir, const std::string& mounts,
+                        const std::string& script) {
   std::ofstream(dir.file("script.sh")) << "set -u\ncd '" << dir.file("") << "'\n"
-                                       << "mount -t tmpfs -o size=" << size
-                                       << " tmpfs full || exit 99\n"
+                                       << "{ " << mounts << "; } || exit 99\n"
                                        << script;
   const int status = std::system(("unshare -rm sh " + dir.file("script.sh") + " > " +
                                   dir.file("script.log") + " 2>&1").c_str());
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (code == 99 || code == 127 || code == 1) {
-    WARN("no private tmpfs here (unshare -rm, mount): full-disk test skipped\n"
+    WARN("no private mount namespace here (unshare -rm, mount): test skipped\n"
          << read_text(dir.file("script.log")));
     return false;
   }
   REQUIRE(code == 0);
   return true;
+}
+
+// `script` with a tmpfs of `size` mounted at dir/full.
+bool with_small_filesystem(const testing::TempDir& dir, const std::string& size,
+                           const std::string& script) {
+  std::filesystem::create_directories(dir.file("full"));
+  return in_mount_namespace(dir, "mount -t tmpfs -o size=" + size + " tmpfs full", script);
 }
 
 std::string moelab() { return MOELAB_BINARY; }
@@ -118,6 +124,39 @@ TEST_CASE("a full disk under the results database ends the run consistently; wit
   // Every row once, as many as the uninterrupted run's, up to its last step.
   CHECK(read_text(dir.file("resumed_rows.csv")) == read_text(dir.file("rows.csv")));
   CHECK_THAT(read_text(dir.file("rows.csv")), Catch::Contains(",200\n"));
+}
+
+TEST_CASE("a results database on a read-only mount can be queried and reported",
+          "[store][fault]") {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.file("ro"));
+  {
+    Store store(dir.file("ro/r.db"));  // WAL mode, as every moelab database
+    RunRecord record;
+    record.config_hash = "h";
+    record.task = "image";
+    record.router = "topk";
+    store.finish_run(store.create_run(record), "done", {{"test/accuracy", 0.75}});
+  }
+  std::filesystem::remove(dir.file("ro/r.db-wal"));
+  std::filesystem::remove(dir.file("ro/r.db-shm"));
+  const std::string db = " ro/r.db ";
+  if (!in_mount_namespace(dir, "mount --bind ro ro && mount -o remount,bind,ro ro",
+                          moelab() + " query" + db + "--csv 'SELECT router FROM runs' > query.csv 2>&1; "
+                          "echo $? >> query.csv\n" +
+                          moelab() + " report" + db + "--format csv > report.csv 2>&1; "
+                          "echo $? >> report.csv\n" +
+                          moelab() + " query" + db + "--write 'DELETE FROM runs' > write.txt 2>&1; "
+                          "echo $? >> write.txt\n")) {
+    return;
+  }
+  CHECK(read_text(dir.file("query.csv")) == "router\ntopk\n0\n");
+  const std::string report = read_text(dir.file("report.csv"));
+  CHECK_THAT(report, Catch::Contains("0.75") && Catch::EndsWith("\n0\n"));
+  // Writing is refused by the mount, with the database named (and nothing changed).
+  CHECK_THAT(read_text(dir.file("write.txt")), Catch::Contains("ro/r.db") && !Catch::EndsWith("\n0\n"));
+  CHECK(Store(dir.file("ro/r.db"), Store::Access::ReadOnly).query("SELECT COUNT(*) FROM runs")
+            .rows.at(0).at(0).integer == 1);
 }
 
 }  // namespace moelab

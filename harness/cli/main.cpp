@@ -139,10 +139,7 @@ std::vector<int64_t> runs_with_suite(Store& store, const std::string& suite) {
 
 int command_report(const std::string& db, ReportRequest request, const std::string& format,
                    const std::string& output) {
-  if (!std::filesystem::exists(db)) {
-    throw ConfigError(fmt::format("results database '{}' does not exist", db));
-  }
-  Store store(db);
+  Store store(db, Store::Access::ReadOnly);
   const std::string text =
       render_report(report_table(collect_groups(store, request), request), request, format);
   if (output.empty()) {
@@ -193,7 +190,7 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
 
 int command_robustness(const std::string& db, const std::string& suite, int64_t baseline,
                        std::vector<int64_t> runs, bool csv, bool json) {
-  Store store(db);
+  Store store(db, Store::Access::ReadOnly);
   if (runs.empty()) runs = runs_with_suite(store, suite);
   QueryResult table = robustness_table(store, suite, baseline, runs);
   std::cout << (csv ? format_csv(table) : json ? format_json(table) : format_aligned(table));
@@ -428,7 +425,7 @@ void add_plot_command(CLI::App& app, Command& command) {
     command = [args] {
       args->request.render = !args->data_only;
       args->request.group_by = split_keys(args->group_by);
-      Store store(args->db);
+      Store store(args->db, Store::Access::ReadOnly);
       for (const auto& file : make_plot(store, args->request)) fmt::print("{}\n", file);
       return kExitOk;
     };

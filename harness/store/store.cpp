@@ -212,14 +212,43 @@ std::string Cell::to_string() const {
   return "";
 }
 
-Store::Store(const std::string& path) try
-    : db_([&]() {
-        std::filesystem::path p(path);
-        if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-        return path;
-      }(),
-          SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE) {
+namespace {
+
+// Read-only: the file must exist, and is never created, migrated or switched to WAL. A WAL
+// database on a read-only mount cannot get its shared-memory file; it is then read as the
+// file stands (nothing can be writing to a read-only mount).
+SQLite::Database open_read_only(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw ConfigError(fmt::format("results database '{}' does not exist", path));
+  }
+  try {
+    SQLite::Database db(path, SQLite::OPEN_READONLY);
+    db.execAndGet("PRAGMA user_version");  // opening is lazy: this reads the file
+    return db;
+  } catch (const SQLite::Exception& e) {
+    const std::filesystem::path folder = std::filesystem::absolute(path).parent_path();
+    const bool cannot_write = (e.getErrorCode() & 0xff) == SQLITE_CANTOPEN ||
+                              (e.getErrorCode() & 0xff) == SQLITE_READONLY;
+    if (!cannot_write || access(folder.c_str(), W_OK) == 0) throw;
+    return SQLite::Database("file:" + path + "?immutable=1", SQLite::OPEN_READONLY | SQLite::OPEN_URI);
+  }
+}
+
+SQLite::Database open_read_write(const std::string& path) {
+  const std::filesystem::path p(path);
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+  return SQLite::Database(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+}
+
+}  // namespace
+
+Store::Store(const std::string& path, Access access) try
+    : db_(access == Access::ReadOnly ? open_read_only(path) : open_read_write(path)) {
   sqlite3_busy_handler(db_.getHandle(), retry_when_busy, nullptr);
+  if (access == Access::ReadOnly) {
+    check_readable_schema();
+    return;
+  }
   enable_wal(db_);
   db_.exec("PRAGMA synchronous=NORMAL");
   db_.exec("PRAGMA foreign_keys=ON");
@@ -240,6 +269,23 @@ void throw_database_error(const std::string& path, const SQLite::Exception& e) {
 
 int Store::schema_version() { return db_.execAndGet("PRAGMA user_version").getInt(); }
 
+void Store::check_readable_schema() {
+  const int version = schema_version();
+  if (version > kSchemaVersion) throw_newer_schema(version);
+  if (version < kSchemaVersion) {
+    throw ConfigError(fmt::format("results database '{}' has schema version {}, older than this "
+                                  "moelab's ({}); open it once with write access (moelab run, "
+                                  "sweep, or query --write) to migrate it",
+                                  db_.getFilename(), version, kSchemaVersion));
+  }
+}
+
+void Store::throw_newer_schema(int version) {
+  throw ConfigError(fmt::format("results database '{}' has schema version {}, newer than this "
+                                "moelab ({}); upgrade moelab",
+                                db_.getFilename(), version, kSchemaVersion));
+}
+
 void Store::migrate() {
   constexpr int kCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
   static_assert(kCount == kSchemaVersion, "one migration per schema version");
@@ -247,11 +293,7 @@ void Store::migrate() {
   // IMMEDIATE takes the write lock first, so two processes cannot both apply a migration.
   WriteTransaction transaction(db_);
   const int current = schema_version();
-  if (current > kSchemaVersion) {
-    throw ConfigError(fmt::format("results database '{}' has schema version {}, newer than this "
-                            "moelab ({}); upgrade moelab",
-                            db_.getFilename(), current, kSchemaVersion));
-  }
+  if (current > kSchemaVersion) throw_newer_schema(current);
   for (int version = current + 1; version <= kSchemaVersion; ++version) {
     db_.exec(kMigrations[version - 1]);
     db_.exec(fmt::format("PRAGMA user_version = {}", version));
@@ -641,26 +683,9 @@ QueryResult query_database(SQLite::Database& db, const std::string& sql) {
 QueryResult Store::query(const std::string& sql) { return query_database(db_, sql); }
 
 QueryResult query_read_only(const std::string& path, const std::string& sql) {
-  if (!std::filesystem::is_regular_file(path)) {
-    throw ConfigError(fmt::format("results database '{}' does not exist", path));
-  }
-  auto run = [&](const std::string& name, int flags) {
-    SQLite::Database db(name, flags);
-    sqlite3_busy_handler(db.getHandle(), retry_when_busy, nullptr);
-    return query_database(db, sql);
-  };
+  Store store(path, Store::Access::ReadOnly);
   try {
-    try {
-      return run(path, SQLite::OPEN_READONLY);
-    } catch (const SQLite::Exception& e) {
-      // A WAL database on a read-only mount cannot get its shared-memory file: read the
-      // file as it is (nothing else can be writing to a read-only mount).
-      const std::filesystem::path folder = std::filesystem::absolute(path).parent_path();
-      const bool cannot_write = (e.getErrorCode() & 0xff) == SQLITE_CANTOPEN ||
-                                (e.getErrorCode() & 0xff) == SQLITE_READONLY;
-      if (!cannot_write || access(folder.c_str(), W_OK) == 0) throw;
-      return run("file:" + path + "?immutable=1", SQLite::OPEN_READONLY | SQLite::OPEN_URI);
-    }
+    return store.query(sql);
   } catch (const SQLite::Exception& e) {
     const bool write = (e.getErrorCode() & 0xff) == SQLITE_READONLY;
     throw ConfigError(fmt::format("query on '{}' failed: {}{}", path, e.what(),

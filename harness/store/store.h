@@ -115,8 +115,11 @@ class Store {
  public:
   static constexpr int kSchemaVersion = 4;
 
-  // Opens (creating if needed) and migrates the database before returning.
-  explicit Store(const std::string& path);
+  enum class Access { ReadWrite, ReadOnly };
+  // ReadWrite opens (creating if needed) and migrates the database before returning.
+  // ReadOnly (reports, queries, plots) needs an existing database of the current schema and
+  // works on a read-only mount; writing through it fails.
+  explicit Store(const std::string& path, Access access = Access::ReadWrite);
 
   int64_t create_run(const RunRecord& record);  // status 'running'
   int64_t enqueue_run(const RunRecord& record);  // status 'pending', provenance at claim time
@@ -179,6 +182,8 @@ class Store {
 
  private:
   void migrate();
+  void check_readable_schema();
+  [[noreturn]] void throw_newer_schema(int version);
   int64_t insert_run(const RunRecord& record, const std::string& status);
   int64_t insert_run_rows(const RunRecord& record, const std::string& status);  // no transaction
   void write_provenance(int64_t run_id, const Provenance& provenance);
