@@ -16,10 +16,6 @@
 namespace moelab {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // One random edit of `text`: a character deleted, inserted or replaced (from YAML's
 // punctuation, digits and letters), a line duplicated, deleted or cut short.
@@ -84,7 +80,7 @@ Outcome check_mutation(const std::string& text, const std::vector<std::string>& 
 
 TEST_CASE("2000 mutated run configs parse or fail with a ConfigError naming the file",
           "[config][errors]") {
-  const std::string original = read_file(std::string(MOELAB_SOURCE_DIR) + "/experiments/quickstart.yaml");
+  const std::string original = testing::read_text(std::string(MOELAB_SOURCE_DIR) + "/experiments/quickstart.yaml");
   std::mt19937_64 rng(20261201);
   int parsed = 0, refused = 0;
   for (int i = 0; i < 2000; ++i) {
@@ -103,7 +99,7 @@ TEST_CASE("2000 mutated run configs parse or fail with a ConfigError naming the 
 TEST_CASE("1000 mutated sweep files plan or fail with a ConfigError naming a file",
           "[sweep][errors]") {
   const std::string dir = std::string(MOELAB_SOURCE_DIR) + "/experiments/sweeps";
-  const std::string original = read_file(dir + "/main.yaml");
+  const std::string original = testing::read_text(dir + "/main.yaml");
   std::mt19937_64 rng(1201);
   int planned = 0, refused = 0;
   for (int i = 0; i < 1000; ++i) {

@@ -22,10 +22,7 @@ train: {steps: 200, batch_size: 8, log_every: 1, checkpoint_every: 50, warmup_st
 eval: {max_examples: 50}
 )";
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using testing::read_text;
 
 // Runs `mounts` then `script` (sh) in `dir`, in a private mount namespace; false (with a
 // warning) where this machine cannot make one or `mounts` fails.

@@ -61,10 +61,7 @@ int run_moelab(const testing::TempDir& dir, const std::vector<std::string>& args
   return status;
 }
 
-std::string log_of(const testing::TempDir& dir) {
-  std::ifstream in(dir.file("log"));
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+std::string log_of(const testing::TempDir& dir) { return testing::read_text(dir.file("log")); }
 
 // What a database holds of its runs: (run, step, split, name) -> values (a list, so that a
 // duplicated row shows), the summaries without timings, and the runs' statuses.

@@ -9,6 +9,8 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 
@@ -53,6 +55,12 @@ inline std::vector<int64_t> as_vector(const torch::Tensor& t) {
 }
 
 inline std::string fashion_mnist_dir() { return "/usr/share/datasets/fashion-mnist"; }
+
+// A whole file as text ("" when it cannot be read).
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 // The `moelab` binary run through the shell with `args`; its exit code (-1 when a signal
 // ended it) and its stdout and stderr together.
