@@ -7,23 +7,11 @@
 #include <sstream>
 
 #include "harness/core/parse.h"
+#include "harness/core/yaml_path.h"
 #include "harness/core/sha256.h"
 
 namespace moelab {
 namespace {
-
-// The node at a dotted path of `root`, or an undefined node.
-YAML::Node node_at(const YAML::Node& root, const std::string& path) {
-  YAML::Node node = root;
-  std::stringstream parts(path);
-  for (std::string part; std::getline(parts, part, '.');) {
-    if (!node.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
-    const YAML::Node child = static_cast<const YAML::Node&>(node)[part];  // const: inserts nothing
-    if (!child) return YAML::Node(YAML::NodeType::Undefined);
-    node.reset(child);  // rebinds (assignment would overwrite the node's content)
-  }
-  return node;
-}
 
 // Cross-field rules name their key first ("model.heads = 3: must divide ..."): the error gets
 // where that key was set (the file's line, or the override), or at least the file.
@@ -33,7 +21,7 @@ ConfigError located(const ConfigError& e, const YAML::Node& root, const YamlSour
   if (key.size() == message.size() || key.find_first_of(" :") != std::string::npos) {
     return ConfigError(fmt::format("{}: {}", source.locate("", YAML::Node()), message));
   }
-  return ConfigError(fmt::format("{}: {}", source.locate(key, node_at(root, key)), message));
+  return ConfigError(fmt::format("{}: {}", source.locate(key, yaml_at_path(root, key)), message));
 }
 
 }  // namespace

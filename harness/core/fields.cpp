@@ -1,5 +1,6 @@
 // Visitors and value codecs behind the typed config field lists (see fields.h).
 #include "harness/core/fields.h"
+#include "harness/core/yaml_path.h"
 
 #include <fmt/format.h>
 
@@ -160,6 +161,20 @@ std::optional<std::string> check_value(const Spec& spec, const std::vector<int64
 }
 
 }  // namespace detail
+
+// ---- yaml_at_path (harness/core/yaml_path.h) ---
+
+YAML::Node yaml_at_path(const YAML::Node& root, const std::string& path) {
+  YAML::Node node = root;
+  std::stringstream parts(path);
+  for (std::string part; std::getline(parts, part, '.');) {
+    if (!node.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    const YAML::Node child = static_cast<const YAML::Node&>(node)[part];  // const: inserts nothing
+    if (!child) return YAML::Node(YAML::NodeType::Undefined);
+    node.reset(child);  // rebinds (assignment would overwrite the node's content)
+  }
+  return node;
+}
 
 // ---- YamlSource ----------------------------------------------------------------------------
 

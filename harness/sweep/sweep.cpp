@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "harness/core/parse.h"
+#include "harness/core/yaml_path.h"
 #include "harness/run/runner.h"
 #include "routers/registry.h"
 #include "tasks/registry.h"
@@ -456,12 +457,8 @@ std::optional<std::vector<std::string>> swept_values(const std::string& key,
           values.push_back(axis.labels[row][k]);
           continue;
         }
-        YAML::Node node = YAML::Load(axis.values[row][k]);
-        std::stringstream rest(key.substr(axis_key.size() + 1));
-        for (std::string part; node && std::getline(rest, part, '.');) {
-          const YAML::Node child = node.IsMap() ? static_cast<const YAML::Node&>(node)[part] : YAML::Node();
-          node.reset(child);
-        }
+        const YAML::Node node =
+            yaml_at_path(YAML::Load(axis.values[row][k]), key.substr(axis_key.size() + 1));
         if (node) values.push_back(display(node));
       }
       return values;
