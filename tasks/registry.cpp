@@ -47,7 +47,7 @@ Transformer backbone_for(const RunConfig& config, bool causal) {
     return make_router(config.router, RouterShape{config.model.dim, config.model.moe.experts,
                                                   config.seed, block});
   };
-  return Transformer(config.model, routers, MaskedTraining::from(config), causal);
+  return Transformer(config.model, routers, causal);
 }
 
 std::unique_ptr<Task> make_task(const RunConfig& config) {

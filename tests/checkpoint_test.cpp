@@ -46,16 +46,17 @@ struct Trained {
 
 // Trains on run `run_id` (0: a new run) of config.db; with `parent`, as a converted run.
 Trained train(const RunConfig& config, Task& task, bool resume, int64_t init_seed,
-              const DenseParent* parent = nullptr, int64_t run_id = 0) {
+              const RunSpec* parent = nullptr, int64_t run_id = 0) {
   Store store(config.db);
-  if (run_id == 0) run_id = store.create_run(make_run_record(config, ""));
-  MetricLog log(store, run_id);
+  RunSpec run(config, "");
+  run.run_id = run_id != 0 ? run_id : store.create_run(make_run_record(run));
+  MetricLog log(store, run.run_id);
   torch::manual_seed(static_cast<uint64_t>(init_seed));
   auto model = task.build_model(config);
   std::unique_ptr<Conversion> conversion;
-  if (parent) conversion = std::make_unique<Conversion>(config, *parent, task, store, run_id, torch::kCPU);
+  if (parent) conversion = std::make_unique<Conversion>(run, *parent, task, store, torch::kCPU);
   Trained out;
-  out.summaries = train_and_evaluate(config, task, *model, log, torch::kCPU, resume, conversion.get());
+  out.summaries = train_and_evaluate(run, task, *model, log, torch::kCPU, resume, conversion.get());
   for (const auto& item : model->named_parameters()) out.state[item.key()] = item.value().clone();
   for (const auto& item : model->named_buffers()) out.state[item.key()] = item.value().clone();
   return out;
@@ -86,7 +87,7 @@ TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterr
   InterruptingTask interrupting(options_as<ImageOptions>(*stopped.task.options), stopped, 5);
   CHECK_THROWS_AS(train(stopped, interrupting, false, stopped.seed), InterruptedError);
   clear_interrupt_request();
-  CHECK(checkpoint_step(checkpoint_path(stopped)) == 6);
+  CHECK(checkpoint_step(RunSpec(stopped, "").checkpoint) == 6);
 
   ImageTask fresh(options_as<ImageOptions>(*stopped.task.options), stopped);
   const Trained resumed = train(stopped, fresh, true, /*a different init, overwritten*/ 99);
@@ -114,14 +115,15 @@ TEST_CASE("a converted run interrupted and resumed equals the uninterrupted one"
   dense.checkpoint_dir = dir.file("p");
   const RunOutcome parent_run = execute_run(dense);
   REQUIRE(parent_run.status == "done");
-  const DenseParent parent{parent_run.run_id, dense};
+  RunSpec parent(dense, "");
+  parent.run_id = parent_run.run_id;
 
   ImageTask plain(options_as<ImageOptions>(*straight.task.options), straight);
   const Trained reference = train(straight, plain, false, straight.seed, &parent);
 
   InterruptingTask interrupting(options_as<ImageOptions>(*stopped.task.options), stopped, 5);
   Store store(stopped.db);
-  const int64_t run_id = store.create_run(make_run_record(stopped, ""));
+  const int64_t run_id = store.create_run(make_run_record(RunSpec(stopped, "")));
   CHECK_THROWS_AS(train(stopped, interrupting, false, stopped.seed, &parent, run_id),
                   InterruptedError);
   clear_interrupt_request();
@@ -144,7 +146,7 @@ TEST_CASE("moelab run --resume continues the interrupted run in the database", "
   testing::TempDir dir;
   RunConfig config = tiny_config("router.name=topk", dir.file("ckpt"), dir.file("r.db"));
   // Nothing to resume yet: a usage error, and no run is created.
-  CHECK_THROWS_AS(execute_run(config, "", true), ConfigError);
+  CHECK_THROWS_AS(execute_run(config, true), ConfigError);
   {
     Store store(config.db);
     RunRecord record;
@@ -159,9 +161,9 @@ TEST_CASE("moelab run --resume continues the interrupted run in the database", "
   torch::manual_seed(3);
   auto model = task.build_model(config);
   auto optimizer = torch::optim::AdamW(model->parameters());
-  save_checkpoint(checkpoint_path(config), *model, optimizer, {6, 0.0});
+  save_checkpoint(RunSpec(config, "").checkpoint, *model, optimizer, {6, 0.0});
 
-  RunOutcome outcome = execute_run(config, "", true);
+  RunOutcome outcome = execute_run(config, true);
   INFO(outcome.error);
   CHECK(outcome.status == "done");
   CHECK(outcome.run_id == 1);

@@ -7,10 +7,12 @@
 #include <fstream>
 
 #include "harness/convert/conversion.h"
+#include "harness/convert/masked_dense.h"
 #include "harness/model/moe_layer.h"
-#include "harness/model/neuron_split.h"
+#include "harness/convert/neuron_split.h"
 #include "harness/run/runner.h"
 #include "harness/store/store.h"
+#include "harness/sweep/dense_parent.h"
 #include "routers/dot_moe.h"
 #include "test_util.h"
 
@@ -40,23 +42,21 @@ DenseFfn dense_ffn(int64_t dim, int64_t hidden) {
   return ffn;
 }
 
-MoELayer converted_layer(int64_t dim, int64_t experts, int64_t size, int64_t k,
-                         const MaskedTraining& masked = {}) {
+MoELayer converted_layer(int64_t dim, int64_t experts, int64_t size, int64_t k) {
   MoeConfig moe;
   moe.experts = experts;
   moe.expert_hidden = size;
   DotMoeOptions options;
   options.k = k;
   auto router = std::make_shared<DotMoeRouter>(options, RouterShape{dim, experts, 0, 0});
-  return MoELayer(dim, moe, router, masked);
+  return MoELayer(dim, moe, router);
 }
 
 // The masked training form of a layer that learns its split (dot_moe).
-MaskedTraining learning_split() {
-  MaskedTraining masked;
-  masked.enabled = true;
-  masked.learn_split = true;
-  return masked;
+MaskedDenseOptions learning_split() {
+  MaskedDenseOptions options;
+  options.learn_split = true;
+  return options;
 }
 
 }  // namespace
@@ -126,7 +126,7 @@ TEST_CASE("with k = E the converted layer reproduces the dense FFN", "[convert]"
     INFO(method);
     auto layer = converted_layer(dim, experts, hidden / experts, experts);
     auto order = expert_major_order(heuristic_split(method, ffn.w1(), ffn.b1(), x, experts, 20, 2));
-    layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), order, experts);
+    load_dense(*layer, ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), order, experts);
     torch::NoGradGuard no_grad;
     CHECK(layer->forward(x, RouteContext{}).allclose(dense_out, 1e-5, 1e-5));
   }
@@ -137,14 +137,17 @@ TEST_CASE("the masked-dense training form and the exported MoE give the same out
   torch::manual_seed(2);
   const int64_t dim = 8, hidden = 32, experts = 4, k = 2;
   auto ffn = dense_ffn(dim, hidden);
-  MaskedTraining masked = learning_split();
+  MaskedDenseOptions masked = learning_split();
   masked.anneal_steps = 10;
-  auto layer = converted_layer(dim, experts, hidden / experts, k, masked);
-  layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
+  auto layer = converted_layer(dim, experts, hidden / experts, k);
+  auto form = install_masked_dense(*layer, masked);
+  load_dense(*layer, ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
   {
     torch::NoGradGuard no_grad;
     for (auto& item : layer->named_parameters()) {
-      if (item.key() == "affinity" || item.key() == "router.gate.weight") item.value().normal_(0.0, 1.0);
+      if (item.key() == "form.affinity" || item.key() == "router.gate.weight") {
+        item.value().normal_(0.0, 1.0);
+      }
     }
   }
   auto x = torch::randn({40, dim});
@@ -155,10 +158,10 @@ TEST_CASE("the masked-dense training form and the exported MoE give the same out
   trained_tau.step = 20;
   auto masked_eval = layer->forward(x, eval);
   auto masked_train = layer->forward(x, trained_tau);
-  auto split_before = layer->split();
-  layer->export_split();
-  CHECK_FALSE(layer->masked());
-  CHECK(sizes_of(layer->split(), experts) == std::vector<int64_t>(experts, hidden / experts));
+  auto split_before = form->split();
+  CHECK(sizes_of(split_before, experts) == std::vector<int64_t>(experts, hidden / experts));
+  export_split(*layer, *form);
+  CHECK(layer->named_parameters().find("form.affinity") == nullptr);  // the form is gone
   auto exported = layer->forward(x, eval);
   CHECK(exported.allclose(masked_eval, 1e-5, 1e-5));
   CHECK(exported.allclose(masked_train, 1e-5, 1e-5));
@@ -172,12 +175,13 @@ TEST_CASE("a seeded learned split starts at the heuristic split", "[convert]") {
   torch::manual_seed(5);
   const int64_t dim = 8, hidden = 32, experts = 4;
   auto ffn = dense_ffn(dim, hidden);
-  MaskedTraining masked = learning_split();
-  auto layer = converted_layer(dim, experts, hidden / experts, 2, masked);
+  MaskedDenseOptions masked = learning_split();
+  auto layer = converted_layer(dim, experts, hidden / experts, 2);
+  auto form = install_masked_dense(*layer, masked);
   auto split = heuristic_split("weight_cluster", ffn.w1(), ffn.b1(), torch::Tensor(), experts, 20, 1);
-  CHECK_FALSE(layer->split().equal(split));  // N(0, 0.01^2) affinities: some other split
-  layer->seed_affinity(split, masked.tau_end);
-  CHECK(layer->split().equal(split));
+  CHECK_FALSE(form->split().equal(split));  // N(0, 0.01^2) affinities: some other split
+  form->seed_affinity(split, masked.tau_end);
+  CHECK(form->split().equal(split));
 }
 
 TEST_CASE("gradients reach the affinities and the router through the estimators",
@@ -185,23 +189,23 @@ TEST_CASE("gradients reach the affinities and the router through the estimators"
   torch::manual_seed(4);
   const int64_t dim = 8, hidden = 16, experts = 4, k = 1;
   auto ffn = dense_ffn(dim, hidden);
-  MaskedTraining masked = learning_split();
-  auto layer = converted_layer(dim, experts, hidden / experts, k, masked);
-  layer->load_dense(ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
+  auto layer = converted_layer(dim, experts, hidden / experts, k);
+  auto form = install_masked_dense(*layer, learning_split());
+  load_dense(*layer, ffn.w1(), ffn.b1(), ffn.w2(), ffn.b2(), torch::arange(hidden), k);
   auto x = torch::randn({30, dim});
   RouteContext ctx;
   ctx.training = true;
   ctx.step = 1;
   layer->forward(x, ctx).pow(2).sum().backward();
   auto params = layer->named_parameters();
-  auto affinity_grad = params["affinity"].grad();
+  auto affinity_grad = params["form.affinity"].grad();
   auto router_grad = params["router.gate.weight"].grad();
   REQUIRE(affinity_grad.defined());
   REQUIRE(router_grad.defined());
   CHECK(affinity_grad.abs().sum().item<double>() > 0);
   CHECK(router_grad.abs().sum().item<double>() > 0);
   // Exported, the sparse MoE still trains its router: unit weights carry dP.
-  layer->export_split();
+  export_split(*layer, *form);
   for (auto& p : layer->parameters()) p.mutable_grad() = torch::Tensor();
   layer->forward(x, ctx).pow(2).sum().backward();
   CHECK(layer->named_parameters()["router.gate.weight"].grad().abs().sum().item<double>() > 0);
@@ -288,7 +292,7 @@ TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and li
   for (const char* method : {"random", "dot_moe"}) {
     auto overrides = where;
     overrides.push_back(std::string("convert.method=") + method);
-    RunOutcome outcome = execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides));
+    RunOutcome outcome = run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides));
     INFO(outcome.error);
     REQUIRE(outcome.status == "done");
     std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
@@ -300,31 +304,32 @@ TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and li
     CHECK(summary.at("export/active_param_fraction") > 0.5);
   }
   Store store(dir.file("c.db"));
-  // Run 1 is the first child; it trained the parent (run 2), which the second child reused.
+  // The parent (run 1) was trained before the first child (run 2); the second child reused it.
   auto runs = store.query("SELECT id, status, parent_run_id, name FROM runs ORDER BY id");
   REQUIRE(runs.rows.size() == 3);
-  CHECK(runs.rows[1][3].text == "conv-dense");
-  CHECK(runs.rows[1][1].text == "done");
-  CHECK(runs.rows[1][2].type == Cell::Type::Null);
-  CHECK(runs.rows[0][2].integer == 2);
-  CHECK(runs.rows[2][2].integer == 2);
+  CHECK(runs.rows[0][3].text == "conv-dense");
+  CHECK(runs.rows[0][1].text == "done");
+  CHECK(runs.rows[0][2].type == Cell::Type::Null);
+  CHECK(runs.rows[1][2].integer == 1);
+  CHECK(runs.rows[2][2].integer == 1);
   auto convert_rows = store.query("SELECT COUNT(*) FROM metrics WHERE run_id = 3 AND "
                                   "split = 'convert' AND step = 0");
   CHECK(convert_rows.rows[0][0].integer >= 4);  // per layer + mean + seconds
   auto kl = store.query("SELECT COUNT(*) FROM metrics WHERE run_id = 3 AND name = 'kl'");
   CHECK(kl.rows[0][0].integer >= 1);
-  // An explicit parent by run id works too; a child is no parent, an unknown id is an error.
+  // An explicit parent by run id works too; a child is no parent, an unknown id is an error
+  // raised before the run gets a row.
   auto overrides = where;
   overrides.push_back("convert.method=weight_cluster");
-  overrides.push_back("convert.parent=2");
-  CHECK(execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides)).status == "done");
+  overrides.push_back("convert.parent=1");
+  CHECK(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)).status == "done");
   overrides.back() = "convert.parent=99";
-  RunOutcome missing = execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides));
-  CHECK(missing.status == "failed");
-  CHECK_THAT(missing.error, Catch::Matchers::Contains("convert.parent = \"99\""));
-  overrides.back() = "convert.parent=1";
-  CHECK_THAT(execute_run(parse_run_config(kConvertRun, "conv.yaml", overrides)).error,
-             Catch::Matchers::Contains("not a dense model"));
+  CHECK_THROWS_WITH(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)),
+                    Catch::Matchers::Contains("convert.parent = \"99\""));
+  overrides.back() = "convert.parent=2";
+  CHECK_THROWS_WITH(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)),
+                    Catch::Matchers::Contains("not a dense model"));
+  CHECK(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 4);
 }
 
 TEST_CASE("a conversion sweep with two workers trains each dense parent once", "[convert][sweep][smoke][.slow]") {
@@ -357,7 +362,7 @@ train: {steps: 4, batch_size: 8, log_every: 2, warmup_steps: 1}
 eval: {max_examples: 64, router_override: {name: expert_choice, k: 1}}
 convert: {method: activation_cluster, dense_steps: 4, calibration_tokens: 256}
 )") + "db: " + dir.file("l.db") + "\ncheckpoint_dir: " + dir.file("ckpt") + "\n";
-  RunOutcome outcome = execute_run(parse_run_config(yaml, "lm.yaml"));
+  RunOutcome outcome = run_alone(parse_run_config(yaml, "lm.yaml"));
   INFO(outcome.error);
   REQUIRE(outcome.status == "done");
   std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());

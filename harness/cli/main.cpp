@@ -25,6 +25,7 @@
 #include "harness/report/robustness.h"
 #include "harness/run/runner.h"
 #include "harness/store/store.h"
+#include "harness/sweep/dense_parent.h"
 #include "harness/sweep/sweep_runner.h"
 #include "harness/report/table.h"
 #include "routers/registry.h"
@@ -54,7 +55,7 @@ QueryResult summary_table(const RunOutcome& outcome) {
 }
 
 int command_run(const std::string& path, const std::vector<std::string>& overrides,
-                bool dump_config, bool resume) {
+                bool dump_config, bool resume, double stale_after_seconds) {
   RunConfig config = load_run_config(path, overrides);
   if (dump_config) {
     std::cout << canonical_yaml(config);
@@ -69,7 +70,7 @@ int command_run(const std::string& path, const std::vector<std::string>& overrid
   fmt::print(stderr, "moelab: run '{}' (config {}), task {}, router {}, results -> {}\n",
              config.name, config_hash(config).substr(0, 12), config.task.name,
              config.router.name, config.db);
-  RunOutcome outcome = execute_run(config, "", resume);
+  RunOutcome outcome = run_alone(config, resume, stale_after_seconds);
   if (outcome.status != "done") {
     fmt::print(stderr, "moelab: run {} {}: {}\n", outcome.run_id, outcome.status, outcome.error);
     return kExitRunFailed;
@@ -206,6 +207,7 @@ void add_run_command(CLI::App& app, Command& command) {
     std::string config_path;
     std::vector<std::string> overrides;
     bool dump_config = false, resume = false;
+    double stale_after = kDefaultStaleSeconds;
   };
   auto args = std::make_shared<Args>();
   auto* run = app.add_subcommand("run", "train and evaluate one run config");
@@ -214,8 +216,15 @@ void add_run_command(CLI::App& app, Command& command) {
   run->add_flag("--dump-config", args->dump_config, "print the fully resolved config and exit");
   run->add_flag("--resume", args->resume,
                 "continue this config's newest unfinished run from its checkpoint");
+  run->add_option("--stale-after", args->stale_after,
+                  "seconds without a heartbeat before a dense parent that another process "
+                  "trains is taken over (>= 30)")
+      ->check(CLI::Range(30.0, 1e9));
   run->callback([args, &command] {
-    command = [args] { return command_run(args->config_path, args->overrides, args->dump_config, args->resume); };
+    command = [args] {
+      return command_run(args->config_path, args->overrides, args->dump_config, args->resume,
+                         args->stale_after);
+    };
   });
 }
 

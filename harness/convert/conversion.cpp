@@ -10,7 +10,8 @@
 #include <thread>
 
 #include "harness/train/checkpoint.h"
-#include "harness/model/neuron_split.h"
+#include "harness/convert/masked_dense.h"
+#include "harness/convert/neuron_split.h"
 #include "harness/train/provenance.h"
 #include "harness/core/rng.h"
 #include "routers/dot_moe.h"
@@ -55,15 +56,16 @@ torch::Tensor heuristic_split(const std::string& method, const torch::Tensor& w1
   return assignment;
 }
 
-Reconstruction reconstruction_error(MoELayer layer, torch::nn::Sequential dense,
-                                    const torch::Tensor& x, int64_t k, int64_t layer_index) {
+Reconstruction reconstruction_error(MoELayer layer, const torch::Tensor& split,
+                                    torch::nn::Sequential dense, const torch::Tensor& x, int64_t k,
+                                    int64_t layer_index) {
   torch::NoGradGuard no_grad;
   auto target = dense->forward(x);                                  // [N, D]
   const double energy = target.pow(2).sum().item<double>();
   RouteContext ctx;
   ctx.layer = layer_index;
   auto routed = layer->forward(x, ctx);                             // [N, D]
-  auto outputs = layer->all_expert_outputs(x);                      // [E, N, D]
+  auto outputs = all_expert_outputs(*layer, x, split);              // [E, N, D]
   auto best = std::get<1>(outputs.pow(2).sum(-1).topk(k, 0));       // [k, N]
   auto oracle = outputs.gather(0, best.unsqueeze(-1).expand({k, x.size(0), x.size(1)})).sum(0);
   return {(routed - target).pow(2).sum().item<double>() / energy,
@@ -88,13 +90,14 @@ MetricValues retention(const TaskMetrics& metrics, const std::map<std::string, d
   return values;
 }
 
-Conversion::Conversion(const RunConfig& config, const DenseParent& parent, Task& task,
-                       Store& store, int64_t run_id, torch::Device device)
-    : config_(config), parent_run_id_(parent.run_id), store_(store), run_id_(run_id),
+Conversion::Conversion(const RunSpec& run, const RunSpec& parent, Task& task, Store& store,
+                       torch::Device device)
+    : config_(run.config), parent_run_id_(parent.run_id), store_(store), run_id_(run.run_id),
       device_(device) {
+  const RunConfig& config = run.config;
   store_.set_parent(run_id_, parent_run_id_);
   teacher_ = task.build_model(parent.config);
-  load_model_weights(checkpoint_path(parent.config), *teacher_);
+  load_model_weights(parent.checkpoint, *teacher_);
   teacher_->to(device_);
   teacher_->eval();
   for (auto& parameter : teacher_->parameters()) parameter.requires_grad_(false);
@@ -136,13 +139,13 @@ void Conversion::convert(TaskModel& model) {
     if (convert.method == "dot_moe") {
       order = torch::arange(first->weight.size(0), torch::kLong);
       if (convert.affinity_init != "random") {
-        layer->seed_affinity(split(convert.affinity_init).to(device_), convert.tau_end);
+        forms_[i]->seed_affinity(split(convert.affinity_init).to(device_), convert.tau_end);
       }
     } else {
       order = expert_major_order(split(convert.method));
     }
-    layer->load_dense(first->weight, first->bias, second->weight, second->bias,
-                      order.to(device_), router_k(layer));
+    load_dense(*layer, first->weight, first->bias, second->weight, second->bias,
+               order.to(device_), router_k(layer));
   }
   // Everything outside the converted FFNs (embeddings, attention, norms, heads, dense FFNs of
   // blocks left dense) is the parent's.
@@ -170,8 +173,10 @@ MetricValues Conversion::measure(TaskModel& model, const std::string& prefix, bo
   for (size_t i = 0; i < blocks.size(); ++i) {
     MoELayer layer = blocks[i]->moe();
     if (layer.is_empty()) continue;
-    const auto error = reconstruction_error(layer, parent_ffn(*teacher_, i), calibration_[i],
-                                            router_k(layer), static_cast<int64_t>(i));
+    const auto split = forms_.empty() ? contiguous_split(*layer) : forms_[i]->split();
+    const auto error = reconstruction_error(layer, split, parent_ffn(*teacher_, i),
+                                            calibration_[i], router_k(layer),
+                                            static_cast<int64_t>(i));
     const std::string name = fmt::format("{}l{}/", prefix, i);
     values.emplace_back(name + "recon_err_oracle", error.oracle);
     if (with_routed) values.emplace_back(name + "recon_err", error.routed);
@@ -185,7 +190,20 @@ MetricValues Conversion::measure(TaskModel& model, const std::string& prefix, bo
   return values;
 }
 
+void Conversion::install_forms(TaskModel& model) {
+  // The affinities' own stream: the same draws whether the run starts or resumes.
+  torch::manual_seed(derived_seed({static_cast<uint64_t>(config_.seed), fnv1a("affinity")}));
+  const MaskedDenseOptions options = MaskedDenseOptions::from(config_);
+  auto blocks = model.backbone()->blocks();
+  forms_.assign(blocks.size(), nullptr);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    MoELayer layer = blocks[i]->moe();
+    if (!layer.is_empty()) forms_[i] = install_masked_dense(*layer, options);
+  }
+}
+
 void Conversion::before_training(TaskModel& model, MetricLog& log, bool resuming) {
+  install_forms(model);
   if (resuming) {  // converted when the run started; its measurements are in the database
     for (const auto& [name, value] : store_.metrics_at(run_id_, "convert", 0)) {
       at_conversion_.emplace_back("convert/" + name, value);
@@ -223,12 +241,12 @@ std::vector<NamedTensor> Conversion::extra_losses(const Batch& batch, const torc
 void Conversion::after_training(TaskModel& model) {
   auto blocks = model.backbone()->blocks();
   for (size_t i = 0; i < blocks.size(); ++i) {
-    MoELayer layer = blocks[i]->moe();
-    if (layer.is_empty() || !layer->masked()) continue;
-    layer->export_split();
-    check_balanced(layer->split(), config_.model.moe.experts,
-                   fmt::format("block {} after export", i));
+    if (forms_[i].is_empty()) continue;
+    check_balanced(forms_[i]->split(), config_.model.moe.experts,
+                   fmt::format("block {}'s split at export", i));
+    export_split(*blocks[i]->moe(), *forms_[i]);
   }
+  forms_.clear();
 }
 
 MetricValues Conversion::summaries(TaskModel& model, const MetricValues& finals) {
@@ -236,7 +254,8 @@ MetricValues Conversion::summaries(TaskModel& model, const MetricValues& finals)
   const MetricValues exported = measure(model, "export/", true);
   values.insert(values.end(), exported.begin(), exported.end());
 
-  // Active parameters per token: the exported model without the experts a token skips.
+  // Active parameters per token: the exported model (the forms and their affinities are gone)
+  // without the experts a token skips.
   auto count = [](torch::nn::Module& module) {
     double total = 0.0;
     for (const auto& parameter : module.parameters()) total += static_cast<double>(parameter.numel());
@@ -246,8 +265,7 @@ MetricValues Conversion::summaries(TaskModel& model, const MetricValues& finals)
   double active = count(model), ffn_fraction = 0.0;
   for (const auto& layer : model.backbone()->moe_layers()) {
     ffn_fraction = static_cast<double>(router_k(layer)) / experts;
-    active -= static_cast<double>(layer->split_parameter_count()) +
-              static_cast<double>(layer->expert_parameter_count()) * (1.0 - ffn_fraction);
+    active -= static_cast<double>(layer->expert_parameter_count()) * (1.0 - ffn_fraction);
   }
   values.emplace_back("export/active_param_fraction", active / count(*teacher_));
   values.emplace_back("export/ffn_active_fraction", ffn_fraction);

@@ -1,9 +1,9 @@
 // Dense -> MoE conversion (MoEfication and DOT-MoE; docs/methods.md). A run with
-// convert.method set: (1) resolves its dense parent run (with convert.parent = auto, the
-// dense twin of its own config, run first unless done; several children share one parent);
-// (2) splits every converted FFN's neurons into experts by the method and copies the rest of
-// the parent's weights; (3) fine-tunes in the masked-dense form with KL distillation from the
-// frozen parent; (4) exports the ordinary sparse MoE, which the final evaluation measures.
+// convert.method set (1) starts from its dense parent, a done run that the scheduler
+// resolved before the run started (harness/sweep/dense_parent.h); (2) splits every converted
+// FFN's neurons into experts by the method and copies the rest of the parent's weights; (3)
+// fine-tunes in the masked-dense form (masked_dense.h) with KL distillation from the frozen
+// parent; (4) exports the ordinary sparse MoE, which the final evaluation measures.
 // Metrics: reconstruction error of each converted layer against its dense FFN (at conversion
 // and after export), active-parameter fraction, retention of the parent's metrics.
 #pragma once
@@ -14,17 +14,14 @@
 #include <vector>
 
 #include "harness/config/config.h"
+#include "harness/convert/masked_dense.h"
 #include "harness/store/store.h"
+#include "harness/train/run_spec.h"
 #include "harness/train/trainer.h"
 #include "tasks/task.h"
 #include "tasks/task_metrics.h"
 
 namespace moelab {
-
-struct DenseParent {
-  int64_t run_id = 0;
-  RunConfig config;
-};
 
 // The balanced split [H] (expert of each neuron) of the dense FFN (w1 [H, D], b1 [H]) by a
 // heuristic method: random, weight_cluster or activation_cluster (`inputs` [N, D] are FFN
@@ -39,8 +36,10 @@ struct Reconstruction {
   double routed = 0.0;
   double oracle = 0.0;
 };
-Reconstruction reconstruction_error(MoELayer layer, torch::nn::Sequential dense,
-                                    const torch::Tensor& x, int64_t k, int64_t layer_index);
+// `split` [E*s]: the layer's neuron split (masked_dense.h).
+Reconstruction reconstruction_error(MoELayer layer, const torch::Tensor& split,
+                                    torch::nn::Sequential dense, const torch::Tensor& x, int64_t k,
+                                    int64_t layer_index);
 
 // "retention/SPLIT/METRIC": the share of the dense parent's quality a converted run keeps,
 // for every val and test metric and every corruption suite's mean error the two share:
@@ -50,9 +49,10 @@ MetricValues retention(const TaskMetrics& metrics, const std::map<std::string, d
 
 class Conversion : public TrainingHooks {
  public:
-  // Loads the parent's model as the frozen teacher and captures calibration inputs.
-  Conversion(const RunConfig& config, const DenseParent& parent, Task& task, Store& store,
-             int64_t run_id, torch::Device device);
+  // Loads the dense parent's model (a done run) as the frozen teacher and captures
+  // calibration inputs.
+  Conversion(const RunSpec& run, const RunSpec& parent, Task& task, Store& store,
+             torch::Device device);
 
   void before_training(TaskModel& model, MetricLog& log, bool resuming) override;
   std::vector<NamedTensor> extra_losses(const Batch& batch, const torch::Tensor& logits) override;
@@ -60,6 +60,8 @@ class Conversion : public TrainingHooks {
   MetricValues summaries(TaskModel& model, const MetricValues& finals) override;
 
  private:
+  // Puts every MoE layer in the masked-dense training form (forms_).
+  void install_forms(TaskModel& model);
   void convert(TaskModel& model);
   // "l{i}/{what}" per converted layer and their mean "{what}", for routed and oracle errors.
   MetricValues measure(TaskModel& model, const std::string& prefix, bool with_routed);
@@ -72,6 +74,7 @@ class Conversion : public TrainingHooks {
   std::shared_ptr<TaskModel> teacher_;
   std::vector<torch::Tensor> calibration_;  // per block: the parent's FFN inputs [N, D]
   MetricValues at_conversion_;
+  std::vector<MaskedDense> forms_;  // per block, empty for dense blocks; none once exported
 };
 
 }  // namespace moelab

@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "harness/core/error.h"
-#include "harness/model/neuron_split.h"
 
 namespace moelab {
 namespace {
@@ -58,30 +57,8 @@ Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacit
   return d;
 }
 
-MaskedTraining MaskedTraining::from(const RunConfig& config) {
-  const ConvertConfig& convert = config.convert;
-  MaskedTraining masked;
-  masked.enabled = convert.method != "none";
-  masked.learn_split = convert.method == "dot_moe";
-  masked.tau_start = convert.tau_start;
-  masked.tau_end = convert.tau_end;
-  masked.anneal_steps = std::llround(convert.tau_anneal * static_cast<double>(config.train.steps));
-  masked.sinkhorn_iters = convert.sinkhorn_iters;
-  masked.affinity_std = convert.affinity_std;
-  masked.affinity_scale = convert.affinity_lr_scale;
-  masked.unrolled = convert.split_grad == "unrolled";
-  return masked;
-}
-
-double MaskedTraining::tau(int64_t step) const {
-  if (anneal_steps <= 0 || step >= anneal_steps) return tau_end;
-  const double progress = static_cast<double>(step) / static_cast<double>(anneal_steps);
-  return tau_start + (tau_end - tau_start) * progress;
-}
-
-MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router,
-                           const MaskedTraining& masked)
-    : config_(config), masked_(masked), router_(std::move(router)) {
+MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router)
+    : config_(config), router_(std::move(router)) {
   const int64_t experts = config.experts;
   const int64_t hidden = config.expert_hidden;
   register_module("router", router_);
@@ -90,64 +67,17 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
   w_out_ = register_parameter("w_out",
                               init_uniform({experts, hidden, dim}, 1.0 / std::sqrt(hidden)));
   b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
-  if (masked_.enabled && masked_.learn_split) {
-    affinity_ = register_parameter(
-        "affinity", torch::randn({experts * hidden, experts}) *
-                        (masked_.affinity_std / masked_.affinity_scale));
-  }
 }
 
-void MoELayerImpl::load_dense(const torch::Tensor& w1, const torch::Tensor& b1,
-                              const torch::Tensor& w2, const torch::Tensor& b2,
-                              const torch::Tensor& order, int64_t k) {
-  const int64_t experts = config_.experts, size = config_.expert_hidden, dim = w1.size(1);
-  MOELAB_CHECK(w1.size(0) == experts * size && order.numel() == experts * size,
-               "load_dense: a dense FFN of {} neurons cannot fill {} experts of {}", w1.size(0),
-               experts, size);
-  torch::NoGradGuard no_grad;
-  w_in_.copy_(w1.t().index_select(1, order).view({dim, experts, size}).permute({1, 0, 2}));
-  b_in_.copy_(b1.index_select(0, order).view({experts, size}));
-  w_out_.copy_(w2.t().index_select(0, order).view({experts, size, dim}));
-  b_out_.copy_((b2 / static_cast<double>(k)).expand({experts, dim}));
+void MoELayerImpl::install_form(std::shared_ptr<TrainingForm> form) {
+  MOELAB_CHECK(form_ == nullptr, "install_form: the layer has a training form already");
+  form_ = register_module("form", std::move(form));
 }
 
-void MoELayerImpl::seed_affinity(const torch::Tensor& assignment, double margin) {
-  MOELAB_CHECK(affinity_.defined(), "seed_affinity: this layer does not learn its split");
-  torch::NoGradGuard no_grad;
-  affinity_.add_(split_matrix(assignment, config_.experts).to(affinity_.options()) *
-                 (margin / masked_.affinity_scale));
-}
-
-torch::Tensor MoELayerImpl::split() const {
-  const int64_t experts = config_.experts, size = config_.expert_hidden;
-  if (masked_.enabled && masked_.learn_split) {
-    torch::NoGradGuard no_grad;
-    return learned_split(affinities(), masked_.tau_end, masked_.sinkhorn_iters).assignment;
-  }
-  return torch::arange(experts * size, w_in_.options().dtype(torch::kLong)).div(size, "floor");
-}
-
-void MoELayerImpl::export_split() {
-  const int64_t experts = config_.experts, size = config_.expert_hidden, dim = w_in_.size(1);
-  const int64_t neurons = experts * size;
-  auto order = expert_major_order(split()).to(w_in_.device());  // [E*s]
-  torch::NoGradGuard no_grad;
-  auto w_in = w_in_.permute({1, 0, 2}).reshape({dim, neurons}).index_select(1, order);
-  w_in_.copy_(w_in.view({dim, experts, size}).permute({1, 0, 2}));
-  b_in_.copy_(b_in_.reshape({neurons}).index_select(0, order).view({experts, size}));
-  w_out_.copy_(w_out_.reshape({neurons, dim}).index_select(0, order).view({experts, size, dim}));
-  masked_.enabled = false;
-}
-
-torch::Tensor MoELayerImpl::all_expert_outputs(const torch::Tensor& x) {
-  const int64_t experts = config_.experts, neurons = experts * config_.expert_hidden;
-  const int64_t dim = x.size(1);
-  auto membership = split_matrix(split(), experts).to(x.options()).t();           // [E, H]
-  auto w_in = w_in_.permute({1, 0, 2}).reshape({dim, neurons});                   // [D, H]
-  auto hidden = torch::gelu(torch::addmm(b_in_.reshape({neurons}), x, w_in));      // [T, H]
-  auto masked = hidden.unsqueeze(0) * membership.unsqueeze(1);                    // [E, T, H]
-  auto w_out = w_out_.reshape({neurons, dim}).unsqueeze(0).expand({experts, neurons, dim});
-  return torch::baddbmm(b_out_.unsqueeze(1), masked, w_out);                      // [E, T, D]
+void MoELayerImpl::remove_form() {
+  if (form_ == nullptr) return;
+  unregister_module("form");
+  form_ = nullptr;
 }
 
 std::shared_ptr<Router> MoELayerImpl::swap_router(std::shared_ptr<Router> router) {
@@ -189,49 +119,25 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   if (ctx.record) {
     for (const auto& [name, loss] : route.aux_losses) ctx.record->add_aux_loss(loss);
   }
-  if (masked_.enabled) return forward_masked(x, route, ctx, route_ms);
+  if (form_) return forward_form(x, route, ctx, route_ms);
   return route.soft_dispatch.defined() ? forward_soft(x, route, ctx, route_ms)
                                        : forward_sparse(x, route, ctx, route_ms);
 }
 
-torch::Tensor MoELayerImpl::forward_masked(const torch::Tensor& x, const RouteResult& route,
-                                           const RouteContext& ctx, double route_ms) {
-  MOELAB_CHECK(route.probs.defined() && !route.soft_dispatch.defined(),
-               "the masked training form needs a token-choice router with probabilities "
-               "(dot_moe)");
-  const int64_t experts = config_.experts, neurons = experts * config_.expert_hidden;
-  const int64_t tokens = x.size(0), dim = x.size(1);
-  auto probs = route.probs.to(x.dtype());                                       // [T, E]
-  auto chosen = torch::zeros({tokens, experts}, x.options())
-                    .index_put_({route.token, route.expert},
-                                torch::ones({route.token.numel()}, x.options()));  // [T, E]
-  auto r_ste = chosen + (probs - probs.detach());                               // [T, E]
-  RouteResult measured = route;
-  torch::Tensor membership;                                                     // [H, E]
-  if (masked_.learn_split && ctx.training) {
-    const double tau = masked_.tau(ctx.step);
-    LearnedSplit learned = learned_split(affinities(), tau, masked_.sinkhorn_iters, masked_.unrolled);
-    membership = learned.ste.to(x.dtype());
-    measured.metrics.emplace_back("split_tau", torch::full({}, tau));
-    measured.metrics.emplace_back("sinkhorn_iters",
-                                  torch::full({}, static_cast<double>(learned.iterations)));
-    measured.metrics.emplace_back("sinkhorn_err", torch::full({}, learned.error));
-  } else {
-    membership = split_matrix(split(), experts).to(x.options());
-  }
-  auto mask = r_ste.mm(membership.t());                                          // [T, H]
-  auto w_in = w_in_.permute({1, 0, 2}).reshape({dim, neurons});                 // [D, H]
-  auto hidden = torch::gelu(torch::addmm(b_in_.reshape({neurons}), x, w_in));    // [T, H]
-  auto y = (hidden * mask).mm(w_out_.reshape({neurons, dim})) + r_ste.mm(b_out_);  // [T, D]
+torch::Tensor MoELayerImpl::forward_form(const torch::Tensor& x, const RouteResult& route,
+                                         const RouteContext& ctx, double route_ms) {
+  FormOutput out = form_->combine(x, route, ctx, expert_weights());
   if (ctx.collect_metrics && ctx.record) {
     torch::NoGradGuard no_grad;
-    auto load = torch::bincount(route.expert, {}, experts).to(torch::kFloat);   // [E]
+    RouteResult measured = route;
+    measured.metrics.insert(measured.metrics.end(), out.metrics.begin(), out.metrics.end());
+    auto load = torch::bincount(route.expert, {}, config_.experts).to(torch::kFloat);  // [E]
+    const int64_t real_tokens = real_rows(x, ctx).size(0);
     compute_metrics(measured, ctx, load, 0.0, torch::zeros({}),
-                    static_cast<double>(route.expert.numel()) /
-                        std::max<int64_t>(real_rows(probs, ctx).size(0), 1),
+                    static_cast<double>(route.expert.numel()) / std::max<int64_t>(real_tokens, 1),
                     route_ms);
   }
-  return y;
+  return out.y;
 }
 
 torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteResult& route,

@@ -29,30 +29,30 @@ struct Dispatch {
 Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacity_factor,
                        const std::string& drop_policy);
 
-// The masked-dense training form of a layer converted from a dense FFN (DOT-MoE §5.3): the
-// experts' E*s neurons run as one dense FFN whose hidden units are masked per token by
-// R_STE M_STE^T, R_STE = one-hot(router's top-k) + (P - stopgrad P) and M the neuron split
-// (fixed: neuron e*s+j in expert e; learned: from affinities, see learned_split). Exactly
-// the MoE's output, with the router's gradient reaching every expert. export_split() turns
-// the layer into the ordinary sparse MoE.
-struct MaskedTraining {
-  bool enabled = false;
-  bool learn_split = false;     // dot_moe: affinities [E*s, E] are parameters
-  double tau_start = 1.0, tau_end = 0.1;
-  int64_t anneal_steps = 0;     // tau falls linearly from tau_start to tau_end over these
-  int64_t sinkhorn_iters = 30;
-  double affinity_std = 0.01;
-  double affinity_scale = 1.0;  // affinities = scale x parameter: scale x the step Adam takes
-  bool unrolled = false;        // differentiate through the Sinkhorn iterations
+// The experts' parameters, shared with the layer: [E, D, H], [E, H], [E, H, D], [E, D].
+struct ExpertWeights {
+  torch::Tensor w_in, b_in, w_out, b_out;
+};
 
-  static MaskedTraining from(const RunConfig& config);
-  double tau(int64_t step) const;
+// What a training form computes for one forward.
+struct FormOutput {
+  torch::Tensor y;                    // [T, D]
+  std::vector<NamedTensor> metrics;   // the form's own routing metrics (detached scalars)
+};
+
+// Another training shape of the layer's experts, installed by a layer above the model (the
+// conversion's masked-dense form, harness/convert/masked_dense.h): it replaces dispatch and
+// combine and keeps every assignment of the route; the layer still routes, records the aux
+// losses and measures. A form's parameters are the layer's while it is installed.
+class TrainingForm : public torch::nn::Module {
+ public:
+  virtual FormOutput combine(const torch::Tensor& x, const RouteResult& route,
+                             const RouteContext& ctx, const ExpertWeights& experts) = 0;
 };
 
 class MoELayerImpl : public torch::nn::Module {
  public:
-  MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router,
-               const MaskedTraining& masked = {});
+  MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router);
 
   // x: [T, D] -> [T, D]; tokens that no expert kept get 0 (the block's residual carries them).
   // Reports to ctx.record: the router's weighted aux losses, and with ctx.collect_metrics
@@ -65,28 +65,16 @@ class MoELayerImpl : public torch::nn::Module {
   // Replaces the router (evaluation-time routing swaps); returns the previous one.
   std::shared_ptr<Router> swap_router(std::shared_ptr<Router> router);
 
-  // Converted layers. Loads a dense FFN (w1 [H, D], b1 [H], w2 [D, H], b2 [D], torch Linear
-  // layout) with its neurons in `order` [H] (expert e gets order[e*s .. e*s+s-1]); each
-  // expert's output bias is b2 / k, so the k chosen experts add b2 once.
-  void load_dense(const torch::Tensor& w1, const torch::Tensor& b1, const torch::Tensor& w2,
-                  const torch::Tensor& b2, const torch::Tensor& order, int64_t k);
-  bool masked() const { return masked_.enabled; }
-  // Learned split: adds `margin` to the affinity of each neuron's expert in `assignment` [H],
-  // so that the split starts there.
-  void seed_affinity(const torch::Tensor& assignment, double margin);
-  // The current neuron split [E*s] int64 over the stored neuron order (learned: rounded at
-  // tau_end, the export temperature).
-  torch::Tensor split() const;
-  // Lays the experts' neurons out by split() and switches to the sparse MoE forward.
-  void export_split();
-  // Parameters of the E experts together (not the router, not the split's affinities).
+  const MoeConfig& config() const { return config_; }
+  ExpertWeights expert_weights() const { return {w_in_, b_in_, w_out_, b_out_}; }
+  // Parameters of the E experts together (not the router, not a training form's).
   int64_t expert_parameter_count() const {
     return w_in_.numel() + b_in_.numel() + w_out_.numel() + b_out_.numel();
   }
-  // The learned split's affinities: trained, but not part of the exported model.
-  int64_t split_parameter_count() const { return affinity_.defined() ? affinity_.numel() : 0; }
-  // Outputs of every expert on x [T, D], each including its b_out: [E, T, D].
-  torch::Tensor all_expert_outputs(const torch::Tensor& x);
+  // Installs `form` (registered as submodule "form") in place of dispatch and combine;
+  // remove_form() returns to the sparse forward.
+  void install_form(std::shared_ptr<TrainingForm> form);
+  void remove_form();
 
  private:
   torch::Tensor run_experts(const torch::Tensor& x, const Dispatch& dispatch);  // [A', D]
@@ -94,8 +82,8 @@ class MoELayerImpl : public torch::nn::Module {
                                const RouteContext& ctx, double route_ms);
   torch::Tensor forward_soft(const torch::Tensor& x, const RouteResult& route,
                              const RouteContext& ctx, double route_ms);
-  torch::Tensor forward_masked(const torch::Tensor& x, const RouteResult& route,
-                               const RouteContext& ctx, double route_ms);
+  torch::Tensor forward_form(const torch::Tensor& x, const RouteResult& route,
+                             const RouteContext& ctx, double route_ms);
   // Shared metrics from the per-expert load [E] and the fractions the paths measure.
   void compute_metrics(const RouteResult& route, const RouteContext& ctx,
                        const torch::Tensor& load, double dropped_frac,
@@ -103,11 +91,9 @@ class MoELayerImpl : public torch::nn::Module {
                        double route_ms);
 
   MoeConfig config_;
-  MaskedTraining masked_;
   std::shared_ptr<Router> router_;
+  std::shared_ptr<TrainingForm> form_;         // none: the sparse (or soft) forward
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
-  torch::Tensor affinity_;                     // [E*H, E] with masked_.learn_split, / scale
-  torch::Tensor affinities() const { return affinity_ * masked_.affinity_scale; }  // [E*H, E]
 };
 TORCH_MODULE(MoELayer);
 

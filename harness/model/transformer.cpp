@@ -28,8 +28,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return proj_(attended.transpose(1, 2).reshape({batch, length, dim}));
 }
 
-BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router,
-                     const MaskedTraining& masked) {
+BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router) {
   norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(
                                                 torch::nn::LayerNormOptions({model.dim})));
   norm_ffn_ = register_module("norm_ffn", torch::nn::LayerNorm(
@@ -38,7 +37,7 @@ BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Rout
                                Attention(model.dim, model.heads, model.dropout, causal));
   dropout_ = register_module("dropout", torch::nn::Dropout(model.dropout));
   if (router) {
-    moe_ = register_module("moe", MoELayer(model.dim, model.moe, std::move(router), masked));
+    moe_ = register_module("moe", MoELayer(model.dim, model.moe, std::move(router)));
   } else {
     dense_ = register_module("ffn", torch::nn::Sequential(
                                         torch::nn::Linear(model.dim, model.ffn_hidden),
@@ -64,14 +63,14 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx
 }
 
 TransformerImpl::TransformerImpl(const ModelConfig& model, const RouterFactory& routers,
-                                 const MaskedTraining& masked, bool causal)
+                                 bool causal)
     : causal_(causal) {
   const auto moe_indices = moe_layer_indices(model);
   for (int64_t i = 0; i < model.depth; ++i) {
     const bool use_moe =
         std::find(moe_indices.begin(), moe_indices.end(), i) != moe_indices.end();
     blocks_.push_back(register_module(
-        "block" + std::to_string(i), Block(model, causal, use_moe ? routers(i) : nullptr, masked)));
+        "block" + std::to_string(i), Block(model, causal, use_moe ? routers(i) : nullptr)));
   }
   final_norm_ = register_module("final_norm",
                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({model.dim})));

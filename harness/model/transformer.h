@@ -33,8 +33,7 @@ TORCH_MODULE(Attention);
 class BlockImpl : public torch::nn::Module {
  public:
   // An MoE block routed by `router`, or a dense one when it is null.
-  BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router,
-            const MaskedTraining& masked);
+  BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router);
   torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);  // [B, L, D]
   MoELayer moe() const { return moe_; }  // empty holder in dense blocks
   torch::nn::Sequential dense_ffn() const { return dense_; }  // empty holder in MoE blocks
@@ -53,10 +52,8 @@ TORCH_MODULE(Block);
 
 class TransformerImpl : public torch::nn::Module {
  public:
-  // MoE blocks per model.moe.layers, each routed by routers(block index); in the masked
-  // training form when `masked` is enabled (a converted model).
-  TransformerImpl(const ModelConfig& model, const RouterFactory& routers,
-                  const MaskedTraining& masked, bool causal);
+  // MoE blocks per model.moe.layers, each routed by routers(block index).
+  TransformerImpl(const ModelConfig& model, const RouterFactory& routers, bool causal);
 
   // x: [B, L, D] embeddings -> [B, L, D] final-normalised states. ctx.layer is set per block.
   torch::Tensor forward(const torch::Tensor& x, RouteContext ctx);

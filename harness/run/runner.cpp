@@ -6,23 +6,17 @@
 #include <sys/resource.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
-#include <filesystem>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <thread>
 
-#include "harness/train/checkpoint.h"
 #include "harness/convert/conversion.h"
-#include "harness/run/dense_parent.h"
 #include "harness/core/exception_text.h"
 #include "harness/core/failpoint.h"
 #include "harness/core/file_cache.h"
 #include "harness/core/rng.h"
-#include "harness/train/provenance.h"
 #include "harness/core/sha256.h"
+#include "harness/train/checkpoint.h"
+#include "harness/train/provenance.h"
 #include "harness/train/trainer.h"
 #include "tasks/registry.h"
 
@@ -30,38 +24,6 @@ namespace moelab {
 namespace {
 
 extern "C" void on_interrupt_signal(int) { request_interrupt(); }
-
-// Refreshes a run's heartbeat every 10 s from its own connection while the run trains or
-// evaluates, so that supervisors can tell a live run from one whose process died.
-class HeartbeatThread {
- public:
-  HeartbeatThread(const std::string& db, int64_t run_id) : thread_([this, db, run_id] {
-      std::unique_lock<std::mutex> lock(mutex_);
-      try {
-        Store store(db);
-        while (!stop_) {
-          if (wake_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) break;
-          store.heartbeat(run_id);
-        }
-      } catch (const std::exception& e) {  // the run itself meets the same database error
-        fmt::print(stderr, "warning: run {}: heartbeat stopped: {}\n", run_id, e.what());
-      }
-    }) {}
-  ~HeartbeatThread() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 // sha256 of the task's data files (cached per file stamp, see file_cache.h).
 std::vector<std::pair<std::string, std::string>> hashed_files(const Task& task) {
@@ -81,15 +43,34 @@ double peak_rss_mb() {
 
 }  // namespace
 
-RunRecord make_run_record(const RunConfig& config, const std::string& sweep) {
-  return make_run_record(config, sweep, config_hash(config));
+RunHeartbeat::RunHeartbeat(const std::string& db, int64_t run_id)
+    : thread_([this, db, run_id] {
+        std::unique_lock<std::mutex> lock(mutex_);
+        try {
+          Store store(db);
+          while (!stop_) {
+            if (wake_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) break;
+            store.heartbeat(run_id);
+          }
+        } catch (const std::exception& e) {  // the run itself meets the same database error
+          fmt::print(stderr, "warning: run {}: heartbeat stopped: {}\n", run_id, e.what());
+        }
+      }) {}
+
+RunHeartbeat::~RunHeartbeat() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
 }
 
-RunRecord make_run_record(const RunConfig& config, const std::string& sweep,
-                          const std::string& config_hash) {
+RunRecord make_run_record(const RunSpec& run) {
+  const RunConfig& config = run.config;
   RunRecord record;
-  record.config_hash = config_hash;
-  record.sweep = sweep;
+  record.config_hash = run.hash;
+  record.sweep = run.sweep;
   record.name = config.name;
   record.task = config.task.name;
   record.router = config.router.name;
@@ -113,25 +94,42 @@ torch::Device device_for(const RunConfig& config) {
   return device;
 }
 
+std::string database_path(Store& store) { return store.database().getFilename(); }
+
 // The run to continue: the newest unfinished one of this config, reopened at its checkpoint.
-int64_t reopen_for_resume(Store& store, const RunConfig& config) {
-  const std::string hash = config_hash(config);
-  const std::string checkpoint = checkpoint_path(config.checkpoint_dir, hash);
-  auto previous = store.latest_unfinished_run(hash);
+int64_t reopen_for_resume(Store& store, const RunSpec& run) {
+  auto previous = store.latest_unfinished_run(run.hash);
   if (!previous) {
     throw ConfigError(fmt::format("--resume: '{}' has no unfinished run of config {}",
-                                  config.db, hash.substr(0, 12)));
+                                  run.config.db, run.hash.substr(0, 12)));
   }
-  const int64_t step = checkpoint_step(checkpoint);
+  const int64_t step = checkpoint_step(run.checkpoint);
   if (step < 0) {
     throw ConfigError(fmt::format("--resume: run {} has no checkpoint ('{}' is missing)",
-                                  *previous, checkpoint));
+                                  *previous, run.checkpoint));
   }
-  store.reopen_run(*previous, step, collect_provenance(config));
+  store.reopen_run(*previous, step, collect_provenance(run.config));
   return *previous;
 }
 
-std::string database_path(Store& store) { return store.database().getFilename(); }
+// The status and error a run ends with when `error` escaped it.
+void record_failure(std::exception_ptr error, Store& store, RunOutcome& outcome) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const DivergedError& e) {
+    outcome.status = "diverged";
+    outcome.error = e.what();
+  } catch (const InterruptedError& e) {
+    outcome.status = "interrupted";
+    outcome.error = e.what();
+  } catch (const SQLite::Exception& e) {  // writing metrics: a full disk, an I/O error
+    outcome.status = "failed";
+    outcome.error = fmt::format("results database '{}': {}", database_path(store), e.what());
+  } catch (const std::exception& e) {
+    outcome.status = "failed";
+    outcome.error = exception_text(e);
+  }
+}
 
 // Writes the run's resources and end in one transaction. When that fails (a full disk), the
 // smallest record of the failure is tried; when even that fails, Error names the database,
@@ -174,62 +172,50 @@ void check_runnable(const RunConfig& config) {
   check_task(config);
 }
 
-RunOutcome execute_run(const RunConfig& config, const std::string& sweep, bool resume) {
+RunOutcome execute_run(const RunConfig& config, bool resume, const RunSpec* parent) {
   check_runnable(config);
   apply_thread_settings(config);
   Store store(config.db);
-  const int64_t run_id = resume ? reopen_for_resume(store, config)
-                                : store.create_run(make_run_record(config, sweep));
-  return run_on_row(store, run_id, config, resume);
+  RunSpec run(config, "");
+  run.run_id = resume ? reopen_for_resume(store, run) : store.create_run(make_run_record(run));
+  return run_on_row(store, run, resume, parent);
 }
 
-RunOutcome run_on_row(Store& store, int64_t run_id, const RunConfig& config, bool resume,
-                      double stale_after_seconds) {
+RunOutcome run_on_row(Store& store, const RunSpec& run, bool resume, const RunSpec* parent) {
+  const RunConfig& config = run.config;
   RunOutcome outcome;
-  outcome.run_id = run_id;
+  outcome.run_id = run.run_id;
   const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
   std::vector<std::pair<std::string, std::string>> files;
   try {
-    HeartbeatThread heartbeat(store.database().getFilename(), run_id);
-    // A converted run's dense parent runs first (before this run's seeding, so that its own
-    // initialisation does not depend on whether the parent had to be trained).
-    std::optional<DenseParent> parent;
-    if (config.convert.method != "none") {
-      const auto state = store.run_state(run_id);
-      const std::string sweep = state ? state->sweep : "";
-      parent = resolve_dense_parent(config, store, sweep, /*retry_failed=*/sweep.empty(),
-                                    stale_after_seconds);
-    }
+    MOELAB_CHECK((config.convert.method != "none") == (parent != nullptr),
+                 "run {}: a converting run starts from its resolved dense parent, others from "
+                 "none", run.run_id);
+    RunHeartbeat heartbeat(database_path(store), run.run_id);
     torch::manual_seed(derived_seed({static_cast<uint64_t>(config.seed), fnv1a("init")}));
     const torch::Device device = device_for(config);
     auto task = make_task(config);
     files = hashed_files(*task);
     auto model = task->build_model(config);
     std::unique_ptr<Conversion> conversion;
-    if (parent) {
-      conversion = std::make_unique<Conversion>(config, *parent, *task, store, run_id, device);
-    }
-    MetricLog log(store, outcome.run_id);
+    if (parent) conversion = std::make_unique<Conversion>(run, *parent, *task, store, device);
+    MetricLog log(store, run.run_id);
     outcome.summaries =
-        train_and_evaluate(config, *task, *model, log, device, resume, conversion.get());
+        train_and_evaluate(run, *task, *model, log, device, resume, conversion.get());
     outcome.status = "done";
-  } catch (const DivergedError& e) {
-    outcome.status = "diverged";
-    outcome.error = e.what();
-  } catch (const InterruptedError& e) {
-    outcome.status = "interrupted";
-    outcome.error = e.what();
-  } catch (const SQLite::Exception& e) {  // writing metrics: a full disk, an I/O error
-    outcome.status = "failed";
-    outcome.error = fmt::format("results database '{}': {}", database_path(store), e.what());
-  } catch (const std::exception& e) {
-    outcome.status = "failed";
-    outcome.error = exception_text(e);
+  } catch (...) {
+    record_failure(std::current_exception(), store, outcome);
   }
-  record_end(store, outcome, files, elapsed());
+  record_end(store, outcome, files,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return outcome;
+}
+
+RunOutcome record_failed_start(Store& store, int64_t run_id, std::exception_ptr error) {
+  RunOutcome outcome;
+  outcome.run_id = run_id;
+  record_failure(error, store, outcome);
+  record_end(store, outcome, {}, 0.0);
   return outcome;
 }
 

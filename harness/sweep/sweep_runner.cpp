@@ -30,6 +30,7 @@
 #include "harness/train/checkpoint.h"
 #include "harness/train/provenance.h"
 #include "harness/run/runner.h"
+#include "harness/sweep/dense_parent.h"
 #include "harness/train/trainer.h"
 
 extern char** environ;
@@ -308,11 +309,11 @@ QueueCounts enqueue_sweep(Store& store, const SweepPlan& plan, const SweepOption
   requeue_dead_local_workers(store, plan.name);
   store.batch([&] {  // one transaction: all of the plan is queued, or none of it
     for (const QueuedRun& run : queue_order(plan)) {
-      const RunConfig& config = run.config;
+      const RunSpec spec(run.config, plan.name, run.hash);
+      const std::string& checkpoint = spec.checkpoint;
       const auto state = store.run_for_hash(run.hash);
-      const std::string checkpoint = checkpoint_path(config.checkpoint_dir, run.hash);
       auto enqueue = [&] {
-        RunRecord record = make_run_record(config, plan.name, run.hash);
+        RunRecord record = make_run_record(spec);
         record.axes = run.label;
         store.enqueue_run(record);
       };
@@ -493,6 +494,25 @@ int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   return counts.done == total ? 0 : 1;
 }
 
+namespace {
+
+// Runs a claimed run, after resolving its dense parent when it converts (the claimed run's
+// heartbeat stays fresh meanwhile, so that no supervisor requeues it).
+RunOutcome run_claimed(Store& store, const RunSpec& run, bool resume, double stale_after_seconds) {
+  if (run.config.convert.method == "none") return run_on_row(store, run, resume, nullptr);
+  std::optional<RunSpec> parent;
+  try {
+    RunHeartbeat heartbeat(store.database().getFilename(), run.run_id);
+    parent = resolve_dense_parent(run.config, store, run.sweep, /*retry_failed=*/false,
+                                  stale_after_seconds);
+  } catch (...) {
+    return record_failed_start(store, run.run_id, std::current_exception());
+  }
+  return run_on_row(store, run, resume, &*parent);
+}
+
+}  // namespace
+
 int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
                  double stale_after_seconds,
                  const std::function<bool()>& wait_for_queue) {
@@ -505,24 +525,25 @@ int sweep_worker(const std::string& db, const std::string& sweep, int64_t thread
     if (!claimed) break;
     // Reading the config or the checkpoint can fail too: record that as the run's failure
     // instead of losing the worker (and having the run requeued forever).
-    RunConfig config;
+    std::optional<RunSpec> run;
     int64_t step = -1;
     try {
-      config = parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
-                                {fmt::format("threads={}", threads)});
-      step = checkpoint_step(checkpoint_path(config.checkpoint_dir, claimed->config_hash));
+      run.emplace(parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
+                                   {fmt::format("threads={}", threads)}),
+                  sweep, claimed->config_hash);
+      run->run_id = claimed->run_id;
+      step = checkpoint_step(run->checkpoint);
     } catch (const std::exception& e) {
       store.finish_run(claimed->run_id, "failed", {}, exception_text(e));
       fmt::print(stderr, "worker {}: run {} failed: {}\n", id, claimed->run_id, exception_text(e));
       continue;
     }
-    apply_thread_settings(config);
+    apply_thread_settings(run->config);
     // Metrics after the checkpoint (or all of them, without one) are logged again.
-    store.reopen_run(claimed->run_id, step, collect_provenance(config));
-    fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, claimed->run_id, config.name,
+    store.reopen_run(run->run_id, step, collect_provenance(run->config));
+    fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, run->run_id, run->config.name,
                step >= 0 ? fmt::format(" resuming at step {}", step) : "");
-    RunOutcome outcome =
-        run_on_row(store, claimed->run_id, config, step >= 0, stale_after_seconds);
+    const RunOutcome outcome = run_claimed(store, *run, step >= 0, stale_after_seconds);
     fmt::print(stderr, "worker {}: run {} {}{}\n", id, outcome.run_id, outcome.status,
                outcome.error.empty() ? "" : ": " + outcome.error);
   }

@@ -63,10 +63,6 @@ void write_file_atomically(const std::string& path, const std::string& data) {
 
 }  // namespace
 
-std::string checkpoint_path(const RunConfig& config) {
-  return checkpoint_path(config.checkpoint_dir, config_hash(config));
-}
-
 std::string checkpoint_path(const std::string& checkpoint_dir, const std::string& config_hash) {
   return checkpoint_dir + "/" + config_hash + ".pt";
 }

@@ -10,13 +10,10 @@
 
 #include <string>
 
-#include "harness/config/config.h"
 
 namespace moelab {
 
-// results/checkpoints/<config hash>.pt (under config.checkpoint_dir).
-std::string checkpoint_path(const RunConfig& config);
-// The same, for a hash already at hand (computing one dumps the whole config).
+// <checkpoint_dir>/<config hash>.pt (a run's is in its RunSpec, run_spec.h).
 std::string checkpoint_path(const std::string& checkpoint_dir, const std::string& config_hash);
 
 // Where training stands at a checkpoint.

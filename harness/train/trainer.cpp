@@ -178,10 +178,10 @@ namespace {
 // step, the periodic work after it, and the final evaluation.
 class TrainingLoop {
  public:
-  TrainingLoop(const RunConfig& config, Task& task, TaskModel& model, MetricLog& log,
+  TrainingLoop(const RunSpec& run, Task& task, TaskModel& model, MetricLog& log,
                torch::Device device, TrainingHooks* hooks)
-      : config_(config), train_(config.train), task_(task), model_(model), log_(log),
-        device_(device), hooks_(hooks), checkpoint_(checkpoint_path(config)) {}
+      : config_(run.config), train_(run.config.train), task_(task), model_(model), log_(log),
+        device_(device), hooks_(hooks), checkpoint_(run.checkpoint) {}
 
   // Moves the model, runs the hooks, builds the optimizer and loads the checkpoint on resume;
   // returns the last step already done.
@@ -357,12 +357,12 @@ class TrainingLoop {
 
 }  // namespace
 
-MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
+MetricValues train_and_evaluate(const RunSpec& run, Task& task, TaskModel& model,
                                 MetricLog& log, torch::Device device, bool resume,
                                 TrainingHooks* hooks) {
-  TrainingLoop loop(config, task, model, log, device, hooks);
+  TrainingLoop loop(run, task, model, log, device, hooks);
   const int64_t first_step = loop.start(resume);
-  const TrainConfig& train = config.train;
+  const TrainConfig& train = run.config.train;
   Progress progress(first_step, train.steps);
   for (int64_t step = first_step + 1; step <= train.steps; ++step) {
     loop.stop_if_interrupted(step);

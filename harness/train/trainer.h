@@ -13,6 +13,7 @@
 #include "harness/config/config.h"
 #include "harness/core/interrupt.h"
 #include "harness/store/store.h"
+#include "harness/train/run_spec.h"
 #include "tasks/task.h"
 
 namespace moelab {
@@ -72,12 +73,12 @@ class TrainingHooks {
 double learning_rate(const TrainConfig& train, int64_t step);
 
 // Trains and evaluates; returns the summaries ("split/metric" -> value) on success.
-// Checkpoints go to checkpoint_path(config); `resume` continues from the one there and
+// Checkpoints go to run.checkpoint; `resume` continues from the one there and
 // leaves the same metric rows and summaries as the uninterrupted run (timings aside), from
 // whichever moment the earlier attempt stopped at: its final checkpoint included, or part
 // of the way through the final evaluation. The training-step summaries (train/loss,
 // train/moe/*) are the rows logged at the last step; train/seconds adds up every attempt.
-MetricValues train_and_evaluate(const RunConfig& config, Task& task, TaskModel& model,
+MetricValues train_and_evaluate(const RunSpec& run, Task& task, TaskModel& model,
                                 MetricLog& log, torch::Device device, bool resume = false,
                                 TrainingHooks* hooks = nullptr);
 

@@ -1,6 +1,6 @@
 // Dense parents of converting runs: found by reference, or (convert.parent = auto) trained
 // here through the run boundary first, or waited for while another process trains them.
-#include "harness/run/dense_parent.h"
+#include "harness/sweep/dense_parent.h"
 
 #include <fmt/format.h>
 
@@ -8,14 +8,14 @@
 #include <filesystem>
 #include <thread>
 
+#include "harness/core/interrupt.h"
 #include "harness/train/checkpoint.h"
 #include "harness/train/provenance.h"
-#include "harness/run/runner.h"
 
 namespace moelab {
 namespace {
 
-DenseParent referenced_parent(const RunConfig& config, Store& store) {
+RunSpec referenced_parent(const RunConfig& config, Store& store) {
   const std::string& reference = config.convert.parent;
   const auto runs = store.done_runs_matching(reference);
   if (runs.size() != 1) {
@@ -24,8 +24,9 @@ DenseParent referenced_parent(const RunConfig& config, Store& store) {
         "id or more of the config hash)",
         reference, runs.size(), config.db));
   }
-  DenseParent parent{runs[0].run_id,
-                     parse_run_config(runs[0].config_yaml, fmt::format("run {}", runs[0].run_id))};
+  RunSpec parent(parse_run_config(runs[0].config_yaml, fmt::format("run {}", runs[0].run_id)),
+                 "", runs[0].config_hash);
+  parent.run_id = runs[0].run_id;
   const ModelConfig& a = parent.config.model;
   const ModelConfig& b = config.model;
   if (!moe_layer_indices(a).empty() || a.dim != b.dim || a.depth != b.depth ||
@@ -48,20 +49,21 @@ void wait_a_moment() {
 
 }  // namespace
 
-DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const std::string& sweep,
-                                 bool retry_failed, double stale_after_seconds) {
+RunSpec resolve_dense_parent(const RunConfig& config, Store& store, const std::string& sweep,
+                             bool retry_failed, double stale_after_seconds) {
   if (config.convert.parent != "auto") return referenced_parent(config, store);
-  const RunConfig parent = dense_parent_config(config);
-  RunRecord record = make_run_record(parent, sweep);
+  RunSpec parent(dense_parent_config(config), sweep);
+  RunRecord record = make_run_record(parent);
   record.axes = kDenseParentLabel;
-  const std::string checkpoint = checkpoint_path(parent.checkpoint_dir, record.config_hash);
+  const std::string& checkpoint = parent.checkpoint;
   while (true) {
     AcquiredRun acquired = store.acquire_run(record, worker_id(), retry_failed);
+    parent.run_id = acquired.run_id;
     if (acquired.status == "done") {
       MOELAB_CHECK(checkpoint_step(checkpoint) >= 0,
                    "dense parent run {} is done but its checkpoint '{}' is missing", acquired.run_id,
                    checkpoint);
-      return {acquired.run_id, parent};
+      return parent;
     }
     if (acquired.status == "running") {  // another process trains it; a dead one's is taken over
       if (!store.requeue_if_stale(acquired.run_id, stale_after_seconds)) wait_a_moment();
@@ -76,15 +78,24 @@ DenseParent resolve_dense_parent(const RunConfig& config, Store& store, const st
       std::filesystem::remove(checkpoint);  // left by an earlier, failed attempt
       step = -1;
     }
-    if (!acquired.created) store.reopen_run(acquired.run_id, step, collect_provenance(parent));
-    fmt::print(stderr, "dense parent: run {} ({} steps){}\n", acquired.run_id, parent.train.steps,
-               step >= 0 ? fmt::format(", resuming at step {}", step) : "");
-    const RunOutcome outcome = run_on_row(store, acquired.run_id, parent, step >= 0);
-    if (outcome.status == "done") return {acquired.run_id, parent};
+    if (!acquired.created) store.reopen_run(acquired.run_id, step, collect_provenance(parent.config));
+    fmt::print(stderr, "dense parent: run {} ({} steps){}\n", acquired.run_id,
+               parent.config.train.steps, step >= 0 ? fmt::format(", resuming at step {}", step) : "");
+    const RunOutcome outcome = run_on_row(store, parent, step >= 0, nullptr);
+    if (outcome.status == "done") return parent;
     if (outcome.status == "interrupted") throw InterruptedError("dense parent run interrupted");
     throw Error(fmt::format("dense parent run {} {}: {}", acquired.run_id, outcome.status,
                             outcome.error));
   }
+}
+
+RunOutcome run_alone(const RunConfig& config, bool resume, double stale_after_seconds) {
+  if (config.convert.method == "none") return execute_run(config, resume);
+  check_runnable(config);
+  Store store(config.db);
+  const RunSpec parent =
+      resolve_dense_parent(config, store, "", /*retry_failed=*/true, stale_after_seconds);
+  return execute_run(config, resume, &parent);
 }
 
 }  // namespace moelab

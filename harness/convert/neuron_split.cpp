@@ -1,5 +1,5 @@
 // Neuron splits: greedy rounding, random and balanced k-means splits, DOT-MoE's transport.
-#include "harness/model/neuron_split.h"
+#include "harness/convert/neuron_split.h"
 
 #include <fmt/format.h>
 
