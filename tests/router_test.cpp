@@ -463,7 +463,8 @@ TEST_CASE("noisy top-k adds noise in training only", "[router]") {
   CHECK(changed > 0);  // noise of scale softplus(0) ~ 0.69 flips close calls
 }
 
-TEST_CASE("soft MoE layer output equals the slot mixture reference", "[router][moe]") {
+TEST_CASE("soft MoE: dispatch and combine are the paper's softmaxes of X Phi, the output their slot mixture",
+          "[router][moe]") {
   RunConfig config = config_with({"router.name=soft_moe", "model.moe.experts=2",
                                   "model.moe.expert_hidden=3"});
   auto router = make_router(config.router, RouterShape{4, 2, 0, 0});
@@ -476,6 +477,34 @@ TEST_CASE("soft MoE layer output equals the slot mixture reference", "[router][m
   auto y = layer(x, ctx);
   RouteResult r = router->route(x, ctx);
   auto params = layer->named_parameters();
+  // The router's weights are the paper's, computed here element by element: logits = X Phi
+  // per group; dispatch = softmax over the group's tokens (per slot), combine = softmax over
+  // the slots (per token).
+  auto phi = params["router.slot_params"].to(torch::kDouble);  // [D, E*S]
+  auto xs = x.to(torch::kDouble);
+  for (int64_t g = 0; g < 2; ++g) {
+    double logit[3][2];
+    for (int64_t t = 0; t < 3; ++t) {
+      for (int64_t s = 0; s < 2; ++s) {
+        logit[t][s] = 0.0;
+        for (int64_t d = 0; d < 4; ++d) {
+          logit[t][s] += xs[3 * g + t][d].item<double>() * phi[d][s].item<double>();
+        }
+      }
+    }
+    for (int64_t t = 0; t < 3; ++t) {
+      for (int64_t s = 0; s < 2; ++s) {
+        double over_tokens = 0.0, over_slots = 0.0;
+        for (int64_t u = 0; u < 3; ++u) over_tokens += std::exp(logit[u][s]);
+        for (int64_t v = 0; v < 2; ++v) over_slots += std::exp(logit[t][v]);
+        INFO("group " << g << " token " << t << " slot " << s);
+        CHECK(r.soft_dispatch[g][t][s].item<double>() ==
+              Approx(std::exp(logit[t][s]) / over_tokens).epsilon(1e-5));
+        CHECK(r.soft_combine[g][t][s].item<double>() ==
+              Approx(std::exp(logit[t][s]) / over_slots).epsilon(1e-5));
+      }
+    }
+  }
   auto ffn = [&](int64_t e, const torch::Tensor& v) {
     auto h = torch::gelu(torch::matmul(v, params["w_in"][e]) + params["b_in"][e]);
     return torch::matmul(h, params["w_out"][e]) + params["b_out"][e];

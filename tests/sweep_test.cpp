@@ -285,44 +285,6 @@ TEST_CASE("the sweep's ETA comes from the running runs' step rates and the run l
   CHECK(estimate_eta({{0, 100, 5}}, 1, 0.0, 1) < 0);               // nothing measured: no ETA
 }
 
-TEST_CASE("report groups runs over seeds and tests against the baseline", "[report]") {
-  testing::TempDir dir;
-  Store store(dir.file("r.db"));
-  auto add = [&](const std::string& router, double accuracy) {
-    RunRecord record;
-    record.config_hash = router + std::to_string(accuracy);
-    record.sweep = "s";
-    record.task = "image";
-    record.router = router;
-    record.params = {{"router.name", router}};
-    const int64_t id = store.create_run(record);
-    store.finish_run(id, "done", {{"test/accuracy", accuracy}});
-  };
-  add("topk", 0.0);
-  add("topk", 2.0);
-  add("ssr", 3.0);
-  add("ssr", 5.0);
-  ReportRequest request;
-  request.sweep = "s";
-  request.baseline = "topk";
-  const auto table = report_table(collect_groups(store, request), request);
-  REQUIRE(table.rows.size() == 2);
-  CHECK(table.rows[1][0].text == "ssr");
-  CHECK(table.rows[1][1].integer == 2);
-  CHECK(table.rows[1][2].real == Approx(4.0));
-  CHECK(table.rows[1][5].real == Approx(3.0));  // delta
-  CHECK(table.rows[1][6].real == Approx(1.0 - (3.0 / std::sqrt(2.0)) / std::sqrt(6.5)));
-  CHECK(table.rows[0][6].type == Cell::Type::Null);  // the baseline itself
-  for (const char* format : {"text", "md", "csv", "latex", "json", "html"}) {
-    CHECK_THAT(render_report(table, request, format), Catch::Matchers::Contains("ssr"));
-  }
-  request.baseline = "nope";
-  CHECK_THROWS_WITH(report_table(collect_groups(store, request), request),
-                    Catch::Matchers::Contains("ssr"));
-  request.metric = "test/bleu";
-  CHECK_THROWS_WITH(collect_groups(store, request), Catch::Matchers::Contains("test/bleu"));
-}
-
 TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skips done ones",
           "[sweep][smoke][.slow]") {
   testing::TempDir dir;
