@@ -25,19 +25,14 @@ RouteResult LossFreeRouter::decide(const torch::Tensor& logits, const RouteConte
   RouteResult result = RouteResult::from_topk(indices, gates);
   result.logits = logits;
   result.probs = torch::softmax(logits, -1);
-  if (ctx.training) {
-    torch::NoGradGuard no_grad;
-    step_counts_ += real_expert_counts(result, logits.size(1), ctx).to(step_counts_.options());
-  }
+  count_assignments(step_counts_, result, ctx);
   add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef, ctx);
-  result.metrics.emplace_back("bias_abs_max", bias_.abs().max().detach());
+  add_bias_metrics(result, bias_);
   return result;
 }
 
 void LossFreeRouter::on_step_end(int64_t /*step*/) {
-  torch::NoGradGuard no_grad;  // a step without training forwards leaves sign(0) = 0
-  bias_ += options_.rate * torch::sign(step_counts_.mean() - step_counts_);
-  step_counts_.zero_();
+  move_selection_bias(bias_, step_counts_, options_.rate);
 }
 
 }  // namespace moelab

@@ -1,4 +1,5 @@
-// Auxiliary losses shared by token-choice routers (switchable on any of them).
+// Auxiliary losses shared by token-choice routers (switchable on any of them), and the
+// selection-bias bookkeeping of the bias-balanced routers (loss_free, deepseek_v3).
 #pragma once
 
 #include <torch/torch.h>
@@ -22,5 +23,15 @@ struct RouteContext;
 void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
                              const torch::Tensor& probs, double aux_coef, double z_coef,
                              const RouteContext& ctx);
+
+// In training, adds this forward's real assignments per expert to `counts` [E].
+void count_assignments(torch::Tensor& counts, const RouteResult& result, const RouteContext& ctx);
+
+// After an optimizer step: bias += rate * sign(mean(counts) - counts), then counts = 0 (a
+// step without training forwards leaves the bias alone).
+void move_selection_bias(torch::Tensor& bias, torch::Tensor& counts, double rate);
+
+// The metrics of a selection bias [E]: bias_abs_max and bias_norm (L2).
+void add_bias_metrics(RouteResult& result, const torch::Tensor& bias);
 
 }  // namespace moelab

@@ -5,17 +5,21 @@
 #include "harness/core/registry.h"
 #include "routers/aux_loss.h"
 #include "routers/base.h"
+#include "routers/deepseek_v3.h"
 #include "routers/dot_moe.h"
 #include "routers/expert_choice.h"
 #include "routers/hash.h"
 #include "routers/loss_free.h"
 #include "routers/noisy_topk.h"
+#include "routers/quantile.h"
+#include "routers/remoe.h"
 #include "routers/sbase.h"
 #include "routers/smoe_dropout.h"
 #include "routers/soft_moe.h"
 #include "routers/ssr.h"
 #include "routers/stablemoe.h"
 #include "routers/topk.h"
+#include "routers/topp.h"
 #include "routers/usmoe.h"
 #include "routers/xmoe.h"
 
@@ -57,6 +61,10 @@ const std::vector<RouterEntry>& router_registry() {
       router_entry<SmoeDropoutRouter>("smoe_dropout", "frozen random router with k rising over training"),
       router_entry<SoftMoeRouter>("soft_moe", "Soft MoE: slots as convex token mixtures (vision only)"),
       router_entry<DotMoeRouter>("dot_moe", "DOT-MoE router: top-k, unweighted sum, straight-through gradient"),
+      router_entry<QuantileRouter>("quantile", "quantile balancing: selection bias set each step from score quantiles (Kimi K3)"),
+      router_entry<DeepSeekV3Router>("deepseek_v3", "sigmoid affinities, loss-free bias, normalised gates, sequence-wise balance loss"),
+      router_entry<TopPRouter>("topp", "dynamic top-p: experts until their probability mass reaches p"),
+      router_entry<RemoeRouter>("remoe", "ReMoE: ReLU gates with an adaptive L1 penalty holding k active experts"),
   };
   return entries;
 }

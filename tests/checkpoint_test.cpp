@@ -67,7 +67,8 @@ Trained train(const RunConfig& config, Task& task, bool resume, int64_t init_see
 TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterrupted run",
           "[checkpoint]") {
   auto router = GENERATE(as<std::string>{}, "router.name=topk", "router.name=noisy_topk",
-                         "router.name=stablemoe", "router.name=loss_free", "router.name=ssr");
+                         "router.name=stablemoe", "router.name=loss_free", "router.name=ssr",
+                         "router.name=quantile", "router.name=deepseek_v3", "router.name=remoe");
   INFO(router);
   testing::TempDir dir;
   std::vector<std::string> overrides = {router};

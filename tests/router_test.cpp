@@ -6,16 +6,20 @@
 
 #include "harness/model/moe_layer.h"
 #include "routers/base.h"
+#include "routers/deepseek_v3.h"
 #include "routers/expert_choice.h"
 #include "routers/hash.h"
 #include "routers/loss_free.h"
 #include "routers/noisy_topk.h"
+#include "routers/quantile.h"
+#include "routers/remoe.h"
 #include "routers/registry.h"
 #include "routers/sinkhorn.h"
 #include "routers/stablemoe.h"
 #include "routers/smoe_dropout.h"
 #include "routers/ssr.h"
 #include "routers/topk.h"
+#include "routers/topp.h"
 #include "routers/usmoe.h"
 #include "test_util.h"
 
@@ -586,6 +590,205 @@ TEST_CASE("xmoe keeps its expert embeddings at the configured norm", "[router]")
   router->route(torch::randn({16, 8}), training_ctx());
   auto norms = router->named_parameters()["expert_embeddings"].norm(2, -1);
   CHECK(norms.allclose(torch::full({8}, 1.5)));
+}
+
+}  // namespace moelab
+
+namespace moelab {
+namespace {
+
+double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
+double logit_of(double s) { return std::log(s / (1.0 - s)); }
+
+// Logits whose sigmoids are `scores` [T][E].
+torch::Tensor logits_for_sigmoid(const std::vector<std::vector<double>>& scores) {
+  std::vector<double> flat;
+  for (const auto& row : scores) {
+    for (double s : row) flat.push_back(logit_of(s));
+  }
+  return torch::tensor(flat, torch::kFloat).view({static_cast<int64_t>(scores.size()), -1});
+}
+
+std::vector<std::pair<int64_t, int64_t>> pairs_of(const RouteResult& r) {
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  for (int64_t i = 0; i < r.token.numel(); ++i) {
+    pairs.emplace_back(r.token[i].item<int64_t>(), r.expert[i].item<int64_t>());
+  }
+  return pairs;
+}
+
+}  // namespace
+
+TEST_CASE("topp takes experts until their probability mass reaches p", "[router][topp]") {
+  // Probabilities per token (logits = their logs): experts in order of probability until the
+  // mass before the next one reaches p = 0.7. Token 1's tie (0.1, 0.1) ranks by index.
+  const double probs[3][4] = {{0.5, 0.3, 0.15, 0.05}, {0.1, 0.2, 0.6, 0.1}, {0.25, 0.25, 0.25, 0.25}};
+  std::vector<float> flat;
+  for (const auto& row : probs) {
+    for (double p : row) flat.push_back(static_cast<float>(std::log(p)));
+  }
+  const auto logits = torch::tensor(flat).view({3, 4});
+  using Pairs = std::vector<std::pair<int64_t, int64_t>>;
+  auto router = make<TopPRouter>({"router.name=topp", "router.p=0.7", "router.entropy_coef=0.01",
+                                  "router.aux_coef=0"});
+  RouteResult r = router->decide(logits, training_ctx());
+  CHECK(pairs_of(r) == Pairs{{0, 0}, {0, 1}, {1, 1}, {1, 2}, {2, 0}, {2, 1}, {2, 2}});
+  // Gates: the chosen probabilities themselves (not renormalised).
+  const std::vector<double> gates = {0.5, 0.3, 0.2, 0.6, 0.25, 0.25, 0.25};
+  for (size_t i = 0; i < gates.size(); ++i) CHECK(r.weight[i].item<double>() == Approx(gates[i]));
+  // The dynamic loss: 0.01 x the mean entropy of the three rows.
+  double entropy = 0.0;
+  for (const auto& row : probs) {
+    for (double p : row) entropy -= p * std::log(p) / 3.0;
+  }
+  REQUIRE(r.aux_losses.size() == 1);
+  CHECK(r.aux_losses[0].first == "entropy");
+  CHECK(r.aux_losses[0].second.item<double>() == Approx(0.01 * entropy));
+  std::map<std::string, double> metrics;
+  for (const auto& [name, value] : r.metrics) metrics[name] = value.item<double>();
+  CHECK(metrics.at("k_mean") == Approx(7.0 / 3.0));
+  // max_k caps the uniform token at 2; min_k = 3 gives every token at least 3.
+  auto capped = make<TopPRouter>({"router.name=topp", "router.p=0.7", "router.max_k=2"});
+  CHECK(pairs_of(capped->decide(logits, training_ctx())) ==
+        Pairs{{0, 0}, {0, 1}, {1, 1}, {1, 2}, {2, 0}, {2, 1}});
+  auto floor = make<TopPRouter>({"router.name=topp", "router.p=0.7", "router.min_k=3"});
+  CHECK(pairs_of(floor->decide(logits, training_ctx())) ==
+        Pairs{{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}, {1, 2}, {2, 0}, {2, 1}, {2, 2}});
+  // renormalize: token 0's gates 0.5 / 0.8 and 0.3 / 0.8.
+  auto renormalised = make<TopPRouter>({"router.name=topp", "router.p=0.7", "router.renormalize=true"});
+  RouteResult rn = renormalised->decide(logits, training_ctx());
+  CHECK(rn.weight[0].item<double>() == Approx(0.5 / 0.8));
+  CHECK(rn.weight[1].item<double>() == Approx(0.3 / 0.8));
+  // Bad options name their key.
+  CHECK_THROWS_WITH(config_with({"router.name=topp", "router.p=0"}), Catch::Matchers::Contains("router.p"));
+  CHECK_THROWS_WITH(config_with({"router.name=topp", "router.p=1.5"}), Catch::Matchers::Contains("router.p"));
+  CHECK_THROWS_WITH(config_with({"router.name=topp", "router.min_k=9"}), Catch::Matchers::Contains("router.min_k"));
+  CHECK_THROWS_WITH(config_with({"router.name=topp", "router.min_k=3", "router.max_k=2"}),
+                    Catch::Matchers::Contains("router.max_k"));
+}
+
+TEST_CASE("deepseek_v3 gates, bias update, group-limited choice and sequence-wise loss",
+          "[router][deepseek_v3]") {
+  using Pairs = std::vector<std::pair<int64_t, int64_t>>;
+  const std::vector<std::vector<double>> scores = {
+      {0.9, 0.1, 0.8, 0.7}, {0.2, 0.6, 0.3, 0.5}, {0.4, 0.45, 0.1, 0.2}, {0.7, 0.3, 0.6, 0.2}};
+  const auto logits = logits_for_sigmoid(scores);
+  auto router = make<DeepSeekV3Router>({"router.name=deepseek_v3", "router.k=2", "router.scale=2.5",
+                                        "router.alpha=0.5", "router.gamma=0.01"});
+  RouteContext ctx = training_ctx();
+  ctx.group_size = 2;  // two sequences of two tokens
+  RouteResult r = router->decide(logits, ctx);
+  // Top 2 of the sigmoid scores per token, best first; gates = the two scores normalised,
+  // times 2.5.
+  const Pairs chosen = {{0, 0}, {0, 2}, {1, 1}, {1, 3}, {2, 1}, {2, 0}, {3, 0}, {3, 2}};
+  CHECK(pairs_of(r) == chosen);
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const auto [t, e] = chosen[i];
+    const auto [t2, other] = chosen[i % 2 == 0 ? i + 1 : i - 1];
+    INFO("token " << t << " expert " << e);
+    CHECK(r.weight[i].item<double>() ==
+          Approx(2.5 * scores[t][e] / (scores[t][e] + scores[t2][other])).epsilon(1e-5));
+  }
+  // The sequence-wise loss, by hand: per sequence s, f_e = E / (k L) x (its tokens choosing e),
+  // P_e = mean over its tokens of s_te / sum_j s_tj; alpha x the mean over sequences of
+  // sum_e f_e P_e.
+  double loss = 0.0;
+  for (int s = 0; s < 2; ++s) {
+    double f[4] = {0, 0, 0, 0}, p[4] = {0, 0, 0, 0};
+    for (int t = 2 * s; t < 2 * s + 2; ++t) {
+      double row = 0.0;
+      for (double v : scores[t]) row += v;
+      for (int e = 0; e < 4; ++e) p[e] += scores[t][e] / row / 2.0;
+    }
+    for (const auto& [t, e] : chosen) {
+      if (t / 2 == s) f[e] += 4.0 / (2.0 * 2.0);
+    }
+    for (int e = 0; e < 4; ++e) loss += f[e] * p[e] / 2.0;
+  }
+  REQUIRE(r.aux_losses.size() == 1);
+  CHECK(r.aux_losses[0].first == "seq_balance");
+  CHECK(r.aux_losses[0].second.item<double>() == Approx(0.5 * loss).epsilon(1e-5));
+  // After the step, the loads (3, 2, 2, 1) move the bias by 0.01 x sign(2 - load).
+  router->on_step_end(1);
+  const double moved[] = {-0.01, 0.0, 0.0, 0.01};
+  for (int e = 0; e < 4; ++e) CHECK(router->bias()[e].item<double>() == Approx(moved[e]).margin(1e-9));
+  // Group-limited: groups {0, 1} and {2, 3}; token 0's group scores 0.9 + 0.1 and 0.8 + 0.7,
+  // so it chooses inside the second group (experts 2 and 3, not 0 and 2).
+  auto grouped = make<DeepSeekV3Router>({"router.name=deepseek_v3", "router.k=2", "router.groups=2",
+                                         "router.topk_groups=1", "router.alpha=0"});
+  RouteResult g = grouped->decide(logits.narrow(0, 0, 1), training_ctx());
+  CHECK(pairs_of(g) == Pairs{{0, 2}, {0, 3}});
+  CHECK_THROWS_WITH(config_with({"router.name=deepseek_v3", "router.groups=3"}),
+                    Catch::Matchers::Contains("router.groups"));
+  CHECK_THROWS_WITH(config_with({"router.name=deepseek_v3", "router.groups=2", "router.topk_groups=3"}),
+                    Catch::Matchers::Contains("router.topk_groups"));
+  CHECK_THROWS_WITH(config_with({"router.name=deepseek_v3", "router.k=3", "router.groups=4",
+                                 "router.topk_groups=1", "model.moe.experts=8"}),
+                    Catch::Matchers::Contains("router.k"));
+}
+
+TEST_CASE("quantile balancing sets the bias at which every expert gets its fair share",
+          "[router][quantile]") {
+  // Every token prefers expert 0. With k = 1 the thresholds are each token's best score, so
+  // the excess s_te - lambda_t is 0 for expert 0 and (-0.7, -0.5, -0.1, -0.1) for expert 1;
+  // the fair share is 1/2, and the median of expert 1's excess (linear interpolation between
+  // -0.5 and -0.1) is -0.3: the new bias is (0, 0.3).
+  const std::vector<std::vector<double>> scores = {{0.9, 0.2}, {0.8, 0.3}, {0.7, 0.6}, {0.6, 0.5}};
+  const auto logits = logits_for_sigmoid(scores);
+  auto router = make<QuantileRouter>({"router.name=quantile", "router.k=1"}, 2);
+  RouteResult before = router->decide(logits, training_ctx());
+  CHECK(testing::as_vector(before.expert) == std::vector<int64_t>{0, 0, 0, 0});
+  CHECK(before.weight[2].item<double>() == Approx(0.7));  // the unbiased sigmoid score
+  router->on_step_end(1);
+  const double median = (-0.5 + -0.1) / 2.0;
+  CHECK(router->bias()[0].item<double>() == Approx(0.0).margin(1e-6));
+  CHECK(router->bias()[1].item<double>() == Approx(-median).epsilon(1e-5));
+  // With that bias the same batch splits 2 / 2, and the gates stay the unbiased scores.
+  RouteResult after = router->decide(logits, RouteContext{});
+  CHECK(testing::as_vector(after.expert) == std::vector<int64_t>{0, 0, 1, 1});
+  CHECK(after.weight[2].item<double>() == Approx(0.6));
+  // rate = 0.5 moves half of the way.
+  auto half = make<QuantileRouter>({"router.name=quantile", "router.k=1", "router.rate=0.5"}, 2);
+  half->decide(logits, training_ctx());
+  half->on_step_end(1);
+  CHECK(half->bias()[1].item<double>() == Approx(-median / 2).epsilon(1e-5));
+  // Evaluation forwards do not move it.
+  half->decide(logits, RouteContext{});
+  half->on_step_end(2);
+  CHECK(half->bias()[1].item<double>() == Approx(-median / 2).epsilon(1e-5));
+  CHECK_THROWS_WITH(config_with({"router.name=quantile", "router.rate=0"}),
+                    Catch::Matchers::Contains("router.rate"));
+}
+
+TEST_CASE("remoe routes by ReLU gates and adapts its L1 coefficient to the target sparsity",
+          "[router][remoe]") {
+  const auto logits = torch::tensor({{1.0F, -1.0F, 0.5F, 2.0F},
+                                     {-0.5F, 0.25F, -2.0F, 1.5F},
+                                     {0.75F, 0.5F, 0.25F, -1.0F}});
+  auto router = make<RemoeRouter>({"router.name=remoe", "router.k=2", "router.lambda_init=0.1",
+                                   "router.alpha=2"});
+  RouteResult r = router->decide(logits, training_ctx());
+  using Pairs = std::vector<std::pair<int64_t, int64_t>>;
+  CHECK(pairs_of(r) == Pairs{{0, 0}, {0, 2}, {0, 3}, {1, 1}, {1, 3}, {2, 0}, {2, 1}, {2, 2}});
+  const std::vector<double> gates = {1.0, 0.5, 2.0, 0.25, 1.5, 0.75, 0.5, 0.25};
+  for (size_t i = 0; i < gates.size(); ++i) CHECK(r.weight[i].item<double>() == Approx(gates[i]));
+  // L1 with load weights f_e = E / (k T) x (tokens using e) = 4/6 x (2, 2, 2, 2):
+  // 0.1 x (1/3) x sum_t sum_e f_e g_te.
+  double penalty = 0.0;
+  for (double g : gates) penalty += (4.0 / 6.0) * 2.0 * g;
+  REQUIRE(r.aux_losses.size() == 1);
+  CHECK(r.aux_losses[0].second.item<double>() == Approx(0.1 * penalty / 3.0));
+  // 8 of 12 gates active: sparsity 1/3 under the target 1 - 2/4, so lambda doubles...
+  router->on_step_end(1);
+  CHECK(router->l1_coef() == Approx(0.2));
+  // ... and a step with 2 active gates of 12 (sparser than the target) halves it.
+  router->decide(-logits.abs() + torch::tensor({{0.0F, 0.0F, 0.0F, 0.0F}, {0.0F, 0.0F, 0.0F, 3.0F},
+                                                {3.0F, 0.0F, 0.0F, 0.0F}}),
+                 training_ctx(2));
+  router->on_step_end(2);
+  CHECK(router->l1_coef() == Approx(0.1));
+  CHECK_THROWS_WITH(config_with({"router.name=remoe", "router.alpha=1"}),
+                    Catch::Matchers::Contains("router.alpha"));
 }
 
 }  // namespace moelab

@@ -31,6 +31,11 @@ Spec in_range(double lo, double hi) {
   s.max = hi;
   return s;
 }
+Spec above_up_to(double lo, double hi) {
+  Spec s = in_range(lo, hi);
+  s.min_exclusive = true;
+  return s;
+}
 Spec one_of(std::vector<std::string> choices) {
   Spec s;
   s.choices = std::move(choices);

@@ -52,6 +52,7 @@ struct Spec {
 Spec at_least(double lo);
 Spec greater_than(double lo);
 Spec in_range(double lo, double hi);  // closed interval
+Spec above_up_to(double lo, double hi);  // (lo, hi]
 Spec one_of(std::vector<std::string> choices);
 Spec not_hashed();
 Spec hashed_when_set();

@@ -1,0 +1,66 @@
+// `deepseek_v3`: DeepSeek-V3's routing (arXiv 2412.19437 §2.1.2; the bias from Wang et al.,
+// arXiv 2408.15664). Affinities s = sigmoid(logits); each token takes the k experts of largest
+// s + b, where b is a per-expert selection bias that no gradient reaches, moved after every
+// optimizer step by b_e += gamma * sign(mean load - load_e); the gates are the chosen
+// affinities normalised to sum to 1, times `scale`. Group-limited routing (groups > 1): the
+// experts form `groups` equal groups, a group scores the sum of its top-2 biased affinities,
+// and a token chooses only inside its `topk_groups` best groups. A complementary
+// sequence-wise balance loss alpha * sum_e f_e P_e, per sequence (an image's patches are its
+// sequence): f_e = E / (k T_s) * (tokens of the sequence choosing e), P_e = the mean over the
+// sequence of s_te / sum_j s_tj; averaged over the sequences.
+#pragma once
+
+#include "harness/core/fields.h"
+#include "routers/router.h"
+
+namespace moelab {
+
+struct DeepSeekV3Options {
+  int64_t k = 2;
+  double gamma = 1e-3;
+  double alpha = 1e-4;
+  double scale = 1.0;
+  int64_t groups = 1;
+  int64_t topk_groups = 1;
+  double z_coef = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v(k, "k", "experts per token", at_least(1));
+    v(gamma, "gamma", "bias update speed (selection bias moved by gamma per step)", at_least(0));
+    v(alpha, "alpha", "weight of the sequence-wise balance loss", at_least(0));
+    v(scale, "scale", "routed scaling factor: the gates sum to this", greater_than(0));
+    v(groups, "groups", "expert groups for group-limited routing (1: off); divides the experts",
+      at_least(1));
+    v(topk_groups, "topk_groups", "groups a token may choose from (with groups > 1)",
+      at_least(1));
+    v(z_coef, "z_coef", "weight of the router z-loss", at_least(0));
+  }
+  void check(const RouterShape& shape) const;
+};
+
+// The selection of one token-choice step: indices [T, k] of the k largest `biased` [T, E]
+// scores, restricted (groups > 1) to each token's topk_groups groups of largest top-2 sums.
+torch::Tensor group_limited_topk(const torch::Tensor& biased, int64_t k, int64_t groups,
+                                 int64_t topk_groups);
+
+// The sequence-wise balance loss above (unweighted), for affinities `scores` [T, E], the
+// chosen `indices` [T, k] and the sequences of `group_size` tokens (0: one sequence).
+torch::Tensor sequence_balance_loss(const torch::Tensor& scores, const torch::Tensor& indices,
+                                    const RouteContext& ctx);
+
+class DeepSeekV3Router : public LogitRouter {
+ public:
+  using Options = DeepSeekV3Options;
+  DeepSeekV3Router(const DeepSeekV3Options& options, const RouterShape& shape);
+  RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  void on_step_end(int64_t step) override;
+  const torch::Tensor& bias() const { return bias_; }
+
+ private:
+  DeepSeekV3Options options_;
+  torch::Tensor bias_;         // [E] fp32 buffer
+  torch::Tensor step_counts_;  // [E] assignments counted in training since the last update
+};
+
+}  // namespace moelab

@@ -1,0 +1,55 @@
+// `quantile`: quantile balancing (the Kimi K3 technical report §2.3.3; moelab's reading is in
+// docs/methods.md). A per-expert selection bias b, like loss_free's and no gradient, but set
+// once per optimizer step from the step's own scores instead of nudged by a fixed rate: with
+// the token thresholds lambda_t = the k-th largest s_t + b (the current bias), expert e's new
+// bias is minus the (1 - C/N) quantile of s_te - lambda_t over the step's N real tokens,
+// C = k N / E: the bias at which every expert would have taken its fair share of the step's
+// k N assignments (one dual update of the balanced assignment problem). The gates come from
+// the unbiased scores. No auxiliary loss.
+#pragma once
+
+#include <vector>
+
+#include "harness/core/fields.h"
+#include "routers/router.h"
+
+namespace moelab {
+
+struct QuantileOptions {
+  int64_t k = 2;
+  std::string score = "sigmoid";
+  bool renormalize = true;
+  double rate = 1.0;
+  double z_coef = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v(k, "k", "experts per token", at_least(1));
+    v(score, "score", "affinity: element-wise sigmoid or softmax over experts",
+      one_of({"sigmoid", "softmax"}));
+    v(renormalize, "renormalize", "rescale the k gates to sum to 1 (k > 1 only)");
+    v(rate, "rate", "share of the way the bias moves to the step's quantile bias (1: all)",
+      above_up_to(0, 1));
+    v(z_coef, "z_coef", "weight of the router z-loss", at_least(0));
+  }
+  void check(const RouterShape& shape) const;
+};
+
+// The quantile bias [E] for the scores `scores` [N, E] of a step under the current `bias` [E].
+torch::Tensor quantile_bias(const torch::Tensor& scores, const torch::Tensor& bias, int64_t k);
+
+class QuantileRouter : public LogitRouter {
+ public:
+  using Options = QuantileOptions;
+  QuantileRouter(const QuantileOptions& options, const RouterShape& shape);
+  RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  void on_step_end(int64_t step) override;
+  const torch::Tensor& bias() const { return bias_; }
+
+ private:
+  QuantileOptions options_;
+  torch::Tensor bias_;                       // [E] fp32 buffer
+  std::vector<torch::Tensor> step_scores_;   // the step's real tokens' scores, [N_i, E] each
+};
+
+}  // namespace moelab
