@@ -45,23 +45,6 @@ torch::Tensor group_limited_topk(const torch::Tensor& biased, int64_t k, int64_t
   return std::get<1>(biased.topk(k, -1));                                            // [T, k]
 }
 
-torch::Tensor sequence_balance_loss(const torch::Tensor& scores, const torch::Tensor& indices,
-                                    const RouteContext& ctx) {
-  const int64_t tokens = scores.size(0), experts = scores.size(1), k = indices.size(1);
-  const int64_t length = ctx.group_size > 0 ? ctx.group_size : tokens;
-  const int64_t sequences = tokens / length;
-  auto real = real_token_column(tokens, ctx, scores.options()).view({sequences, length, 1});
-  auto normalised = (scores / scores.sum(-1, true)).view({sequences, length, experts});
-  auto chosen = torch::zeros_like(scores).scatter(1, indices, 1.0)
-                    .view({sequences, length, experts});                     // [S, L, E]
-  auto real_tokens = real.sum(1);                                            // [S, 1]
-  auto per_token = real_tokens.clamp_min(1.0);
-  auto f = (chosen * real).sum(1) * (static_cast<double>(experts) / k) / per_token;  // [S, E]
-  auto p = (normalised * real).sum(1) / per_token;                                   // [S, E]
-  auto has_tokens = (real_tokens.squeeze(1) > 0).to(scores.dtype());                  // [S]
-  return ((f * p).sum(-1) * has_tokens).sum() / has_tokens.sum().clamp_min(1.0);
-}
-
 DeepSeekV3Router::DeepSeekV3Router(const DeepSeekV3Options& options, const RouterShape& shape)
     : LogitRouter(shape), options_(options) {
   bias_ = register_buffer("selection_bias", torch::zeros({shape.experts}));
@@ -78,9 +61,9 @@ RouteResult DeepSeekV3Router::decide(const torch::Tensor& logits, const RouteCon
   result.logits = logits;
   result.probs = scores / scores.sum(-1, true);  // normalised affinities (gate entropy)
   count_assignments(step_counts_, result, ctx);
-  if (options_.alpha > 0) {
-    result.aux_losses.emplace_back("seq_balance",
-                                   options_.alpha * sequence_balance_loss(scores, indices, ctx));
+  if (options_.alpha > 0) {  // f_e = E / (k L) x count: every real token takes k experts
+    result.aux_losses.emplace_back(
+        "seq_balance", options_.alpha * sequence_balance_loss(result.probs, result, ctx));
   }
   add_token_choice_losses(result, logits, result.probs, 0.0, options_.z_coef, ctx);
   add_bias_metrics(result, bias_);

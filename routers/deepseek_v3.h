@@ -44,11 +44,6 @@ struct DeepSeekV3Options {
 torch::Tensor group_limited_topk(const torch::Tensor& biased, int64_t k, int64_t groups,
                                  int64_t topk_groups);
 
-// The sequence-wise balance loss above (unweighted), for affinities `scores` [T, E], the
-// chosen `indices` [T, k] and the sequences of `group_size` tokens (0: one sequence).
-torch::Tensor sequence_balance_loss(const torch::Tensor& scores, const torch::Tensor& indices,
-                                    const RouteContext& ctx);
-
 class DeepSeekV3Router : public LogitRouter {
  public:
   using Options = DeepSeekV3Options;

@@ -16,14 +16,46 @@ torch::Tensor router_z_loss(const torch::Tensor& logits) {
   return torch::logsumexp(logits, -1).pow(2).mean();
 }
 
+torch::Tensor sequence_balance_loss(const torch::Tensor& probs, const RouteResult& result,
+                                    const RouteContext& ctx) {
+  const int64_t tokens = probs.size(0), experts = probs.size(1);
+  const int64_t length = ctx.group_size > 0 ? ctx.group_size : tokens;
+  const int64_t sequences = tokens / length;
+  auto real = real_token_column(tokens, ctx, probs.options());                 // [T, 1]
+  auto chosen = torch::zeros({tokens, experts}, probs.options())
+                    .index_put_({result.token, result.expert},
+                                torch::ones({result.token.numel()}, probs.options()),
+                                /*accumulate=*/true) * real;                   // [T, E]
+  auto counts = chosen.view({sequences, length, experts}).sum(1);              // [S, E]
+  auto share = counts / counts.sum(-1, true).clamp_min(1.0);                   // [S, E]
+  auto real_tokens = real.view({sequences, length}).sum(1, true);              // [S, 1]
+  auto mean_prob = (probs * real).view({sequences, length, experts}).sum(1) /
+                   real_tokens.clamp_min(1.0);                                 // [S, E]
+  auto has_tokens = (real_tokens.squeeze(1) > 0).to(probs.dtype());            // [S]
+  auto per_sequence = static_cast<double>(experts) * (share * mean_prob).sum(-1);  // [S]
+  return (per_sequence * has_tokens).sum() / has_tokens.sum().clamp_min(1.0);
+}
+
+namespace {
+
+torch::Tensor balance_loss(const RouteResult& result, const torch::Tensor& probs,
+                           const RouteContext& ctx) {
+  if (ctx.balance_scope == BalanceScope::Sequence) return sequence_balance_loss(probs, result, ctx);
+  auto counts = real_expert_counts(result, probs.size(1), ctx);  // [E]
+  if (ctx.balance_scope == BalanceScope::GlobalBatch && ctx.step_counts != nullptr) {
+    torch::Tensor& step = (*ctx.step_counts)[ctx.layer];
+    step = step.defined() ? step + counts.detach() : counts.detach();
+    counts = step;
+  }
+  return switch_balance_loss(real_rows(probs, ctx), counts);
+}
+
+}  // namespace
+
 void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
                              const torch::Tensor& probs, double aux_coef, double z_coef,
                              const RouteContext& ctx) {
-  if (aux_coef > 0) {
-    auto counts = real_expert_counts(result, probs.size(1), ctx);  // [E]
-    result.aux_losses.emplace_back("balance",
-                                   aux_coef * switch_balance_loss(real_rows(probs, ctx), counts));
-  }
+  if (aux_coef > 0) result.aux_losses.emplace_back("balance", aux_coef * balance_loss(result, probs, ctx));
   if (z_coef > 0) result.aux_losses.emplace_back("z", z_coef * router_z_loss(real_rows(logits, ctx)));
 }
 

@@ -18,8 +18,17 @@ struct RouteResult;
 
 struct RouteContext;
 
+// Sequence-wise balance: the mean over the sequences (ctx.group_size tokens each; all T when
+// 0) of E * sum_e f_e P_e, f_e the share of the sequence's real assignments that went to e
+// and P_e the mean of probs[:, e] over its real tokens; sequences of padding only are left
+// out. probs: [T, E] rows summing to 1.
+torch::Tensor sequence_balance_loss(const torch::Tensor& probs, const RouteResult& result,
+                                    const RouteContext& ctx);
+
 // Appends the switchable token-choice losses ("balance", "z") when their weights are > 0,
-// over the real (unpadded) tokens. probs: [T, E] full softmax; logits: [T, E].
+// over the real (unpadded) tokens. probs: [T, E] full softmax; logits: [T, E]. The balance
+// loss counts frequencies per ctx.balance_scope: this micro-batch, every micro-batch of the
+// step so far (ctx.step_counts, updated here), or each sequence (sequence_balance_loss).
 void add_token_choice_losses(RouteResult& result, const torch::Tensor& logits,
                              const torch::Tensor& probs, double aux_coef, double z_coef,
                              const RouteContext& ctx);

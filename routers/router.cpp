@@ -11,17 +11,26 @@
 namespace moelab {
 
 std::vector<NamedTensor> RoutingRecord::routing_metrics() const {
-  std::vector<NamedTensor> out;
-  std::vector<std::string> order;
-  std::map<std::string, std::vector<torch::Tensor>> per_name;
+  // A layer that ran several times (the micro-batches of a step) reports its mean.
+  std::vector<std::string> layer_order, name_order;
+  std::map<std::string, std::vector<torch::Tensor>> per_layer;
+  std::map<std::string, std::vector<torch::Tensor>> per_name;  // the layer means, per name
   for (const auto& [block, metrics] : layer_metrics) {
     for (const auto& [name, value] : metrics) {
-      out.emplace_back("l" + std::to_string(block) + "/" + name, value);
-      if (per_name.find(name) == per_name.end()) order.push_back(name);
-      per_name[name].push_back(value);
+      const std::string key = "l" + std::to_string(block) + "/" + name;
+      if (per_layer.find(key) == per_layer.end()) layer_order.push_back(key);
+      per_layer[key].push_back(value);
     }
   }
-  for (const auto& name : order) {
+  std::vector<NamedTensor> out;
+  for (const auto& key : layer_order) {
+    auto mean = torch::stack(per_layer[key]).mean();
+    out.emplace_back(key, mean);
+    const std::string name = key.substr(key.find('/') + 1);
+    if (per_name.find(name) == per_name.end()) name_order.push_back(name);
+    per_name[name].push_back(mean);
+  }
+  for (const auto& name : name_order) {
     if (name.rfind("load_e", 0) == 0) continue;  // per-expert loads only make sense per layer
     out.emplace_back(name, torch::stack(per_name[name]).mean());
   }

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,10 +28,16 @@ struct RoutingRecord {
   torch::Tensor total_aux_loss(torch::Device device) const {
     return aux_loss.defined() ? aux_loss.to(device) : torch::zeros({}, torch::TensorOptions(device));
   }
-  // Per-layer metrics "l{block}/{name}" and their means over the layers "{name}" (per-expert
-  // loads only per layer).
+  // Per-layer metrics "l{block}/{name}" (the mean over a layer's forwards when it ran more
+  // than once) and their means over the layers "{name}" (per-expert loads only per layer).
   std::vector<NamedTensor> routing_metrics() const;
 };
+
+// The tokens a balance loss counts expert frequencies over (train.aux_scope).
+enum class BalanceScope { MicroBatch, GlobalBatch, Sequence };
+
+// Assignments per expert [E] of each layer (by block index) in the step's micro-batches so far.
+using StepCounts = std::map<int64_t, torch::Tensor>;
 
 struct RouteContext {
   bool training = false;
@@ -43,6 +50,8 @@ struct RouteContext {
   bool causal = false;       // a token must not be influenced by later tokens of its sequence
   bool collect_metrics = false;  // a logging step: compute the detached metrics
   RoutingRecord* record = nullptr;  // where the MoE layers report; nullptr = nobody asks
+  BalanceScope balance_scope = BalanceScope::MicroBatch;
+  StepCounts* step_counts = nullptr;  // kept by the trainer across a step's micro-batches
 };
 
 // A sparse assignment of A (token, expert, weight) triples; covers top-k, expert choice,

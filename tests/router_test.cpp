@@ -791,4 +791,40 @@ TEST_CASE("remoe routes by ReLU gates and adapts its L1 coefficient to the targe
                     Catch::Matchers::Contains("router.alpha"));
 }
 
+TEST_CASE("the balance loss counts frequencies per micro-batch, over the step, or per sequence",
+          "[router][aux_scope]") {
+  // Two experts, k = 1, aux_coef 1: the loss is 2 x sum_e f_e P_e. Rows are probabilities
+  // (0.75, 0.25) or (0.25, 0.75) (logits ln 3 and 0).
+  const float big = std::log(3.0F);
+  const auto first = torch::tensor({{big, 0.0F}, {big, 0.0F}});    // both tokens to expert 0
+  const auto second = torch::tensor({{0.0F, big}, {0.0F, big}});   // both to expert 1
+  auto router = make<TopKRouter>({"router.name=aux_loss", "router.k=1", "router.aux_coef=1",
+                                  "router.z_coef=0"}, 2);
+  auto balance = [](const RouteResult& r) {
+    REQUIRE(r.aux_losses.size() == 1);
+    return r.aux_losses[0].second.item<double>();
+  };
+  RouteContext ctx = training_ctx();
+  // Per micro-batch: f = (1, 0), P = (0.75, 0.25) -> 1.5; then f = (0, 1), P = (0.25, 0.75) -> 1.5.
+  CHECK(balance(router->decide(first, ctx)) == Approx(1.5));
+  CHECK(balance(router->decide(second, ctx)) == Approx(1.5));
+  // Over the step: the second micro-batch's f counts both, (2, 2) / 4: 2 x (0.5 x 0.25 +
+  // 0.5 x 0.75) = 1.
+  StepCounts counts;
+  ctx.balance_scope = BalanceScope::GlobalBatch;
+  ctx.step_counts = &counts;
+  CHECK(balance(router->decide(first, ctx)) == Approx(1.5));
+  CHECK(balance(router->decide(second, ctx)) == Approx(1.0));
+  CHECK(counts.at(0).equal(torch::tensor({2.0F, 2.0F})));
+  // Per sequence of 2: (expert 0, expert 1) gives f = P = (0.5, 0.5) -> 1; (0, 0) gives
+  // f = (1, 0), P = (0.75, 0.25) -> 1.5; the mean is 1.25 (over the whole micro-batch,
+  // f = (0.75, 0.25), P = (0.625, 0.375): 1.125).
+  const auto mixed = torch::tensor({{big, 0.0F}, {0.0F, big}, {big, 0.0F}, {big, 0.0F}});
+  RouteContext sequences = training_ctx();
+  sequences.group_size = 2;
+  CHECK(balance(router->decide(mixed, sequences)) == Approx(1.125));
+  sequences.balance_scope = BalanceScope::Sequence;
+  CHECK(balance(router->decide(mixed, sequences)) == Approx(1.25));
+}
+
 }  // namespace moelab

@@ -162,6 +162,10 @@ void validate(const RunConfig& config) {
   if (swap.name != "none") {
     validate_router_options(swap.name, *swap.options, model.dim, model.moe.experts);
   }
+  if (config.train.aux_scope == "global_batch" && config.train.grad_accum == 1) {
+    throw ConfigError("train.aux_scope = \"global_batch\": needs train.grad_accum > 1 (with one "
+                      "micro-batch per step it is micro_batch)");
+  }
   validate_convert(config);
 }
 

@@ -66,11 +66,22 @@ struct TrainConfig {
   int64_t log_every = 25;
   int64_t eval_every = 0;
   int64_t checkpoint_every = 0;
+  int64_t grad_accum = 1;
+  std::string aux_scope = "micro_batch";
 
   template <class V>
   void visit(V& v) {
     v(steps, "steps", "optimizer steps", at_least(1));
-    v(batch_size, "batch_size", "examples per step", at_least(1));
+    v(batch_size, "batch_size", "examples per micro-batch (a step takes grad_accum of them)",
+      at_least(1));
+    v(grad_accum, "grad_accum",
+      "micro-batches per optimizer step, their gradients summed: batch_size x grad_accum "
+      "examples per step",
+      hashed_unless(int64_t{1}, at_least(1)));
+    v(aux_scope, "aux_scope",
+      "tokens the Switch balance loss counts expert frequencies over: micro_batch, "
+      "global_batch (every micro-batch of the step so far; needs grad_accum > 1) or sequence",
+      hashed_unless(std::string("micro_batch"), one_of({"micro_batch", "global_batch", "sequence"})));
     v(optimizer, "optimizer", "adam or adamw (decoupled weight decay)", one_of({"adam", "adamw"}));
     v(lr, "lr", "peak learning rate", greater_than(0));
     v(weight_decay, "weight_decay", "weight decay", at_least(0));

@@ -181,7 +181,10 @@ class TrainingLoop {
   TrainingLoop(const RunSpec& run, Task& task, TaskModel& model, MetricLog& log,
                torch::Device device, TrainingHooks* hooks)
       : config_(run.config), train_(run.config.train), task_(task), model_(model), log_(log),
-        device_(device), hooks_(hooks), checkpoint_(run.checkpoint) {}
+        device_(device), hooks_(hooks), checkpoint_(run.checkpoint),
+        balance_scope_(train_.aux_scope == "global_batch" ? BalanceScope::GlobalBatch
+                       : train_.aux_scope == "sequence"   ? BalanceScope::Sequence
+                                                          : BalanceScope::MicroBatch) {}
 
   // Moves the model, runs the hooks, builds the optimizer and loads the checkpoint on resume;
   // returns the last step already done.
@@ -209,37 +212,22 @@ class TrainingLoop {
     throw InterruptedError(fmt::format("interrupted after step {} (checkpoint saved)", step - 1));
   }
 
-  // Forward, losses, backward and the optimizer step; the train metrics at logging steps.
+  // Forward, losses and backward of each micro-batch, then the optimizer step; the train
+  // metrics at logging steps.
   void step(int64_t step, bool log_step) {
     seed_step(config_.seed, step);
     const double lr = learning_rate(train_, step);
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
-    Batch batch = task_.train_batch(step - 1, train_.batch_size);
-    batch.input = to_device(batch.input, device_);
-    batch.target = to_device(batch.target, device_);
+    // The step's examples: what one batch of batch_size x grad_accum would hold, in order.
+    const Batch batch = task_.train_batch(step - 1, train_.batch_size * train_.grad_accum);
     RoutingRecord record;
-    RouteContext ctx;
-    ctx.training = true;
-    ctx.step = step;
-    ctx.seed = config_.seed;
-    ctx.collect_metrics = log_step;
-    ctx.record = &record;
-
-    auto logits = model_.predict(batch, ctx);  // [N, C]
-    auto loss = task_loss(logits, batch);
-    auto aux_loss = record.total_aux_loss(loss.device());
-    auto total = loss + aux_loss;
-    const auto extra = hooks_ ? hooks_->extra_losses(batch, logits) : std::vector<NamedTensor>{};
-    for (const auto& entry : extra) total = total + entry.second;
-    // Reading the loss syncs a GPU, so there it is checked at logging steps only.
-    if (log_step || !device_.is_cuda()) {
-      last_loss_ = loss.item<double>();
-      if (!std::isfinite(last_loss_) || !std::isfinite(total.item<double>())) {
-        throw DivergedError(step, fmt::format("loss became {} at step {}", last_loss_, step));
-      }
-    }
+    StepCounts step_counts;
+    StepLosses losses;
     clear_gradients(model_);
-    total.backward();
+    for (int64_t micro = 0; micro < train_.grad_accum; ++micro) {
+      micro_step(micro_batch(batch, micro), step, log_step, record, step_counts, losses);
+    }
+    if (losses.measured) last_loss_ = losses.task;
     double grad_norm = 0.0;
     if (train_.grad_clip > 0) {
       grad_norm = torch::nn::utils::clip_grad_norm_(model_.parameters(), train_.grad_clip);
@@ -248,11 +236,72 @@ class TrainingLoop {
     for (auto& layer : moe_layers_) layer->router().on_step_end(step);
     if (!log_step) return;
     log_.add(step, "train", "loss", last_loss_);
-    log_.add(step, "train", "aux_loss", aux_loss.item<double>());
-    for (const auto& [name, value] : extra) log_.add(step, "train", name, value.item<double>());
+    log_.add(step, "train", "aux_loss", losses.aux.item<double>());
+    for (const auto& [name, value] : losses.extra) log_.add(step, "train", name, value.item<double>());
     log_.add(step, "train", "lr", lr);
     if (train_.grad_clip > 0) log_.add(step, "train", "grad_norm", grad_norm);
     warn_if_sinkhorn_capped(step, log_routing_metrics(record, step, log_));
+  }
+
+  // The step's losses, each the mean over its micro-batches (detached, for logging).
+  struct StepLosses {
+    double task = 0.0;
+    bool measured = false;  // task was read (every step on the CPU, logging steps on a GPU)
+    torch::Tensor aux;
+    std::vector<NamedTensor> extra;
+  };
+
+  // Micro-batch `index` of the step's examples (batch_size of them).
+  Batch micro_batch(const Batch& batch, int64_t index) const {
+    if (train_.grad_accum == 1) return batch;
+    const int64_t size = train_.batch_size, start = index * size;
+    return {batch.input.narrow(0, start, size), batch.target.narrow(0, start, size)};
+  }
+
+  // One micro-batch: forward, its losses scaled by 1 / grad_accum (so the summed gradients
+  // are those of the mean over the step's examples), backward.
+  void micro_step(Batch micro, int64_t step, bool log_step, RoutingRecord& record,
+                  StepCounts& step_counts, StepLosses& losses) {
+    micro.input = to_device(micro.input, device_);
+    micro.target = to_device(micro.target, device_);
+    RoutingRecord micro_record;
+    RouteContext ctx;
+    ctx.training = true;
+    ctx.step = step;
+    ctx.seed = config_.seed;
+    ctx.collect_metrics = log_step;
+    ctx.record = &micro_record;
+    ctx.balance_scope = balance_scope_;
+    ctx.step_counts = &step_counts;
+
+    const double share = 1.0 / static_cast<double>(train_.grad_accum);
+    auto logits = model_.predict(micro, ctx);  // [N, C]
+    auto loss = task_loss(logits, micro);
+    auto aux_loss = micro_record.total_aux_loss(loss.device());
+    auto total = loss + aux_loss;
+    const auto extra = hooks_ ? hooks_->extra_losses(micro, logits) : std::vector<NamedTensor>{};
+    for (const auto& entry : extra) total = total + entry.second;
+    // Reading the loss syncs a GPU, so there it is checked at logging steps only.
+    if (log_step || !device_.is_cuda()) {
+      const double value = loss.item<double>();
+      if (!std::isfinite(value) || !std::isfinite(total.item<double>())) {
+        throw DivergedError(step, fmt::format("loss became {} at step {}", value, step));
+      }
+      losses.task += value * share;
+      losses.measured = true;
+    }
+    (total * share).backward();
+    accumulate(losses.aux, aux_loss.detach() * share);
+    for (size_t i = 0; i < extra.size(); ++i) {
+      if (losses.extra.size() <= i) losses.extra.emplace_back(extra[i].first, torch::Tensor());
+      accumulate(losses.extra[i].second, extra[i].second.detach() * share);
+    }
+    record.layer_metrics.insert(record.layer_metrics.end(), micro_record.layer_metrics.begin(),
+                                micro_record.layer_metrics.end());
+  }
+
+  static void accumulate(torch::Tensor& sum, const torch::Tensor& value) {
+    sum = sum.defined() ? sum + value : value;
   }
 
   // Once per run: a Sinkhorn solve stopped at its iteration cap (sinkhorn_capped > 0).
@@ -353,6 +402,7 @@ class TrainingLoop {
   std::vector<MoELayer> moe_layers_;
   double last_loss_ = std::nan("");
   bool warned_sinkhorn_ = false;
+  BalanceScope balance_scope_ = BalanceScope::MicroBatch;
 };
 
 }  // namespace
