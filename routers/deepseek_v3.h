@@ -23,6 +23,7 @@ struct DeepSeekV3Options {
   int64_t groups = 1;
   int64_t topk_groups = 1;
   double z_coef = 0.0;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -35,6 +36,7 @@ struct DeepSeekV3Options {
     v(topk_groups, "topk_groups", "groups a token may choose from (with groups > 1)",
       at_least(1));
     v(z_coef, "z_coef", "weight of the router z-loss", at_least(0));
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -49,6 +51,7 @@ class DeepSeekV3Router : public LogitRouter {
   using Options = DeepSeekV3Options;
   DeepSeekV3Router(const DeepSeekV3Options& options, const RouterShape& shape);
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
   void on_step_end(int64_t step) override;
   const torch::Tensor& bias() const { return bias_; }
 

@@ -16,6 +16,7 @@ struct LossFreeOptions {
   bool renormalize = true;
   double aux_coef = 0.0;
   double z_coef = 0.0;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -28,6 +29,7 @@ struct LossFreeOptions {
     v(aux_coef, "aux_coef", "Switch balance loss weight (the method uses none; for ablations)",
       at_least(0));
     v(z_coef, "z_coef", "router z-loss weight", at_least(0));
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -37,6 +39,7 @@ class LossFreeRouter : public LogitRouter {
   using Options = LossFreeOptions;
   LossFreeRouter(const LossFreeOptions& options, const RouterShape& shape);
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
   void on_step_end(int64_t step) override;
   const torch::Tensor& bias() const { return bias_; }
 

@@ -12,6 +12,12 @@ torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tenso
   return experts * (fraction * mean_prob).sum();
 }
 
+torch::Tensor orthogonality_loss(const torch::Tensor& gate_weight) {
+  const int64_t experts = gate_weight.size(0);
+  auto gram = gate_weight.mm(gate_weight.t());                                    // [E, E]
+  return (gram - torch::eye(experts, gram.options())).abs().sum();
+}
+
 torch::Tensor router_z_loss(const torch::Tensor& logits) {
   return torch::logsumexp(logits, -1).pow(2).mean();
 }

@@ -11,6 +11,9 @@ namespace moelab {
 // probability of e. probs: [T, E]; counts: [E] assignments per expert (real_expert_counts).
 torch::Tensor switch_balance_loss(const torch::Tensor& probs, const torch::Tensor& counts);
 
+// SimBal's orthogonality loss || W W^T - I ||_1 (sum of absolute entries) of a gate W [E, D].
+torch::Tensor orthogonality_loss(const torch::Tensor& gate_weight);
+
 // ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2. logits: [T, E].
 torch::Tensor router_z_loss(const torch::Tensor& logits);
 

@@ -37,7 +37,7 @@ NoisyTopKRouter::NoisyTopKRouter(const NoisyTopKOptions& options, const RouterSh
 
 RouteResult NoisyTopKRouter::route(const torch::Tensor& x, const RouteContext& ctx) {
   auto x32 = x.to(torch::kFloat);
-  return decide_with_noise(gate_(x32), noise_gate_(x32), ctx);
+  return regularised(decide_with_noise(gate_(x32), noise_gate_(x32), ctx));
 }
 
 RouteResult NoisyTopKRouter::decide(const torch::Tensor& logits, const RouteContext& ctx) {

@@ -17,6 +17,7 @@ struct NoisyTopKOptions {
   double load_coef = 0.1;
   double aux_coef = 0.0;
   double z_coef = 0.0;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -26,6 +27,7 @@ struct NoisyTopKOptions {
     v(load_coef, "load_coef", "w_load: weight of CV(smooth load)^2 (needs noise)", at_least(0));
     v(aux_coef, "aux_coef", "weight of the Switch load-balancing loss", at_least(0));
     v(z_coef, "z_coef", "weight of the ST-MoE router z-loss", at_least(0));
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -37,6 +39,7 @@ class NoisyTopKRouter : public LogitRouter {
   RouteResult route(const torch::Tensor& x, const RouteContext& ctx) override;
   // From logits alone the noise network's output is taken as 0 (its value at initialisation).
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
   RouteResult decide_with_noise(const torch::Tensor& logits, const torch::Tensor& noise_logits,
                                 const RouteContext& ctx);
 

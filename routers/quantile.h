@@ -21,6 +21,7 @@ struct QuantileOptions {
   bool renormalize = true;
   double rate = 1.0;
   double z_coef = 0.0;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -31,6 +32,7 @@ struct QuantileOptions {
     v(rate, "rate", "share of the way the bias moves to the step's quantile bias (1: all)",
       above_up_to(0, 1));
     v(z_coef, "z_coef", "weight of the router z-loss", at_least(0));
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -43,6 +45,7 @@ class QuantileRouter : public LogitRouter {
   using Options = QuantileOptions;
   QuantileRouter(const QuantileOptions& options, const RouterShape& shape);
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
   void on_step_end(int64_t step) override;
   const torch::Tensor& bias() const { return bias_; }
 

@@ -18,6 +18,7 @@ struct RemoeOptions {
   double alpha = 1.2;
   double lambda_init = 1e-8;
   bool balance = true;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -27,6 +28,7 @@ struct RemoeOptions {
     v(lambda_init, "lambda_init", "initial L1 coefficient", greater_than(0));
     v(balance, "balance", "weight each expert's L1 term by its load share f_e (the paper's "
                           "load-balancing refinement)");
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -36,6 +38,7 @@ class RemoeRouter : public LogitRouter {
   using Options = RemoeOptions;
   RemoeRouter(const RemoeOptions& options, const RouterShape& shape);
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
   void on_step_end(int64_t step) override;
   double l1_coef() const { return l1_coef_.item<double>(); }
 

@@ -7,6 +7,7 @@
 
 #include "harness/core/error.h"
 #include "harness/core/rng.h"
+#include "routers/losses.h"
 
 namespace moelab {
 
@@ -65,7 +66,13 @@ LogitRouter::LogitRouter(const RouterShape& shape) {
 }
 
 RouteResult LogitRouter::route(const torch::Tensor& x, const RouteContext& ctx) {
-  return decide(gate_(x.to(torch::kFloat)), ctx);  // router in fp32
+  return regularised(decide(gate_(x.to(torch::kFloat)), ctx));  // router in fp32
+}
+
+RouteResult LogitRouter::regularised(RouteResult result) const {
+  const double coef = ortho_coef();
+  if (coef > 0) result.aux_losses.emplace_back("ortho", coef * orthogonality_loss(gate_->weight));
+  return result;
 }
 
 torch::Tensor routing_groups(int64_t tokens, const RouteContext& ctx, const std::string& mode) {

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "harness/core/fields.h"
+
 namespace moelab {
 
 using NamedTensor = std::pair<std::string, torch::Tensor>;
@@ -107,10 +109,22 @@ class LogitRouter : public Router {
   // logits: [T, E] -> the decision.
   virtual RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) = 0;
   torch::nn::Linear gate() const { return gate_; }
+  // Weight of the orthogonality loss on the gate (the token-choice routers' ortho_coef).
+  virtual double ortho_coef() const { return 0.0; }
 
  protected:
+  // The decision plus, when ortho_coef() > 0, SimBal's loss "ortho" on the gate weights.
+  RouteResult regularised(RouteResult result) const;
+
   torch::nn::Linear gate_{nullptr};
 };
+
+// The token-choice routers' ortho_coef option: SimBal (Omi et al. 2025, arXiv 2506.14038),
+// ortho_coef * || W W^T - I ||_1 for the gate W [E, D], which keeps the experts' router rows
+// orthonormal (similarity-preserving) instead of pushing the loads apart directly.
+inline constexpr const char* kOrthoHelp =
+    "weight of the router orthogonality loss ||W W^T - I||_1 (SimBal); 0 = off";
+inline Spec ortho_spec() { return hashed_unless(0.0, at_least(0)); }
 
 // The token groups a group-wise router (usmoe, expert_choice) works in: [G, Tg] token
 // indices. mode: "sequence" (one sequence/image per group), "position" (the same position

@@ -28,6 +28,7 @@ struct SsrOptions {
   std::string grad = "cost";
   double aux_coef = 0.0;
   double z_coef = 0.0;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -53,6 +54,7 @@ struct SsrOptions {
     v(aux_coef, "aux_coef", "Switch balance loss weight (SSR uses none; for ablations)",
       at_least(0));
     v(z_coef, "z_coef", "router z-loss weight (SSR uses none; for ablations)", at_least(0));
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -65,6 +67,7 @@ class SsrRouter : public LogitRouter {
   using Options = SsrOptions;
   SsrRouter(const SsrOptions& options, const RouterShape& shape);
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
 
  private:
   RouteResult sinkhorn_branch(const torch::Tensor& logits, const RouteContext& ctx);

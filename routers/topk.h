@@ -15,6 +15,7 @@ struct TopKOptions {
   bool renormalize = true;
   double aux_coef = 0.0;
   double z_coef = 0.0;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -28,6 +29,7 @@ struct TopKOptions {
       "with softmax=before and k > 1, rescale the k gates to sum to 1");
     v(aux_coef, "aux_coef", "weight of the Switch load-balancing loss", at_least(0));
     v(z_coef, "z_coef", "weight of the ST-MoE router z-loss", at_least(0));
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -54,6 +56,7 @@ class TopKRouter : public LogitRouter {
   using Options = TopKOptions;
   TopKRouter(const TopKOptions& options, const RouterShape& shape);
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
 
  private:
   TopKOptions options_;

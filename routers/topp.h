@@ -20,6 +20,7 @@ struct TopPOptions {
   double entropy_coef = 1e-4;
   double aux_coef = 1e-2;
   double z_coef = 0.0;
+  double ortho_coef = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -33,6 +34,7 @@ struct TopPOptions {
     v(aux_coef, "aux_coef", "weight of the Switch balance loss (all chosen experts counted)",
       at_least(0));
     v(z_coef, "z_coef", "weight of the router z-loss", at_least(0));
+    v(ortho_coef, "ortho_coef", kOrthoHelp, ortho_spec());
   }
   void check(const RouterShape& shape) const;
 };
@@ -47,6 +49,7 @@ class TopPRouter : public LogitRouter {
   using Options = TopPOptions;
   TopPRouter(const TopPOptions& options, const RouterShape& shape);
   RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) override;
+  double ortho_coef() const override { return options_.ortho_coef; }
 
  private:
   TopPOptions options_;

@@ -827,4 +827,39 @@ TEST_CASE("the balance loss counts frequencies per micro-batch, over the step, o
   CHECK(balance(router->decide(mixed, sequences)) == Approx(1.25));
 }
 
+TEST_CASE("ortho_coef adds SimBal's ||W W^T - I||_1 on the gate to the token-choice routers",
+          "[router][ortho]") {
+  for (const char* name : {"topk", "noisy_topk", "loss_free", "ssr", "quantile", "deepseek_v3",
+                           "topp", "remoe"}) {
+    INFO(name);
+    RunConfig config = config_with({std::string("router.name=") + name, "router.ortho_coef=0.5",
+                                    name == std::string("topp") ? "router.max_k=1" : "router.k=1",
+                                    "model.moe.experts=2"});
+    auto router = std::dynamic_pointer_cast<LogitRouter>(
+        make_router(config.router, RouterShape{2, 2, 0, 0}));
+    REQUIRE(router != nullptr);
+    {
+      torch::NoGradGuard no_grad;
+      router->gate()->weight.copy_(torch::tensor({{1.0F, 0.0F}, {1.0F, 1.0F}}));
+    }
+    // W W^T = ((1, 1), (1, 2)); minus I: ((0, 1), (1, 1)), absolute sum 3, times 0.5.
+    RouteResult r = router->route(torch::randn({6, 2}), training_ctx());
+    torch::Tensor ortho;
+    for (const auto& [loss_name, loss] : r.aux_losses) {
+      if (loss_name == "ortho") ortho = loss;
+    }
+    REQUIRE(ortho.defined());
+    CHECK(ortho.item<double>() == Approx(1.5));
+    ortho.backward();
+    // d/dW of 0.5 sum |W W^T - I| = 0.5 x 2 S W with S = sign(W W^T - I) = ((0, 1), (1, 1)):
+    // S W = ((1, 1), (2, 1)).
+    CHECK(router->gate()->weight.grad().allclose(torch::tensor({{1.0F, 1.0F}, {2.0F, 1.0F}})));
+  }
+  // Off by default (and out of the run identity while off: config_test pins the default hash).
+  auto plain = make<TopKRouter>({"router.name=topk"});
+  for (const auto& [loss_name, loss] : plain->route(torch::randn({4, 4}), training_ctx()).aux_losses) {
+    CHECK(loss_name != "ortho");
+  }
+}
+
 }  // namespace moelab
