@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <set>
 
 #include "harness/core/error.h"
 #include "harness/core/rng.h"
@@ -31,9 +32,16 @@ std::vector<NamedTensor> RoutingRecord::routing_metrics() const {
     if (per_name.find(name) == per_name.end()) name_order.push_back(name);
     per_name[name].push_back(mean);
   }
+  // Imbalance hides in one layer: besides the mean, its 90th percentile and worst layer.
+  static const std::set<std::string> imbalance = {"load_max_over_mean", "load_cv", "overload_factor",
+                                                  "dead_experts", "dead_interval", "dropped_frac"};
   for (const auto& name : name_order) {
     if (name.rfind("load_e", 0) == 0) continue;  // per-expert loads only make sense per layer
-    out.emplace_back(name, torch::stack(per_name[name]).mean());
+    auto layers = torch::stack(per_name[name]);  // [L]
+    out.emplace_back(name, layers.mean());
+    if (imbalance.count(name) == 0) continue;
+    out.emplace_back(name + "_p90", torch::quantile(layers.to(torch::kFloat), 0.9));
+    out.emplace_back(name + "_max", layers.max());
   }
   return out;
 }

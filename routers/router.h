@@ -31,7 +31,8 @@ struct RoutingRecord {
     return aux_loss.defined() ? aux_loss.to(device) : torch::zeros({}, torch::TensorOptions(device));
   }
   // Per-layer metrics "l{block}/{name}" (the mean over a layer's forwards when it ran more
-  // than once) and their means over the layers "{name}" (per-expert loads only per layer).
+  // than once) and their means over the layers "{name}" (per-expert loads only per layer);
+  // for the imbalance metrics also "{name}_p90" and "{name}_max" over the layers.
   std::vector<NamedTensor> routing_metrics() const;
 };
 

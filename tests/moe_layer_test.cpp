@@ -121,6 +121,61 @@ TEST_CASE("dropped assignments are counted and dead experts found", "[moe]") {
   CHECK(m.at("dropped_frac") == Approx(0.5));
   CHECK(m.at("unrouted_frac") == Approx(0.5));
   CHECK(m.at("dead_experts") == 2.0);
+  // Expert 1 was asked for 3 assignments against a capacity of 1.
+  CHECK(m.at("overload_factor") == Approx(3.0));
+  CHECK(m.count("dead_interval") == 0);  // an evaluation forward has no training window
+}
+
+TEST_CASE("dead_interval counts experts under 1 % of their share since the last logging step",
+          "[moe]") {
+  MoeConfig config;
+  config.experts = 4;
+  config.expert_hidden = 3;
+  // Each forward: expert 0 gets 3 assignments, expert 1 one; experts 2 and 3 nothing.
+  auto route = assignments({0, 1, 2, 3}, {0, 0, 0, 1}, {1, 1, 1, 1});
+  MoELayer layer(2, config, std::make_shared<FixedRouter>(route));
+  RouteContext ctx;
+  ctx.training = true;
+  for (int i = 0; i < 3; ++i) layer(torch::randn({4, 2}), ctx);  // not logging steps
+  auto other = assignments({0}, {2}, {1});  // once, expert 2: 1 of 13 assignments, not dead
+  layer->swap_router(std::make_shared<FixedRouter>(other));
+  layer(torch::randn({4, 2}), ctx);
+  layer->swap_router(std::make_shared<FixedRouter>(route));
+  RoutingRecord record;
+  ctx.collect_metrics = true;
+  ctx.record = &record;
+  layer(torch::randn({4, 2}), ctx);  // a logging step: 17 assignments, expert 3 none
+  std::map<std::string, double> m;
+  for (const auto& [name, value] : record.layer_metrics.at(0).second) m[name] = value.item<double>();
+  CHECK(m.at("dead_interval") == 1.0);
+  CHECK(m.at("dead_experts") == 2.0);  // this forward alone: experts 2 and 3
+  CHECK(m.at("overload_factor") == Approx(3.0));  // dropless: 3 over the mean load 1
+  // The window starts again: the next logging step sees its own forward only.
+  RoutingRecord next;
+  ctx.record = &next;
+  layer(torch::randn({4, 2}), ctx);
+  for (const auto& [name, value] : next.layer_metrics.at(0).second) m[name] = value.item<double>();
+  CHECK(m.at("dead_interval") == 2.0);
+}
+
+TEST_CASE("layer summaries: mean, 90th percentile and worst layer of the imbalance metrics",
+          "[moe]") {
+  RoutingRecord record;
+  for (int64_t block = 0; block < 5; ++block) {
+    const float value = static_cast<float>(block + 1);  // 1 .. 5
+    record.layer_metrics.push_back({block, {{"load_cv", torch::full({}, value)},
+                                            {"gate_entropy", torch::full({}, value)}}});
+  }
+  record.layer_metrics.push_back({4, {{"load_cv", torch::full({}, 7.0F)},  // a second micro-batch
+                                      {"gate_entropy", torch::full({}, 7.0F)}}});
+  std::map<std::string, double> m;
+  for (const auto& [name, value] : record.routing_metrics()) m[name] = value.item<double>();
+  CHECK(m.at("l4/load_cv") == Approx(6.0));  // (5 + 7) / 2
+  CHECK(m.at("load_cv") == Approx((1 + 2 + 3 + 4 + 6) / 5.0));
+  // Layers 1, 2, 3, 4, 6: the 0.9 quantile interpolates 4 and 6 at 0.6.
+  CHECK(m.at("load_cv_p90") == Approx(4 + 0.6 * 2));
+  CHECK(m.at("load_cv_max") == Approx(6.0));
+  CHECK(m.count("gate_entropy_p90") == 0);  // not an imbalance metric
 }
 
 TEST_CASE("gradients flow to experts and router through the layer", "[moe]") {

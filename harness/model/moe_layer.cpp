@@ -67,6 +67,7 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
   w_out_ = register_parameter("w_out",
                               init_uniform({experts, hidden, dim}, 1.0 / std::sqrt(hidden)));
   b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
+  interval_load_ = register_buffer("interval_load", torch::zeros({experts}));
 }
 
 void MoELayerImpl::install_form(std::shared_ptr<TrainingForm> form) {
@@ -119,6 +120,11 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   if (ctx.record) {
     for (const auto& [name, loss] : route.aux_losses) ctx.record->add_aux_loss(loss);
   }
+  if (ctx.training && route.expert.defined()) {  // the requested load since the last logging step
+    torch::NoGradGuard no_grad;
+    interval_load_.index_add_(0, route.expert,
+                              torch::ones({route.expert.numel()}, interval_load_.options()));
+  }
   if (form_) return forward_form(x, route, ctx, route_ms);
   return route.soft_dispatch.defined() ? forward_soft(x, route, ctx, route_ms)
                                        : forward_sparse(x, route, ctx, route_ms);
@@ -135,7 +141,7 @@ torch::Tensor MoELayerImpl::forward_form(const torch::Tensor& x, const RouteResu
     const int64_t real_tokens = real_rows(x, ctx).size(0);
     compute_metrics(measured, ctx, load, 0.0, torch::zeros({}),
                     static_cast<double>(route.expert.numel()) / std::max<int64_t>(real_tokens, 1),
-                    route_ms);
+                    0.0, route_ms);
   }
   return out.y;
 }
@@ -152,12 +158,18 @@ torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteRe
     const int64_t kept = dispatch.token.numel();
     auto routed = real_rows(torch::zeros({x.size(0)}, x.options().dtype(torch::kFloat))
                                 .index_fill_(0, dispatch.token, 1.0), ctx);  // [T_real] 1 if kept
+    const double capacity =
+        config_.capacity_factor > 0
+            ? std::ceil(config_.capacity_factor * static_cast<double>(dispatch.assignments) /
+                        static_cast<double>(config_.experts))
+            : 0.0;
     compute_metrics(route, ctx, dispatch.requested.to(torch::kFloat),
                     dispatch.assignments > 0
                         ? 1.0 - static_cast<double>(kept) / dispatch.assignments
                         : 0.0,
                     1.0 - routed.mean(),
-                    static_cast<double>(kept) / std::max<int64_t>(routed.numel(), 1), route_ms);
+                    static_cast<double>(kept) / std::max<int64_t>(routed.numel(), 1), capacity,
+                    route_ms);
   }
   return y;
 }
@@ -189,7 +201,7 @@ torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResu
     auto load = (route.soft_combine.detach().view({groups, group_tokens, experts, slots}) *
                  real_rows_mask.to(torch::kFloat))
                     .sum({0, 1, 3});  // [E]
-    compute_metrics(route, ctx, load, 0.0, torch::zeros({}), static_cast<double>(experts),
+    compute_metrics(route, ctx, load, 0.0, torch::zeros({}), static_cast<double>(experts), 0.0,
                     route_ms);
   }
   return y;
@@ -198,7 +210,7 @@ torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResu
 void MoELayerImpl::compute_metrics(const RouteResult& route, const RouteContext& ctx,
                                    const torch::Tensor& load_in,
                                    double dropped_frac, const torch::Tensor& unrouted_frac,
-                                   double experts_per_token, double route_ms) {
+                                   double experts_per_token, double capacity, double route_ms) {
   const int64_t experts = config_.experts;
   auto load = load_in.detach().to(torch::kFloat);     // [E]
   auto mean = load.mean().clamp_min(1e-12);
@@ -214,7 +226,14 @@ void MoELayerImpl::compute_metrics(const RouteResult& route, const RouteContext&
   add("load_cv", (load - load.mean()).pow(2).mean().sqrt() / mean);
   add("load_entropy_norm", experts > 1 ? entropy / std::log(static_cast<double>(experts))
                                        : torch::ones({}));
+  add("overload_factor", capacity > 0 ? load.max() / capacity : load.max() / mean);
   add("dead_experts", (load == 0).sum());
+  if (ctx.training && !route.soft_dispatch.defined()) {
+    // Experts under 1 % of their fair share of the assignments since the last logging step.
+    auto interval_share = interval_load_ / interval_load_.sum().clamp_min(1.0);  // [E]
+    add("dead_interval", (interval_share < 0.01 / static_cast<double>(experts)).sum());
+    interval_load_.zero_();
+  }
   add("dropped_frac", torch::full({}, dropped_frac));
   add("unrouted_frac", unrouted_frac);
   add("experts_per_token", torch::full({}, experts_per_token));

@@ -84,16 +84,18 @@ class MoELayerImpl : public torch::nn::Module {
                              const RouteContext& ctx, double route_ms);
   torch::Tensor forward_form(const torch::Tensor& x, const RouteResult& route,
                              const RouteContext& ctx, double route_ms);
-  // Shared metrics from the per-expert load [E] and the fractions the paths measure.
+  // Shared metrics from the per-expert load [E] and the fractions the paths measure;
+  // `capacity` is the per-expert capacity the load is measured against (0: the mean load).
   void compute_metrics(const RouteResult& route, const RouteContext& ctx,
                        const torch::Tensor& load, double dropped_frac,
                        const torch::Tensor& unrouted_frac, double experts_per_token,
-                       double route_ms);
+                       double capacity, double route_ms);
 
   MoeConfig config_;
   std::shared_ptr<Router> router_;
   std::shared_ptr<TrainingForm> form_;         // none: the sparse (or soft) forward
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
+  torch::Tensor interval_load_;  // [E] assignments requested in training since the last logging step
 };
 TORCH_MODULE(MoELayer);
 
