@@ -368,20 +368,59 @@ TEST_CASE("plots: each kind's data are the hand-made metrics, and gnuplot render
     request.suite = "fmnist_c";
     CHECK_THROWS_WITH(make_plot(store, request), Catch::Matchers::Contains("one severity"));
   }
-  SECTION("load: the last logged step's shares, one heatmap per group") {
+  SECTION("load: the last logged step's shares, the groups side by side") {
     request.kind = "load";
-    request.render = false;
     const auto files = make_plot(store, request);
-    CHECK(files == std::vector<std::string>{dir.file("plots/load_topk.dat"), dir.file("plots/load_topk.gp"),
-                                            dir.file("plots/load_ssr.dat"), dir.file("plots/load_ssr.gp")});
-    const auto blocks = read_blocks(dir.file("plots/load_ssr.dat"));
-    REQUIRE(blocks.size() == 1);
-    REQUIRE(blocks[0].rows.size() == 6);  // 2 layers x 3 experts
-    for (const auto& row : blocks[0].rows) {
-      INFO(row[0] << " " << row[1]);
-      CHECK(row[2] == Approx((row[1] + 1 + row[0]) / (6.0 + 3 * row[0])));  // step 20, not 10
+    const std::string base = dir.file("plots/load");
+    CHECK(files == std::vector<std::string>{base + ".dat", base + ".gp", base + ".png", base + ".svg"});
+    const auto blocks = read_blocks(base + ".dat");
+    REQUIRE(blocks.size() == 2);
+    CHECK(blocks[0].label == "topk");
+    CHECK(blocks[1].label == "ssr");
+    for (const auto& block : blocks) {
+      REQUIRE(block.rows.size() == 6);  // 2 layers x 3 experts, the same shares in every run
+      for (const auto& row : block.rows) {
+        INFO(row[0] << " " << row[1]);
+        CHECK(row[2] == Approx((row[1] + 1 + row[0]) / (6.0 + 3 * row[0])));  // step 20, not 10
+      }
     }
-    CHECK_THAT(blocks[0].label, Catch::Matchers::Contains("run 3, ssr"));
+    const std::string script = testing::read_text(base + ".gp");
+    CHECK_THAT(script, Catch::Matchers::Contains("set multiplot layout 1,2"));
+    CHECK_THAT(script, Catch::Matchers::Contains("set cbrange [0:0.5]"));  // one scale: max 3/6
+    CHECK_THAT(script, Catch::Matchers::Contains("sweep p: expert load"));
+    CHECK(starts_with_bytes(base + ".png", "\x89PNG\r\n\x1a\n"));
+  }
+  SECTION("balance: a layer metric over training, mean over seeds, one colour scale") {
+    request.kind = "balance";
+    request.render = false;
+    request.metric = "load_cv";
+    // load_cv per layer: run i logs (i + 1) * (layer + 1) at step 10 and twice that at 20.
+    int64_t run = 1;
+    for (const double factor : {1.0, 2.0, 3.0, 4.0}) {
+      std::vector<MetricRow> rows;
+      for (int layer : {0, 1}) {
+        rows.push_back({10, "train", fmt::format("moe/l{}/load_cv", layer), factor * (layer + 1)});
+        rows.push_back({20, "train", fmt::format("moe/l{}/load_cv", layer), 2 * factor * (layer + 1)});
+      }
+      store.log_metrics(run++, rows);
+    }
+    const auto files = make_plot(store, request);
+    CHECK(files[0] == dir.file("plots/balance_load_cv.dat"));
+    const auto blocks = read_blocks(files[0]);
+    REQUIRE(blocks.size() == 2);
+    // topk = runs 1, 2 (factors 1, 2: mean 1.5); ssr = runs 3, 4 (mean 3.5).
+    const double means[] = {1.5, 3.5};
+    for (int g = 0; g < 2; ++g) {
+      REQUIRE(blocks[g].rows.size() == 4);
+      for (const auto& row : blocks[g].rows) {
+        INFO(blocks[g].label << " step " << row[0] << " layer " << row[1]);
+        CHECK(row[2] == Approx(means[g] * (row[1] + 1) * (row[0] / 10)));
+      }
+    }
+    // One colour scale over both panels: 1.5 (topk, layer 0, step 10) to 14 (ssr, layer 1, 20).
+    CHECK_THAT(testing::read_text(files[1]), Catch::Matchers::Contains("set cbrange [1.5:14]"));
+    request.metric = "no_such_metric";
+    CHECK_THROWS_WITH(make_plot(store, request), Catch::Matchers::Contains("no_such_metric"));
   }
 }
 

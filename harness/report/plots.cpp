@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
+#include <limits>
 #include <map>
 
 #include "harness/core/error.h"
@@ -41,13 +43,20 @@ std::string quote(const std::string& text) {
   return out + "\"";
 }
 
-// Writes the script twice-rendered (PNG, SVG) and runs gnuplot on it.
+struct Canvas {
+  int width = 900, height = 560;
+};
+
+// Writes the script twice-rendered (PNG through cairo, which draws translucent fills, and SVG)
+// and runs gnuplot on it.
 std::vector<std::string> finish(const PlotRequest& request, const std::string& base,
-                                const std::string& body) {
+                                const std::string& body, Canvas canvas = {}) {
   const std::string script = base + ".gp";
   std::ofstream(script) << "# moelab plot; edit and run: gnuplot " << std::filesystem::path(script).filename().string()
                         << "\nfiles = \"png svg\"\ndo for [f in files] {\n"
-                        << "  if (f eq \"png\") { set terminal png noenhanced size 900,560 } else { set terminal svg noenhanced size 900,560 }\n"
+                        << fmt::format("  if (f eq \"png\") {{ set terminal pngcairo noenhanced size {0},{1} }} "
+                                       "else {{ set terminal svg noenhanced size {0},{1} }}\n",
+                                       canvas.width, canvas.height)
                         << "  set output \"" << std::filesystem::path(base).filename().string() << ".\".f\n"
                         << body << "}\n";
   std::vector<std::string> files = {base + ".dat", script};
@@ -64,6 +73,30 @@ std::vector<std::string> finish(const PlotRequest& request, const std::string& b
   return files;
 }
 
+// "sweep S" or "all runs", for figure titles.
+std::string scope_of(const PlotRequest& request) {
+  return request.sweep.empty() ? "all runs" : "sweep " + request.sweep;
+}
+
+// One heatmap panel per group side by side on one colour scale: `data` holds one block per
+// group (index i) of "x y value" rows, a blank line between x values.
+std::string heatmap_panels(const std::string& data_file, const std::vector<std::string>& labels,
+                           const std::string& title, const std::string& xlabel,
+                           const std::string& ylabel, const std::string& cblabel, double low,
+                           double high) {
+  std::string body = fmt::format(
+      "  set multiplot layout 1,{} title {}\n  set xlabel {}\n  set ylabel {}\n"
+      "  set cblabel {}\n  set cbrange [{}:{}]\n  set palette rgb 33,13,10\n"
+      "  set ytics 1\n  set autoscale xfix\n  set autoscale yfix\n",
+      labels.size(), quote(title), quote(xlabel), quote(ylabel), quote(cblabel), low,
+      high > low ? high : low + 1e-9);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    body += fmt::format("  set title {}\n  plot \"{}\" index {} using 1:2:3 with image notitle\n",
+                        quote(labels[i]), data_file, i);
+  }
+  return body + "  unset multiplot\n";
+}
+
 std::vector<std::string> curves(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
   const std::string metric =
       request.metric.empty() ? main_summary(store, request.sweep, "val") : request.metric;
@@ -73,8 +106,11 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
   const std::string base = request.output_dir + "/curves_" + slug(metric);
   std::ofstream data(base + ".dat");
   data << "# step mean min max n, one block per group: " << metric << "\n";
-  std::string plot = fmt::format("  set xlabel \"step\"\n  set ylabel {}\n  set key outside right\n"
+  std::string plot = fmt::format("  set title {}\n  set xlabel \"step\"\n  set ylabel {}\n"
+                                 "  set key below\n  set grid\n"
                                  "  set style fill transparent solid 0.2 noborder\n  plot ",
+                                 quote(fmt::format("{}: {} (mean over seeds, band min-max)",
+                                                   scope_of(request), metric)),
                                  quote(metric));
   int index = 0;
   for (const auto& group : groups) {
@@ -127,8 +163,12 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
   std::ofstream data(base + ".dat");
   data << "# severity mean_" << suite.metric << " (0 = clean; " << suite.name
        << " corruptions and seeds averaged)\n";
-  std::string plot = fmt::format("  set xlabel \"severity (0 = clean)\"\n  set ylabel {}\n  set xtics 1\n"
-                                 "  set key outside right\n  plot ", quote(suite.metric));
+  std::string plot = fmt::format("  set title {}\n  set xlabel \"severity (0 = clean)\"\n"
+                                 "  set ylabel {}\n  set xtics 1\n  set key below\n  set grid\n  plot ",
+                                 quote(fmt::format("{}: {} {} by severity (mean over corruptions "
+                                                   "and seeds)",
+                                                   scope_of(request), suite.name, suite.metric)),
+                                 quote(suite.metric));
   int index = 0;
   for (const auto& group : groups) {
     const std::string& label = group.label;
@@ -164,40 +204,105 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
   return finish(request, base, plot + "\n");
 }
 
+// Per-layer routing metric values of a run at each logged training step: layer -> step -> value.
+using LayerSeries = std::map<int64_t, std::map<int64_t, double>>;
+LayerSeries layer_series(Store& store, int64_t run, const std::string& metric) {
+  SQLite::Statement select(store.database(), "SELECT step, name, value FROM metrics WHERE run_id = ? "
+                                             "AND split = 'train' AND name GLOB ? AND value IS NOT NULL");
+  select.bind(1, static_cast<int64_t>(run));
+  select.bind(2, "moe/l[0-9]*/" + metric);
+  LayerSeries series;
+  while (select.executeStep()) {
+    const std::string name = select.getColumn(1).getString();  // moe/l<i>/<metric>
+    const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
+    series[layer][select.getColumn(0).getInt64()] = select.getColumn(2).getDouble();
+  }
+  return series;
+}
+
+// Expert-load shares at each run's last logged step, per layer and expert, averaged over the
+// group's runs; the groups side by side on one colour scale.
 std::vector<std::string> load(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
-  std::vector<std::string> files;
+  const std::string base = request.output_dir + "/load";
+  std::ofstream data(base + ".dat");
+  data << "# layer expert share: the last logged step's load shares, mean over each group's runs\n";
+  std::vector<std::string> labels;
+  double high = 0.0;
   for (const auto& group : groups) {
-    const std::string& label = group.label;
-    const int64_t run = group.run_ids.front();
-    SQLite::Statement select(store.database(), R"sql(
+    std::map<int64_t, std::map<int64_t, std::vector<double>>> shares;  // layer -> expert -> runs
+    for (int64_t run : group.run_ids) {
+      SQLite::Statement select(store.database(), R"sql(
 SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name GLOB 'moe/l*/load_e[0-9]*'
   AND step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1 AND name GLOB 'moe/l*/load_e[0-9]*'))sql");
-    select.bind(1, static_cast<int64_t>(run));
-    std::map<int64_t, std::map<int64_t, double>> matrix;  // layer -> expert -> share
-    while (select.executeStep()) {
-      const std::string name = select.getColumn(0).getString();  // moe/l<i>/load_e<j>
-      const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
-      const auto expert = to_int64(name.substr(name.rfind('e') + 1), name + ": expert");
-      matrix[layer][expert] = select.getColumn(1).getDouble();
+      select.bind(1, static_cast<int64_t>(run));
+      while (select.executeStep()) {
+        const std::string name = select.getColumn(0).getString();  // moe/l<i>/load_e<j>
+        const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
+        const auto expert = to_int64(name.substr(name.rfind('e') + 1), name + ": expert");
+        shares[layer][expert].push_back(select.getColumn(1).getDouble());
+      }
     }
-    if (matrix.empty()) continue;
-    const std::string base = request.output_dir + "/load_" + slug(label);
-    std::ofstream data(base + ".dat");
-    data << "# layer expert share (run " << run << ", " << label << ")\n";
-    for (const auto& [layer, experts] : matrix) {
-      for (const auto& [expert, share] : experts) data << layer << " " << expert << " " << share << "\n";
+    if (shares.empty()) continue;
+    data << "# " << group.label << "\n";
+    for (const auto& [layer, experts] : shares) {
+      for (const auto& [expert, values] : experts) {
+        const double mean = summarise(values).mean;
+        high = std::max(high, mean);
+        data << layer << " " << expert << " " << mean << "\n";
+      }
       data << "\n";
     }
-    const std::string plot = fmt::format(
-        "  set title {}\n  set xlabel \"block\"\n  set ylabel \"expert\"\n  set cblabel \"share of "
-        "assignments\"\n  set xtics 1\n  set ytics 1\n  plot \"{}.dat\" using 1:2:3 with image notitle\n",
-        quote(fmt::format("expert load, run {} ({})", run, label)), std::filesystem::path(base).filename().string());
-    data.close();
-    const auto written = finish(request, base, plot);
-    files.insert(files.end(), written.begin(), written.end());
+    data << "\n";
+    labels.push_back(group.label);
   }
-  if (files.empty()) throw Error("plot load: no run has logged per-expert loads");
-  return files;
+  data.close();
+  if (labels.empty()) throw Error("plot load: no run has logged per-expert loads");
+  const std::string body = heatmap_panels(
+      std::filesystem::path(base).filename().string() + ".dat", labels,
+      fmt::format("{}: expert load at the last logged step (mean over seeds)", scope_of(request)),
+      "block", "expert", "share of the block's assignments", 0.0, high);
+  return finish(request, base, body, Canvas{std::max(900, 380 * static_cast<int>(labels.size())), 480});
+}
+
+// A balance metric per layer over training (default load_max_over_mean), averaged over each
+// group's runs; the groups side by side on one colour scale.
+std::vector<std::string> balance(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+  const std::string metric = request.metric.empty() ? "load_max_over_mean" : request.metric;
+  const std::string base = request.output_dir + "/balance_" + slug(metric);
+  std::ofstream data(base + ".dat");
+  data << "# step layer " << metric << ", mean over each group's runs\n";
+  std::vector<std::string> labels;
+  double low = std::numeric_limits<double>::infinity(), high = -low;
+  for (const auto& group : groups) {
+    std::map<int64_t, std::map<int64_t, std::vector<double>>> values;  // step -> layer -> runs
+    for (int64_t run : group.run_ids) {
+      for (const auto& [layer, steps] : layer_series(store, run, metric)) {
+        for (const auto& [step, value] : steps) values[step][layer].push_back(value);
+      }
+    }
+    if (values.empty()) continue;
+    data << "# " << group.label << "\n";
+    for (const auto& [step, layers] : values) {
+      for (const auto& [layer, runs] : layers) {
+        const double mean = summarise(runs).mean;
+        low = std::min(low, mean);
+        high = std::max(high, mean);
+        data << step << " " << layer << " " << mean << "\n";
+      }
+      data << "\n";
+    }
+    data << "\n";
+    labels.push_back(group.label);
+  }
+  data.close();
+  if (labels.empty()) {
+    throw Error(fmt::format("plot balance: no run has logged the per-layer metric 'moe/l<i>/{}'", metric));
+  }
+  const std::string body = heatmap_panels(
+      std::filesystem::path(base).filename().string() + ".dat", labels,
+      fmt::format("{}: {} per block over training (mean over seeds)", scope_of(request), metric),
+      "step", "block", metric, low, high);
+  return finish(request, base, body, Canvas{std::max(900, 380 * static_cast<int>(labels.size())), 480});
 }
 
 }  // namespace
@@ -208,7 +313,9 @@ std::vector<std::string> make_plot(Store& store, const PlotRequest& request) {
   if (request.kind == "curves") return curves(store, request, groups);
   if (request.kind == "corruption") return corruption(store, request, groups);
   if (request.kind == "load") return load(store, request, groups);
-  throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load)", request.kind));
+  if (request.kind == "balance") return balance(store, request, groups);
+  throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load, balance)",
+                                request.kind));
 }
 
 }  // namespace moelab

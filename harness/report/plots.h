@@ -1,10 +1,14 @@
-// `moelab plot`: figures rendered with gnuplot (Debian gnuplot-nox) to PNG and SVG, with the
-// data (.dat) and the gnuplot script (.gp) written beside them so they can be restyled:
-//   curves      a metric's history per group: mean over seeds with a min-max band (default:
-//               the runs' main metric on val);
+// `moelab plot`: figures rendered with gnuplot (Debian gnuplot-nox) to PNG (cairo) and SVG,
+// with the data (.dat) and the gnuplot script (.gp) written beside them so they can be
+// restyled; every figure's title names the sweep and the metric:
+//   curves      a metric's history per group: mean over seeds with a translucent min-max
+//               band (default: the runs' main metric on val);
 //   corruption  a suite's metric versus severity (0 = clean) per group, mean over the
 //               corruptions and seeds (default: the first declared suite with severities);
-//   load        per-layer expert-load heatmap (the last logged step) of each group's first run.
+//   load        expert-load shares per block at the last logged step, mean over each group's
+//               runs: one heatmap per group, side by side on one colour scale;
+//   balance     a per-layer routing metric (--metric, default load_max_over_mean) per block
+//               over training, mean over each group's runs: heatmaps side by side, one scale.
 #pragma once
 
 #include <string>
@@ -18,7 +22,7 @@ struct PlotRequest {
   std::string kind = "curves";
   std::string sweep;
   std::vector<std::string> group_by = {"router.name"};
-  std::string metric;                   // curves: SPLIT/NAME of the metrics history; "" = main
+  std::string metric;                   // curves: SPLIT/NAME ("" = main); balance: a layer metric
   std::string suite;                    // corruption: a suite with severities; "" = the first
   std::string output_dir = "results/reports";
   bool render = true;                   // run gnuplot (false: data and script only)
