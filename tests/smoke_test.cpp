@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/core/blas.h"
 #include "harness/core/npy.h"
 #include "harness/run/runner.h"
 #include "harness/store/store.h"
@@ -41,8 +42,8 @@ TEST_CASE("moelab run trains, evaluates and records a done run", "[smoke]") {
   CHECK_THAT(run.output, Catch::Matchers::Contains("test/accuracy"));
 
   Store store(db);
-  auto runs = store.query("SELECT status, task, router, seed, git_commit, torch_version, threads "
-                          "FROM runs");
+  auto runs = store.query("SELECT status, task, router, seed, git_commit, torch_version, threads, "
+                          "blas FROM runs");
   REQUIRE(runs.rows.size() == 1);
   CHECK(runs.rows[0][0].text == "done");
   CHECK(runs.rows[0][1].text == "image");
@@ -51,6 +52,7 @@ TEST_CASE("moelab run trains, evaluates and records a done run", "[smoke]") {
   CHECK(!runs.rows[0][4].text.empty());
   CHECK(!runs.rows[0][5].text.empty());
   CHECK(runs.rows[0][6].integer == 2);
+  CHECK(runs.rows[0][7].text == blas_description());  // the child runs the tests' kernels
 
   auto steps = store.query(
       "SELECT step FROM metrics WHERE split='train' AND name='loss' ORDER BY step");
@@ -72,6 +74,53 @@ TEST_CASE("moelab run trains, evaluates and records a done run", "[smoke]") {
   Command query = run_moelab("query " + db + " \"SELECT status, router FROM runs\" --json");
   CHECK(query.exit_code == 0);
   CHECK_THAT(query.output, Catch::Matchers::Contains("\"status\": \"done\""));
+}
+
+TEST_CASE("the OpenBLAS core that suits the CPU: generic fallbacks replaced, ordinary cores kept",
+          "[smoke][blas]") {
+  const CpuFeatures avx512{true, true, true}, avx2{true, true, false}, old{false, false, false};
+  CHECK(better_openblas_core(avx512, "Prescott") == "SkylakeX");
+  CHECK(better_openblas_core(avx512, "Haswell") == "SkylakeX");
+  CHECK(better_openblas_core(avx512, "SkylakeX").empty());
+  CHECK(better_openblas_core(avx512, "Cooperlake").empty());
+  CHECK(better_openblas_core(avx2, "Prescott") == "Haswell");
+  CHECK(better_openblas_core(avx2, "Nehalem") == "Haswell");
+  CHECK(better_openblas_core(avx2, "Zen").empty());
+  CHECK(better_openblas_core(old, "Prescott").empty());
+  CHECK(better_openblas_core(avx512, "").empty());  // not OpenBLAS: nothing to choose
+}
+
+TEST_CASE("moelab runs the BLAS kernels that suit the CPU unless the user chose a core",
+          "[smoke][blas]") {
+  const std::string fresh = "env -u OPENBLAS_CORETYPE -u MOELAB_BLAS_SELECTED ";
+  const std::string binary = MOELAB_BINARY;
+  auto version = [&](const std::string& environment) {
+    const std::string command = environment + binary + " --version 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[512];
+    while (fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+    REQUIRE(pclose(pipe) == 0);
+    return output;
+  };
+  if (openblas_core().empty()) {
+    CHECK_THAT(version(fresh), Catch::Matchers::Contains("BLAS: reference BLAS or other"));
+    return;
+  }
+  // The user's choice wins, even a slow one.
+  CHECK_THAT(version(fresh + "OPENBLAS_CORETYPE=Prescott "), Catch::Matchers::EndsWith("Prescott MAX_THREADS=64\n") ||
+                                                           Catch::Matchers::Contains(" Prescott "));
+  // Left to itself, moelab runs no core below what the CPU supports.
+  const std::string chosen = version(fresh);
+  INFO(chosen);
+  const CpuFeatures features = cpu_features();
+  if (features.avx512f) {
+    CHECK_THAT(chosen, Catch::Matchers::Contains(" SkylakeX ") || Catch::Matchers::Contains(" Cooperlake ") ||
+                           Catch::Matchers::Contains(" SapphireRapids "));
+  } else if (features.avx2 && features.fma) {
+    CHECK_THAT(chosen, !Catch::Matchers::Contains(" Prescott ") && !Catch::Matchers::Contains(" Nehalem "));
+  }
 }
 
 TEST_CASE("the same config and seed give identical metrics", "[smoke]") {

@@ -16,6 +16,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "harness/core/blas.h"
 #include "harness/core/build_info.h"
 #include "harness/config/config.h"
 #include "harness/core/error.h"
@@ -118,12 +119,24 @@ std::string bench_matmul_report(const BenchOptions& options) {
   auto a = torch::randn({1024, 1024}), b = torch::randn({1024, 1024});
   const double s = median_seconds(options.repeats * 4, [&] { a.mm(b); });
   const double gflops = 2.0 * 1024 * 1024 * 1024 / s / 1e9;
-  if (options.json) return nlohmann::json{{"matmul_1024_gflops", gflops}}.dump(2) + "\n";
-  return fmt::format("matmul 1024x1024x1024 fp32: {:.1f} GFLOP/s ({} LibTorch threads, 1 BLAS "
-                     "thread){}\n",
-                     gflops, options.threads,
-                     gflops < 30 ? "  <- slow: is OpenBLAS the system BLAS? run harness/scripts/setup.sh"
-                                 : "");
+  const std::string core = openblas_core();
+  if (options.json) {
+    return nlohmann::json{{"matmul_1024_gflops", gflops}, {"blas", blas_description()},
+                          {"blas_core", core}}
+               .dump(2) + "\n";
+  }
+  std::string hint;
+  if (core.empty()) {
+    hint = "\n  <- not OpenBLAS: the reference BLAS is ~25x slower; harness/scripts/setup.sh "
+           "makes OpenBLAS the system BLAS";
+  } else if (const std::string better = better_openblas_core(cpu_features(), core); !better.empty()) {
+    hint = fmt::format("\n  <- OpenBLAS runs its {} kernels on a CPU with wider vectors "
+                       "(OPENBLAS_CORETYPE={} is what moelab chooses unless you set one)",
+                       core, better);
+  }
+  return fmt::format("BLAS: {}\nmatmul 1024x1024x1024 fp32: {:.1f} GFLOP/s ({} LibTorch threads, "
+                     "1 BLAS thread, core {}){}\n",
+                     blas_description(), gflops, options.threads, core.empty() ? "-" : core, hint);
 }
 
 std::string bench_routers_report(const BenchOptions& options) {

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "harness/cli/bench.h"
+#include "harness/core/blas.h"
 #include "harness/core/build_info.h"
 #include "harness/core/exception_text.h"
 #include "harness/config/config.h"
@@ -39,8 +40,8 @@ constexpr int kExitRunFailed = 1;
 constexpr int kExitUsage = 2;
 
 std::string version_text() {
-  return fmt::format("moelab {} (git {}{}, LibTorch {})", kVersion, kGitCommit,
-                     kGitDirty ? ", dirty" : "", torch_version());
+  return fmt::format("moelab {} (git {}{}, LibTorch {})\nBLAS: {}", kVersion, kGitCommit,
+                     kGitDirty ? ", dirty" : "", torch_version(), blas_description());
 }
 
 QueryResult summary_table(const RunOutcome& outcome) {
@@ -517,6 +518,7 @@ int run_cli(int argc, char** argv) {
 }  // namespace moelab
 
 int main(int argc, char** argv) {
+  moelab::select_blas_kernels(argv);  // before anything else: may start this program again
   // Keep freed tensor memory in the heap instead of returning it to the OS after every
   // step: LibTorch frees and reallocates the same large buffers each step, and glibc's
   // defaults turn that into page faults (quickstart: 8.6 -> 9.2-9.9 steps/s).

@@ -191,6 +191,10 @@ CREATE TABLE sweep_members (
   PRIMARY KEY (sweep, run_id)
 ) WITHOUT ROWID;
 )sql",
+    // 5: the BLAS and its kernels (results differ between BLAS cores)
+    R"sql(
+ALTER TABLE runs ADD COLUMN blas TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 std::string now_sql() { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }
@@ -455,7 +459,7 @@ void Store::write_provenance(int64_t run_id, const Provenance& p) {
   SQLite::Statement update(db_, R"sql(
 UPDATE runs SET git_commit = ?, git_dirty = ?, moelab_version = ?, torch_version = ?,
                 compiler = ?, host = ?, cpu_model = ?, gpu_model = ?, threads = ?,
-                blas_threads = ?
+                blas_threads = ?, blas = ?
 WHERE id = ?)sql");
   int i = 1;
   update.bind(i++, p.git_commit);
@@ -468,6 +472,7 @@ WHERE id = ?)sql");
   update.bind(i++, p.gpu_model);
   update.bind(i++, static_cast<int64_t>(p.threads));
   update.bind(i++, static_cast<int64_t>(p.blas_threads));
+  update.bind(i++, p.blas);
   update.bind(i++, static_cast<int64_t>(run_id));
   update.exec();
 }

@@ -27,6 +27,7 @@ struct Provenance {
   std::string gpu_model;
   int64_t threads = 0;
   int64_t blas_threads = 0;
+  std::string blas;  // the BLAS library and its running core (harness/core/blas.h)
 };
 
 struct RunRecord {
@@ -113,7 +114,7 @@ std::string worker_id();
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   enum class Access { ReadWrite, ReadOnly };
   // ReadWrite opens (creating if needed) and migrates the database before returning.

@@ -9,6 +9,7 @@
 
 #include <fstream>
 
+#include "harness/core/blas.h"
 #include "harness/core/build_info.h"
 
 namespace moelab {
@@ -36,7 +37,8 @@ Provenance collect_provenance(const RunConfig& config) {
   p.moelab_version = kVersion;
   p.torch_version = torch_version();
   p.compiler = fmt::format("g++ {}", __VERSION__);
-  static const std::string host = host_name(), cpu = cpu_model();  // fixed for the process
+  static const std::string host = host_name(), cpu = cpu_model(),  // fixed for the process
+      blas = blas_description();
   p.host = host;
   p.cpu_model = cpu;
   p.gpu_model = "";
@@ -45,6 +47,7 @@ Provenance collect_provenance(const RunConfig& config) {
   }
   p.threads = config.threads;
   p.blas_threads = config.blas_threads;
+  p.blas = blas;
   return p;
 }
 
