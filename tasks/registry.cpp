@@ -44,7 +44,7 @@ const TaskEntry& find_task(const std::string& name) {
 
 Transformer backbone_for(const RunConfig& config, bool causal) {
   const RouterFactory routers = [&config](int64_t block) {
-    return make_router(config.router, RouterShape{config.model.dim, config.model.moe.experts,
+    return make_router(config.router, RouterShape{config.model.dim, routed_experts(config.model.moe),
                                                   config.seed, block});
   };
   return Transformer(config.model, routers, causal);

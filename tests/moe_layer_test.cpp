@@ -178,6 +178,52 @@ TEST_CASE("layer summaries: mean, 90th percentile and worst layer of the imbalan
   CHECK(m.count("gate_entropy_p90") == 0);  // not an imbalance metric
 }
 
+TEST_CASE("null experts: zero adds nothing, copy the token, constant its vector, at no FFN cost",
+          "[moe][null_experts]") {
+  MoeConfig config;
+  config.experts = 2;
+  config.expert_hidden = 3;
+  config.null_experts = "zero:1,copy:1,constant:1";  // experts 2, 3 and 4
+  // Token 0: FFN expert 0 (0.5) and copy (0.5); token 1: zero (1.0); token 2: constant (0.8)
+  // and FFN expert 1 (0.2).
+  auto route = assignments({0, 0, 1, 2, 2}, {0, 3, 2, 4, 1}, {0.5, 0.5, 1.0, 0.8, 0.2});
+  MoELayer layer(2, config, std::make_shared<FixedRouter>(route));
+  auto params = layer->named_parameters();
+  {
+    torch::NoGradGuard no_grad;
+    params["null_constant"].copy_(torch::tensor({{9.0F, 9.0F}, {9.0F, 9.0F}, {1.0F, 2.0F}}));
+  }
+  torch::manual_seed(3);
+  auto x = torch::randn({3, 2});
+  RoutingRecord record;
+  RouteContext ctx;
+  ctx.collect_metrics = true;
+  ctx.record = &record;
+  auto y = layer(x, ctx);
+  auto ffn = [&](int64_t e, const torch::Tensor& v) {
+    auto h = torch::gelu(torch::matmul(v, params["w_in"][e]) + params["b_in"][e]);
+    return torch::matmul(h, params["w_out"][e]) + params["b_out"][e];
+  };
+  torch::NoGradGuard no_grad;
+  CHECK(y[0].allclose(0.5 * ffn(0, x[0]) + 0.5 * x[0], 1e-5, 1e-6));
+  CHECK(y[1].allclose(torch::zeros({2})));
+  // The zero and copy rows of null_constant (9s) take no part: only the constant expert's.
+  CHECK(y[2].allclose(0.8 * torch::tensor({1.0F, 2.0F}) + 0.2 * ffn(1, x[2]), 1e-5, 1e-6));
+  std::map<std::string, double> m;
+  for (const auto& [name, value] : record.layer_metrics.at(0).second) m[name] = value.item<double>();
+  CHECK(m.at("null_frac") == Approx(3.0 / 5.0));
+  CHECK(m.at("experts_per_token") == Approx(2.0 / 3.0));  // FFN experts only
+  CHECK(m.count("load_e2") == 0);                         // loads over the FFN experts
+  CHECK(m.at("load_e0") == Approx(0.5));
+  for (const char* bad : {"void:1", "copy:0", "zero:x", "constant:65"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(parse_run_config("", "t.yaml", {std::string("model.moe.null_experts=") + bad}),
+                      Catch::Matchers::Contains("model.moe.null_experts"));
+  }
+  CHECK(routed_experts(parse_run_config("", "t.yaml", {"model.moe.null_experts=zero:2,copy"}).model.moe) ==
+        8 + 3);
+}
+
 TEST_CASE("gradients flow to experts and router through the layer", "[moe]") {
   RunConfig run = parse_run_config("", "g.yaml", {"model.moe.experts=4", "router.aux_coef=0.01"});
   auto router = make_router(run.router, RouterShape{8, 4});

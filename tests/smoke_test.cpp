@@ -123,6 +123,30 @@ TEST_CASE("moelab runs the BLAS kernels that suit the CPU unless the user chose 
   }
 }
 
+TEST_CASE("a run with null experts trains and logs their share", "[smoke][null_experts]") {
+  testing::TempDir dir;
+  std::ofstream(dir.file("tiny.yaml")) << kTinyRun;
+  const std::string db = dir.file("null.db");
+  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + db + " checkpoint_dir=" +
+                           dir.file("ckpt") + " model.moe.null_experts=zero:1,copy:1,constant:1");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  Store store(db);
+  auto share = store.query("SELECT value FROM metrics WHERE name = 'moe/null_frac' ORDER BY step");
+  REQUIRE(!share.rows.empty());
+  CHECK(share.rows.back()[0].real >= 0.0);
+  CHECK(share.rows.back()[0].real <= 1.0);
+  // A soft router has no assignments to give null experts: the run fails saying so.
+  std::string soft_yaml = kTinyRun;
+  soft_yaml.replace(soft_yaml.find("router: {name: topk, k: 2, aux_coef: 0.01}"), 42,
+                    "router: {name: soft_moe}");
+  std::ofstream(dir.file("soft.yaml")) << soft_yaml;
+  Command soft = run_moelab("run " + dir.file("soft.yaml") + " db=" + db + " checkpoint_dir=" +
+                            dir.file("ckpt") + " model.moe.null_experts=copy");
+  CHECK(soft.exit_code == 1);
+  CHECK_THAT(soft.output, Catch::Matchers::Contains("model.moe.null_experts"));
+}
+
 TEST_CASE("the same config and seed give identical metrics", "[smoke]") {
   testing::TempDir dir;
   std::ofstream(dir.file("tiny.yaml")) << kTinyRun;

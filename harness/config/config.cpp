@@ -83,6 +83,30 @@ std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {
   return indices;
 }
 
+std::vector<std::string> null_expert_kinds(const MoeConfig& moe) {
+  std::vector<std::string> kinds;
+  std::stringstream list(moe.null_experts);
+  for (std::string item; std::getline(list, item, ',');) {
+    const auto colon = item.find(':');
+    const std::string kind = item.substr(0, colon);
+    const auto count = colon == std::string::npos ? std::optional<int64_t>(1)
+                                                  : parse_int64(item.substr(colon + 1));
+    if ((kind != "zero" && kind != "copy" && kind != "constant") || !count || *count < 1 ||
+        *count > 64) {
+      throw ConfigError(fmt::format(
+          "model.moe.null_experts = \"{}\": '{}' is not KIND[:COUNT] with KIND zero, copy or "
+          "constant and COUNT in [1, 64]",
+          moe.null_experts, item));
+    }
+    kinds.insert(kinds.end(), static_cast<size_t>(*count), kind);
+  }
+  return kinds;
+}
+
+int64_t routed_experts(const MoeConfig& moe) {
+  return moe.experts + static_cast<int64_t>(null_expert_kinds(moe).size());
+}
+
 namespace {
 
 bool is_parent_reference(const std::string& text) {
@@ -115,6 +139,7 @@ void validate_convert(const RunConfig& config) {
                      moe.capacity_factor));
   }
   if (moe_layer_indices(config.model).empty()) fail("model.moe.layers = none converts nothing");
+  if (!config.model.moe.null_experts.empty()) fail("model.moe.null_experts: a converted FFN has no null experts");
   if (!is_parent_reference(convert.parent)) {
     fail(fmt::format("convert.parent = \"{}\": not auto, a run id or a config hash prefix "
                      "(>= 8 lowercase hex digits)",
@@ -156,12 +181,10 @@ void validate(const RunConfig& config) {
   if (config.router.name == "none") {
     throw ConfigError("router.name = \"none\": a run needs a router (moelab list routers)");
   }
-  validate_router_options(config.router.name, *config.router.options, model.dim,
-                          model.moe.experts);
+  const int64_t experts = routed_experts(model.moe);
+  validate_router_options(config.router.name, *config.router.options, model.dim, experts);
   const PluginChoice& swap = config.eval.router_override;
-  if (swap.name != "none") {
-    validate_router_options(swap.name, *swap.options, model.dim, model.moe.experts);
-  }
+  if (swap.name != "none") validate_router_options(swap.name, *swap.options, model.dim, experts);
   if (config.train.aux_scope == "global_batch" && config.train.grad_accum == 1) {
     throw ConfigError("train.aux_scope = \"global_batch\": needs train.grad_accum > 1 (with one "
                       "micro-batch per step it is micro_batch)");

@@ -16,10 +16,11 @@ struct MoeConfig {
   std::string layers = "all";
   double capacity_factor = 0.0;
   std::string drop_policy = "probs";
+  std::string null_experts = "";
 
   template <class V>
   void visit(V& v) {
-    v(experts, "experts", "number of experts per MoE layer", in_range(1, 4096));
+    v(experts, "experts", "number of FFN experts per MoE layer", in_range(1, 4096));
     v(expert_hidden, "expert_hidden", "hidden width of each expert FFN", at_least(1));
     v(layers, "layers",
       "which blocks have an MoE FFN: all | every_other | none | comma list of block indices "
@@ -30,8 +31,19 @@ struct MoeConfig {
     v(drop_policy, "drop_policy",
       "which assignments an over-full expert keeps: probs (highest gate) or position (earliest)",
       one_of({"probs", "position"}));
+    v(null_experts, "null_experts",
+      "MoE++ null experts beside the FFN experts, as kind:count list (\"zero:1,copy:1,"
+      "constant:2\"): zero (outputs 0), copy (the token itself), constant (a learned vector); "
+      "routers choose among experts + null experts, which cost no FFN compute",
+      hashed_unless(std::string("")));
   }
 };
+
+// The kinds of a layer's null experts in expert-index order (they follow the FFN experts):
+// model.moe.null_experts expanded; ConfigError naming the key on a bad kind or count.
+std::vector<std::string> null_expert_kinds(const MoeConfig& moe);
+// FFN experts plus null experts: the choices a router has.
+int64_t routed_experts(const MoeConfig& moe);
 
 struct ModelConfig {
   int64_t dim = 64;

@@ -68,6 +68,18 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
                               init_uniform({experts, hidden, dim}, 1.0 / std::sqrt(hidden)));
   b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
   interval_load_ = register_buffer("interval_load", torch::zeros({experts}));
+  null_kinds_ = null_expert_kinds(config);
+  if (!null_kinds_.empty()) {
+    const auto nulls = static_cast<int64_t>(null_kinds_.size());
+    std::vector<float> copy, is_constant;
+    for (const auto& kind : null_kinds_) {
+      copy.push_back(kind == "copy" ? 1.0F : 0.0F);
+      is_constant.push_back(kind == "constant" ? 1.0F : 0.0F);
+    }
+    null_copy_ = register_buffer("null_copy", torch::tensor(copy));
+    null_is_constant_ = register_buffer("null_is_constant", torch::tensor(is_constant).view({nulls, 1}));
+    null_constant_ = register_parameter("null_constant", torch::zeros({nulls, dim}));
+  }
 }
 
 void MoELayerImpl::install_form(std::shared_ptr<TrainingForm> form) {
@@ -109,10 +121,7 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   const auto start = std::chrono::steady_clock::now();
   RouteResult route = router_->route(x, ctx);
   if (ctx.valid.defined() && route.token.defined()) {  // padding never reaches an expert
-    auto real = real_assignments(route.token, ctx);    // [A]
-    for (auto* field : {&route.token, &route.expert, &route.weight, &route.priority}) {
-      if (field->defined()) *field = field->masked_select(real);
-    }
+    route = keep_assignments(route, real_assignments(route.token, ctx));
   }
   const double route_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -120,14 +129,46 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   if (ctx.record) {
     for (const auto& [name, loss] : route.aux_losses) ctx.record->add_aux_loss(loss);
   }
+  RouteResult nulls;  // the assignments to null experts, handled here at no FFN cost
+  if (!null_kinds_.empty()) {
+    MOELAB_CHECK(!route.soft_dispatch.defined(),
+                 "model.moe.null_experts: soft routing mixes tokens into slots and has no "
+                 "assignments for null experts to take");
+    MOELAB_CHECK(!form_, "model.moe.null_experts: not in a converted layer's training form");
+    auto is_null = route.expert >= config_.experts;  // [A]
+    nulls = keep_assignments(route, is_null);
+    if (ctx.collect_metrics) {
+      route.metrics.emplace_back(
+          "null_frac", is_null.to(torch::kFloat).mean().nan_to_num(0.0).detach());
+    }
+    route = keep_assignments(route, is_null.logical_not());
+  }
   if (ctx.training && route.expert.defined()) {  // the requested load since the last logging step
     torch::NoGradGuard no_grad;
     interval_load_.index_add_(0, route.expert,
                               torch::ones({route.expert.numel()}, interval_load_.options()));
   }
   if (form_) return forward_form(x, route, ctx, route_ms);
-  return route.soft_dispatch.defined() ? forward_soft(x, route, ctx, route_ms)
-                                       : forward_sparse(x, route, ctx, route_ms);
+  if (route.soft_dispatch.defined()) return forward_soft(x, route, ctx, route_ms);
+  auto y = forward_sparse(x, route, ctx, route_ms);  // [T, D]
+  return nulls.token.defined() ? y + null_outputs(x, nulls) : y;
+}
+
+RouteResult MoELayerImpl::keep_assignments(const RouteResult& route, const torch::Tensor& keep) {
+  RouteResult kept = route;
+  for (auto* field : {&kept.token, &kept.expert, &kept.weight, &kept.priority}) {
+    if (field->defined()) *field = field->masked_select(keep);
+  }
+  return kept;
+}
+
+torch::Tensor MoELayerImpl::null_outputs(const torch::Tensor& x, const RouteResult& nulls) {
+  auto index = nulls.expert - config_.experts;                                  // [N]
+  auto copy = null_copy_.index_select(0, index).unsqueeze(1).to(x.dtype());     // [N, 1]
+  auto constant = (null_constant_ * null_is_constant_).index_select(0, index);  // [N, D]
+  auto rows = copy * x.index_select(0, nulls.token) + constant.to(x.dtype());   // [N, D]
+  return torch::zeros_like(x).index_add(0, nulls.token,
+                                        rows * nulls.weight.to(x.dtype()).unsqueeze(1));  // [T, D]
 }
 
 torch::Tensor MoELayerImpl::forward_form(const torch::Tensor& x, const RouteResult& route,

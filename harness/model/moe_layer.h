@@ -1,11 +1,15 @@
 // The MoE layer: asks its router for a decision, applies expert capacity, dispatches tokens
 // by permutation (sorted by expert, one contiguous slice per expert), runs the experts,
-// combines, and computes the shared routing metrics the same way for every router.
+// combines, and computes the shared routing metrics the same way for every router. Null
+// experts (MoE++: zero, copy, constant; model.moe.null_experts) follow the E FFN experts in
+// the router's choices and are applied here without capacity or FFN compute; the load
+// metrics cover the FFN experts, null_frac the share of assignments the null experts took.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "harness/config/config.h"
@@ -84,6 +88,11 @@ class MoELayerImpl : public torch::nn::Module {
                              const RouteContext& ctx, double route_ms);
   torch::Tensor forward_form(const torch::Tensor& x, const RouteResult& route,
                              const RouteContext& ctx, double route_ms);
+  // The assignments of `route` where keep [A] is true; every other field as it was.
+  static RouteResult keep_assignments(const RouteResult& route, const torch::Tensor& keep);
+  // Null experts' outputs (MoE++): weight x (x_t for copy, the learned vector for constant,
+  // 0 for zero) summed per token. [T, D]
+  torch::Tensor null_outputs(const torch::Tensor& x, const RouteResult& nulls);
   // Shared metrics from the per-expert load [E] and the fractions the paths measure;
   // `capacity` is the per-expert capacity the load is measured against (0: the mean load).
   void compute_metrics(const RouteResult& route, const RouteContext& ctx,
@@ -96,6 +105,10 @@ class MoELayerImpl : public torch::nn::Module {
   std::shared_ptr<TrainingForm> form_;         // none: the sparse (or soft) forward
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
   torch::Tensor interval_load_;  // [E] assignments requested in training since the last logging step
+  std::vector<std::string> null_kinds_;  // model.moe.null_experts, experts E, E+1, ...
+  torch::Tensor null_copy_;              // [N] 1 for a copy expert
+  torch::Tensor null_is_constant_;       // [N, 1] 1 for a constant expert
+  torch::Tensor null_constant_;          // [N, D] the constant experts' vectors (rows of others stay 0)
 };
 TORCH_MODULE(MoELayer);
 
