@@ -368,10 +368,10 @@ TEST_CASE("plots: each kind's data are the hand-made metrics, and gnuplot render
     request.suite = "fmnist_c";
     CHECK_THROWS_WITH(make_plot(store, request), Catch::Matchers::Contains("one severity"));
   }
-  SECTION("load: the last logged step's shares, the groups side by side") {
-    request.kind = "load";
+  SECTION("shares: the last logged step's expert shares, the groups side by side") {
+    request.kind = "shares";
     const auto files = make_plot(store, request);
-    const std::string base = dir.file("plots/load");
+    const std::string base = dir.file("plots/shares");
     CHECK(files == std::vector<std::string>{base + ".dat", base + ".gp", base + ".png", base + ".svg"});
     const auto blocks = read_blocks(base + ".dat");
     REQUIRE(blocks.size() == 2);
@@ -390,8 +390,8 @@ TEST_CASE("plots: each kind's data are the hand-made metrics, and gnuplot render
     CHECK_THAT(script, Catch::Matchers::Contains("sweep p: expert load"));
     CHECK(starts_with_bytes(base + ".png", "\x89PNG\r\n\x1a\n"));
   }
-  SECTION("balance: a layer metric over training, mean over seeds, one colour scale") {
-    request.kind = "balance";
+  SECTION("load: per-layer balance over training, mean over seeds, one colour scale") {
+    request.kind = "load";
     request.render = false;
     request.metric = "load_cv";
     // load_cv per layer: run i logs (i + 1) * (layer + 1) at step 10 and twice that at 20.
@@ -405,7 +405,7 @@ TEST_CASE("plots: each kind's data are the hand-made metrics, and gnuplot render
       store.log_metrics(run++, rows);
     }
     const auto files = make_plot(store, request);
-    CHECK(files[0] == dir.file("plots/balance_load_cv.dat"));
+    CHECK(files[0] == dir.file("plots/load_load_cv.dat"));
     const auto blocks = read_blocks(files[0]);
     REQUIRE(blocks.size() == 2);
     // topk = runs 1, 2 (factors 1, 2: mean 1.5); ssr = runs 3, 4 (mean 3.5).

@@ -421,13 +421,13 @@ void add_plot_command(CLI::App& app, Command& command) {
   PlotRequest& request = args->request;
   auto* plot = app.add_subcommand("plot", "figures with gnuplot (PNG, SVG, data and script)");
   plot->add_option("db", args->db, "results database")->required()->check(CLI::ExistingFile);
-  plot->add_option("--kind", request.kind, "curves | corruption | load | balance")
-      ->check(CLI::IsMember({"curves", "corruption", "load", "balance"}));
+  plot->add_option("--kind", request.kind, "curves | corruption | load | shares")
+      ->check(CLI::IsMember({"curves", "corruption", "load", "shares"}));
   plot->add_option("--sweep", request.sweep, "only this sweep's runs");
   plot->add_option("--group-by", args->group_by, "config keys, comma separated (router = router.name)");
   plot->add_option("--metric", request.metric,
                    "curves: SPLIT/NAME (e.g. train/loss); default: the runs' main val metric. "
-                   "balance: a per-layer routing metric; default: load_max_over_mean");
+                   "load: a per-layer routing metric; default: load_max_over_mean");
   plot->add_option("--suite", request.suite,
                    "corruption: a suite with severities; default: the first declared one");
   plot->add_option("-o,--output-dir", request.output_dir, "folder for the files");

@@ -222,8 +222,8 @@ LayerSeries layer_series(Store& store, int64_t run, const std::string& metric) {
 
 // Expert-load shares at each run's last logged step, per layer and expert, averaged over the
 // group's runs; the groups side by side on one colour scale.
-std::vector<std::string> load(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
-  const std::string base = request.output_dir + "/load";
+std::vector<std::string> shares(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+  const std::string base = request.output_dir + "/shares";
   std::ofstream data(base + ".dat");
   data << "# layer expert share: the last logged step's load shares, mean over each group's runs\n";
   std::vector<std::string> labels;
@@ -256,7 +256,7 @@ SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name G
     labels.push_back(group.label);
   }
   data.close();
-  if (labels.empty()) throw Error("plot load: no run has logged per-expert loads");
+  if (labels.empty()) throw Error("plot shares: no run has logged per-expert loads");
   const std::string body = heatmap_panels(
       std::filesystem::path(base).filename().string() + ".dat", labels,
       fmt::format("{}: expert load at the last logged step (mean over seeds)", scope_of(request)),
@@ -266,9 +266,9 @@ SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name G
 
 // A balance metric per layer over training (default load_max_over_mean), averaged over each
 // group's runs; the groups side by side on one colour scale.
-std::vector<std::string> balance(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+std::vector<std::string> load(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
   const std::string metric = request.metric.empty() ? "load_max_over_mean" : request.metric;
-  const std::string base = request.output_dir + "/balance_" + slug(metric);
+  const std::string base = request.output_dir + "/load_" + slug(metric);
   std::ofstream data(base + ".dat");
   data << "# step layer " << metric << ", mean over each group's runs\n";
   std::vector<std::string> labels;
@@ -296,7 +296,7 @@ std::vector<std::string> balance(Store& store, const PlotRequest& request, const
   }
   data.close();
   if (labels.empty()) {
-    throw Error(fmt::format("plot balance: no run has logged the per-layer metric 'moe/l<i>/{}'", metric));
+    throw Error(fmt::format("plot load: no run has logged the per-layer metric 'moe/l<i>/{}'", metric));
   }
   const std::string body = heatmap_panels(
       std::filesystem::path(base).filename().string() + ".dat", labels,
@@ -313,8 +313,8 @@ std::vector<std::string> make_plot(Store& store, const PlotRequest& request) {
   if (request.kind == "curves") return curves(store, request, groups);
   if (request.kind == "corruption") return corruption(store, request, groups);
   if (request.kind == "load") return load(store, request, groups);
-  if (request.kind == "balance") return balance(store, request, groups);
-  throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load, balance)",
+  if (request.kind == "shares") return shares(store, request, groups);
+  throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load, shares)",
                                 request.kind));
 }
 

@@ -5,10 +5,11 @@
 //               band (default: the runs' main metric on val);
 //   corruption  a suite's metric versus severity (0 = clean) per group, mean over the
 //               corruptions and seeds (default: the first declared suite with severities);
-//   load        expert-load shares per block at the last logged step, mean over each group's
-//               runs: one heatmap per group, side by side on one colour scale;
-//   balance     a per-layer routing metric (--metric, default load_max_over_mean) per block
-//               over training, mean over each group's runs: heatmaps side by side, one scale.
+//   load        per-layer balance over training: a per-layer routing metric (--metric,
+//               default load_max_over_mean) per block and logging step, mean over each
+//               group's runs: one heatmap per group, side by side on one colour scale;
+//   shares      expert-load shares per block at the last logged step, mean over each group's
+//               runs: heatmaps side by side on one colour scale.
 #pragma once
 
 #include <string>
@@ -22,7 +23,7 @@ struct PlotRequest {
   std::string kind = "curves";
   std::string sweep;
   std::vector<std::string> group_by = {"router.name"};
-  std::string metric;                   // curves: SPLIT/NAME ("" = main); balance: a layer metric
+  std::string metric;                   // curves: SPLIT/NAME ("" = main); load: a layer metric
   std::string suite;                    // corruption: a suite with severities; "" = the first
   std::string output_dir = "results/reports";
   bool render = true;                   // run gnuplot (false: data and script only)
