@@ -78,17 +78,25 @@ std::string scope_of(const PlotRequest& request) {
   return request.sweep.empty() ? "all runs" : "sweep " + request.sweep;
 }
 
-// One heatmap panel per group side by side on one colour scale: `data` holds one block per
-// group (index i) of "x y value" rows, a blank line between x values.
+// Panels in rows of up to three.
+Canvas panel_canvas(size_t panels) {
+  const int columns = static_cast<int>(std::min<size_t>(panels, 3));
+  const int rows = static_cast<int>((panels + 2) / 3);
+  return Canvas{std::max(900, 420 * columns), 80 + 320 * rows};
+}
+
+// One heatmap panel per group, in rows of up to three, on one colour scale: `data` holds one
+// block per group (index i) of "x y value" rows, a blank line between x values.
 std::string heatmap_panels(const std::string& data_file, const std::vector<std::string>& labels,
                            const std::string& title, const std::string& xlabel,
                            const std::string& ylabel, const std::string& cblabel, double low,
                            double high) {
   std::string body = fmt::format(
-      "  set multiplot layout 1,{} title {}\n  set xlabel {}\n  set ylabel {}\n"
+      "  set multiplot layout {},{} title {}\n  set xlabel {}\n  set ylabel {}\n"
       "  set cblabel {}\n  set cbrange [{}:{}]\n  set palette rgb 33,13,10\n"
       "  set ytics 1\n  set autoscale xfix\n  set autoscale yfix\n",
-      labels.size(), quote(title), quote(xlabel), quote(ylabel), quote(cblabel), low,
+      (labels.size() + 2) / 3, std::min<size_t>(labels.size(), 3), quote(title), quote(xlabel),
+      quote(ylabel), quote(cblabel), low,
       high > low ? high : low + 1e-9);
   for (size_t i = 0; i < labels.size(); ++i) {
     body += fmt::format("  set title {}\n  plot \"{}\" index {} using 1:2:3 with image notitle\n",
@@ -261,7 +269,7 @@ SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name G
       std::filesystem::path(base).filename().string() + ".dat", labels,
       fmt::format("{}: expert load at the last logged step (mean over seeds)", scope_of(request)),
       "block", "expert", "share of the block's assignments", 0.0, high);
-  return finish(request, base, body, Canvas{std::max(900, 380 * static_cast<int>(labels.size())), 480});
+  return finish(request, base, body, panel_canvas(labels.size()));
 }
 
 // A balance metric per layer over training (default load_max_over_mean), averaged over each
@@ -302,7 +310,7 @@ std::vector<std::string> load(Store& store, const PlotRequest& request, const st
       std::filesystem::path(base).filename().string() + ".dat", labels,
       fmt::format("{}: {} per block over training (mean over seeds)", scope_of(request), metric),
       "step", "block", metric, low, high);
-  return finish(request, base, body, Canvas{std::max(900, 380 * static_cast<int>(labels.size())), 480});
+  return finish(request, base, body, panel_canvas(labels.size()));
 }
 
 }  // namespace
