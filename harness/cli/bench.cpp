@@ -152,17 +152,24 @@ std::string bench_routers_report(const BenchOptions& options) {
   // 1. Each router's decision (training mode, forward only).
   torch::manual_seed(0);
   auto x = torch::randn({options.tokens, options.dim});
-  text += fmt::format("{:<14} {:>12}\n", "router", "decision ms");
+  // Beside it, the whole MoE layer's training step (forward + backward) with that router.
+  text += fmt::format("{:<14} {:>12} {:>16}\n", "router", "decision ms", "layer step ms");
   for (const auto& entry : router_registry()) {
     RunConfig config = bench_config(options, entry.name);
     auto router = make_router(config.router, RouterShape{options.dim, options.experts, 0, 0});
     RouteContext ctx;
     ctx.training = true;
     ctx.group_size = 256;
-    torch::NoGradGuard no_grad;
-    const double s = median_seconds(options.repeats, [&] { ctx.step++; router->route(x, ctx); });
-    out["decision_ms"][entry.name] = s * 1e3;
-    text += fmt::format("{:<14} {:>12.2f}\n", entry.name, s * 1e3);
+    double decision_s = 0.0;
+    {
+      torch::NoGradGuard no_grad;
+      decision_s = median_seconds(options.repeats, [&] { ctx.step++; router->route(x, ctx); });
+    }
+    LayerBench layer = make_layer_bench(options, config);
+    const double step_s = median_seconds(options.repeats, [&] { layer.run_step(); });
+    out["decision_ms"][entry.name] = decision_s * 1e3;
+    out["layer_step_ms"][entry.name] = step_s * 1e3;
+    text += fmt::format("{:<14} {:>12.2f} {:>16.2f}\n", entry.name, decision_s * 1e3, step_s * 1e3);
   }
 
   // 2. MoE layer (top-k) against a dense FFN with the same active FLOPs (hidden k*H).
