@@ -9,11 +9,13 @@ namespace moelab {
 void QuantileOptions::check(const RouterShape& shape) const { check_k(k, shape); }
 
 torch::Tensor quantile_bias(const torch::Tensor& scores, const torch::Tensor& bias, int64_t k) {
-  const double experts = static_cast<double>(scores.size(1));
-  auto threshold = std::get<0>((scores + bias).topk(k, -1)).select(1, k - 1);   // [N]
-  auto excess = scores - threshold.unsqueeze(1);                                 // [N, E]
-  const double fair_share = std::min(1.0, static_cast<double>(k) / experts);     // C / N
-  return -torch::quantile(excess, 1.0 - fair_share, /*dim=*/0);                  // [E]
+  const int64_t experts = scores.size(1);
+  if (k >= experts) return torch::zeros_like(bias);  // every token takes every expert
+  auto cutoff = std::get<0>((scores + bias).topk(k + 1, -1)).select(1, k);       // [N]
+  auto excess = scores - cutoff.unsqueeze(1);                                    // [N, E]
+  const double fair_share = static_cast<double>(k) / static_cast<double>(experts);  // C / N
+  auto target = -torch::quantile(excess, 1.0 - fair_share, /*dim=*/0);           // [E]
+  return target - target.mean();  // a shift of every bias changes no selection
 }
 
 QuantileRouter::QuantileRouter(const QuantileOptions& options, const RouterShape& shape)

@@ -1,11 +1,11 @@
-// `quantile`: quantile balancing (the Kimi K3 technical report §2.3.3; moelab's reading is in
-// docs/methods.md). A per-expert selection bias b, like loss_free's and no gradient, but set
-// once per optimizer step from the step's own scores instead of nudged by a fixed rate: with
-// the token thresholds lambda_t = the k-th largest s_t + b (the current bias), expert e's new
-// bias is minus the (1 - C/N) quantile of s_te - lambda_t over the step's N real tokens,
-// C = k N / E: the bias at which every expert would have taken its fair share of the step's
-// k N assignments (one dual update of the balanced assignment problem). The gates come from
-// the unbiased scores. No auxiliary loss.
+// `quantile`: quantile balancing (the Kimi K3 technical report §2.3.3 and Appendix D, as the
+// public Megatron-LM and torchtitan implementations describe it; moelab's details are in
+// docs/methods.md). A per-expert selection bias b, like loss_free's and without gradient, but
+// set once per optimizer step from the step's own scores instead of nudged by a fixed rate:
+// each token's cutoff lambda_t is its (k+1)-th largest biased score s_t + b, and expert e's
+// new bias is minus the (1 - k/E) quantile of s_te - lambda_t over the step's real tokens, the
+// bias at which e would take its fair share k/E of them; the biases are then centred (a common
+// shift changes no selection). The gates come from the unbiased scores. No auxiliary loss.
 #pragma once
 
 #include <vector>

@@ -729,10 +729,10 @@ TEST_CASE("deepseek_v3 gates, bias update, group-limited choice and sequence-wis
 
 TEST_CASE("quantile balancing sets the bias at which every expert gets its fair share",
           "[router][quantile]") {
-  // Every token prefers expert 0. With k = 1 the thresholds are each token's best score, so
-  // the excess s_te - lambda_t is 0 for expert 0 and (-0.7, -0.5, -0.1, -0.1) for expert 1;
-  // the fair share is 1/2, and the median of expert 1's excess (linear interpolation between
-  // -0.5 and -0.1) is -0.3: the new bias is (0, 0.3).
+  // Every token prefers expert 0. With k = 1 each token's cutoff is its second-best score
+  // (0.2, 0.3, 0.6, 0.5), so the excess s_te - cutoff_t is (0.7, 0.5, 0.1, 0.1) for expert 0
+  // and 0 for expert 1; the fair share is 1/2, the median of expert 0's excess (linear
+  // interpolation between 0.1 and 0.5) is 0.3: biases (-0.3, 0), centred (-0.15, 0.15).
   const std::vector<std::vector<double>> scores = {{0.9, 0.2}, {0.8, 0.3}, {0.7, 0.6}, {0.6, 0.5}};
   const auto logits = logits_for_sigmoid(scores);
   auto router = make<QuantileRouter>({"router.name=quantile", "router.k=1"}, 2);
@@ -740,9 +740,9 @@ TEST_CASE("quantile balancing sets the bias at which every expert gets its fair 
   CHECK(testing::as_vector(before.expert) == std::vector<int64_t>{0, 0, 0, 0});
   CHECK(before.weight[2].item<double>() == Approx(0.7));  // the unbiased sigmoid score
   router->on_step_end(1);
-  const double median = (-0.5 + -0.1) / 2.0;
-  CHECK(router->bias()[0].item<double>() == Approx(0.0).margin(1e-6));
-  CHECK(router->bias()[1].item<double>() == Approx(-median).epsilon(1e-5));
+  const double median = (0.1 + 0.5) / 2.0;
+  CHECK(router->bias()[0].item<double>() == Approx(-median / 2).epsilon(1e-5));
+  CHECK(router->bias()[1].item<double>() == Approx(median / 2).epsilon(1e-5));
   // With that bias the same batch splits 2 / 2, and the gates stay the unbiased scores.
   RouteResult after = router->decide(logits, RouteContext{});
   CHECK(testing::as_vector(after.expert) == std::vector<int64_t>{0, 0, 1, 1});
@@ -751,11 +751,11 @@ TEST_CASE("quantile balancing sets the bias at which every expert gets its fair 
   auto half = make<QuantileRouter>({"router.name=quantile", "router.k=1", "router.rate=0.5"}, 2);
   half->decide(logits, training_ctx());
   half->on_step_end(1);
-  CHECK(half->bias()[1].item<double>() == Approx(-median / 2).epsilon(1e-5));
+  CHECK(half->bias()[1].item<double>() == Approx(median / 4).epsilon(1e-5));
   // Evaluation forwards do not move it.
   half->decide(logits, RouteContext{});
   half->on_step_end(2);
-  CHECK(half->bias()[1].item<double>() == Approx(-median / 2).epsilon(1e-5));
+  CHECK(half->bias()[1].item<double>() == Approx(median / 4).epsilon(1e-5));
   CHECK_THROWS_WITH(config_with({"router.name=quantile", "router.rate=0"}),
                     Catch::Matchers::Contains("router.rate"));
 }

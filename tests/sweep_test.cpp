@@ -324,8 +324,9 @@ TEST_CASE("moelab sweep: two workers run every run exactly once, re-running skip
   plot.sweep = "pair";
   plot.metric = "train/loss";
   plot.output_dir = dir.file("plots");
-  for (const char* kind : {"curves", "load"}) {
+  for (const char* kind : {"curves", "load", "shares"}) {
     plot.kind = kind;
+    if (plot.kind != "curves") plot.metric = "";  // load: its default layer metric
     for (const auto& file : make_plot(store, plot)) {
       INFO(file);
       CHECK(std::filesystem::file_size(file) > 100);
