@@ -108,6 +108,11 @@ class MappedFile {
   }
   const std::string& path() const { return path_; }
 
+  // The rest of the file as a 1-d uint8 tensor, without copying (it keeps the mapping alive).
+  torch::Tensor rest() {
+    return body({static_cast<int64_t>(size_ - std::min(size_, offset_))});
+  }
+
   // The rest of the file as a uint8 tensor of `shape`, without copying (it keeps the
   // mapping alive).
   torch::Tensor body(const std::vector<int64_t>& shape) {
@@ -181,6 +186,11 @@ std::vector<int64_t> read_idx_image_shape(const std::string& path) {
   }
   MappedFile file(path);
   return read_header(file, kImageMagic, 3);
+}
+
+torch::Tensor map_file_bytes(const std::string& path) {
+  MappedFile file(path);
+  return file.rest();
 }
 
 torch::Tensor read_idx_labels(const std::string& path) {

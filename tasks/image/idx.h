@@ -10,6 +10,8 @@ namespace moelab {
 
 torch::Tensor read_idx_images(const std::string& path);  // [N, rows, cols] uint8
 torch::Tensor read_idx_labels(const std::string& path);  // [N] int64
+// A whole plain file as a 1-d uint8 tensor mapped copy-on-write (processes share its pages).
+torch::Tensor map_file_bytes(const std::string& path);
 // An image file's header only: {N, rows, cols}.
 std::vector<int64_t> read_idx_image_shape(const std::string& path);
 

@@ -3,45 +3,16 @@
 
 #include <fmt/format.h>
 
-#include <unistd.h>
-
 #include <map>
 #include <mutex>
 #include <sstream>
 
-#include "harness/core/file_cache.h"
 #include "harness/core/parse.h"
-#include "harness/core/sha256.h"
+#include "tasks/image/corruption_files.h"
 #include "tasks/image/corruptions.h"
-#include "tasks/image/idx.h"
 
 namespace moelab {
 namespace {
-
-// Fashion-MNIST training-set pixel statistics (on [0, 1] values).
-constexpr double kPixelMean = 0.2860;
-constexpr double kPixelStd = 0.3530;
-
-// [B, H, W] uint8 -> [B, H, W] float. Applied per batch: the splits stay uint8 (4x smaller, and
-// a run never pays for normalising images it does not use).
-torch::Tensor normalise(const torch::Tensor& images_u8) {
-  return (images_u8.to(torch::kFloat) / 255.0 - kPixelMean) / kPixelStd;
-}
-
-// A decoded IDX file, read once per process and again only when the file changes (size or
-// modification time): a sweep worker runs many runs on the same files.
-torch::Tensor read_idx_cached(const std::string& path, bool images) {
-  static std::mutex mutex;
-  static std::map<std::string, std::pair<std::string, torch::Tensor>> cache;  // path -> (stamp, data)
-  const std::string stamp = file_stamp(path);
-  std::lock_guard<std::mutex> lock(mutex);
-  auto& entry = cache[path];
-  if (stamp.empty() || entry.first != stamp) {
-    const std::string plain = decompressed_path(path);  // inflated once per user, not per run
-    entry = {stamp, images ? read_idx_images(plain) : read_idx_labels(plain)};
-  }
-  return entry.second;
-}
 
 // Corrupted test sets, generated once per process: a sweep worker evaluates many runs on the
 // same sets. Keyed by everything that determines the pixels; bounded in memory.
@@ -79,109 +50,159 @@ std::vector<std::string> split_list(const std::string& text, char separator) {
   return parts;
 }
 
+DatasetRequest dataset_request(const ImageOptions& options) {
+  return {options.dataset, options.data_dir, options.labels == "coarse"};
+}
+
+const char* const kAttackPrefix = "test:";
+
 }  // namespace
 
-VitImpl::VitImpl(const RunConfig& config, int64_t image_side, int64_t patch, int64_t classes)
+VitImpl::VitImpl(const RunConfig& config, int64_t channels, int64_t image_side, int64_t patch,
+                 int64_t classes)
     : patch_(patch) {
   const auto& model = config.model;
   const int64_t patches = (image_side / patch) * (image_side / patch);
-  embed_ = register_module("embed", torch::nn::Linear(patch * patch, model.dim));
+  embed_ = register_module("embed", torch::nn::Linear(channels * patch * patch, model.dim));
   positions_ = register_parameter("positions", torch::randn({1, patches, model.dim}) * 0.02);
-  backbone_ = register_module(
-      "backbone", backbone_for(config, /*causal=*/false));
+  backbone_ = register_module("backbone", backbone_for(config, /*causal=*/false));
   head_ = register_module("head", torch::nn::Linear(model.dim, classes));
 }
 
 torch::Tensor VitImpl::logits(const torch::Tensor& images, const RouteContext& ctx) {
-  const int64_t batch = images.size(0), side = images.size(1), grid = side / patch_;
-  auto patches = images.reshape({batch, grid, patch_, grid, patch_})
-                     .permute({0, 1, 3, 2, 4})
-                     .reshape({batch, grid * grid, patch_ * patch_});  // [B, N, p*p]
-  auto h = embed_(patches) + positions_;                               // [B, N, D]
-  h = backbone_(h, ctx);                                               // [B, N, D]
-  return head_(h.mean(1));                                             // [B, C]
+  const int64_t batch = images.size(0), channels = images.size(1), grid = images.size(2) / patch_;
+  auto patches = images.reshape({batch, channels, grid, patch_, grid, patch_})
+                     .permute({0, 2, 4, 1, 3, 5})
+                     .reshape({batch, grid * grid, channels * patch_ * patch_});  // [B, N, C*p*p]
+  auto h = embed_(patches) + positions_;                                            // [B, N, D]
+  h = backbone_(h, ctx);                                                            // [B, N, D]
+  return head_(h.mean(1));                                                          // [B, classes]
 }
 
 torch::Tensor VitImpl::predict(const Batch& batch, const RouteContext& ctx) {
-  return logits(batch.input, ctx);  // [B, C]
+  return logits(batch.input, ctx);  // [B, classes]
 }
 
 namespace {
 
-const char* const kTrainImages = "train-images-idx3-ubyte.gz";
-const char* const kTrainLabels = "train-labels-idx1-ubyte.gz";
-const char* const kTestImages = "t10k-images-idx3-ubyte.gz";
-const char* const kTestLabels = "t10k-labels-idx1-ubyte.gz";
-
-// task.patch and task.val_size against the training images' shape [N, rows, cols].
-void check_geometry(const ImageOptions& options, const std::vector<int64_t>& shape) {
-  const int64_t side = shape.at(1);
-  if (side % options.patch != 0 || shape.at(2) != side) {
-    throw ConfigError(fmt::format("task.patch = {}: must divide the image side {}", options.patch,
-                                  side));
+// task.patch and task.val_size against the dataset's image side and training set size.
+void check_geometry(const ImageOptions& options, int64_t side, int64_t train_images) {
+  if (side % options.patch != 0) {
+    throw ConfigError(fmt::format("task.patch = {}: must divide the image side {} ({})",
+                                  options.patch, side, options.dataset));
   }
-  if (options.val_size >= shape.at(0)) {
+  if (options.val_size >= train_images) {
     throw ConfigError(fmt::format("task.val_size = {}: must be < the {} training images",
-                                  options.val_size, shape.at(0)));
+                                  options.val_size, train_images));
+  }
+}
+
+// task.corruptions against the dataset: the generated suites corrupt single-channel images;
+// a file suite needs its dataset and task.corruption_dir with the files.
+void check_corruptions(const ImageOptions& options) {
+  if (options.corruptions.empty()) return;
+  const DatasetInfo& info = find_dataset(options.dataset);
+  int file_suites_named = 0;
+  for (const auto& name : split_list(options.corruptions, ',')) {
+    const FileSuite* files = find_file_suite(name);
+    if (files == nullptr) {
+      if (name != "fmnist_c" && name != "cifar_c") {
+        throw ConfigError(fmt::format("task.corruptions = '{}': unknown suite '{}' (fmnist_c, "
+                                      "cifar_c, cifar10_c, cifar100_c, mnist_c)",
+                                      options.corruptions, name));
+      }
+      if (info.channels != 1) {
+        throw ConfigError(fmt::format(
+            "task.corruptions = '{}': the generated suite {} corrupts single-channel images; "
+            "for {} use the released files ({}_c with task.corruption_dir; docs/data.md)",
+            options.corruptions, name, options.dataset, options.dataset));
+      }
+      continue;
+    }
+    if (options.dataset != files->dataset) {
+      throw ConfigError(fmt::format("task.corruptions = '{}': {} corrupts {}'s test set, not {}",
+                                    options.corruptions, name, files->dataset, options.dataset));
+    }
+    if (options.corruption_dir.empty()) {
+      throw ConfigError(fmt::format("task.corruptions = '{}': {} needs task.corruption_dir, the "
+                                    "folder of the released files (docs/data.md)",
+                                    options.corruptions, name));
+    }
+    if (++file_suites_named > 1) {
+      throw ConfigError(fmt::format("task.corruptions = '{}': one released suite per run "
+                                    "(task.corruption_dir is one folder)",
+                                    options.corruptions));
+    }
+    check_file_suite(*files, options.corruption_dir, info);
+  }
+}
+
+// A released file's labels must be classes of the model.
+void check_split_labels(const ImageSplit& split, int64_t classes, const std::string& what) {
+  if (split.labels.numel() == 0) return;
+  const int64_t largest = split.labels.max().item<int64_t>();
+  const int64_t smallest = split.labels.min().item<int64_t>();
+  if (smallest < 0 || largest >= classes) {
+    throw ConfigError(fmt::format("{}: label {} is not a class of 0..{}", what,
+                                  smallest < 0 ? smallest : largest, classes - 1));
   }
 }
 
 }  // namespace
 
 void ImageTask::check(const ImageOptions& options, const RunConfig&) {
-  for (const char* name : {kTrainImages, kTrainLabels, kTestImages, kTestLabels}) {
-    const std::string path = options.data_dir + "/" + name;
-    if (access(path.c_str(), R_OK) != 0) {
-      throw ConfigError(fmt::format("task.data_dir = '{}': cannot read '{}' (is the dataset "
-                                    "installed? run harness/scripts/setup.sh)",
-                                    options.data_dir, path));
-    }
-  }
-  check_geometry(options, read_idx_image_shape(options.data_dir + "/" + kTrainImages));
+  const DatasetInfo& info = find_dataset(options.dataset);
+  const int64_t train_images = check_dataset_files(dataset_request(options));
+  check_geometry(options, info.side, train_images);
+  check_corruptions(options);
+  parse_attacks(options.attacks);
 }
 
 ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
-    : options_(options), seed_(static_cast<uint64_t>(config.seed)), sampler_(1, 0) {
-  const std::string dir = options.data_dir;
-  auto load = [&](const std::string& images, const std::string& labels) {
-    const std::string image_path = dir + "/" + images, label_path = dir + "/" + labels;
-    Split s{read_idx_cached(image_path, /*images=*/true),
-            read_idx_cached(label_path, /*images=*/false)};
-    if (s.images.size(0) != s.labels.size(0)) {
-      throw Error(fmt::format("'{}' has {} images but '{}' has {} labels", image_path,
-                              s.images.size(0), label_path, s.labels.size(0)));
+    : options_(options),
+      info_(find_dataset(options.dataset)),
+      seed_(static_cast<uint64_t>(config.seed)),
+      classes_(dataset_classes(dataset_request(options))),
+      attacks_(parse_attacks(options.attacks)),
+      sampler_(1, 0) {
+  check_corruptions(options);
+  LoadedDataset data = load_dataset(dataset_request(options));
+  files_ = data.files;
+  const FileSuite* file_suite = nullptr;
+  for (const auto& name : split_list(options.corruptions, ',')) {
+    if ((file_suite = find_file_suite(name)) != nullptr) break;
+  }
+  if (file_suite != nullptr) {
+    for (const auto& corruption : suite_corruptions(file_suite->twin)) {
+      const std::string folder = options.corruption_dir + "/";
+      files_.push_back(file_suite->severities == 1
+                           ? folder + corruption.name + "/test_images.npy"
+                           : folder + corruption.name + ".npy");
     }
-    const int64_t largest = s.labels.max().item<int64_t>(), smallest = s.labels.min().item<int64_t>();
-    if (smallest < 0 || largest >= classes_) {
-      throw Error(fmt::format("'{}': label {} is not a class of 0..{}", label_path,
-                              smallest < 0 ? smallest : largest, classes_ - 1));
-    }
-    files_.push_back(image_path);
-    files_.push_back(label_path);
-    return s;
-  };
-  Split full = load(kTrainImages, kTrainLabels);
-  test_ = load(kTestImages, kTestLabels);
-  check_geometry(options, {full.images.size(0), full.images.size(1), full.images.size(2)});
-  const int64_t total = full.images.size(0);
+  }
+  test_ = data.test;
+  const int64_t total = data.train.images.size(0);
+  check_geometry(options, info_.side, total);
   int64_t train_count = total - options.val_size;
   if (options.train_limit > 0) train_count = std::min(train_count, options.train_limit);
-  train_ = {full.images.narrow(0, 0, train_count), full.labels.narrow(0, 0, train_count)};
-  val_ = {full.images.narrow(0, total - options.val_size, options.val_size),
-          full.labels.narrow(0, total - options.val_size, options.val_size)};
-  sampler_ = EpochSampler(train_count, static_cast<uint64_t>(config.seed));
+  train_ = {data.train.images.narrow(0, 0, train_count), data.train.labels.narrow(0, 0, train_count)};
+  val_ = {data.train.images.narrow(0, total - options.val_size, options.val_size),
+          data.train.labels.narrow(0, total - options.val_size, options.val_size)};
+  sampler_ = EpochSampler(train_count, seed_);
 }
 
 std::shared_ptr<TaskModel> ImageTask::build_model(const RunConfig& config) {
-  return std::make_shared<VitImpl>(config, train_.images.size(1), options_.patch, classes_);
+  return std::make_shared<VitImpl>(config, info_.channels, info_.side, options_.patch, classes_);
 }
 
 Batch ImageTask::train_batch(int64_t step, int64_t batch_size) {
   auto indices = torch::tensor(sampler_.batch(step, batch_size), torch::kLong);
-  return {normalise(train_.images.index_select(0, indices)), train_.labels.index_select(0, indices)};
+  auto images = train_.images.index_select(0, indices);  // [B, C, H, W] uint8
+  if (options_.augment == "crop_flip") images = crop_flip(images, options_.crop_padding, seed_, step);
+  return {normalise_pixels(images, info_), train_.labels.index_select(0, indices)};
 }
 
-ImageTask::Split ImageTask::split(const std::string& name) const {
+ImageSplit ImageTask::split(const std::string& name) const {
   if (name == "train") return train_;
   if (name == "val") return val_;
   if (name == "test") return test_;
@@ -189,17 +210,25 @@ ImageTask::Split ImageTask::split(const std::string& name) const {
   throw Error(fmt::format("image task has no split '{}' (train, val, test)", name));
 }
 
-// "fmnist_c:NAME" or "cifar_c:NAME:SEVERITY" -> the corrupted (first corruption_examples)
-// test images.
-ImageTask::Split ImageTask::corrupted_test(const std::string& name) const {
+// "SUITE:NAME" or "SUITE:NAME:SEVERITY" -> the corrupted (first corruption_examples) test
+// images: generated, or read from the released files.
+ImageSplit ImageTask::corrupted_test(const std::string& name) const {
   const auto parts = split_list(name, ':');
-  const CorruptionEntry& corruption = find_corruption(parts.at(0), parts.at(1));
   const int64_t severity = parts.size() > 2 ? to_int64(parts[2], name + ": severity") : 1;
+  if (const FileSuite* files = find_file_suite(parts.at(0))) {
+    ImageSplit read = read_file_corruption(*files, options_.corruption_dir, parts.at(1), severity,
+                                           options_.corruption_examples);
+    check_split_labels(read, classes_, fmt::format("{} in '{}'", name, options_.corruption_dir));
+    return read;
+  }
+  const CorruptionEntry& corruption = find_corruption(parts.at(0), parts.at(1));
   int64_t count = test_.images.size(0);
   if (options_.corruption_examples > 0) count = std::min(count, options_.corruption_examples);
-  const std::string key = fmt::format("{}|{}|{}|{}", options_.data_dir, seed_, name, count);
+  const std::string key = fmt::format("{}|{}|{}|{}|{}", options_.dataset,
+                                      dataset_dir(dataset_request(options_)), seed_, name, count);
   auto pixels = corruption_cache().get(key, [&] {
-    return corrupt_images(test_.images.narrow(0, 0, count), corruption, severity, seed_);
+    return corrupt_images(test_.images.narrow(0, 0, count).squeeze(1), corruption, severity, seed_)
+        .unsqueeze(1);
   });
   return {pixels, test_.labels.narrow(0, 0, count)};
 }
@@ -212,12 +241,16 @@ const TaskMetrics& ImageTask::metrics() {
                  {"loss", Better::Lower, "mean cross-entropy (nats)"},
                  {"mean_error", Better::Lower, "mean of 1 - accuracy over a corruption suite"}};
     m.main = {"accuracy"};
-    const char* help[] = {"the 15 MNIST-C corruptions at their fixed severity",
-                          "the 15 CIFAR-10-C corruptions, severities 1-5, single-channel"};
-    int index = 0;
-    for (const char* name : {"fmnist_c", "cifar_c"}) {
-      CorruptionSuite suite{name, {}, 1, "accuracy", help[index++]};
-      for (const auto& corruption : suite_corruptions(name)) {
+    const std::vector<std::pair<const char*, const char*>> suites = {
+        {"fmnist_c", "the 15 MNIST-C corruptions at their fixed severity, generated"},
+        {"cifar_c", "the 15 CIFAR-10-C corruptions, severities 1-5, generated single-channel"},
+        {"cifar10_c", "CIFAR-10-C, the released files"},
+        {"cifar100_c", "CIFAR-100-C, the released files"},
+        {"mnist_c", "MNIST-C, the released files"}};
+    for (const auto& [name, help] : suites) {
+      const FileSuite* files = find_file_suite(name);
+      CorruptionSuite suite{name, {}, 1, "accuracy", help};
+      for (const auto& corruption : suite_corruptions(files != nullptr ? files->twin : name)) {
         suite.corruptions.emplace_back(corruption.name);
         suite.severities = corruption.severities;
       }
@@ -230,11 +263,13 @@ const TaskMetrics& ImageTask::metrics() {
 
 std::vector<std::string> ImageTask::final_splits() const {
   std::vector<std::string> splits = {"val", "test"};
-  if (options_.corruptions.empty()) return splits;
-  for (const auto& name : split_list(options_.corruptions, ',')) {
-    const auto suite = metrics().suite(name).splits();
-    splits.insert(splits.end(), suite.begin(), suite.end());
+  if (!options_.corruptions.empty()) {
+    for (const auto& name : split_list(options_.corruptions, ',')) {
+      const auto suite = metrics().suite(name).splits();
+      splits.insert(splits.end(), suite.begin(), suite.end());
+    }
   }
+  for (const auto& attack : attacks_) splits.push_back(kAttackPrefix + attack.label());
   return splits;
 }
 
@@ -254,6 +289,7 @@ MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
   for (const auto& [name, value] : finals) {
     const auto slash = name.rfind('/');
     if (slash == std::string::npos || name.substr(slash + 1) != "accuracy") continue;
+    if (name.rfind(kAttackPrefix, 0) == 0) continue;  // an attack, not a corruption
     const std::string label = name.substr(0, slash);
     const auto at = label.find('@');
     const std::string split = label.substr(0, at);
@@ -270,31 +306,77 @@ MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
   return derived;
 }
 
-MetricValues ImageTask::evaluate(TaskModel& model, const std::string& split_name,
-                                 const RunConfig& config, torch::Device device) {
-  const Split data = split(split_name);
-  auto& vit = dynamic_cast<VitImpl&>(model);
-  int64_t count = data.images.size(0);
-  if (config.eval.max_examples > 0) count = std::min(count, config.eval.max_examples);
-  torch::NoGradGuard no_grad;
-  RouteContext ctx;
-  ctx.training = false;
-  ctx.seed = config.seed;
+namespace {
+
+// Accuracy and mean loss of logits [b, classes] accumulated over batches.
+struct Scores {
   double loss_sum = 0.0;
-  int64_t correct = 0;
-  for (int64_t start = 0; start < count; start += config.eval.batch_size) {
-    const int64_t size = std::min(config.eval.batch_size, count - start);
-    auto images = normalise(data.images.narrow(0, start, size)).to(device);
-    auto labels = data.labels.narrow(0, start, size).to(device);
-    auto logits = vit.logits(images, ctx);  // [b, C]
+  int64_t correct = 0, count = 0;
+
+  void add(const torch::Tensor& logits, const torch::Tensor& labels) {
     loss_sum += torch::nn::functional::cross_entropy(
                     logits, labels,
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
     correct += logits.argmax(-1).eq(labels).sum().item<int64_t>();
+    count += labels.size(0);
   }
-  return {{"accuracy", static_cast<double>(correct) / count},
-          {"loss", loss_sum / count}};
+  MetricValues values() const {
+    return {{"accuracy", static_cast<double>(correct) / count}, {"loss", loss_sum / count}};
+  }
+};
+
+RouteContext eval_context(const RunConfig& config) {
+  RouteContext ctx;
+  ctx.training = false;
+  ctx.seed = config.seed;
+  return ctx;
+}
+
+}  // namespace
+
+MetricValues ImageTask::evaluate(TaskModel& model, const std::string& split_name,
+                                 const RunConfig& config, torch::Device device) {
+  auto& vit = dynamic_cast<VitImpl&>(model);
+  for (const auto& attack : attacks_) {
+    if (split_name == kAttackPrefix + attack.label()) return evaluate_attack(vit, attack, config, device);
+  }
+  const ImageSplit data = split(split_name);
+  int64_t count = data.images.size(0);
+  if (config.eval.max_examples > 0) count = std::min(count, config.eval.max_examples);
+  torch::NoGradGuard no_grad;
+  const RouteContext ctx = eval_context(config);
+  Scores scores;
+  for (int64_t start = 0; start < count; start += config.eval.batch_size) {
+    const int64_t size = std::min(config.eval.batch_size, count - start);
+    auto images = normalise_pixels(data.images.narrow(0, start, size), info_).to(device);
+    auto labels = data.labels.narrow(0, start, size).to(device);
+    scores.add(vit.logits(images, ctx), labels);  // [b, classes]
+  }
+  return scores.values();
+}
+
+// Robust accuracy: each batch of the (first attack_examples) test images replaced by its
+// adversarial version, then classified.
+MetricValues ImageTask::evaluate_attack(VitImpl& vit, const AttackSpec& attack,
+                                        const RunConfig& config, torch::Device device) const {
+  int64_t count = test_.images.size(0);
+  if (options_.attack_examples > 0) count = std::min(count, options_.attack_examples);
+  if (config.eval.max_examples > 0) count = std::min(count, config.eval.max_examples);
+  const RouteContext ctx = eval_context(config);
+  const PixelLogits pixel_logits = [&](const torch::Tensor& pixels) {
+    return vit.logits(normalise_unit(pixels, info_), ctx);  // [b, classes]
+  };
+  Scores scores;
+  for (int64_t start = 0; start < count; start += config.eval.batch_size) {
+    const int64_t size = std::min(config.eval.batch_size, count - start);
+    auto pixels = (test_.images.narrow(0, start, size).to(torch::kFloat) / 255.0).to(device);
+    auto labels = test_.labels.narrow(0, start, size).to(device);
+    auto adversarial = attack_pixels(pixel_logits, pixels, labels, attack, seed_, start);
+    torch::NoGradGuard no_grad;
+    scores.add(pixel_logits(adversarial), labels);
+  }
+  return scores.values();
 }
 
 }  // namespace moelab
