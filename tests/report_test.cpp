@@ -2,14 +2,18 @@
 // cell against values computed here (mean, sample std, t-interval, Welch's p), and every plot
 // kind's data file against the hand-made metrics, its script, and gnuplot's PNG and SVG.
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "harness/report/plots.h"
 #include "harness/report/report.h"
+#include "harness/report/robustness.h"
 #include "harness/store/store.h"
 #include "test_util.h"
 
@@ -346,24 +350,38 @@ TEST_CASE("plots: each kind's data are the hand-made metrics, and gnuplot render
     CHECK_THAT(svg, Catch::Matchers::Contains(">ssr<"));   // the legend names both groups
     CHECK_THAT(svg, Catch::Matchers::Contains(">topk<"));
   }
-  SECTION("corruption: the clean metric at severity 0, then each severity's mean") {
+  SECTION("corruption: error by severity (0 = clean), mean and 95% CI over seeds per group") {
     request.kind = "corruption";
-    request.render = false;  // the default suite: the first declared with severities, cifar_c
+    request.render = false;  // the default suite: the one the runs have, cifar_c
     const auto files = make_plot(store, request);
-    CHECK(files == std::vector<std::string>{dir.file("plots/corruption.dat"),
-                                            dir.file("plots/corruption.gp")});
+    CHECK(files == std::vector<std::string>{dir.file("plots/corruption_cifar_c.dat"),
+                                            dir.file("plots/corruption_cifar_c.gp")});
     const auto blocks = read_blocks(files[0]);
     REQUIRE(blocks.size() == 2);
-    CHECK(blocks[0].label == "topk");  // clean (0.8, 0.9); c = 0.5, 0.7
-    REQUIRE(blocks[0].rows.size() == 3);
-    const double topk[][2] = {{0, 0.85}, {1, 0.55}, {2, 0.35}};
-    const double ssr[][2] = {{0, 0.80}, {1, 0.55}, {2, 0.35}};  // clean (0.85, 0.75); c = 0.6
-    for (int i = 0; i < 3; ++i) {
-      CHECK(blocks[0].rows[i][0] == topk[i][0]);
-      CHECK(blocks[0].rows[i][1] == Approx(topk[i][1]));
-      CHECK(blocks[1].rows[i][0] == ssr[i][0]);
-      CHECK(blocks[1].rows[i][1] == Approx(ssr[i][1]));
+    // Per run: clean error 1 - accuracy; severity 1 error 1 - (c - 0.05), severity 2
+    // 1 - (c - 0.25). The 95% half-width of two values a, b is t(0.975, 1) |a - b| / 2.
+    const double t = 12.7062047;
+    struct Expected {
+      double severity, first, second;  // the two seeds' errors
+    };
+    const Expected topk[] = {{0, 0.2, 0.1}, {1, 0.55, 0.35}, {2, 0.75, 0.55}};  // c = 0.5, 0.7
+    const Expected ssr[] = {{0, 0.15, 0.25}, {1, 0.45, 0.45}, {2, 0.65, 0.65}};  // c = 0.6
+    for (int g = 0; g < 2; ++g) {
+      CHECK(blocks[g].label == (g == 0 ? "topk" : "ssr"));
+      REQUIRE(blocks[g].rows.size() == 3);
+      for (int i = 0; i < 3; ++i) {
+        const Expected& want = (g == 0 ? topk : ssr)[i];
+        const double mean = (want.first + want.second) / 2, half = t * std::abs(want.first - want.second) / 2;
+        const auto& row = blocks[g].rows[i];
+        INFO(blocks[g].label << " severity " << want.severity);
+        CHECK(row[0] == want.severity);
+        CHECK(row[1] == Approx(mean));
+        CHECK(row[2] == Approx(mean - half).margin(1e-9));
+        CHECK(row[3] == Approx(mean + half).margin(1e-9));
+        CHECK(row[4] == 2);
+      }
     }
+    CHECK_THAT(testing::read_text(files[1]), Catch::Matchers::Contains("95% CI over seeds"));
     // fmnist_c has a single severity: the plot needs severities and says so.
     request.suite = "fmnist_c";
     CHECK_THROWS_WITH(make_plot(store, request), Catch::Matchers::Contains("one severity"));
@@ -422,6 +440,208 @@ TEST_CASE("plots: each kind's data are the hand-made metrics, and gnuplot render
     request.metric = "no_such_metric";
     CHECK_THROWS_WITH(make_plot(store, request), Catch::Matchers::Contains("no_such_metric"));
   }
+}
+
+}  // namespace moelab
+
+namespace moelab {
+namespace {
+
+// Two routers x two seeds with hand-chosen errors on two CIFAR-10-C corruptions at two
+// severities, and one PGD attack's accuracy.
+struct RobustnessRun {
+  std::string router;
+  double clean_error;
+  double gaussian[2], shot[2];  // errors at severities 1, 2
+  double pgd_accuracy;
+};
+const RobustnessRun kRobustnessRuns[] = {{"topk", 0.1, {0.3, 0.5}, {0.2, 0.4}, 0.3},
+                                         {"topk", 0.2, {0.4, 0.6}, {0.3, 0.5}, 0.5},
+                                         {"ssr", 0.1, {0.2, 0.4}, {0.2, 0.2}, 0.4},
+                                         {"ssr", 0.1, {0.3, 0.3}, {0.1, 0.3}, 0.6}};
+const char* const kPgd = "pgd:eps255=8:steps=10:step255=2:restarts=1";
+
+void fill_robustness_runs(Store& store) {
+  int index = 0;
+  for (const auto& run : kRobustnessRuns) {
+    RunRecord record;
+    record.config_hash = "r" + std::to_string(index++);
+    record.sweep = "rob";
+    record.task = "image";
+    record.router = run.router;
+    record.params = {{"router.name", run.router}};
+    const int64_t id = store.create_run(record);
+    std::vector<std::pair<std::string, double>> summaries = {
+        {"test/accuracy", 1 - run.clean_error}, {fmt::format("test:{}/accuracy", kPgd), run.pgd_accuracy}};
+    for (int s = 0; s < 2; ++s) {
+      summaries.push_back({fmt::format("cifar_c:gaussian_noise:{}/accuracy", s + 1), 1 - run.gaussian[s]});
+      summaries.push_back({fmt::format("cifar_c:shot_noise:{}/accuracy", s + 1), 1 - run.shot[s]});
+    }
+    store.finish_run(id, "done", summaries);
+  }
+}
+
+// (group, measure) -> (n, mean, delta or NaN) from a robustness table.
+std::map<std::pair<std::string, std::string>, std::vector<double>> cells_of(const QueryResult& table) {
+  std::map<std::pair<std::string, std::string>, std::vector<double>> cells;
+  for (const auto& row : table.rows) {
+    auto number = [](const Cell& cell) {
+      return cell.type == Cell::Type::Null ? std::nan("") : cell.type == Cell::Type::Integer
+                                                                ? static_cast<double>(cell.integer)
+                                                                : cell.real;
+    };
+    cells[{row[0].text, row[1].text}] = {number(row[2]), number(row[3]), number(row[6]), number(row[7])};
+  }
+  return cells;
+}
+
+// PNG decoding for the colour check: 8-bit RGB or RGBA, non-interlaced (what pngcairo
+// writes); returns the set of opaque colours as 0xRRGGBB.
+std::set<uint32_t> png_colours(const std::string& path) {
+  const std::string file = testing::read_text(path);
+  REQUIRE(file.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
+  auto be32 = [&](size_t at) {
+    return (uint32_t(uint8_t(file[at])) << 24) | (uint32_t(uint8_t(file[at + 1])) << 16) |
+           (uint32_t(uint8_t(file[at + 2])) << 8) | uint8_t(file[at + 3]);
+  };
+  uint32_t width = 0, height = 0;
+  int colour_type = -1;
+  std::string compressed;
+  for (size_t at = 8; at + 8 <= file.size();) {
+    const uint32_t length = be32(at);
+    const std::string type = file.substr(at + 4, 4);
+    if (type == "IHDR") {
+      width = be32(at + 8);
+      height = be32(at + 12);
+      REQUIRE(uint8_t(file[at + 16]) == 8);   // bit depth
+      colour_type = uint8_t(file[at + 17]);
+      REQUIRE(uint8_t(file[at + 20]) == 0);   // not interlaced
+    } else if (type == "IDAT") {
+      compressed += file.substr(at + 8, length);
+    }
+    at += 12 + length;
+  }
+  REQUIRE((colour_type == 2 || colour_type == 6));
+  const size_t channels = colour_type == 6 ? 4 : 3, stride = width * channels;
+  std::vector<uint8_t> raw((stride + 1) * height);
+  uLongf raw_size = raw.size();
+  REQUIRE(uncompress(raw.data(), &raw_size, reinterpret_cast<const Bytef*>(compressed.data()),
+                     compressed.size()) == Z_OK);
+  std::vector<uint8_t> previous(stride, 0), line(stride);
+  std::set<uint32_t> colours;
+  for (uint32_t y = 0; y < height; ++y) {
+    const uint8_t filter = raw[y * (stride + 1)];
+    const uint8_t* in = &raw[y * (stride + 1) + 1];
+    for (size_t x = 0; x < stride; ++x) {
+      const int left = x >= channels ? line[x - channels] : 0, up = previous[x];
+      const int corner = x >= channels ? previous[x - channels] : 0;
+      int predictor = 0;
+      if (filter == 1) predictor = left;
+      if (filter == 2) predictor = up;
+      if (filter == 3) predictor = (left + up) / 2;
+      if (filter == 4) {
+        const int p = left + up - corner, pa = std::abs(p - left), pb = std::abs(p - up), pc = std::abs(p - corner);
+        predictor = pa <= pb && pa <= pc ? left : pb <= pc ? up : corner;
+      }
+      line[x] = static_cast<uint8_t>(in[x] + predictor);
+    }
+    for (size_t x = 0; x < width; ++x) {
+      const uint8_t* p = &line[x * channels];
+      if (channels == 4 && p[3] != 255) continue;
+      colours.insert((uint32_t(p[0]) << 16) | (uint32_t(p[1]) << 8) | p[2]);
+    }
+    previous = line;
+  }
+  return colours;
+}
+
+}  // namespace
+
+TEST_CASE("robustness: per group over seeds against a baseline group, on hand-computed values",
+          "[report][robustness]") {
+  testing::TempDir dir;
+  Store store(dir.file("r.db"));
+  fill_robustness_runs(store);
+  RobustnessRequest request;
+  request.sweep = "rob";
+  auto cells = cells_of(robustness_report(store, request));
+  CHECK(request.suite == "cifar_c");  // found from the runs
+  CHECK(request.baseline == "topk");  // the first group
+
+  // The baseline's errors averaged over its two seeds: clean 0.15, gaussian (0.35, 0.55),
+  // shot (0.25, 0.45). CE_c = sum_s E_c,s / sum_s base_c,s; relative CE_c =
+  // (sum_s E_c,s - 2 clean) / (sum_s base_c,s - 2 * 0.15).
+  const double base_gaussian = 0.35 + 0.55, base_shot = 0.25 + 0.45;
+  const double mce_topk[] = {(0.8 / base_gaussian + 0.6 / base_shot) / 2,
+                             (1.0 / base_gaussian + 0.8 / base_shot) / 2};
+  const double mce_ssr = (0.6 / base_gaussian + 0.4 / base_shot) / 2;  // both seeds
+  const double relative_ssr = ((0.6 - 0.2) / (base_gaussian - 0.3) + (0.4 - 0.2) / (base_shot - 0.3)) / 2;
+  const double topk_mce = (mce_topk[0] + mce_topk[1]) / 2;
+  auto check = [&](const std::string& group, const std::string& measure, double mean, double delta) {
+    INFO(group << " " << measure);
+    const auto found = cells.find({group, measure});
+    REQUIRE(found != cells.end());
+    CHECK(found->second[0] == 2);
+    CHECK(found->second[1] == Approx(mean));
+    if (std::isnan(delta)) CHECK(std::isnan(found->second[2]));
+    else CHECK(found->second[2] == Approx(delta));
+  };
+  const double none = std::nan("");
+  check("topk", "clean_error", 0.15, none);
+  check("topk", "mean_corruption_error", (0.35 + 0.45) / 2, none);
+  check("topk", "mCE", topk_mce, none);
+  check("topk", "relative_mCE", 1.0, none);  // both seeds' relative CEs are exactly 1
+  check("topk", std::string("robust_accuracy[") + kPgd + "]", 0.4, none);
+  check("ssr", "clean_error", 0.1, 0.1 - 0.15);
+  check("ssr", "mean_corruption_error", 0.25, 0.25 - 0.4);
+  check("ssr", "mCE", mce_ssr, mce_ssr - topk_mce);
+  check("ssr", "relative_mCE", relative_ssr, relative_ssr - 1.0);
+  check("ssr", std::string("robust_accuracy[") + kPgd + "]", 0.5, 0.1);
+  CHECK(std::isnan(cells[{"topk", "mCE"}][3]));    // no p for the baseline itself
+  CHECK_FALSE(std::isnan(cells[{"ssr", "robust_accuracy[" + std::string(kPgd) + "]"}][3]));
+
+  request.by = "corruption";
+  cells = cells_of(robustness_report(store, request));
+  check("topk", "error[gaussian_noise]", (0.4 + 0.5) / 2, none);
+  check("ssr", "error[shot_noise]", (0.2 + 0.2) / 2, 0.2 - 0.35);
+  check("ssr", "CE[gaussian_noise]", 0.6 / base_gaussian, 0.6 / base_gaussian - 1.0);
+  CHECK(cells.count({"ssr", "mCE"}) == 0);
+
+  request.by = "severity";
+  cells = cells_of(robustness_report(store, request));
+  check("topk", "error[s=1]", ((0.3 + 0.2) / 2 + (0.4 + 0.3) / 2) / 2, none);
+  check("ssr", "error[s=2]", ((0.4 + 0.2) / 2 + (0.3 + 0.3) / 2) / 2, 0.3 - 0.5);
+
+  request.by = "";
+  request.baseline = "ssr";
+  cells = cells_of(robustness_report(store, request));
+  check("ssr", "mCE", 1.0, none);
+  request.baseline = "moe";
+  CHECK_THROWS_WITH(robustness_report(store, request),
+                    Catch::Matchers::Contains("'moe' is not a group") && Catch::Matchers::Contains("topk; ssr"));
+
+  // Through the command line: CSV parses back to the same table.
+  const auto csv = testing::run_moelab("robustness " + dir.file("r.db") + " --format csv");
+  REQUIRE(csv.exit_code == 0);
+  CHECK_THAT(csv.output, Catch::Matchers::Contains("router,measure,n,mean,std,ci95,delta,p_welch"));
+  CHECK_THAT(csv.output, Catch::Matchers::Contains(fmt::format("ssr,mCE,2,{}", mce_ssr).substr(0, 16)));
+}
+
+TEST_CASE("a rendered two-group plot shows both groups' colours", "[report][plot]") {
+  testing::TempDir dir;
+  Store store(dir.file("p.db"));
+  fill_robustness_runs(store);
+  PlotRequest request;
+  request.sweep = "rob";
+  request.kind = "corruption";
+  request.output_dir = dir.file("plots");
+  make_plot(store, request);
+  const auto colours = png_colours(dir.file("plots/corruption_cifar_c.png"));
+  // gnuplot's default line colours 1 and 2 (the groups' lc 1, lc 2): dark violet and green.
+  CHECK(colours.count(0x9400d3) == 1);
+  CHECK(colours.count(0x009e73) == 1);
+  // A colour no line uses is absent, so the check can fail.
+  CHECK(colours.count(0x56b4e9) == 0);
 }
 
 }  // namespace moelab

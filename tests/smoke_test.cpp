@@ -244,7 +244,7 @@ TEST_CASE("bad command lines, files and values exit 2 naming what is wrong, chan
   // Reports and robustness tables name the key, metric or run they cannot find.
   check_error(run_moelab("report " + db + " --group-by router.nosuch"), {"router.nosuch"});
   check_error(run_moelab("report " + db + " --metric nosuch/x"), {"nosuch/x"});
-  check_error(run_moelab("robustness " + db + " --baseline 999"), {"run 999"});
+  check_error(run_moelab("robustness " + db + " --baseline moe"), {"'moe' is not a group"});
 
   // .npy logits: a negative dimension, NaN values.
   {
@@ -407,14 +407,15 @@ TEST_CASE("a run's rows hold clean and corrupted metrics and moelab robustness s
                            "('fmnist_c/mean_error', 'cifar_c/mean_error', 'cifar_c:fog/mean_error')");
   CHECK(means.rows[0][0].integer == 3);
 
-  Command scores = run_moelab("robustness " + db + " --suite cifar_c --baseline 1 --csv");
+  Command scores = run_moelab("robustness " + db + " --suite cifar_c --baseline topk --format csv");
   INFO(scores.output);
   REQUIRE(scores.exit_code == 0);
-  CHECK_THAT(scores.output, Catch::Matchers::Contains("run,router,clean_error"));
-  CHECK_THAT(scores.output, Catch::Matchers::Contains("1,topk,"));
-  CHECK_THAT(scores.output, Catch::Matchers::Contains("2,ssr,"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("router.name,measure,n,mean"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("topk,clean_error,1,"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("ssr,mCE,1,"));
   // The baseline against itself: mCE and relative mCE are exactly 1.
-  CHECK_THAT(scores.output, Catch::Matchers::Contains(",1,1\n"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("topk,mCE,1,1,"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("topk,relative_mCE,1,1,"));
 }
 
 TEST_CASE("every registered router trains in the character LM", "[smoke][routers][lm][.slow]") {

@@ -130,26 +130,22 @@ int command_query(const std::string& db, const std::string& sql, bool write, boo
 }
 
 // Runs of the database that have results on `suite`, in id order.
-std::vector<int64_t> runs_with_suite(Store& store, const std::string& suite) {
-  SQLite::Statement select(store.database(),
-                           "SELECT DISTINCT run_id FROM summaries WHERE name LIKE ? ORDER BY run_id");
-  select.bind(1, suite + ":%/" + find_suite(suite).suite->metric);
-  std::vector<int64_t> runs;
-  while (select.executeStep()) runs.push_back(select.getColumn(0).getInt64());
-  return runs;
+// Writes a rendered table to `output`, or to stdout when it is "".
+void emit(const std::string& text, const std::string& output) {
+  if (output.empty()) {
+    std::cout << text;
+    return;
+  }
+  std::ofstream out(output);
+  out << text;
+  if (!out) throw Error(fmt::format("cannot write '{}'", output));
+  fmt::print(stderr, "written to {}\n", output);
 }
 
 int command_report(const std::string& db, ReportRequest request, const std::string& format,
                    const std::string& output) {
   Store store(db, Store::Access::ReadOnly);
-  const std::string text =
-      render_report(report_table(collect_groups(store, request), request), request, format);
-  if (output.empty()) {
-    std::cout << text;
-  } else {
-    std::ofstream(output) << text;
-    fmt::print(stderr, "report written to {}\n", output);
-  }
+  emit(render_report(report_table(collect_groups(store, request), request), request, format), output);
   return kExitOk;
 }
 
@@ -190,12 +186,18 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
   return code == 0 ? kExitOk : kExitRunFailed;
 }
 
-int command_robustness(const std::string& db, const std::string& suite, int64_t baseline,
-                       std::vector<int64_t> runs, bool csv, bool json) {
+int command_robustness(const std::string& db, RobustnessRequest request, const std::string& format,
+                       const std::string& output) {
   Store store(db, Store::Access::ReadOnly);
-  if (runs.empty()) runs = runs_with_suite(store, suite);
-  QueryResult table = robustness_table(store, suite, baseline, runs);
-  std::cout << (csv ? format_csv(table) : json ? format_json(table) : format_aligned(table));
+  const QueryResult table = robustness_report(store, request);
+  ReportRequest rendering;
+  rendering.group_by = request.group_by;
+  rendering.baseline = request.baseline;
+  rendering.metric = request.suite.empty()
+                         ? std::string("robustness to attacks")
+                         : fmt::format("robustness on {}{}", request.suite,
+                                       request.by.empty() ? "" : " by " + request.by);
+  emit(render_report(table, rendering, format), output);
   return kExitOk;
 }
 
@@ -445,32 +447,39 @@ void add_plot_command(CLI::App& app, Command& command) {
 
 void add_robustness_command(CLI::App& app, Command& command) {
   struct Args {
-    std::string db, suite;
-    int64_t baseline = 0;
-    std::vector<int64_t> runs;
-    bool csv = false, json = false;
+    std::string db, format = "text", output, group_by = "router";
+    RobustnessRequest request;
   };
   auto args = std::make_shared<Args>();
   std::vector<std::string> suites;
   for (const TaskMetrics* task : all_task_metrics()) {
     for (const auto& suite : task->suites) suites.push_back(suite.name);
   }
-  if (!suites.empty()) args->suite = suites.front();
   auto* robustness = app.add_subcommand(
-      "robustness", "corruption error, mCE and relative mCE of runs against a baseline run");
+      "robustness",
+      "per group over seeds: clean error, corruption error, mCE, relative mCE, robust accuracy "
+      "per attack (mean, 95% CI, Welch p against the baseline group)");
   robustness->add_option("db", args->db, "results database")->required()->check(CLI::ExistingFile);
-  robustness->add_option("--suite", args->suite,
-                         fmt::format("a corruption suite: {}", fmt::join(suites, " | ")))
+  robustness->add_option("--sweep", args->request.sweep, "only this sweep's runs");
+  robustness->add_option("--group-by", args->group_by,
+                         "config keys, comma separated (router = router.name)");
+  robustness->add_option("--suite", args->request.suite,
+                         fmt::format("a corruption suite: {} (default: the one the runs have)",
+                                     fmt::join(suites, " | ")))
       ->check(CLI::IsMember(suites));
-  robustness->add_option("--baseline", args->baseline, "run id in the AlexNet role")->required();
-  robustness->add_option("--runs", args->runs, "run ids (default: every run with the suite)")
-      ->delimiter(',');
-  auto* csv_flag = robustness->add_flag("--csv", args->csv, "CSV output");
-  robustness->add_flag("--json", args->json, "JSON output")->excludes(csv_flag);
+  robustness->add_option("--baseline", args->request.baseline,
+                         "the group in AlexNet's role (its errors averaged over its seeds); "
+                         "default: the first group");
+  robustness->add_option("--by", args->request.by,
+                         "break down per corruption (error, CE) or per severity (error)")
+      ->check(CLI::IsMember({"corruption", "severity"}));
+  robustness->add_option("--format", args->format, "text | md | csv | latex | json | html")
+      ->check(CLI::IsMember({"text", "md", "csv", "latex", "json", "html"}));
+  robustness->add_option("-o,--output", args->output, "write to this file instead of stdout");
   robustness->callback([args, &command] {
     command = [args] {
-      return command_robustness(args->db, args->suite, args->baseline, args->runs, args->csv,
-                                args->json);
+      args->request.group_by = split_keys(args->group_by);
+      return command_robustness(args->db, args->request, args->format, args->output);
     };
   });
 }

@@ -1,6 +1,8 @@
 // Plot data, gnuplot scripts and rendering.
 #include "harness/report/plots.h"
 
+#include "harness/report/robustness.h"
+
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include "harness/core/parse.h"
 #include "harness/report/presets.h"
 #include "harness/report/report.h"
+#include "harness/report/robustness.h"
 #include "harness/report/stats.h"
 #include "tasks/task_metrics.h"
 
@@ -151,58 +154,60 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
   return finish(request, base, plot + "\n");
 }
 
-// The named suite, or by default the first declared one with severities.
-const CorruptionSuite& plotted_suite(const std::string& name) {
-  if (!name.empty()) return *find_suite(name).suite;
-  for (const TaskMetrics* task : all_task_metrics()) {
-    for (const auto& suite : task->suites) {
-      if (suite.severities > 1) return suite;
-    }
-  }
-  throw ConfigError("plot corruption: no task declares a corruption suite with severities");
-}
-
 std::vector<std::string> corruption(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
-  const CorruptionSuite& suite = plotted_suite(request.suite);
-  MOELAB_CHECK(suite.severities > 1, "plot corruption: suite '{}' has one severity (plot needs severities)",
-               suite.name);
-  const std::string clean = "test/" + suite.metric;
-  const std::string base = request.output_dir + "/corruption";
+  std::vector<int64_t> runs;
+  for (const auto& group : groups) runs.insert(runs.end(), group.run_ids.begin(), group.run_ids.end());
+  const std::string suite_name =
+      request.suite.empty() ? scored_suite(store, runs, /*with_severities=*/true) : request.suite;
+  if (suite_name.empty()) {
+    throw ConfigError("plot corruption: no run has results of a corruption suite with severities "
+                      "(task.corruptions: cifar_c, cifar10_c, cifar100_c)");
+  }
+  const CorruptionSuite& suite = *find_suite(suite_name).suite;
+  if (suite.severities < 2) {
+    throw ConfigError(fmt::format("plot corruption: suite '{}' has one severity (the plot needs "
+                                  "severities)", suite.name));
+  }
+  const std::string base = request.output_dir + "/corruption_" + suite.name;
   std::ofstream data(base + ".dat");
-  data << "# severity mean_" << suite.metric << " (0 = clean; " << suite.name
-       << " corruptions and seeds averaged)\n";
-  std::string plot = fmt::format("  set title {}\n  set xlabel \"severity (0 = clean)\"\n"
-                                 "  set ylabel {}\n  set xtics 1\n  set key below\n  set grid\n  plot ",
-                                 quote(fmt::format("{}: {} {} by severity (mean over corruptions "
-                                                   "and seeds)",
-                                                   scope_of(request), suite.name, suite.metric)),
-                                 quote(suite.metric));
+  data << "# severity mean_error ci95_low ci95_high n (0 = clean; per run the mean over the "
+       << suite.name << " corruptions, then mean and 95% CI over the group's runs)\n";
+  std::string plot = fmt::format(
+      "  set title {}\n  set xlabel \"severity (0 = clean test set)\"\n"
+      "  set ylabel \"error (1 - {})\"\n  set xtics 1\n  set key below\n  set grid\n"
+      "  set style fill transparent solid 0.2 noborder\n  plot ",
+      quote(fmt::format("{}: {} error by severity (mean over corruptions; band: 95% CI over "
+                        "seeds)",
+                        scope_of(request), suite.name)),
+      suite.metric);
   int index = 0;
   for (const auto& group : groups) {
-    const std::string& label = group.label;
-    std::map<int64_t, std::vector<double>> by_severity;
+    std::map<int64_t, std::vector<double>> by_severity;  // severity -> one value per run
     for (int64_t run : group.run_ids) {
-      SQLite::Statement select(store.database(),
-                               "SELECT name, value FROM summaries WHERE run_id = ? AND value IS NOT NULL "
-                               "AND (name = ? OR (name LIKE ? AND name NOT LIKE '%@%'))");
-      select.bind(1, static_cast<int64_t>(run));
-      select.bind(2, clean);
-      select.bind(3, suite.name + ":%:%/" + suite.metric);
-      while (select.executeStep()) {
-        const std::string name = select.getColumn(0).getString();  // SUITE:NAME:S/METRIC
-        const std::string split = name.substr(0, name.rfind('/'));
-        const int64_t severity =
-            name == clean ? 0 : to_int64(split.substr(split.rfind(':') + 1), name + ": severity");
-        by_severity[severity].push_back(select.getColumn(1).getDouble());
+      if (!has_suite_results(store, run, suite.name)) continue;
+      const CorruptionErrors errors = corruption_errors(store, run, suite.name);
+      by_severity[0].push_back(errors.clean_error);
+      const size_t severities = errors.errors.begin()->second.size();  // the run's, equal per corruption
+      for (size_t s = 0; s < severities; ++s) {
+        double total = 0.0;
+        for (const auto& [name, values] : errors.errors) total += values.at(s);
+        by_severity[static_cast<int64_t>(s) + 1].push_back(total / static_cast<double>(errors.errors.size()));
       }
     }
-    if (by_severity.size() < 2) continue;
-    data << "# " << label << "\n";
-    for (const auto& [severity, values] : by_severity) data << severity << " " << summarise(values).mean << "\n";
+    if (by_severity.empty()) continue;
+    data << "# " << group.label << "\n";
+    for (const auto& [severity, values] : by_severity) {
+      const Summary s = summarise(values);
+      const double half = std::isnan(s.ci_half) ? 0.0 : s.ci_half;
+      data << severity << " " << s.mean << " " << s.mean - half << " " << s.mean + half << " "
+           << s.n << "\n";
+    }
     data << "\n\n";
-    plot += fmt::format("{}\"{}.dat\" index {} using 1:2 with linespoints pt 7 title {}",
-                        index == 0 ? "" : ", \\\n       ", std::filesystem::path(base).filename().string(),
-                        index, quote(label));
+    plot += fmt::format("{}\"{}.dat\" index {} using 1:3:4 with filledcurves lc {} notitle, "
+                        "'' index {} using 1:2 with linespoints lc {} pt 7 title {}",
+                        index == 0 ? "" : ", \\\n       ",
+                        std::filesystem::path(base).filename().string(), index, index + 1, index,
+                        index + 1, quote(group.label));
     ++index;
   }
   data.close();

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "harness/core/error.h"
+#include "harness/report/report.h"
 #include "tasks/task_metrics.h"
 
 namespace moelab {
@@ -82,22 +83,196 @@ CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::stri
   return result;
 }
 
-QueryResult robustness_table(Store& store, const std::string& suite, int64_t baseline_run,
-                             const std::vector<int64_t>& runs) {
-  const CorruptionErrors baseline = corruption_errors(store, baseline_run, suite);
-  QueryResult table;
-  table.columns = {"run", "router", "clean_error", "mean_corruption_error", "mCE",
-                   "relative_mCE"};
-  for (int64_t run : runs) {
-    const CorruptionErrors errors = corruption_errors(store, run, suite);
-    const RobustnessScores scores = robustness_scores(errors, baseline);
-    auto router = store.query(fmt::format("SELECT router FROM runs WHERE id = {}", run));
-    table.rows.push_back({Cell{Cell::Type::Integer, run, 0.0, ""},
-                          router.rows.empty() ? Cell{} : router.rows[0][0],
-                          real(errors.clean_error), real(scores.mean_error), real(scores.mce),
-                          real(scores.relative_mce)});
+bool has_suite_results(Store& store, int64_t run_id, const std::string& suite_name) {
+  SQLite::Statement has(store.database(),
+                        "SELECT 1 FROM summaries WHERE run_id = ? AND name LIKE ? LIMIT 1");
+  has.bind(1, static_cast<int64_t>(run_id));
+  has.bind(2, suite_name + ":%/" + find_suite(suite_name).suite->metric);
+  return has.executeStep();
+}
+
+std::string scored_suite(Store& store, const std::vector<int64_t>& runs, bool with_severities) {
+  for (const TaskMetrics* task : all_task_metrics()) {
+    for (const auto& suite : task->suites) {
+      if (with_severities && suite.severities < 2) continue;
+      for (int64_t run : runs) {
+        if (has_suite_results(store, run, suite.name)) return suite.name;
+      }
+    }
   }
-  return table;
+  return "";
+}
+
+namespace {
+
+const char* const kAttackPrefix = "test:";
+
+// The run's task's main metric (what an attack split reports) and whether higher is better.
+const MetricInfo& main_metric(Store& store, int64_t run_id) {
+  auto task = store.query(fmt::format("SELECT task FROM runs WHERE id = {}", run_id));
+  MOELAB_CHECK(!task.rows.empty(), "run {} does not exist", run_id);
+  const TaskMetrics& metrics = task_metrics(task.rows[0][0].text);
+  return metrics.find(metrics.main.at(0));
+}
+
+}  // namespace
+
+std::map<std::string, double> attack_accuracies(Store& store, int64_t run_id) {
+  const std::string metric = main_metric(store, run_id).name;
+  SQLite::Statement select(store.database(),
+                           "SELECT name, value FROM summaries WHERE run_id = ? AND name LIKE ? AND "
+                           "name LIKE ? AND value IS NOT NULL");
+  select.bind(1, static_cast<int64_t>(run_id));
+  select.bind(2, std::string(kAttackPrefix) + "%");
+  select.bind(3, "%/" + metric);
+  std::map<std::string, double> result;
+  const size_t prefix = std::string(kAttackPrefix).size();
+  while (select.executeStep()) {
+    const std::string name = select.getColumn(0).getString();
+    result[name.substr(prefix, name.rfind('/') - prefix)] = select.getColumn(1).getDouble();
+  }
+  return result;
+}
+
+namespace {
+
+double mean_of(const std::vector<double>& values) { return sum(values) / static_cast<double>(values.size()); }
+
+// The baseline group's errors per corruption and severity, averaged over its runs.
+CorruptionErrors mean_errors(const std::vector<CorruptionErrors>& runs) {
+  CorruptionErrors mean = runs.front();
+  for (auto& [name, errors] : mean.errors) {
+    for (size_t s = 0; s < errors.size(); ++s) {
+      double total = 0.0;
+      for (const auto& run : runs) {
+        const auto found = run.errors.find(name);
+        if (found == run.errors.end() || found->second.size() != errors.size()) {
+          throw Error(fmt::format("the baseline group's runs do not share the '{}' results", name));
+        }
+        total += found->second[s];
+      }
+      errors[s] = total / static_cast<double>(runs.size());
+    }
+  }
+  double clean = 0.0;
+  for (const auto& run : runs) clean += run.clean_error;
+  mean.clean_error = clean / static_cast<double>(runs.size());
+  return mean;
+}
+
+// One run's measures, in display order.
+using Measures = std::vector<std::pair<std::string, double>>;
+
+Measures corruption_measures(const CorruptionErrors& errors, const CorruptionErrors& baseline,
+                             const std::string& by) {
+  const RobustnessScores scores = robustness_scores(errors, baseline);
+  Measures measures = {{"clean_error", errors.clean_error}};
+  if (by.empty()) {
+    measures.push_back({"mean_corruption_error", scores.mean_error});
+    measures.push_back({"mCE", scores.mce});
+    measures.push_back({"relative_mCE", scores.relative_mce});
+  } else if (by == "corruption") {
+    for (const auto& [name, values] : errors.errors) measures.push_back({"error[" + name + "]", mean_of(values)});
+    for (const auto& [name, ce] : scores.ce) measures.push_back({"CE[" + name + "]", ce});
+  } else {
+    const size_t severities = errors.errors.begin()->second.size();
+    for (size_t s = 0; s < severities; ++s) {
+      double total = 0.0;
+      for (const auto& [name, values] : errors.errors) total += values[s];
+      measures.push_back({fmt::format("error[s={}]", s + 1), total / static_cast<double>(errors.errors.size())});
+    }
+  }
+  return measures;
+}
+
+// measure -> group label -> values over the group's runs, measures in first-seen order.
+struct MeasureTable {
+  std::vector<std::string> order;
+  std::map<std::string, std::map<std::string, std::vector<double>>> values;
+
+  void add(const std::string& measure, const std::string& group, double value) {
+    if (values.find(measure) == values.end()) order.push_back(measure);
+    values[measure][group].push_back(value);
+  }
+};
+
+}  // namespace
+
+QueryResult robustness_report(Store& store, RobustnessRequest& request) {
+  if (!request.by.empty() && request.by != "corruption" && request.by != "severity") {
+    throw ConfigError(fmt::format("robustness: --by '{}' is not corruption or severity", request.by));
+  }
+  const auto groups = group_done_runs(store, request.sweep, request.group_by);
+  std::vector<int64_t> all_runs;
+  for (const auto& group : groups) all_runs.insert(all_runs.end(), group.run_ids.begin(), group.run_ids.end());
+  if (request.suite.empty()) request.suite = scored_suite(store, all_runs, request.by == "severity");
+  if (request.baseline.empty() && !groups.empty()) request.baseline = groups.front().label;
+  const RunGroup* baseline = nullptr;
+  for (const auto& group : groups) {
+    if (group.label == request.baseline) baseline = &group;
+  }
+  if (baseline == nullptr) {
+    std::vector<std::string> labels;
+    for (const auto& group : groups) labels.push_back(group.label);
+    throw ConfigError(fmt::format("robustness: --baseline '{}' is not a group (groups: {})",
+                                  request.baseline, fmt::join(labels, "; ")));
+  }
+  if (!request.by.empty() && request.suite.empty()) {
+    throw ConfigError(fmt::format("robustness: --by {} needs corruption results, and no run has them",
+                                  request.by));
+  }
+
+  MeasureTable table;
+  if (!request.suite.empty()) {
+    std::vector<CorruptionErrors> base_runs;
+    for (int64_t run : baseline->run_ids) base_runs.push_back(corruption_errors(store, run, request.suite));
+    const CorruptionErrors base = mean_errors(base_runs);
+    for (const auto& group : groups) {
+      for (int64_t run : group.run_ids) {
+        for (const auto& [measure, value] :
+             corruption_measures(corruption_errors(store, run, request.suite), base, request.by)) {
+          table.add(measure, group.label, value);
+        }
+      }
+    }
+  }
+  if (request.by.empty()) {
+    for (const auto& group : groups) {
+      for (int64_t run : group.run_ids) {
+        const std::string metric = main_metric(store, run).name;
+        for (const auto& [attack, value] : attack_accuracies(store, run)) {
+          table.add(fmt::format("robust_{}[{}]", metric, attack), group.label, value);
+        }
+      }
+    }
+  }
+  if (table.order.empty()) {
+    throw ConfigError(fmt::format("robustness: no done run{} has corruption or attack results "
+                                  "(task.corruptions, task.attacks)",
+                                  request.sweep.empty() ? "" : " of sweep '" + request.sweep + "'"));
+  }
+
+  QueryResult result;
+  for (const auto& measure : table.order) {
+    std::vector<ReportGroup> report_groups;
+    for (const auto& group : groups) {
+      const auto found = table.values[measure].find(group.label);
+      if (found != table.values[measure].end()) report_groups.push_back({group.label, found->second});
+    }
+    ReportRequest per_measure;
+    per_measure.group_by = request.group_by;
+    per_measure.baseline = table.values[measure].count(request.baseline) ? request.baseline : "";
+    QueryResult part = report_table(report_groups, per_measure);
+    if (result.columns.empty()) {
+      result.columns = part.columns;
+      result.columns.insert(result.columns.begin() + 1, "measure");
+    }
+    for (auto& row : part.rows) {
+      row.insert(row.begin() + 1, Cell{Cell::Type::Text, 0, 0.0, measure});
+      result.rows.push_back(std::move(row));
+    }
+  }
+  return result;
 }
 
 }  // namespace moelab

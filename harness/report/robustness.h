@@ -1,8 +1,8 @@
-// Corruption-robustness metrics of Hendrycks & Dietterich (2019), with a baseline run in the
+// Corruption-robustness metrics of Hendrycks & Dietterich (2019), with a baseline in the
 // AlexNet role: for corruption c, CE_c = sum_s E_{s,c} / sum_s E^base_{s,c};
 // relative CE_c = sum_s (E_{s,c} - E_clean) / sum_s (E^base_{s,c} - E^base_clean);
-// mCE and relative mCE are their means over the corruptions. Also read back from a results
-// database (`moelab robustness`).
+// mCE and relative mCE are their means over the corruptions. Read back from a results
+// database per group of runs (`moelab robustness`), with robust accuracy under attack.
 #pragma once
 
 #include <map>
@@ -31,9 +31,30 @@ RobustnessScores robustness_scores(const CorruptionErrors& model, const Corrupti
 // suite's declared metric, turned into errors (tasks/task_metrics.h).
 CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::string& suite);
 
-// A table: one row per run of `runs` with mean error, mCE and relative mCE against
-// `baseline_run` on `suite`.
-QueryResult robustness_table(Store& store, const std::string& suite, int64_t baseline_run,
-                             const std::vector<int64_t>& runs);
+bool has_suite_results(Store& store, int64_t run_id, const std::string& suite);
+// The suite the runs were scored on: the first declared suite (with severities when asked)
+// any of them has results for; "" when none has.
+std::string scored_suite(Store& store, const std::vector<int64_t>& runs, bool with_severities);
+
+// Robust accuracy per attack of a run: attack label ("pgd:eps255=5:...") -> accuracy.
+std::map<std::string, double> attack_accuracies(Store& store, int64_t run_id);
+
+// `moelab robustness`: done runs grouped by config keys (as `moelab report`), the baseline a
+// group whose per-split errors, averaged over its seeds, play AlexNet's role.
+struct RobustnessRequest {
+  std::string sweep;                                    // "" = every done run
+  std::vector<std::string> group_by = {"router.name"};  // config keys
+  std::string suite;     // "" = the suite the runs were scored on (none: attacks only)
+  std::string baseline;  // group label; "" = the first group
+  std::string by;        // "" (summary) | corruption | severity
+};
+
+// Long format, one row per (group, measure): n, mean, std, ci95 over seeds, delta and Welch p
+// against the baseline group. Measures: clean_error, mean_corruption_error, mCE, relative_mCE,
+// robust_accuracy[ATTACK] per attack; with by = corruption: error[NAME] (mean over
+// severities) and CE[NAME]; with by = severity: error[s=S] (mean over corruptions).
+// Fills in request.suite and request.baseline when empty. ConfigError when the runs have
+// neither corruption nor attack results, or the baseline is not a group.
+QueryResult robustness_report(Store& store, RobustnessRequest& request);
 
 }  // namespace moelab

@@ -118,7 +118,7 @@ ImageSplit read_idx_pair(const std::string& images_path, const std::string& labe
 const std::vector<DatasetInfo>& image_datasets() {
   static const std::vector<DatasetInfo> list = {
       {"fashion_mnist", 10, 1, 28, {0.2860}, {0.3530}, "/usr/share/datasets/fashion-mnist",
-       "the four *-idx?-ubyte.gz files (Debian's dataset-fashion-mnist)"},
+       "the four *-idx?-ubyte.gz files (Debian's dataset-fashion-mnist: run harness/scripts/setup.sh)"},
       {"mnist", 10, 1, 28, {0.1307}, {0.3081}, "",
        "the four MNIST *-idx?-ubyte files (gzip or plain)"},
       {"cifar10", 10, 3, 32, {0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}, "",
