@@ -409,3 +409,28 @@ train: {{steps: 4, batch_size: 8, log_every: 2, warmup_steps: 1}}
 }
 
 }  // namespace moelab
+
+namespace moelab {
+
+TEST_CASE("the shipped robustness sweeps plan: Fashion-MNIST as is, CIFAR-10 given the files",
+          "[sweep][cifar]") {
+  testing::TempDir dir;
+  write_cifar10(dir.path(), 4);
+  write_cifar10_c(dir.file("c10c"), 2);
+  const std::string sweeps = std::string(MOELAB_SOURCE_DIR) + "/experiments/sweeps/";
+  const auto fmnist = testing::run_moelab("sweep plan " + sweeps + "robustness_routers.yaml");
+  INFO(fmnist.output);
+  CHECK(fmnist.exit_code == 0);
+  CHECK_THAT(fmnist.output, Catch::Matchers::Contains("(18 rows)"));
+  const auto missing = testing::run_moelab("sweep plan " + sweeps + "robustness_routers_cifar10.yaml");
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.output, Catch::Matchers::Contains("data_batch_1.bin"));
+  const auto cifar = testing::run_moelab(
+      "sweep plan " + sweeps + "robustness_routers_cifar10.yaml task.data_dir=" + dir.path() +
+      " task.corruption_dir=" + dir.file("c10c") + " task.val_size=5");
+  INFO(cifar.output);
+  CHECK(cifar.exit_code == 0);
+  CHECK_THAT(cifar.output, Catch::Matchers::Contains("(18 rows)"));
+}
+
+}  // namespace moelab

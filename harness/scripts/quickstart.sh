@@ -11,9 +11,5 @@ bash harness/scripts/build.sh moelab
 MOELAB="${MOELAB_BUILD_DIR:-$ROOT/build}/moelab"
 "$MOELAB" sweep experiments/sweeps/main.yaml --workers 2 "$@"
 echo
-echo "Corruption robustness (FMNIST-C, 2000 test images per corruption; baseline: the topk run):"
-BASELINE="$("$MOELAB" query results/moelab.db --csv \
-  "SELECT id FROM runs WHERE sweep = 'main' AND router = 'topk' AND status = 'done' ORDER BY id DESC LIMIT 1" | tail -n 1)"
-RUNS="$("$MOELAB" query results/moelab.db --csv \
-  "SELECT group_concat(id, ' ') FROM (SELECT MAX(id) AS id FROM runs WHERE sweep = 'main' AND status = 'done' GROUP BY config_hash ORDER BY id)" | tail -n 1)"
-"$MOELAB" robustness results/moelab.db --suite fmnist_c --baseline "$BASELINE" --runs $RUNS
+echo "Corruption robustness (FMNIST-C, 2000 test images per corruption; baseline: topk):"
+"$MOELAB" robustness results/moelab.db --sweep main --suite fmnist_c --baseline topk
