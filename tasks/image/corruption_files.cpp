@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "harness/core/error.h"
 #include "harness/core/npy.h"
 #include "tasks/image/corruptions.h"
@@ -82,6 +84,16 @@ void check_file_suite(const FileSuite& suite, const std::string& dir, const Data
     const int64_t rows = check_images(suite, images, info);
     check_labels_file(labels_path(suite, dir, corruption.name), rows);
   }
+}
+
+std::vector<std::string> file_suite_paths(const FileSuite& suite, const std::string& dir) {
+  std::vector<std::string> paths;
+  for (const auto& corruption : suite_corruptions(suite.twin)) {
+    paths.push_back(images_path(suite, dir, corruption.name));
+    const std::string labels = labels_path(suite, dir, corruption.name);
+    if (std::find(paths.begin(), paths.end(), labels) == paths.end()) paths.push_back(labels);
+  }
+  return paths;
 }
 
 ImageSplit read_file_corruption(const FileSuite& suite, const std::string& dir,

@@ -30,6 +30,9 @@ const std::vector<FileSuite>& file_suites();
 // `info`'s images: ConfigError naming the file and what is wrong.
 void check_file_suite(const FileSuite& suite, const std::string& dir, const DatasetInfo& info);
 
+// Every file of the suite that is read (images and labels), for provenance.
+std::vector<std::string> file_suite_paths(const FileSuite& suite, const std::string& dir);
+
 // The first `count` images (all when count = 0 or more than there are) of one corruption at
 // one severity, as [n, C, H, W] uint8 with int64 labels.
 ImageSplit read_file_corruption(const FileSuite& suite, const std::string& dir,

@@ -173,12 +173,8 @@ ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
     if ((file_suite = find_file_suite(name)) != nullptr) break;
   }
   if (file_suite != nullptr) {
-    for (const auto& corruption : suite_corruptions(file_suite->twin)) {
-      const std::string folder = options.corruption_dir + "/";
-      files_.push_back(file_suite->severities == 1
-                           ? folder + corruption.name + "/test_images.npy"
-                           : folder + corruption.name + ".npy");
-    }
+    const auto files = file_suite_paths(*file_suite, options.corruption_dir);
+    files_.insert(files_.end(), files.begin(), files.end());
   }
   test_ = data.test;
   const int64_t total = data.train.images.size(0);
