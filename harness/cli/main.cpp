@@ -1,7 +1,6 @@
 // The `moelab` command line: run | list | query | route | bench. Exit codes: 0 ok, 1 a run failed,
 // 2 usage or configuration error.
 #include <CLI/CLI.hpp>
-#include <malloc.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -15,6 +14,7 @@
 
 #include "harness/cli/bench.h"
 #include "harness/core/blas.h"
+#include "harness/core/cpu_memory.h"
 #include "harness/core/build_info.h"
 #include "harness/core/exception_text.h"
 #include "harness/config/config.h"
@@ -528,11 +528,7 @@ int run_cli(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   moelab::select_blas_kernels(argv);  // before anything else: may start this program again
-  // Keep freed tensor memory in the heap instead of returning it to the OS after every
-  // step: LibTorch frees and reallocates the same large buffers each step, and glibc's
-  // defaults turn that into page faults (quickstart: 8.6 -> 9.2-9.9 steps/s).
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  moelab::configure_cpu_memory();
   try {
     return moelab::run_cli(argc, argv);
   } catch (const moelab::ConfigError& e) {
