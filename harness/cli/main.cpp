@@ -332,6 +332,9 @@ void add_bench_command(CLI::App& app, Command& command) {
       if (what == "sinkhorn") std::cout << bench_sinkhorn_report(options);
       if (what == "matmul") std::cout << bench_matmul_report(options);
       if (what == "routers") std::cout << bench_routers_report(options);
+      fmt::print(options.json ? stderr : stdout,
+                 "peak resident memory: {:.0f} MB this process, {:.0f} MB its largest child\n",
+                 peak_resident_mb(), peak_child_resident_mb());
       return kExitOk;
     };
   });
@@ -349,9 +352,12 @@ void add_sweep_commands(CLI::App& app, Command& command) {
   sweep->add_option("overrides", args->overrides,
                     "key=value for every run, key=a,b adds a grid axis (either replaces the file's axis for "
                     "that key), seeds=N or seeds=a,b sets the seeds");
-  sweep->add_option("--workers", args->options.workers, "worker processes")->check(CLI::Range(1, 256));
+  sweep->add_option("--workers", args->options.workers,
+                    "worker processes (default: one per CPU this process may use, affinity and "
+                    "cgroup quota counted, at most one per run)")
+      ->check(CLI::Range(1, 256));
   sweep->add_option("--threads-per-worker", args->options.threads_per_worker,
-                    "LibTorch threads per worker (default: the config's with 1 worker, else 1)")
+                    "LibTorch threads per worker (default: the config's with --workers 1, else 1)")
       ->check(CLI::Range(1, 1024));
   sweep->add_flag("--retry-failed", args->options.retry_failed, "run failed and diverged runs again");
   sweep->add_flag("--force", args->options.force, "run done runs again (as new runs)");

@@ -3,6 +3,7 @@
 
 #include <c10/core/CPUAllocator.h>
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -53,7 +54,16 @@ class MallocAlignedAllocator final : public c10::Allocator {
   }
 };
 
+double max_resident_mb(int who) {
+  struct rusage usage {};
+  getrusage(who, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
 }  // namespace
+
+double peak_resident_mb() { return max_resident_mb(RUSAGE_SELF); }
+double peak_child_resident_mb() { return max_resident_mb(RUSAGE_CHILDREN); }
 
 void configure_cpu_memory() {
   // Keep freed tensor memory in the heap instead of returning it to the OS after every step:

@@ -9,4 +9,8 @@ namespace moelab {
 // a late call is safe, only less effective).
 void configure_cpu_memory();
 
+// Peak resident memory in MiB of this process, or of its largest waited-for child.
+double peak_resident_mb();
+double peak_child_resident_mb();
+
 }  // namespace moelab

@@ -16,8 +16,6 @@ double sum(const std::vector<double>& values) {
   return total;
 }
 
-Cell real(double value) { return Cell{Cell::Type::Real, 0, value, ""}; }
-
 }  // namespace
 
 RobustnessScores robustness_scores(const CorruptionErrors& model, const CorruptionErrors& baseline) {

@@ -3,13 +3,12 @@
 
 #include <fmt/format.h>
 
-#include <sys/resource.h>
-
 #include <chrono>
 #include <csignal>
 #include <memory>
 
 #include "harness/convert/conversion.h"
+#include "harness/core/cpu_memory.h"
 #include "harness/core/exception_text.h"
 #include "harness/core/failpoint.h"
 #include "harness/core/file_cache.h"
@@ -33,12 +32,6 @@ std::vector<std::pair<std::string, std::string>> hashed_files(const Task& task) 
     files.emplace_back(path, file_sha256(path));
   }
   return files;
-}
-
-double peak_rss_mb() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 }  // namespace
@@ -138,7 +131,7 @@ void record_end(Store& store, RunOutcome& outcome, const std::vector<std::pair<s
                 double seconds) {
   try {
     store.batch([&] {
-      store.record_resources(outcome.run_id, peak_rss_mb(), files);
+      store.record_resources(outcome.run_id, peak_resident_mb(), files);
       store.finish_run(outcome.run_id, outcome.status, outcome.summaries, outcome.error, seconds);
       failpoint("recording_end");  // before the commit: the run stays 'running', resumable
     });

@@ -25,6 +25,7 @@
 #include <set>
 #include <thread>
 
+#include "harness/core/cpus.h"
 #include "harness/core/exception_text.h"
 #include "harness/core/parse.h"
 #include "harness/train/checkpoint.h"
@@ -478,7 +479,22 @@ class Supervisor {
 
 }  // namespace
 
-int run_sweep(const SweepPlan& plan, const SweepOptions& options) {
+// --workers left out: as many single-threaded workers as the CPUs this process may use (the
+// affinity mask and cgroup quota, as a container or a Slurm allocation sets them), at most one
+// per run; with --threads-per-worker T, usable / T of them.
+SweepOptions with_default_workers(const SweepPlan& plan, SweepOptions options) {
+  if (options.workers > 0) return options;
+  const CpuBudget cpus = cpu_budget();
+  const int64_t threads = std::max<int64_t>(options.threads_per_worker, 1);
+  options.workers = std::clamp<int64_t>(cpus.usable() / threads, 1,
+                                        std::max<int64_t>(static_cast<int64_t>(plan.runs.size()), 1));
+  fmt::print(stderr, "sweep: {} worker(s) x {} thread(s) for {} (set --workers to choose)\n",
+             options.workers, threads, cpus.describe());
+  return options;
+}
+
+int run_sweep(const SweepPlan& plan, const SweepOptions& requested) {
+  const SweepOptions options = with_default_workers(plan, requested);
   g_stop = false;
   std::signal(SIGINT, on_supervisor_signal);
   std::signal(SIGTERM, on_supervisor_signal);

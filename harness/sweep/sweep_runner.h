@@ -17,8 +17,8 @@
 namespace moelab {
 
 struct SweepOptions {
-  int64_t workers = 1;
-  int64_t threads_per_worker = 0;  // 0: the config's threads with one worker, else 1
+  int64_t workers = 0;             // 0: one per usable CPU (cpus.h), at most one per run
+  int64_t threads_per_worker = 0;  // 0: the config's threads with one explicit worker, else 1
   bool retry_failed = false;       // requeue failed and diverged runs (from scratch)
   bool force = false;              // requeue done runs as new runs (from scratch)
   double stale_after_seconds = kDefaultStaleSeconds;
