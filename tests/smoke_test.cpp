@@ -410,7 +410,7 @@ TEST_CASE("a run's rows hold clean and corrupted metrics and moelab robustness s
   Command scores = run_moelab("robustness " + db + " --suite cifar_c --baseline topk --format csv");
   INFO(scores.output);
   REQUIRE(scores.exit_code == 0);
-  CHECK_THAT(scores.output, Catch::Matchers::Contains("router.name,measure,n,mean"));
+  CHECK_THAT(scores.output, Catch::Matchers::Contains("router,measure,n,mean"));
   CHECK_THAT(scores.output, Catch::Matchers::Contains("topk,clean_error,1,"));
   CHECK_THAT(scores.output, Catch::Matchers::Contains("ssr,mCE,1,"));
   // The baseline against itself: mCE and relative mCE are exactly 1.

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "harness/core/cpus.h"
 #include "harness/report/plots.h"
 #include "harness/report/report.h"
 #include "harness/report/stats.h"
@@ -505,6 +506,33 @@ TEST_CASE("a sweep killed with SIGKILL mid-run resumes: every run done exactly o
   CHECK(duplicates.rows[0][0].integer == 0);
   CHECK(store.query("SELECT COUNT(*) FROM metrics WHERE split = 'train' AND name = 'loss'")
             .rows[0][0].integer == 2 * 20);
+}
+
+}  // namespace moelab
+
+namespace moelab {
+
+TEST_CASE("the CPU budget: affinity bounded by a cgroup quota, and the sweep's default workers",
+          "[sweep][cpus]") {
+  CHECK_FALSE(parse_cpu_max("max 100000").has_value());
+  CHECK(*parse_cpu_max("150000 100000") == Approx(1.5));
+  CHECK(*parse_cpu_max("400000 100000\n") == Approx(4.0));
+  CHECK_FALSE(parse_cpu_max("").has_value());
+  CHECK_FALSE(parse_cpu_max("lots 100000").has_value());
+  CHECK(CpuBudget{8, std::nullopt}.usable() == 8);
+  CHECK(CpuBudget{8, 1.5}.usable() == 1);    // a fractional quota rounds down
+  CHECK(CpuBudget{2, 4.0}.usable() == 2);    // the quota does not add CPUs
+  CHECK(CpuBudget{4, 0.5}.usable() == 1);    // at least one
+  CHECK(CpuBudget{2, 4.0}.describe() == "2 CPUs (affinity 2, cgroup quota 4 CPUs)");
+
+  // A sweep without --workers, pinned to one CPU: one worker, and it says so.
+  testing::TempDir dir;
+  const std::string path = write_sweep(dir, "name: pinned\nbase: {train: {steps: 2}}\nseeds: [0, 1]\n");
+  REQUIRE(shell("cd " + dir.file("") + " && taskset -c 0 " + std::string(MOELAB_BINARY) + " sweep " +
+                path + " > out.txt 2>&1") == 0);
+  const std::string out = testing::read_text(dir.file("out.txt"));
+  INFO(out);
+  CHECK_THAT(out, Catch::Matchers::Contains("1 worker(s) x 1 thread(s) for 1 CPU (affinity 1"));
 }
 
 }  // namespace moelab

@@ -453,41 +453,72 @@ std::string bench_sinkhorn_report(const BenchOptions& options) {
 namespace {
 
 // Seconds of training (train/seconds) of `moelab run` on the bench LM with `steps` steps.
-double lm_train_seconds(const BenchOptions& options, const std::string& executable,
-                        const std::filesystem::path& dir, int64_t steps) {
-  const std::string name = fmt::format("lm{}", steps);
-  const std::string db = (dir / (name + ".db")).string();
+// Training seconds (`train/seconds`) of `moelab run CONFIG overrides` for `steps` steps, in a
+// database of its own under `dir`.
+double train_seconds(const std::string& executable, const std::string& config,
+                     const std::string& overrides, const std::filesystem::path& dir,
+                     int64_t steps) {
+  const std::string db = (dir / fmt::format("run{}.db", steps)).string();
   const std::string command = fmt::format(
-      "{} run {}/experiments/bench_lm.yaml device={} threads={} task.data_path={}/.data/gutenberg "
-      "task.seq_len={} model.dim={} model.depth={} model.heads={} model.moe.experts={} "
-      "model.moe.expert_hidden={} router.k={} train.batch_size={} train.steps={} "
-      "train.log_every={} db={} checkpoint_dir={} 2>&1",
-      executable, kSourceDir, options.device, options.threads, kSourceDir, options.seq_len,
-      options.dim, options.depth, options.heads, options.experts, options.hidden, options.k,
-      options.batch, steps, steps, db, (dir / "ckpt").string());
+      "{} run {}/{} {} train.steps={} train.log_every={} db={} checkpoint_dir={} 2>&1", executable,
+      kSourceDir, config, overrides, steps, steps, db, (dir / "ckpt").string());
   const auto [output, status] = run_command(command);
-  MOELAB_CHECK(status == 0, "bench lm: moelab run failed (exit {}): {}", status, output);
+  MOELAB_CHECK(status == 0, "bench: moelab run failed (exit {}): {}", status, output);
   Store store(db);
   for (const auto& [metric, value] : store.summaries(1)) {
     if (metric == "train/seconds") return value;
   }
-  throw Error("bench lm: the run recorded no train/seconds");
+  throw Error("bench: the run recorded no train/seconds");
+}
+
+// Seconds per `steps` training steps of moelab: the difference of two runs (warm-up steps,
+// then warm-up + timed steps) leaves out what every run pays once: start-up, the first steps'
+// allocations, evaluation, the final checkpoint.
+double timed_steps_seconds(const std::string& executable, const std::string& config,
+                           const std::string& overrides, int64_t warmup, int64_t steps) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   fmt::format("moelab-bench-train-{}", static_cast<long>(getpid()));
+  std::filesystem::create_directories(dir);
+  const double short_s = train_seconds(executable, config, overrides, dir, warmup);
+  const double long_s = train_seconds(executable, config, overrides, dir, warmup + steps);
+  std::filesystem::remove_all(dir);
+  return long_s - short_s;
+}
+
+// "moelab X: N unit/s" beside each eager attention variant's figure and the ratio.
+std::string eager_lines(const BenchOptions& options, const std::string& what,
+                        const std::string& shape, const std::string& rate_key,
+                        const std::string& unit, double ours, nlohmann::json& out) {
+  std::string text;
+  for (const char* attention : {"manual", "sdpa"}) {
+    const nlohmann::json eager = eager_reference(options, what, shape + " --attention " + attention);
+    out["eager_" + std::string(attention)] = eager;
+    if (eager.contains(rate_key)) {
+      const double theirs = eager[rate_key].get<double>();
+      text += fmt::format("  eager PyTorch, {:<6} attention (torch {}): {:10.0f} {}/s: moelab "
+                          "{:.2f}x\n",
+                          attention, eager["torch"].get<std::string>(), theirs, unit, ours / theirs);
+    } else {
+      text += fmt::format("  eager PyTorch, {} attention: not run: {}\n", attention,
+                          eager["error"].get<std::string>());
+    }
+  }
+  return text;
 }
 
 }  // namespace
 
 std::string bench_lm_report(const BenchOptions& options, const std::string& executable) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   fmt::format("moelab-bench-lm-{}", static_cast<long>(getpid()));
-  std::filesystem::create_directories(dir);
-  // The difference of two runs (warm-up steps, then warm-up + timed steps) leaves out what
-  // every run pays once: start-up, the first steps' allocations, the final checkpoint.
   const int64_t warmup = 3;
-  const double short_s = lm_train_seconds(options, executable, dir, warmup);
-  const double long_s = lm_train_seconds(options, executable, dir, warmup + options.steps);
-  std::filesystem::remove_all(dir);
-  const double tokens = static_cast<double>(options.steps * options.batch * options.seq_len);
-  const double ours = tokens / (long_s - short_s);
+  const std::string overrides = fmt::format(
+      "device={} threads={} task.data_path={}/.data/gutenberg task.seq_len={} model.dim={} "
+      "model.depth={} model.heads={} model.moe.experts={} model.moe.expert_hidden={} router.k={} "
+      "train.batch_size={}",
+      options.device, options.threads, kSourceDir, options.seq_len, options.dim, options.depth,
+      options.heads, options.experts, options.hidden, options.k, options.batch);
+  const double seconds =
+      timed_steps_seconds(executable, "experiments/bench_lm.yaml", overrides, warmup, options.steps);
+  const double ours = static_cast<double>(options.steps * options.batch * options.seq_len) / seconds;
   nlohmann::json out = {{"device", options.device}, {"batch", options.batch},
                         {"seq_len", options.seq_len}, {"dim", options.dim},
                         {"depth", options.depth}, {"experts", options.experts},
@@ -504,20 +535,31 @@ std::string bench_lm_report(const BenchOptions& options, const std::string& exec
       "--steps {} --warmup {}",
       options.batch, options.seq_len, options.dim, options.depth, options.heads, options.experts,
       options.hidden, options.k, options.steps, warmup);
-  for (const char* attention : {"manual", "sdpa"}) {
-    const nlohmann::json eager =
-        eager_reference(options, "lm", shape + " --attention " + attention);
-    out["eager_" + std::string(attention)] = eager;
-    if (eager.contains("tokens_per_second")) {
-      const double theirs = eager["tokens_per_second"].get<double>();
-      text += fmt::format("  eager PyTorch, {:<6} attention (torch {}): {:10.0f} tokens/s: moelab "
-                          "{:.2f}x\n",
-                          attention, eager["torch"].get<std::string>(), theirs, ours / theirs);
-    } else {
-      text += fmt::format("  eager PyTorch, {} attention: not run: {}\n", attention,
-                          eager["error"].get<std::string>());
-    }
-  }
+  text += eager_lines(options, "lm", shape, "tokens_per_second", "tokens", ours, out);
+  return options.json ? out.dump(2) + "\n" : text;
+}
+
+std::string bench_image_report(const BenchOptions& options, const std::string& executable) {
+  // The quickstart ViT as experiments/quickstart.yaml defines it (Fashion-MNIST, 28 x 28, 7 x 7
+  // patches, 4 blocks of dim 64 with 4 heads, 8 experts of hidden 128, top-2, batch 128).
+  const int64_t warmup = 3;
+  const std::string overrides = fmt::format("device={} threads={}", options.device, options.threads);
+  const double seconds =
+      timed_steps_seconds(executable, "experiments/quickstart.yaml", overrides, warmup, options.steps);
+  const int64_t batch = 128;
+  const double ours = static_cast<double>(options.steps * batch) / seconds;
+  nlohmann::json out = {{"device", options.device}, {"batch", batch}, {"steps", options.steps},
+                        {"moelab_images_per_second", ours}};
+  std::string text = fmt::format(
+      "moelab bench image: the quickstart ViT (28 x 28, 7 x 7 patches, 4 blocks of dim 64, 8 "
+      "experts of hidden 128, top-2), batch {}, on {}; {} timed steps\n  moelab run:          "
+      "{:10.0f} images/s\n",
+      batch, device_name(options), options.steps, ours);
+  const std::string shape = fmt::format(
+      "--batch {} --side 28 --patch 7 --classes 10 --dim 64 --depth 4 --heads 4 --experts 8 "
+      "--hidden 128 --k 2 --steps {} --warmup {}",
+      batch, options.steps, warmup);
+  text += eager_lines(options, "image", shape, "images_per_second", "images", ours, out);
   return options.json ? out.dump(2) + "\n" : text;
 }
 

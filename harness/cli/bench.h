@@ -1,7 +1,7 @@
 // `moelab bench`: performance measurements (never timed tests). `routers` times, in one
 // process, each registered router's decision and a training step of one MoE layer against a
-// dense FFN of equal active FLOPs, plus SSR and S-BASE against top-k. `moe`, `sinkhorn` and
-// `lm` run on any device and put an eager PyTorch reference beside moelab's figure.
+// dense FFN of equal active FLOPs, plus SSR and S-BASE against top-k. `moe`, `sinkhorn`, `lm`
+// and `image` run on any device and put an eager PyTorch reference beside moelab's figure.
 #pragma once
 
 #include <string>
@@ -41,5 +41,8 @@ std::string bench_sinkhorn_report(const BenchOptions& options);
 // LM training throughput (tokens/s) of `moelab run` on the char LM at options' shape, against
 // the same model trained in eager PyTorch (Python) in the same invocation.
 std::string bench_lm_report(const BenchOptions& options, const std::string& executable);
+// Image training throughput (images/s) of `moelab run` on the quickstart ViT, against the same
+// model trained in eager PyTorch (Python) in the same invocation.
+std::string bench_image_report(const BenchOptions& options, const std::string& executable);
 
 }  // namespace moelab

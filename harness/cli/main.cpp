@@ -298,10 +298,10 @@ void add_bench_command(CLI::App& app, Command& command) {
   auto args = std::make_shared<Args>();
   BenchOptions& options = args->options;
   auto* bench = app.add_subcommand(
-      "bench", "performance benchmarks: matmul | routers | sweep | moe | sinkhorn | lm");
-  bench->add_option("what", args->what, "matmul | routers | sweep | moe | sinkhorn | lm")
+      "bench", "performance benchmarks: matmul | routers | sweep | moe | sinkhorn | lm | image");
+  bench->add_option("what", args->what, "matmul | routers | sweep | moe | sinkhorn | lm | image")
       ->required()
-      ->check(CLI::IsMember({"matmul", "routers", "sweep", "moe", "sinkhorn", "lm"}));
+      ->check(CLI::IsMember({"matmul", "routers", "sweep", "moe", "sinkhorn", "lm", "image"}));
   bench->add_option("--device", options.device, "moe, sinkhorn, lm: cpu, cuda or cuda:N");
   bench->add_option("--dim", options.dim, "model width d");
   bench->add_option("--hidden", options.hidden, "expert hidden width");
@@ -328,6 +328,7 @@ void add_bench_command(CLI::App& app, Command& command) {
       const std::string& what = args->what;
       if (what == "sweep") std::cout << bench_sweep_report(options, self);
       if (what == "lm") std::cout << bench_lm_report(options, self);
+      if (what == "image") std::cout << bench_image_report(options, self);
       if (what == "moe") std::cout << bench_moe_report(options);
       if (what == "sinkhorn") std::cout << bench_sinkhorn_report(options);
       if (what == "matmul") std::cout << bench_matmul_report(options);

@@ -10,6 +10,9 @@ researcher would in plain PyTorch, timed the same way, printed as one JSON objec
   lm         training steps of moelab's LM (token embedding + learned positions, pre-LN blocks
              with causal attention and an MoE FFN, final LayerNorm, tied output head, AdamW,
              gradient clipping at 1.0) on random tokens: tokens per second
+  image      training steps of moelab's image model (the quickstart ViT: square patches,
+             linear embedding + learned positions, the same pre-LN blocks without the causal
+             mask, final LayerNorm, mean pooling, linear head) on random images: images/s
 
 Timings: wall time around a synchronised body (CUDA: torch.cuda.synchronize), median of the
 repeats after one warm-up. Threads: --threads sets torch.set_num_threads (the CPU default is 1
@@ -118,9 +121,10 @@ def bench_sinkhorn(args, device):
 
 
 class Block(nn.Module):
-    def __init__(self, args):
+    def __init__(self, args, causal=True):
         super().__init__()
         self.heads = args.heads
+        self.causal = causal
         self.attention = args.attention
         self.norm_attn = nn.LayerNorm(args.dim)
         self.norm_ffn = nn.LayerNorm(args.dim)
@@ -132,11 +136,13 @@ class Block(nn.Module):
         b, l, d = x.shape
         q, k, v = self.qkv(x).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if self.attention == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         else:  # materialised scores, as moelab's reference attention
             scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
-            future = torch.ones(l, l, dtype=torch.bool, device=x.device).triu(1)
-            out = scores.masked_fill(future, float("-inf")).softmax(-1) @ v
+            if self.causal:
+                future = torch.ones(l, l, dtype=torch.bool, device=x.device).triu(1)
+                scores = scores.masked_fill(future, float("-inf"))
+            out = scores.softmax(-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, l, d))
 
     def forward(self, x):
@@ -189,9 +195,59 @@ def bench_lm(args, device):
             "steps": args.steps, "attention": args.attention}
 
 
+class EagerViT(nn.Module):
+    def __init__(self, args):
+        super().__init__()
+        self.patch = args.patch
+        patches = (args.side // args.patch) ** 2
+        self.embed = nn.Linear(args.patch * args.patch, args.dim)
+        self.positions = nn.Parameter(torch.randn(1, patches, args.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(args, causal=False) for _ in range(args.depth))
+        self.final_norm = nn.LayerNorm(args.dim)
+        self.head = nn.Linear(args.dim, args.classes)
+
+    def forward(self, images):  # [B, side, side] -> logits [B, classes], aux loss
+        b, side, p = images.shape[0], images.shape[1], self.patch
+        g = side // p
+        patches = images.reshape(b, g, p, g, p).permute(0, 1, 3, 2, 4).reshape(b, g * g, p * p)
+        h = self.embed(patches) + self.positions
+        aux = torch.zeros((), device=images.device)
+        for block in self.blocks:
+            h, block_aux = block(h)
+            aux = aux + block_aux
+        return self.head(self.final_norm(h).mean(1)), aux
+
+
+def bench_image(args, device):
+    torch.manual_seed(0)
+    model = EagerViT(args).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    images = torch.randn(args.batch, args.side, args.side, device=device)
+    labels = torch.randint(0, args.classes, (args.batch,), device=device)
+
+    def step():
+        logits, aux = model(images)
+        loss = F.cross_entropy(logits, labels) + aux
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync(device)
+    seconds = time.perf_counter() - start
+    return {"images_per_second": args.steps * args.batch / seconds, "steps": args.steps,
+            "attention": args.attention}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["moe", "sinkhorn", "lm"])
+    parser.add_argument("what", choices=["moe", "sinkhorn", "lm", "image"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = leave")
     parser.add_argument("--repeats", type=int, default=5)
@@ -209,15 +265,19 @@ def main():
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--aux-coef", type=float, default=0.01)
     parser.add_argument("--attention", choices=["manual", "sdpa"], default="manual")
+    parser.add_argument("--side", type=int, default=28, help="image: image side in pixels")
+    parser.add_argument("--patch", type=int, default=7, help="image: patch side")
+    parser.add_argument("--classes", type=int, default=10, help="image: classes")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
-    if args.what == "lm" and args.attention == "sdpa" and not hasattr(F, "scaled_dot_product_attention"):
+    if args.what in ("lm", "image") and args.attention == "sdpa" and not hasattr(F, "scaled_dot_product_attention"):
         parser.error(f"--attention sdpa needs torch >= 2.0 (this is {torch.__version__})")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    result = {"moe": bench_moe, "sinkhorn": bench_sinkhorn, "lm": bench_lm}[args.what](args, device)
+    benches = {"moe": bench_moe, "sinkhorn": bench_sinkhorn, "lm": bench_lm, "image": bench_image}
+    result = benches[args.what](args, device)
     result["torch"] = torch.__version__
     result["device"] = (torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
     print(json.dumps(result))
