@@ -45,16 +45,22 @@ std::vector<std::string> split_on(const std::string& text, const std::string& se
   return parts;
 }
 
+// A new image run of `router` in `sweep`, its params the router's name.
+int64_t create_image_run(Store& store, const std::string& hash, const std::string& sweep,
+                         const std::string& router) {
+  RunRecord record;
+  record.config_hash = hash;
+  record.sweep = sweep;
+  record.task = "image";
+  record.router = router;
+  record.params = {{"router.name", router}};
+  return store.create_run(record);
+}
+
 // Two routers, two seeds each: topk scores 0 and 2, ssr 3 and 5 (test/accuracy).
 void fill_report_runs(Store& store) {
   auto add = [&](const std::string& router, double accuracy) {
-    RunRecord record;
-    record.config_hash = router + std::to_string(accuracy);
-    record.sweep = "s";
-    record.task = "image";
-    record.router = router;
-    record.params = {{"router.name", router}};
-    const int64_t id = store.create_run(record);
+    const int64_t id = create_image_run(store, router + std::to_string(accuracy), "s", router);
     store.finish_run(id, "done", {{"test/accuracy", accuracy}});
   };
   add("topk", 0.0);
@@ -287,13 +293,7 @@ void fill_plot_runs(Store& store) {
                       {"ssr", 3.0, 1.5, 0.85, 0.6}, {"ssr", 3.0, 0.5, 0.75, 0.6}};
   int index = 0;
   for (const auto& run : runs) {
-    RunRecord record;
-    record.config_hash = "h" + std::to_string(index++);
-    record.sweep = "p";
-    record.task = "image";
-    record.router = run.router;
-    record.params = {{"router.name", run.router}};
-    const int64_t id = store.create_run(record);
+    const int64_t id = create_image_run(store, "h" + std::to_string(index++), "p", run.router);
     std::vector<MetricRow> rows = {{10, "train", "loss", run.loss10}, {20, "train", "loss", run.loss20}};
     for (int layer : {0, 1}) {
       for (int expert : {0, 1, 2}) {
@@ -464,13 +464,7 @@ const char* const kPgd = "pgd:eps255=8:steps=10:step255=2:restarts=1";
 void fill_robustness_runs(Store& store) {
   int index = 0;
   for (const auto& run : kRobustnessRuns) {
-    RunRecord record;
-    record.config_hash = "r" + std::to_string(index++);
-    record.sweep = "rob";
-    record.task = "image";
-    record.router = run.router;
-    record.params = {{"router.name", run.router}};
-    const int64_t id = store.create_run(record);
+    const int64_t id = create_image_run(store, "r" + std::to_string(index++), "rob", run.router);
     std::vector<std::pair<std::string, double>> summaries = {
         {"test/accuracy", 1 - run.clean_error}, {fmt::format("test:{}/accuracy", kPgd), run.pgd_accuracy}};
     for (int s = 0; s < 2; ++s) {

@@ -46,6 +46,18 @@ def median_seconds(device, repeats, body):
     return statistics.median(times)
 
 
+def timed_steps(step, args, device):
+    """Seconds of args.steps training steps after args.warmup untimed ones."""
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync(device)
+    return time.perf_counter() - start
+
+
 class EagerMoE(nn.Module):
     """Top-k softmax router (softmax over the k chosen logits), experts as an eager loop."""
 
@@ -183,14 +195,7 @@ def bench_lm(args, device):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    seconds = time.perf_counter() - start
+    seconds = timed_steps(step, args, device)
     return {"tokens_per_second": args.steps * args.batch * args.seq_len / seconds,
             "steps": args.steps, "attention": args.attention}
 
@@ -233,14 +238,7 @@ def bench_image(args, device):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    seconds = time.perf_counter() - start
+    seconds = timed_steps(step, args, device)
     return {"images_per_second": args.steps * args.batch / seconds, "steps": args.steps,
             "attention": args.attention}
 
