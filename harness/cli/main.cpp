@@ -176,10 +176,9 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
   ReportRequest request;
   request.sweep = plan.name;
   Store store(plan.runs.front().config.db);
-  SQLite::Statement done(store.database(),
-                         "SELECT COUNT(*) FROM runs r WHERE r.status = 'done' AND " MOELAB_RUN_IN_SWEEP_SQL);
-  done.bind(1, plan.name);
-  if (done.executeStep() && done.getColumn(0).getInt64() > 0) {
+  const auto done = store.query(
+      "SELECT COUNT(*) FROM runs r WHERE r.status = 'done' AND " MOELAB_RUN_IN_SWEEP_SQL, {plan.name});
+  if (done.rows.at(0)[0].integer > 0) {
     const auto groups = collect_groups(store, request);  // the task's main test metric
     std::cout << render_report(report_table(groups, request), request, "text");
   }

@@ -128,12 +128,10 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
     const std::string& label = group.label;
     std::map<int64_t, std::vector<double>> by_step;
     for (int64_t run : group.run_ids) {
-      SQLite::Statement select(store.database(), "SELECT step, value FROM metrics WHERE run_id = ? "
-                                                 "AND split = ? AND name = ? AND value IS NOT NULL");
-      select.bind(1, static_cast<int64_t>(run));
-      select.bind(2, split);
-      select.bind(3, name);
-      while (select.executeStep()) by_step[select.getColumn(0).getInt64()].push_back(select.getColumn(1).getDouble());
+      const auto rows = store.query("SELECT step, value FROM metrics WHERE run_id = ? AND split = ? "
+                                    "AND name = ? AND value IS NOT NULL",
+                                    {run, split, name});
+      for (const auto& row : rows.rows) by_step[row[0].integer].push_back(row[1].number());
     }
     if (by_step.empty()) continue;
     data << "# " << label << "\n";
@@ -220,15 +218,14 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
 // Per-layer routing metric values of a run at each logged training step: layer -> step -> value.
 using LayerSeries = std::map<int64_t, std::map<int64_t, double>>;
 LayerSeries layer_series(Store& store, int64_t run, const std::string& metric) {
-  SQLite::Statement select(store.database(), "SELECT step, name, value FROM metrics WHERE run_id = ? "
-                                             "AND split = 'train' AND name GLOB ? AND value IS NOT NULL");
-  select.bind(1, static_cast<int64_t>(run));
-  select.bind(2, "moe/l[0-9]*/" + metric);
+  const auto rows = store.query("SELECT step, name, value FROM metrics WHERE run_id = ? AND "
+                                "split = 'train' AND name GLOB ? AND value IS NOT NULL",
+                                {run, "moe/l[0-9]*/" + metric});
   LayerSeries series;
-  while (select.executeStep()) {
-    const std::string name = select.getColumn(1).getString();  // moe/l<i>/<metric>
+  for (const auto& row : rows.rows) {
+    const std::string& name = row[1].text;  // moe/l<i>/<metric>
     const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
-    series[layer][select.getColumn(0).getInt64()] = select.getColumn(2).getDouble();
+    series[layer][row[0].integer] = row[2].number();
   }
   return series;
 }
@@ -244,15 +241,15 @@ std::vector<std::string> shares(Store& store, const PlotRequest& request, const 
   for (const auto& group : groups) {
     std::map<int64_t, std::map<int64_t, std::vector<double>>> shares;  // layer -> expert -> runs
     for (int64_t run : group.run_ids) {
-      SQLite::Statement select(store.database(), R"sql(
+      const auto rows = store.query(R"sql(
 SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name GLOB 'moe/l*/load_e[0-9]*'
-  AND step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1 AND name GLOB 'moe/l*/load_e[0-9]*'))sql");
-      select.bind(1, static_cast<int64_t>(run));
-      while (select.executeStep()) {
-        const std::string name = select.getColumn(0).getString();  // moe/l<i>/load_e<j>
+  AND step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1 AND name GLOB 'moe/l*/load_e[0-9]*'))sql",
+                                    {run});
+      for (const auto& row : rows.rows) {
+        const std::string& name = row[0].text;  // moe/l<i>/load_e<j>
         const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
         const auto expert = to_int64(name.substr(name.rfind('e') + 1), name + ": expert");
-        shares[layer][expert].push_back(select.getColumn(1).getDouble());
+        shares[layer][expert].push_back(row[1].number());
       }
     }
     if (shares.empty()) continue;

@@ -89,25 +89,21 @@ std::string preset_sql(const std::string& preset) {
 }
 
 std::string main_summary(Store& store, const std::string& sweep, const std::string& split) {
-  SQLite::Statement tasks(store.database(),
-                          "SELECT r.task, MIN(r.id) FROM runs r WHERE r.status = 'done' AND "
-                          MOELAB_RUN_IN_SWEEP_SQL " GROUP BY r.task ORDER BY MIN(r.id)");
-  tasks.bind(1, sweep);
-  SQLite::Statement reported(store.database(),
-                             "SELECT 1 FROM summaries s JOIN runs r ON r.id = s.run_id WHERE "
-                             "r.task = ?2 AND s.name = ?3 AND r.status = 'done' AND "
-                             MOELAB_RUN_IN_SWEEP_SQL " LIMIT 1");
-  reported.bind(1, sweep);
+  const QueryResult tasks = store.query(
+      "SELECT r.task, MIN(r.id) FROM runs r WHERE r.status = 'done' AND " MOELAB_RUN_IN_SWEEP_SQL
+      " GROUP BY r.task ORDER BY MIN(r.id)",
+      {sweep});
   std::set<std::string> chosen;
   std::vector<std::string> tasks_seen;
-  while (tasks.executeStep()) {
-    const std::string task = tasks.getColumn(0).getString();
+  for (const auto& row : tasks.rows) {
+    const std::string& task = row[0].text;
     tasks_seen.push_back(task);
     for (const auto& metric : task_metrics(task).main) {
-      reported.bind(2, task);
-      reported.bind(3, split + "/" + metric);
-      const bool found = reported.executeStep();
-      reported.reset();
+      const bool found = !store.query("SELECT 1 FROM summaries s JOIN runs r ON r.id = s.run_id "
+                                      "WHERE r.task = ?2 AND s.name = ?3 AND r.status = 'done' "
+                                      "AND " MOELAB_RUN_IN_SWEEP_SQL " LIMIT 1",
+                                      {sweep, task, split + "/" + metric})
+                              .rows.empty();
       if (found) {
         chosen.insert(split + "/" + metric);
         break;

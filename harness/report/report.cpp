@@ -150,17 +150,16 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
     sql += fmt::format(", (SELECT value FROM params p WHERE p.run_id = r.id AND p.key = ?{})", i + 2);
   }
   sql += " FROM runs r WHERE r.status = 'done' AND " MOELAB_RUN_IN_SWEEP_SQL " ORDER BY r.id";
-  SQLite::Statement select(store.database(), sql);
-  select.bind(1, sweep);
-  for (size_t i = 0; i < keys.size(); ++i) select.bind(static_cast<int>(i + 2), param_key(keys[i]));
+  std::vector<SqlParam> params = {sweep};
+  for (const auto& key : keys) params.emplace_back(param_key(key));
   std::vector<RunGroup> groups;
   std::map<std::string, size_t> index;
-  while (select.executeStep()) {
+  for (const auto& row : store.query(sql, params).rows) {
     std::vector<std::string> values;
     for (size_t i = 0; i < keys.size(); ++i) {
-      const auto column = select.getColumn(static_cast<int>(i + 1));
-      values.push_back(column.isNull() ? value_before_key_existed(param_key(keys[i]))
-                                       : column.getString());
+      const Cell& cell = row[i + 1];
+      values.push_back(cell.type == Cell::Type::Null ? value_before_key_existed(param_key(keys[i]))
+                                                     : cell.to_string());
     }
     const std::string label = fmt::format("{}", fmt::join(values, ", "));
     auto found = index.find(label);
@@ -168,7 +167,7 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
       found = index.emplace(label, groups.size()).first;
       groups.push_back({label, {}});
     }
-    groups[found->second].run_ids.push_back(select.getColumn(0).getInt64());
+    groups[found->second].run_ids.push_back(row[0].integer);
   }
   return groups;
 }
@@ -176,16 +175,14 @@ std::vector<RunGroup> group_done_runs(Store& store, const std::string& sweep,
 std::vector<ReportGroup> collect_groups(Store& store, ReportRequest& request) {
   const auto run_groups = group_done_runs(store, request.sweep, request.group_by);
   if (request.metric.empty()) request.metric = main_summary(store, request.sweep, "test");
-  SQLite::Statement value(store.database(), "SELECT value FROM summaries WHERE run_id = ? AND "
-                                            "name = ? AND value IS NOT NULL");
   std::vector<ReportGroup> groups;
   for (const auto& runs : run_groups) {
     ReportGroup group{runs.label, {}};
     for (int64_t run : runs.run_ids) {
-      value.bind(1, static_cast<int64_t>(run));
-      value.bind(2, request.metric);
-      if (value.executeStep()) group.values.push_back(value.getColumn(0).getDouble());
-      value.reset();
+      const auto value = store.query("SELECT value FROM summaries WHERE run_id = ? AND name = ? AND "
+                                     "value IS NOT NULL",
+                                     {run, request.metric});
+      if (!value.rows.empty()) group.values.push_back(value.rows[0][0].number());
     }
     if (!group.values.empty()) groups.push_back(std::move(group));
   }

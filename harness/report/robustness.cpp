@@ -48,20 +48,16 @@ RobustnessScores robustness_scores(const CorruptionErrors& model, const Corrupti
 CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::string& suite_name) {
   const auto [task, suite] = find_suite(suite_name);
   const std::string clean_name = "test/" + suite->metric;
-  SQLite::Statement select(store.database(),
-                           "SELECT name, value FROM summaries WHERE run_id = ? AND value IS NOT NULL "
-                           "AND (name = ? OR (name LIKE ? AND name NOT LIKE '%@%' AND name LIKE ?)) "
-                           "ORDER BY name");
-  select.bind(1, static_cast<int64_t>(run_id));
-  select.bind(2, clean_name);
-  select.bind(3, suite_name + ":%");
-  select.bind(4, "%/" + suite->metric);
+  const auto rows = store.query(
+      "SELECT name, value FROM summaries WHERE run_id = ? AND value IS NOT NULL AND (name = ? OR "
+      "(name LIKE ? AND name NOT LIKE '%@%' AND name LIKE ?)) ORDER BY name",
+      {run_id, clean_name, suite_name + ":%", "%/" + suite->metric});
   CorruptionErrors result;
   bool clean = false;
   // Names sort as SUITE:NAME:1 ... SUITE:NAME:5, so severities arrive in order.
-  while (select.executeStep()) {
-    const std::string name = select.getColumn(0).getString();
-    const double error = task->error(*suite, select.getColumn(1).getDouble());
+  for (const auto& row : rows.rows) {
+    const std::string& name = row[0].text;
+    const double error = task->error(*suite, row[1].number());
     if (name == clean_name) {
       result.clean_error = error;
       clean = true;
@@ -82,11 +78,9 @@ CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::stri
 }
 
 bool has_suite_results(Store& store, int64_t run_id, const std::string& suite_name) {
-  SQLite::Statement has(store.database(),
-                        "SELECT 1 FROM summaries WHERE run_id = ? AND name LIKE ? LIMIT 1");
-  has.bind(1, static_cast<int64_t>(run_id));
-  has.bind(2, suite_name + ":%/" + find_suite(suite_name).suite->metric);
-  return has.executeStep();
+  return !store.query("SELECT 1 FROM summaries WHERE run_id = ? AND name LIKE ? LIMIT 1",
+                      {run_id, suite_name + ":%/" + find_suite(suite_name).suite->metric})
+              .rows.empty();
 }
 
 std::string scored_suite(Store& store, const std::vector<int64_t>& runs, bool with_severities) {
@@ -107,7 +101,7 @@ const char* const kAttackPrefix = "test:";
 
 // The run's task's main metric (what an attack split reports) and whether higher is better.
 const MetricInfo& main_metric(Store& store, int64_t run_id) {
-  auto task = store.query(fmt::format("SELECT task FROM runs WHERE id = {}", run_id));
+  const auto task = store.query("SELECT task FROM runs WHERE id = ?", {run_id});
   MOELAB_CHECK(!task.rows.empty(), "run {} does not exist", run_id);
   const TaskMetrics& metrics = task_metrics(task.rows[0][0].text);
   return metrics.find(metrics.main.at(0));
@@ -117,17 +111,14 @@ const MetricInfo& main_metric(Store& store, int64_t run_id) {
 
 std::map<std::string, double> attack_accuracies(Store& store, int64_t run_id) {
   const std::string metric = main_metric(store, run_id).name;
-  SQLite::Statement select(store.database(),
-                           "SELECT name, value FROM summaries WHERE run_id = ? AND name LIKE ? AND "
-                           "name LIKE ? AND value IS NOT NULL");
-  select.bind(1, static_cast<int64_t>(run_id));
-  select.bind(2, std::string(kAttackPrefix) + "%");
-  select.bind(3, "%/" + metric);
+  const auto rows = store.query("SELECT name, value FROM summaries WHERE run_id = ? AND name LIKE ? "
+                                "AND name LIKE ? AND value IS NOT NULL",
+                                {run_id, std::string(kAttackPrefix) + "%", "%/" + metric});
   std::map<std::string, double> result;
   const size_t prefix = std::string(kAttackPrefix).size();
-  while (select.executeStep()) {
-    const std::string name = select.getColumn(0).getString();
-    result[name.substr(prefix, name.rfind('/') - prefix)] = select.getColumn(1).getDouble();
+  for (const auto& row : rows.rows) {
+    const std::string& name = row[0].text;
+    result[name.substr(prefix, name.rfind('/') - prefix)] = row[1].number();
   }
   return result;
 }

@@ -87,8 +87,6 @@ torch::Device device_for(const RunConfig& config) {
   return device;
 }
 
-std::string database_path(Store& store) { return store.database().getFilename(); }
-
 // The run to continue: the newest unfinished one of this config, reopened at its checkpoint.
 int64_t reopen_for_resume(Store& store, const RunSpec& run) {
   auto previous = store.latest_unfinished_run(run.hash);
@@ -117,7 +115,7 @@ void record_failure(std::exception_ptr error, Store& store, RunOutcome& outcome)
     outcome.error = e.what();
   } catch (const SQLite::Exception& e) {  // writing metrics: a full disk, an I/O error
     outcome.status = "failed";
-    outcome.error = fmt::format("results database '{}': {}", database_path(store), e.what());
+    outcome.error = fmt::format("results database '{}': {}", store.path(), e.what());
   } catch (const std::exception& e) {
     outcome.status = "failed";
     outcome.error = exception_text(e);
@@ -139,7 +137,7 @@ void record_end(Store& store, RunOutcome& outcome, const std::vector<std::pair<s
   } catch (const SQLite::Exception& e) {
     outcome.error = fmt::format("results database '{}': the end of the run (status '{}') cannot be "
                                 "written: {}",
-                                database_path(store), outcome.status, e.what());
+                                store.path(), outcome.status, e.what());
     outcome.status = "failed";
     outcome.summaries.clear();
   }
@@ -184,7 +182,7 @@ RunOutcome run_on_row(Store& store, const RunSpec& run, bool resume, const RunSp
     MOELAB_CHECK((config.convert.method != "none") == (parent != nullptr),
                  "run {}: a converting run starts from its resolved dense parent, others from "
                  "none", run.run_id);
-    RunHeartbeat heartbeat(database_path(store), run.run_id);
+    RunHeartbeat heartbeat(store.path(), run.run_id);
     torch::manual_seed(derived_seed({static_cast<uint64_t>(config.seed), fnv1a("init")}));
     const torch::Device device = device_for(config);
     auto task = make_task(config);

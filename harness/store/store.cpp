@@ -653,8 +653,13 @@ void Store::reopen_run(int64_t run_id, int64_t step, const Provenance& provenanc
   transaction.commit();
 }
 
-QueryResult query_database(SQLite::Database& db, const std::string& sql) {
+QueryResult query_database(SQLite::Database& db, const std::string& sql,
+                           const std::vector<SqlParam>& params) {
   SQLite::Statement statement(db, sql);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int index = static_cast<int>(i + 1);
+    std::visit([&](const auto& value) { statement.bind(index, value); }, params[i]);
+  }
   QueryResult result;
   for (int i = 0; i < statement.getColumnCount(); ++i) {
     result.columns.emplace_back(statement.getColumnName(i));
@@ -685,7 +690,9 @@ QueryResult query_database(SQLite::Database& db, const std::string& sql) {
   return result;
 }
 
-QueryResult Store::query(const std::string& sql) { return query_database(db_, sql); }
+QueryResult Store::query(const std::string& sql, const std::vector<SqlParam>& params) {
+  return query_database(db_, sql, params);
+}
 
 QueryResult query_read_only(const std::string& path, const std::string& sql) {
   Store store(path, Store::Access::ReadOnly);

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace moelab {
@@ -79,6 +80,7 @@ struct Cell {
   double real = 0.0;
   std::string text;
   std::string to_string() const;
+  double number() const { return type == Type::Integer ? static_cast<double>(integer) : real; }
 };
 
 struct QueryResult {
@@ -92,8 +94,12 @@ inline constexpr double kDefaultStaleSeconds = 120;
 
 // SQL condition on `runs r`: the run belongs to sweep ?1 (its own, or a member such as a shared
 // dense parent), or ?1 is '' (every run).
-// One SQL statement on an open database, every row read.
-QueryResult query_database(SQLite::Database& db, const std::string& sql);
+// A value bound to a query's placeholder (?, or ?N for the N-th value).
+using SqlParam = std::variant<int64_t, double, std::string>;
+
+// One SQL statement on an open database with `params` bound in order, every row read.
+QueryResult query_database(SQLite::Database& db, const std::string& sql,
+                           const std::vector<SqlParam>& params = {});
 
 // `moelab query` without --write: the existing database at `path` opened read-only (no
 // migration, no write can happen; a file on a read-only mount is read as immutable).
@@ -177,8 +183,9 @@ class Store {
   void record_resources(int64_t run_id, double peak_rss_mb,
                         const std::vector<std::pair<std::string, std::string>>& files);
 
-  QueryResult query(const std::string& sql);
+  QueryResult query(const std::string& sql, const std::vector<SqlParam>& params = {});
   int schema_version();
+  std::string path() const { return db_.getFilename(); }
   SQLite::Database& database() { return db_; }
 
  private:

@@ -1,7 +1,6 @@
 // Sweep queue, workers and supervisor.
 #include "harness/sweep/sweep_runner.h"
 
-#include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -211,25 +210,24 @@ class ChildExitWait {
 // The running runs' progress and the mean length of a run of the sweep (its done runs', or
 // else the running runs' projected length; 0 when neither is known yet).
 std::pair<std::vector<RunProgress>, double> measured_progress(Store& store, const std::string& sweep) {
-  SQLite::Statement select(store.database(), R"sql(
+  const auto rows = store.query(R"sql(
 SELECT (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id AND m.split = 'train'),
        (SELECT CAST(value AS REAL) FROM params p WHERE p.run_id = r.id AND p.key = 'train.steps'),
        (julianday('now') - julianday(r.started_at)) * 86400.0
-FROM runs r WHERE r.sweep = ?1 AND r.status = 'running' AND r.started_at IS NOT NULL)sql");
-  select.bind(1, sweep);
+FROM runs r WHERE r.sweep = ?1 AND r.status = 'running' AND r.started_at IS NOT NULL)sql",
+                                {sweep});
   std::vector<RunProgress> running;
   double projected = 0;
-  while (select.executeStep()) {
-    RunProgress run{select.getColumn(0).getDouble(), select.getColumn(1).getDouble(),
-                    select.getColumn(2).getDouble()};
+  for (const auto& row : rows.rows) {
+    RunProgress run{row[0].number(), row[1].number(), row[2].number()};
     if (run.steps_done > 0 && run.seconds > 0) projected += run.seconds * run.steps_total / run.steps_done;
     running.push_back(run);
   }
-  SQLite::Statement done(store.database(),
-                         "SELECT AVG(wall_seconds) FROM runs WHERE sweep = ?1 AND status = 'done' "
-                         "AND wall_seconds > 0");
-  done.bind(1, sweep);
-  double run_seconds = done.executeStep() ? done.getColumn(0).getDouble() : 0.0;
+  double run_seconds = store.query("SELECT AVG(wall_seconds) FROM runs WHERE sweep = ?1 AND "
+                                   "status = 'done' AND wall_seconds > 0",
+                                   {sweep})
+                           .rows.at(0)[0]
+                           .number();
   const auto measured = std::count_if(running.begin(), running.end(),
                                       [](const RunProgress& run) { return run.steps_done > 0; });
   if (run_seconds <= 0 && measured > 0) run_seconds = projected / static_cast<double>(measured);
@@ -518,7 +516,7 @@ RunOutcome run_claimed(Store& store, const RunSpec& run, bool resume, double sta
   if (run.config.convert.method == "none") return run_on_row(store, run, resume, nullptr);
   std::optional<RunSpec> parent;
   try {
-    RunHeartbeat heartbeat(store.database().getFilename(), run.run_id);
+    RunHeartbeat heartbeat(store.path(), run.run_id);
     parent = resolve_dense_parent(run.config, store, run.sweep, /*retry_failed=*/false,
                                   stale_after_seconds);
   } catch (...) {
