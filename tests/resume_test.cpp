@@ -30,13 +30,7 @@ train: {steps: 12, batch_size: 16, log_every: 4, eval_every: 3, checkpoint_every
 eval: {max_examples: 100}
 )";
 
-// Metrics and summaries that measure time, not what was computed.
-bool is_timing(const std::string& name) {
-  const auto ends_with = [&](const std::string& end) {
-    return name.size() >= end.size() && name.compare(name.size() - end.size(), end.size(), end) == 0;
-  };
-  return ends_with("seconds") || ends_with("steps_per_second") || ends_with("route_ms");
-}
+bool is_timing(const std::string& name) { return is_timing_metric(name); }
 
 // Runs the binary with `args` in `dir` (stderr to dir/log), with `failpoint` as
 // MOELAB_FAILPOINT when set; returns the raw wait status.

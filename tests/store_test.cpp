@@ -1,5 +1,6 @@
 // Results database: migration from an empty file, run round-trip, failed runs, views.
 #include "harness/store/store.h"
+#include "harness/store/transfer.h"
 
 #include <SQLiteCpp/Statement.h>
 #include <sys/wait.h>
@@ -259,6 +260,136 @@ TEST_CASE("acquiring a dependency run: create, reuse, wait, take over a dead one
   CHECK(retried.run_id != first.run_id);
   store.finish_run(retried.run_id, "done", {});
   CHECK(store.acquire_run(record, "host:4", false).status == "done");
+}
+
+}  // namespace moelab
+
+namespace moelab {
+namespace {
+
+// A finished run with its params, three train metrics, a data file and its summaries.
+int64_t add_run(Store& store, const std::string& hash, const std::string& status,
+                std::vector<std::pair<std::string, double>> summaries) {
+  RunRecord record;
+  record.config_hash = hash;
+  record.sweep = "s";
+  record.task = "image";
+  record.router = "topk";
+  record.params = {{"router.name", "topk"}, {"seed", "0"}};
+  const int64_t id = store.create_run(record);
+  store.log_metrics(id, {{1, "train", "loss", 2.0}, {2, "train", "loss", 1.5}, {2, "val", "accuracy", 0.5}});
+  store.record_resources(id, 100.0, {{"/data/train.gz", "abc123"}});
+  if (status != "running") store.finish_run(id, status, summaries, status == "done" ? "" : "boom");
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE("db merge: runs from two databases, done duplicates kept once, conflicts reported",
+          "[store][transfer]") {
+  testing::TempDir dir;
+  const std::string a = dir.file("a.db"), b = dir.file("b.db"), out = dir.file("out.db");
+  int64_t a_parent = 0;
+  {
+    Store store(a);
+    a_parent = add_run(store, "h1", "done", {{"test/accuracy", 0.8}, {"train/seconds", 10}});
+    add_run(store, "h2", "failed", {});
+    add_run(store, "h3", "running", {});  // a live queue's: not copied
+    const int64_t child = add_run(store, "h4", "done", {{"test/accuracy", 0.7}});
+    store.query("UPDATE runs SET parent_run_id = ? WHERE id = ?", {a_parent, child});
+  }
+  {
+    Store store(b);
+    add_run(store, "h5", "done", {{"test/accuracy", 0.6}});
+    add_run(store, "h1", "done", {{"test/accuracy", 0.8}, {"train/seconds", 12}});  // timing only
+    add_run(store, "h4", "done", {{"test/accuracy", 0.75}});                          // a conflict
+  }
+  const MergeReport report = merge_databases({a, b}, out);
+  INFO(report.text());
+  CHECK(report.copied == 4);  // a: h1, h2, h4; b: h5
+  CHECK(report.duplicates == 2);
+  CHECK(report.unfinished == 1);
+  REQUIRE(report.conflicts.size() == 1);
+  CHECK_THAT(report.conflicts[0], Catch::Matchers::Contains("b.db run 3") &&
+                                      Catch::Matchers::Contains("test/accuracy 0.75 vs 0.7"));
+
+  Store merged(out, Store::Access::ReadOnly);
+  CHECK(merged.query("SELECT group_concat(config_hash || ':' || status, ' ') FROM (SELECT * FROM "
+                     "runs ORDER BY id)")
+            .rows[0][0]
+            .text == "h1:done h2:failed h4:done h5:done");
+  // Everything hanging off a run came along, under its new id; the parent link followed.
+  for (const char* table : {"params", "metrics", "run_files"}) {
+    INFO(table);
+    CHECK(merged.query(fmt::format("SELECT COUNT(DISTINCT run_id) FROM {}", table)).rows[0][0].integer == 4);
+  }
+  CHECK(merged.query("SELECT COUNT(*) FROM summaries").rows[0][0].integer == 2 + 1 + 1);  // h2 has none
+  CHECK(merged.query("SELECT COUNT(*) FROM metrics").rows[0][0].integer == 12);
+  CHECK(merged.query("SELECT value FROM metrics WHERE run_id = 4 AND step = 2 AND split = 'val'")
+            .rows[0][0]
+            .real == 0.5);
+  CHECK(merged.query("SELECT sha256 FROM run_files WHERE run_id = 1").rows[0][0].text == "abc123");
+  CHECK(merged.query("SELECT parent_run_id FROM runs WHERE config_hash = 'h4'").rows[0][0].integer ==
+        merged.query("SELECT id FROM runs WHERE config_hash = 'h1'").rows[0][0].integer);
+  CHECK(merged.query("SELECT value FROM summaries s JOIN runs r ON r.id = s.run_id WHERE "
+                     "r.config_hash = 'h4' AND s.name = 'test/accuracy'")
+            .rows[0][0]
+            .real == 0.7);  // the first seen is kept
+
+  // Merging the same databases again adds nothing.
+  const MergeReport again = merge_databases({a, b}, out);
+  CHECK(again.copied == 0);
+  CHECK(again.duplicates == 6);
+
+  // Through the command line, and its errors.
+  const auto merged_cli = testing::run_moelab("db merge " + a + " " + b + " -o " + dir.file("cli.db"));
+  CHECK(merged_cli.exit_code == 0);
+  CHECK_THAT(merged_cli.output, Catch::Matchers::Contains("merged: 4 run(s) copied, 2 duplicate(s)"));
+  const auto same = testing::run_moelab("db merge " + a + " -o " + a);
+  CHECK(same.exit_code == 2);
+  CHECK_THAT(same.output, Catch::Matchers::Contains("both an input and the output"));
+  {
+    Store old(dir.file("old.db"));
+    old.query("PRAGMA user_version = 4");
+  }
+  const auto old_schema = testing::run_moelab("db merge " + a + " " + dir.file("old.db") + " -o " +
+                                              dir.file("never.db"));
+  CHECK(old_schema.exit_code == 2);
+  CHECK_THAT(old_schema.output, Catch::Matchers::Contains("old.db") &&
+                                    Catch::Matchers::Contains("schema version 4"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("never.db")));  // nothing written
+}
+
+TEST_CASE("db copy: every run with its id, every query's result identical", "[store][transfer]") {
+  testing::TempDir dir;
+  const std::string a = dir.file("a.db"), copy = dir.file("copy.db"), back = dir.file("back.db");
+  {
+    Store store(a);
+    const int64_t parent = add_run(store, "h1", "done", {{"test/accuracy", 0.8}});
+    add_run(store, "h2", "failed", {});
+    const int64_t child = add_run(store, "h3", "done", {{"test/accuracy", 0.7}});
+    store.query("UPDATE runs SET parent_run_id = ? WHERE id = ?", {parent, child});
+    store.query("DELETE FROM runs WHERE id = 2");  // ids with a gap stay as they are
+  }
+  CHECK(copy_database(a, copy) == 2);
+  CHECK(copy_database(copy, back) == 2);
+  const char* queries[] = {"SELECT * FROM runs ORDER BY id", "SELECT * FROM params ORDER BY run_id, key",
+                           "SELECT * FROM metrics ORDER BY run_id, step, split, name",
+                           "SELECT * FROM summaries ORDER BY run_id, name",
+                           "SELECT * FROM run_files ORDER BY run_id", "SELECT * FROM run_overview ORDER BY id"};
+  Store original(a, Store::Access::ReadOnly), round_trip(back, Store::Access::ReadOnly);
+  for (const char* sql : queries) {
+    INFO(sql);
+    const auto x = original.query(sql), y = round_trip.query(sql);
+    REQUIRE(x.rows.size() == y.rows.size());
+    CHECK(x.columns == y.columns);
+    for (size_t r = 0; r < x.rows.size(); ++r) {
+      for (size_t c = 0; c < x.rows[r].size(); ++c) CHECK(x.rows[r][c].to_string() == y.rows[r][c].to_string());
+    }
+  }
+  const auto refused = testing::run_moelab("db copy " + a + " " + copy);
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.output, Catch::Matchers::Contains("already holds runs"));
 }
 
 }  // namespace moelab

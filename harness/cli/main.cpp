@@ -26,6 +26,7 @@
 #include "harness/report/robustness.h"
 #include "harness/run/runner.h"
 #include "harness/store/store.h"
+#include "harness/store/transfer.h"
 #include "harness/sweep/dense_parent.h"
 #include "harness/sweep/sweep_runner.h"
 #include "harness/report/table.h"
@@ -490,6 +491,42 @@ void add_robustness_command(CLI::App& app, Command& command) {
   });
 }
 
+void add_db_commands(CLI::App& app, Command& command) {
+  auto* db = app.add_subcommand("db", "move results between databases: copy | merge");
+  db->require_subcommand(1);
+  struct CopyArgs {
+    std::string source, destination;
+  };
+  auto copy_args = std::make_shared<CopyArgs>();
+  auto* copy = db->add_subcommand("copy", "every run, with its id, into an empty database");
+  copy->add_option("source", copy_args->source, "results database to read")->required();
+  copy->add_option("destination", copy_args->destination, "database to create or fill (no runs yet)")
+      ->required();
+  copy->callback([copy_args, &command] {
+    command = [copy_args] {
+      const int64_t runs = copy_database(copy_args->source, copy_args->destination);
+      fmt::print("copied {} run(s) from {} to {}\n", runs, copy_args->source, copy_args->destination);
+      return kExitOk;
+    };
+  });
+  struct MergeArgs {
+    std::vector<std::string> inputs;
+    std::string output;
+  };
+  auto merge_args = std::make_shared<MergeArgs>();
+  auto* merge = db->add_subcommand(
+      "merge", "runs from several databases into one: a done run whose config hash is already "
+               "there done is kept once, differing summaries are reported as conflicts");
+  merge->add_option("inputs", merge_args->inputs, "results databases to read, in order")->required();
+  merge->add_option("-o,--output", merge_args->output, "database to create or add to")->required();
+  merge->callback([merge_args, &command] {
+    command = [merge_args] {
+      std::cout << merge_databases(merge_args->inputs, merge_args->output).text();
+      return kExitOk;
+    };
+  });
+}
+
 // CLI11 would call an unknown first word an unexpected argument: name it, and the nearest command.
 void check_command_name(const CLI::App& app, const std::string& word) {
   std::vector<std::string> names;
@@ -519,6 +556,7 @@ int run_cli(int argc, char** argv) {
   add_report_command(app, command);
   add_plot_command(app, command);
   add_robustness_command(app, command);
+  add_db_commands(app, command);
   if (argc > 1 && argv[1][0] != '-') check_command_name(app, argv[1]);
   try {
     app.parse(argc, argv);

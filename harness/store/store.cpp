@@ -658,7 +658,15 @@ QueryResult query_database(SQLite::Database& db, const std::string& sql,
   SQLite::Statement statement(db, sql);
   for (size_t i = 0; i < params.size(); ++i) {
     const int index = static_cast<int>(i + 1);
-    std::visit([&](const auto& value) { statement.bind(index, value); }, params[i]);
+    std::visit(
+        [&](const auto& value) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(value)>, std::monostate>) {
+            statement.bind(index);
+          } else {
+            statement.bind(index, value);
+          }
+        },
+        params[i]);
   }
   QueryResult result;
   for (int i = 0; i < statement.getColumnCount(); ++i) {
@@ -688,6 +696,23 @@ QueryResult query_database(SQLite::Database& db, const std::string& sql,
     result.rows.push_back(std::move(row));
   }
   return result;
+}
+
+bool is_timing_metric(const std::string& name) {
+  const auto ends_with = [&](const std::string& end) {
+    return name.size() >= end.size() && name.compare(name.size() - end.size(), end.size(), end) == 0;
+  };
+  return ends_with("seconds") || ends_with("steps_per_second") || ends_with("route_ms");
+}
+
+SqlParam param_of(const Cell& cell) {
+  switch (cell.type) {
+    case Cell::Type::Integer: return cell.integer;
+    case Cell::Type::Real: return cell.real;
+    case Cell::Type::Text: return cell.text;
+    case Cell::Type::Null: break;
+  }
+  return std::monostate{};
 }
 
 QueryResult Store::query(const std::string& sql, const std::vector<SqlParam>& params) {

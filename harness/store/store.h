@@ -94,8 +94,9 @@ inline constexpr double kDefaultStaleSeconds = 120;
 
 // SQL condition on `runs r`: the run belongs to sweep ?1 (its own, or a member such as a shared
 // dense parent), or ?1 is '' (every run).
-// A value bound to a query's placeholder (?, or ?N for the N-th value).
-using SqlParam = std::variant<int64_t, double, std::string>;
+// A value bound to a query's placeholder (?, or ?N for the N-th value); monostate is NULL.
+using SqlParam = std::variant<std::monostate, int64_t, double, std::string>;
+SqlParam param_of(const Cell& cell);
 
 // One SQL statement on an open database with `params` bound in order, every row read.
 QueryResult query_database(SQLite::Database& db, const std::string& sql,
@@ -108,6 +109,10 @@ QueryResult query_read_only(const std::string& path, const std::string& sql);
 
 #define MOELAB_RUN_IN_SWEEP_SQL \
   "(?1 = '' OR r.sweep = ?1 OR r.id IN (SELECT run_id FROM sweep_members WHERE sweep = ?1))"
+
+// A metric or summary that measures time (…seconds, steps_per_second, route_ms), not what was
+// computed: it differs between runs of the same config on the same machine.
+bool is_timing_metric(const std::string& name);
 
 // This machine's host name ("unknown" if it has none).
 std::string host_name();
