@@ -69,7 +69,7 @@ TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterr
   auto router = GENERATE(as<std::string>{}, "router.name=topk", "router.name=noisy_topk",
                          "router.name=stablemoe", "router.name=loss_free", "router.name=ssr",
                          "router.name=quantile", "router.name=deepseek_v3", "router.name=remoe",
-                         "train.grad_accum=2");
+                         "train.grad_accum=2", "task.augment=crop_flip");
   INFO(router);
   testing::TempDir dir;
   std::vector<std::string> overrides = {router};
