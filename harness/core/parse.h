@@ -6,7 +6,10 @@
 #include <charconv>
 #include <cstdint>
 #include <optional>
+#include <sstream>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -25,6 +28,14 @@ inline std::optional<int64_t> parse_int64(std::string_view text) {
 inline int64_t to_int64(std::string_view text, std::string_view what) {
   if (auto value = parse_int64(text)) return *value;
   throw Error(fmt::format("{}: '{}' is not an integer", what, text));
+}
+
+// "a,b,,c" split on ',' -> {"a", "b", "", "c"} (a trailing separator adds nothing).
+inline std::vector<std::string> split_text(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::istringstream in(text);
+  for (std::string part; std::getline(in, part, separator);) parts.push_back(part);
+  return parts;
 }
 
 }  // namespace moelab

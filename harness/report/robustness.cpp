@@ -109,16 +109,16 @@ const MetricInfo& main_metric(Store& store, int64_t run_id) {
 
 }  // namespace
 
-std::map<std::string, double> attack_accuracies(Store& store, int64_t run_id) {
-  const std::string metric = main_metric(store, run_id).name;
+AttackResults attack_results(Store& store, int64_t run_id) {
+  AttackResults result{main_metric(store, run_id).name, {}};
+  const std::string& metric = result.metric;
   const auto rows = store.query("SELECT name, value FROM summaries WHERE run_id = ? AND name LIKE ? "
                                 "AND name LIKE ? AND value IS NOT NULL",
                                 {run_id, std::string(kAttackPrefix) + "%", "%/" + metric});
-  std::map<std::string, double> result;
   const size_t prefix = std::string(kAttackPrefix).size();
   for (const auto& row : rows.rows) {
     const std::string& name = row[0].text;
-    result[name.substr(prefix, name.rfind('/') - prefix)] = row[1].number();
+    result.values[name.substr(prefix, name.rfind('/') - prefix)] = row[1].number();
   }
   return result;
 }
@@ -228,9 +228,9 @@ QueryResult robustness_report(Store& store, RobustnessRequest& request) {
   if (request.by.empty()) {
     for (const auto& group : groups) {
       for (int64_t run : group.run_ids) {
-        const std::string metric = main_metric(store, run).name;
-        for (const auto& [attack, value] : attack_accuracies(store, run)) {
-          table.add(fmt::format("robust_{}[{}]", metric, attack), group.label, value);
+        const AttackResults attacks = attack_results(store, run);
+        for (const auto& [attack, value] : attacks.values) {
+          table.add(fmt::format("robust_{}[{}]", attacks.metric, attack), group.label, value);
         }
       }
     }

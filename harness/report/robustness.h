@@ -36,8 +36,13 @@ bool has_suite_results(Store& store, int64_t run_id, const std::string& suite);
 // any of them has results for; "" when none has.
 std::string scored_suite(Store& store, const std::vector<int64_t>& runs, bool with_severities);
 
-// Robust accuracy per attack of a run: attack label ("pgd:eps255=5:...") -> accuracy.
-std::map<std::string, double> attack_accuracies(Store& store, int64_t run_id);
+// A run's results under attack: the metric its attack splits report (its task's main metric)
+// and its value per attack label ("pgd:eps255=5:...").
+struct AttackResults {
+  std::string metric;
+  std::map<std::string, double> values;
+};
+AttackResults attack_results(Store& store, int64_t run_id);
 
 // `moelab robustness`: done runs grouped by config keys (as `moelab report`), the baseline a
 // group whose per-split errors, averaged over its seeds, play AlexNet's role.

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
-#include <sstream>
 
 #include "harness/core/error.h"
 #include "harness/core/parse.h"
@@ -12,13 +11,6 @@
 
 namespace moelab {
 namespace {
-
-std::vector<std::string> split_on(const std::string& text, char separator) {
-  std::vector<std::string> parts;
-  std::istringstream in(text);
-  for (std::string part; std::getline(in, part, separator);) parts.push_back(part);
-  return parts;
-}
 
 // "0.03", "8/255" -> the number; ConfigError naming the attack and key otherwise.
 double parse_number(const std::string& text, const std::string& where) {
@@ -39,7 +31,7 @@ double parse_number(const std::string& text, const std::string& where) {
 }
 
 AttackSpec parse_attack(const std::string& item) {
-  const auto parts = split_on(item, ':');
+  const auto parts = split_text(item, ':');
   const std::string where = fmt::format("task.attacks: '{}'", item);
   AttackSpec spec;
   spec.kind = parts.empty() ? "" : parts[0];
@@ -151,7 +143,7 @@ std::string AttackSpec::label() const {
 std::vector<AttackSpec> parse_attacks(const std::string& text) {
   std::vector<AttackSpec> specs;
   if (text.empty()) return specs;
-  for (const auto& item : split_on(text, ',')) {
+  for (const auto& item : split_text(text, ',')) {
     specs.push_back(parse_attack(item));
     for (size_t i = 0; i + 1 < specs.size(); ++i) {
       if (specs[i].label() == specs.back().label()) {

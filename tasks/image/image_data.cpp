@@ -76,15 +76,6 @@ ImageSplit read_cached(const std::string& path, const std::function<ImageSplit()
   return entry.second;
 }
 
-void check_labels(const torch::Tensor& labels, int64_t classes, const std::string& path) {
-  if (labels.numel() == 0) return;
-  const int64_t largest = labels.max().item<int64_t>(), smallest = labels.min().item<int64_t>();
-  if (smallest < 0 || largest >= classes) {
-    throw ConfigError(fmt::format("'{}': label {} is not a class of 0..{}", path,
-                                  smallest < 0 ? smallest : largest, classes - 1));
-  }
-}
-
 ImageSplit read_cifar_file(const std::string& path, const DatasetRequest& request) {
   return read_cached(path + (request.coarse_labels ? "|coarse" : "|fine"), [&] {
     const int64_t records = cifar_records(path, request.dataset);
@@ -94,7 +85,7 @@ ImageSplit read_cifar_file(const std::string& path, const DatasetRequest& reques
     const int64_t pixels_from = record - kCifarPixels;
     ImageSplit split{raw.narrow(1, pixels_from, kCifarPixels).view({records, 3, 32, 32}),
                      raw.select(1, label_column).to(torch::kLong)};
-    check_labels(split.labels, dataset_classes(request), path);
+    check_label_range(split.labels, dataset_classes(request), "'" + path + "'");
     return split;
   });
 }
@@ -108,7 +99,7 @@ ImageSplit read_idx_pair(const std::string& images_path, const std::string& labe
       throw ConfigError(fmt::format("'{}' has {} images but '{}' has {} labels", images_path,
                                     split.images.size(0), labels_path, split.labels.size(0)));
     }
-    check_labels(split.labels, classes, labels_path);
+    check_label_range(split.labels, classes, "'" + labels_path + "'");
     return split;
   });
 }
@@ -203,6 +194,15 @@ LoadedDataset load_dataset(const DatasetRequest& request) {
   loaded.train = read_idx_pair(files[0], files[1], classes);
   loaded.test = read_idx_pair(files[2], files[3], classes);
   return loaded;
+}
+
+void check_label_range(const torch::Tensor& labels, int64_t classes, const std::string& what) {
+  if (labels.numel() == 0) return;
+  const int64_t largest = labels.max().item<int64_t>(), smallest = labels.min().item<int64_t>();
+  if (smallest < 0 || largest >= classes) {
+    throw ConfigError(fmt::format("{}: label {} is not a class of 0..{}", what,
+                                  smallest < 0 ? smallest : largest, classes - 1));
+  }
 }
 
 torch::Tensor normalise_unit(const torch::Tensor& pixels, const DatasetInfo& info) {

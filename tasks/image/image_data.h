@@ -48,6 +48,9 @@ struct LoadedDataset {
 // Reads (once per process per file version) and checks every record: sizes and label ranges.
 LoadedDataset load_dataset(const DatasetRequest& request);
 
+// ConfigError "WHAT: label L is not a class of 0..classes-1" unless every label is one.
+void check_label_range(const torch::Tensor& labels, int64_t classes, const std::string& what);
+
 // [B, C, H, W] uint8 -> [B, C, H, W] float, (x / 255 - mean_c) / std_c.
 torch::Tensor normalise_pixels(const torch::Tensor& images_u8, const DatasetInfo& info);
 // The same from [0, 1] floats (an attack's pixels).

@@ -5,7 +5,6 @@
 
 #include <map>
 #include <mutex>
-#include <sstream>
 
 #include "harness/core/parse.h"
 #include "tasks/image/corruption_files.h"
@@ -41,13 +40,6 @@ class CorruptionCache {
 CorruptionCache& corruption_cache() {
   static CorruptionCache cache;
   return cache;
-}
-
-std::vector<std::string> split_list(const std::string& text, char separator) {
-  std::vector<std::string> parts;
-  std::istringstream in(text);
-  for (std::string part; std::getline(in, part, separator);) parts.push_back(part);
-  return parts;
 }
 
 DatasetRequest dataset_request(const ImageOptions& options) {
@@ -103,7 +95,7 @@ void check_corruptions(const ImageOptions& options) {
   if (options.corruptions.empty()) return;
   const DatasetInfo& info = find_dataset(options.dataset);
   int file_suites_named = 0;
-  for (const auto& name : split_list(options.corruptions, ',')) {
+  for (const auto& name : split_text(options.corruptions, ',')) {
     const FileSuite* files = find_file_suite(name);
     if (files == nullptr) {
       if (name != "fmnist_c" && name != "cifar_c") {
@@ -137,17 +129,6 @@ void check_corruptions(const ImageOptions& options) {
   }
 }
 
-// A released file's labels must be classes of the model.
-void check_split_labels(const ImageSplit& split, int64_t classes, const std::string& what) {
-  if (split.labels.numel() == 0) return;
-  const int64_t largest = split.labels.max().item<int64_t>();
-  const int64_t smallest = split.labels.min().item<int64_t>();
-  if (smallest < 0 || largest >= classes) {
-    throw ConfigError(fmt::format("{}: label {} is not a class of 0..{}", what,
-                                  smallest < 0 ? smallest : largest, classes - 1));
-  }
-}
-
 }  // namespace
 
 void ImageTask::check(const ImageOptions& options, const RunConfig&) {
@@ -165,11 +146,10 @@ ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
       classes_(dataset_classes(dataset_request(options))),
       attacks_(parse_attacks(options.attacks)),
       sampler_(1, 0) {
-  check_corruptions(options);
   LoadedDataset data = load_dataset(dataset_request(options));
   files_ = data.files;
   const FileSuite* file_suite = nullptr;
-  for (const auto& name : split_list(options.corruptions, ',')) {
+  for (const auto& name : split_text(options.corruptions, ',')) {
     if ((file_suite = find_file_suite(name)) != nullptr) break;
   }
   if (file_suite != nullptr) {
@@ -209,12 +189,12 @@ ImageSplit ImageTask::split(const std::string& name) const {
 // "SUITE:NAME" or "SUITE:NAME:SEVERITY" -> the corrupted (first corruption_examples) test
 // images: generated, or read from the released files.
 ImageSplit ImageTask::corrupted_test(const std::string& name) const {
-  const auto parts = split_list(name, ':');
+  const auto parts = split_text(name, ':');
   const int64_t severity = parts.size() > 2 ? to_int64(parts[2], name + ": severity") : 1;
   if (const FileSuite* files = find_file_suite(parts.at(0))) {
     ImageSplit read = read_file_corruption(*files, options_.corruption_dir, parts.at(1), severity,
                                            options_.corruption_examples);
-    check_split_labels(read, classes_, fmt::format("{} in '{}'", name, options_.corruption_dir));
+    check_label_range(read.labels, classes_, fmt::format("{} in '{}'", name, options_.corruption_dir));
     return read;
   }
   const CorruptionEntry& corruption = find_corruption(parts.at(0), parts.at(1));
@@ -260,7 +240,7 @@ const TaskMetrics& ImageTask::metrics() {
 std::vector<std::string> ImageTask::final_splits() const {
   std::vector<std::string> splits = {"val", "test"};
   if (!options_.corruptions.empty()) {
-    for (const auto& name : split_list(options_.corruptions, ',')) {
+    for (const auto& name : split_text(options_.corruptions, ',')) {
       const auto suite = metrics().suite(name).splits();
       splits.insert(splits.end(), suite.begin(), suite.end());
     }
@@ -290,7 +270,7 @@ MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
     const auto at = label.find('@');
     const std::string split = label.substr(0, at);
     const std::string suffix = at == std::string::npos ? "" : label.substr(at);
-    const auto parts = split_list(split, ':');
+    const auto parts = split_text(split, ':');
     if (parts.size() < 2) continue;
     add(parts[0] + suffix, 1.0 - value);
     if (parts.size() == 3) add(parts[0] + ":" + parts[1] + suffix, 1.0 - value);
