@@ -154,7 +154,7 @@ eval: {max_examples: 50}
   // Databases: of a newer moelab, a folder, not a database.
   {
     Store newer(dir.file("newer.db"));
-    newer.database().exec("PRAGMA user_version = 99");
+    newer.query("PRAGMA user_version = 99");
   }
   check_failure(run_moelab(run + " db=" + dir.file("newer.db")), 2, {"newer.db", "schema version 99"});
   std::filesystem::create_directories(dir.file("folder.db"));

@@ -68,23 +68,15 @@ struct Record {
 Record read_record(const std::string& db) {
   Store store(db);
   Record record;
-  auto& connection = store.database();
-  SQLite::Statement metrics(connection,
-                            "SELECT run_id, step, split, name, value FROM metrics ORDER BY rowid");
-  while (metrics.executeStep()) {
-    if (is_timing(metrics.getColumn(3).getString())) continue;
-    record.metrics[{metrics.getColumn(0).getInt64(), metrics.getColumn(1).getInt64(),
-                    metrics.getColumn(2).getString(), metrics.getColumn(3).getString()}]
-        .push_back(metrics.getColumn(4).getDouble());
+  for (const auto& row : store.query("SELECT run_id, step, split, name, value FROM metrics ORDER BY rowid").rows) {
+    if (is_timing(row[3].text)) continue;
+    record.metrics[{row[0].integer, row[1].integer, row[2].text, row[3].text}].push_back(row[4].number());
   }
-  SQLite::Statement summaries(connection, "SELECT run_id, name, value FROM summaries");
-  while (summaries.executeStep()) {
-    const std::string name = summaries.getColumn(1).getString();
-    if (is_timing(name)) continue;
-    record.summaries[{summaries.getColumn(0).getInt64(), name}] = summaries.getColumn(2).getDouble();
+  for (const auto& row : store.query("SELECT run_id, name, value FROM summaries").rows) {
+    if (is_timing(row[1].text)) continue;
+    record.summaries[{row[0].integer, row[1].text}] = row[2].number();
   }
-  SQLite::Statement runs(connection, "SELECT id, status FROM runs");
-  while (runs.executeStep()) record.status[runs.getColumn(0).getInt64()] = runs.getColumn(1).getString();
+  for (const auto& row : store.query("SELECT id, status FROM runs").rows) record.status[row[0].integer] = row[1].text;
   return record;
 }
 

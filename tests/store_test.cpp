@@ -1,12 +1,25 @@
-// Results database: migration from an empty file, run round-trip, failed runs, views.
+// Results database contract, on SQLite and on PostgreSQL (one test list, two engines):
+// migration, run round-trip, failed runs, views, batches, the queue, db merge and db copy;
+// then what only one engine has (SQLite's old schemas, PostgreSQL's URIs and servers).
 #include "harness/store/store.h"
 #include "harness/store/transfer.h"
 
+#include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <set>
+
+#include "test_databases.h"
 #include "test_util.h"
+
+// One run of the test case per engine (skipped, with the reason, where there is no server).
+#define MOELAB_FOR_EACH_ENGINE(databases)                                   \
+  testing::TestDatabases databases(GENERATE(from_range(testing::engines()))); \
+  if (!databases.available()) return;                                       \
+  INFO("engine: " << databases.engine())
 
 namespace moelab {
 
@@ -26,20 +39,25 @@ RunRecord sample_record() {
 }
 }  // namespace
 
-TEST_CASE("an empty file is migrated to the current schema", "[store]") {
-  testing::TempDir dir;
-  const std::string path = dir.file("sub/results.db");
+TEST_CASE("an empty database is migrated to the current schema", "[store]") {
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string path =
+      databases.postgres() ? databases.create("results") : databases.file("sub/results.db");
   {
     Store store(path);
     CHECK(store.schema_version() == Store::kSchemaVersion);
-    auto tables = store.query(
-        "SELECT name FROM sqlite_master WHERE type IN ('table','view') ORDER BY name");
+    auto tables = store.query(databases.postgres()
+                                  ? "SELECT table_name FROM information_schema.tables WHERE "
+                                    "table_schema = 'public' AND table_name <> 'moelab_schema' "
+                                    "ORDER BY table_name"
+                                  : "SELECT name FROM sqlite_master WHERE type IN ('table','view') "
+                                    "ORDER BY name");
     std::vector<std::string> names;
     for (const auto& row : tables.rows) names.push_back(row[0].text);
-    CHECK(names == std::vector<std::string>{"latest_metrics", "metrics", "params", "run_files",
-                                            "run_overview", "runs", "summaries",
+    CHECK(names == std::vector<std::string>{"latest_metrics", "launches", "metrics", "params",
+                                            "run_files", "run_overview", "runs", "summaries",
                                             "sweep_members"});
-    CHECK(store.query("PRAGMA journal_mode").rows[0][0].text == "wal");
+    if (!databases.postgres()) CHECK(store.query("PRAGMA journal_mode").rows[0][0].text == "wal");
   }
   Store reopened(path);  // migrating an up-to-date database is a no-op
   CHECK(reopened.schema_version() == Store::kSchemaVersion);
@@ -155,18 +173,17 @@ PRAGMA user_version = 1;
 }
 
 TEST_CASE("a database from a newer moelab is refused", "[store]") {
-  testing::TempDir dir;
-  const std::string path = dir.file("new.db");
-  {
-    SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    db.exec("PRAGMA user_version = 99");
-  }
-  CHECK_THROWS_WITH(Store(path), Catch::Matchers::Contains("newer than this moelab"));
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string path = databases.create("new");
+  open_connection(path, false)->set_schema_version(99);
+  CHECK_THROWS_WITH(Store(path), Catch::Matchers::Contains("newer than this moelab") &&
+                                     Catch::Matchers::Contains("schema version 99"));
+  CHECK_THROWS_WITH(Store(path, Store::Access::ReadOnly), Catch::Matchers::Contains("newer than this moelab"));
 }
 
 TEST_CASE("runs, params, metrics and summaries round-trip", "[store]") {
-  testing::TempDir dir;
-  Store store(dir.file("r.db"));
+  MOELAB_FOR_EACH_ENGINE(databases);
+  Store store(databases.create("r"));
   const int64_t run = store.create_run(sample_record());
   CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "running");
 
@@ -191,13 +208,13 @@ TEST_CASE("runs, params, metrics and summaries round-trip", "[store]") {
   CHECK(latest.rows[1][3].real == 0.75);
 
   auto overview = store.query("SELECT params, summaries FROM run_overview");
-  CHECK(overview.rows[0][0].text == R"({"router.k":"2","seed":"5"})");
-  CHECK(overview.rows[0][1].text == R"({"test/accuracy":0.8})");
+  CHECK(nlohmann::json::parse(overview.rows[0][0].text) == nlohmann::json{{"router.k", "2"}, {"seed", "5"}});
+  CHECK(nlohmann::json::parse(overview.rows[0][1].text) == nlohmann::json{{"test/accuracy", 0.8}});
 }
 
 TEST_CASE("a failed run keeps its message and the database stays consistent", "[store]") {
-  testing::TempDir dir;
-  Store store(dir.file("f.db"));
+  MOELAB_FOR_EACH_ENGINE(databases);
+  Store store(databases.create("f"));
   const int64_t run = store.create_run(sample_record());
   store.finish_run(run, "failed", {}, "out of memory at step 3");
   auto rows = store.query("SELECT status, error FROM runs WHERE id = " + std::to_string(run));
@@ -205,12 +222,13 @@ TEST_CASE("a failed run keeps its message and the database stays consistent", "[
   CHECK(rows.rows[0][1].text == "out of memory at step 3");
   CHECK_THROWS(store.finish_run(run, "bogus", {}));  // CHECK constraint on status
   CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "failed");
-  CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
+  if (!databases.postgres()) CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
 }
 
 TEST_CASE("a batch of writes commits together or not at all", "[store]") {
-  testing::TempDir dir;
-  Store store(dir.file("r.db"));
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string path = databases.create("r");
+  Store store(path);
   auto runs = [&] { return store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer; };
   RunRecord second = sample_record();
   second.config_hash = "def456";
@@ -228,14 +246,14 @@ TEST_CASE("a batch of writes commits together or not at all", "[store]") {
   CHECK(runs() == 2);
   store.enqueue_run(sample_record());  // outside a batch, a write commits on its own
   CHECK(runs() == 3);
-  Store other(dir.file("r.db"));  // and another connection sees every committed row
+  Store other(path);  // and another connection sees every committed row
   CHECK(other.query("SELECT COUNT(*) FROM params").rows[0][0].integer == 3 * 2);
 }
 
 TEST_CASE("acquiring a dependency run: create, reuse, wait, take over a dead one, no retry",
           "[store]") {
-  testing::TempDir dir;
-  Store store(dir.file("a.db"));
+  MOELAB_FOR_EACH_ENGINE(databases);
+  Store store(databases.create("a"));
   const RunRecord record = sample_record();
   AcquiredRun first = store.acquire_run(record, "host:1", false);
   CHECK(first.status == "claimed");
@@ -244,7 +262,7 @@ TEST_CASE("acquiring a dependency run: create, reuse, wait, take over a dead one
   CHECK(second.status == "running");
   CHECK(second.run_id == first.run_id);
   CHECK_FALSE(store.requeue_if_stale(first.run_id, 120.0));  // fresh heartbeat
-  store.database().exec("UPDATE runs SET heartbeat_at = '2000-01-01T00:00:00Z'");
+  store.query("UPDATE runs SET heartbeat_at = '2000-01-01T00:00:00Z'");
   CHECK(store.requeue_if_stale(first.run_id, 120.0));         // its process died
   AcquiredRun taken = store.acquire_run(record, "host:2", false);
   CHECK(taken.status == "claimed");
@@ -287,8 +305,8 @@ int64_t add_run(Store& store, const std::string& hash, const std::string& status
 
 TEST_CASE("db merge: runs from two databases, done duplicates kept once, conflicts reported",
           "[store][transfer]") {
-  testing::TempDir dir;
-  const std::string a = dir.file("a.db"), b = dir.file("b.db"), out = dir.file("out.db");
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string a = databases.create("a"), b = databases.create("b"), out = databases.create("out");
   int64_t a_parent = 0;
   {
     Store store(a);
@@ -310,14 +328,15 @@ TEST_CASE("db merge: runs from two databases, done duplicates kept once, conflic
   CHECK(report.duplicates == 2);
   CHECK(report.unfinished == 1);
   REQUIRE(report.conflicts.size() == 1);
-  CHECK_THAT(report.conflicts[0], Catch::Matchers::Contains("b.db run 3") &&
+  CHECK_THAT(report.conflicts[0], Catch::Matchers::Contains(b + " run 3") &&
                                       Catch::Matchers::Contains("test/accuracy 0.75 vs 0.7"));
 
   Store merged(out, Store::Access::ReadOnly);
-  CHECK(merged.query("SELECT group_concat(config_hash || ':' || status, ' ') FROM (SELECT * FROM "
-                     "runs ORDER BY id)")
-            .rows[0][0]
-            .text == "h1:done h2:failed h4:done h5:done");
+  std::string runs;
+  for (const auto& row : merged.query("SELECT config_hash, status FROM runs ORDER BY id").rows) {
+    runs += (runs.empty() ? "" : " ") + row[0].text + ":" + row[1].text;
+  }
+  CHECK(runs == "h1:done h2:failed h4:done h5:done");
   // Everything hanging off a run came along, under its new id; the parent link followed.
   for (const char* table : {"params", "metrics", "run_files"}) {
     INFO(table);
@@ -342,27 +361,33 @@ TEST_CASE("db merge: runs from two databases, done duplicates kept once, conflic
   CHECK(again.duplicates == 6);
 
   // Through the command line, and its errors.
-  const auto merged_cli = testing::run_moelab("db merge " + a + " " + b + " -o " + dir.file("cli.db"));
+  const auto merged_cli = testing::run_moelab("db merge " + a + " " + b + " -o " + databases.create("cli"));
   CHECK(merged_cli.exit_code == 0);
   CHECK_THAT(merged_cli.output, Catch::Matchers::Contains("merged: 4 run(s) copied, 2 duplicate(s)"));
   const auto same = testing::run_moelab("db merge " + a + " -o " + a);
   CHECK(same.exit_code == 2);
   CHECK_THAT(same.output, Catch::Matchers::Contains("both an input and the output"));
-  {
-    Store old(dir.file("old.db"));
-    old.query("PRAGMA user_version = 4");
-  }
-  const auto old_schema = testing::run_moelab("db merge " + a + " " + dir.file("old.db") + " -o " +
-                                              dir.file("never.db"));
+  const std::string old = databases.create("old");
+  { Store migrated(old); }
+  open_connection(old, false)->set_schema_version(4);
+  const std::string never = databases.create("never");
+  const auto old_schema = testing::run_moelab("db merge " + a + " " + old + " -o " + never);
   CHECK(old_schema.exit_code == 2);
-  CHECK_THAT(old_schema.output, Catch::Matchers::Contains("old.db") &&
+  CHECK_THAT(old_schema.output, Catch::Matchers::Contains(old) &&
                                     Catch::Matchers::Contains("schema version 4"));
-  CHECK_FALSE(std::filesystem::exists(dir.file("never.db")));  // nothing written
+  if (databases.postgres()) {
+    CHECK(open_connection(never, true)->schema_version() == 0);  // nothing written
+  } else {
+    CHECK_FALSE(std::filesystem::exists(never));
+  }
 }
 
-TEST_CASE("db copy: every run with its id, every query's result identical", "[store][transfer]") {
-  testing::TempDir dir;
-  const std::string a = dir.file("a.db"), copy = dir.file("copy.db"), back = dir.file("back.db");
+TEST_CASE("db copy: every run with its id, every query's result identical after a round trip "
+          "SQLite -> engine -> SQLite",
+          "[store][transfer]") {
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string a = databases.file("a.db"), copy = databases.create("copy"),
+                    back = databases.file("back.db");
   {
     Store store(a);
     const int64_t parent = add_run(store, "h1", "done", {{"test/accuracy", 0.8}});
@@ -390,6 +415,108 @@ TEST_CASE("db copy: every run with its id, every query's result identical", "[st
   const auto refused = testing::run_moelab("db copy " + a + " " + copy);
   CHECK(refused.exit_code == 2);
   CHECK_THAT(refused.output, Catch::Matchers::Contains("already holds runs"));
+  // New runs in the copy are numbered after the copied ones.
+  Store copied(copy);
+  CHECK(add_run(copied, "h9", "done", {}) == 4);
+}
+
+TEST_CASE("4 worker processes claim 50 queued runs: each run exactly once", "[store]") {
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string path = databases.create("queue");
+  constexpr int kRuns = 50, kWorkers = 4;
+  {
+    Store store(path);
+    store.batch([&] {
+      for (int i = 0; i < kRuns; ++i) {
+        RunRecord record = sample_record();
+        record.sweep = "q";
+        record.config_hash = fmt::format("h{}", i);
+        store.enqueue_run(record);
+      }
+    });
+  }
+  std::vector<pid_t> children;
+  for (int worker = 0; worker < kWorkers; ++worker) {
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {  // claims until the queue is empty, writing down what it got
+      int status = 0;
+      try {
+        Store store(path);
+        std::ofstream claims(databases.file(fmt::format("claims-{}", worker)));
+        const std::string id = fmt::format("host:{}", getpid());
+        while (auto claimed = store.claim_run("q", id)) {
+          claims << claimed->run_id << "\n" << std::flush;
+          store.finish_run(claimed->run_id, "done", {{"worker", worker}});
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "worker %d: %s\n", worker, e.what());
+        status = 1;
+      }
+      _exit(status);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  }
+  std::multiset<int64_t> claimed;
+  for (int worker = 0; worker < kWorkers; ++worker) {
+    std::ifstream claims(databases.file(fmt::format("claims-{}", worker)));
+    for (int64_t id = 0; claims >> id;) claimed.insert(id);
+  }
+  CHECK(claimed.size() == kRuns);
+  CHECK(std::set<int64_t>(claimed.begin(), claimed.end()).size() == kRuns);  // none twice
+  Store store(path, Store::Access::ReadOnly);
+  CHECK(store.query("SELECT COUNT(*) FROM runs WHERE status = 'done'").rows[0][0].integer == kRuns);
+  CHECK(store.query("SELECT COUNT(*) FROM summaries").rows[0][0].integer == kRuns);  // one end each
+}
+
+TEST_CASE("PostgreSQL: a password in the URI, an unreachable server, refused credentials, "
+          "a read-only store",
+          "[store][postgres]") {
+  const std::string reason = testing::postgres_skip_reason();
+  if (!reason.empty()) {
+    WARN("skipped: " << reason);
+    return;
+  }
+  const std::string server = std::getenv("MOELAB_TEST_POSTGRES");  // postgresql://moelab@HOST:PORT/DB
+  const std::string host_port = server.substr(server.find('@') + 1, server.rfind('/') - server.find('@') - 1);
+  const std::string host = host_port.substr(0, host_port.find(':'));
+  CHECK_THROWS_WITH(Store("postgresql://moelab:hunter2@" + host_port + "/moelab_test"),
+                    Catch::Matchers::Contains("holds a password") && Catch::Matchers::Contains(".pgpass") &&
+                        !Catch::Matchers::Contains("hunter2"));
+  // A port nobody listens on: the host and port named, a ConfigError (exit 2).
+  CHECK_THROWS_AS(Store("postgresql://moelab@" + host + ":1/moelab_test"), ConfigError);
+  CHECK_THROWS_WITH(Store("postgresql://moelab@" + host + ":1/moelab_test"),
+                    Catch::Matchers::Contains("host '" + host + "' port 1"));
+  const char* role = std::getenv("MOELAB_TEST_POSTGRES_PW_ROLE");
+  if (role != nullptr) {
+    setenv("PGPASSWORD", "wrong", 1);
+    CHECK_THROWS_WITH(Store(fmt::format("postgresql://{}@{}/moelab_test", role, host_port)),
+                      Catch::Matchers::Contains("password authentication failed"));
+    unsetenv("PGPASSWORD");
+  }
+  testing::TestDatabases databases("postgres");
+  const std::string path = databases.create("ro");
+  Store(path).create_run(sample_record());
+  Store reader(path, Store::Access::ReadOnly);
+  CHECK(reader.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 1);
+  try {
+    reader.query("DELETE FROM runs");
+    FAIL("a read-only store wrote");
+  } catch (const DatabaseError& e) {
+    CHECK(e.kind() == DatabaseError::Kind::ReadOnly);
+  }
+  // Through the command line: unreachable is exit 2 with the host and port, nothing else.
+  const auto unreachable = testing::run_moelab("query postgresql://moelab@" + host + ":1/x 'SELECT 1'");
+  CHECK(unreachable.exit_code == 2);
+  CHECK_THAT(unreachable.output, Catch::Matchers::Contains("port 1"));
+  const auto dialect = testing::run_moelab("query " + path + " \"SELECT julianday('now')\"");
+  CHECK(dialect.exit_code == 2);
+  CHECK_THAT(dialect.output, Catch::Matchers::Contains("julianday"));
 }
 
 }  // namespace moelab

@@ -112,20 +112,10 @@ int command_list(const std::string& what, bool verbose) {
 }
 
 int command_query(const std::string& db, const std::string& sql, bool write, bool csv, bool json) {
-  QueryResult result;
-  if (write) {
-    if (!std::filesystem::exists(db)) {
-      throw ConfigError(fmt::format("results database '{}' does not exist", db));
-    }
-    Store store(db);
-    try {
-      result = store.query(sql);
-    } catch (const SQLite::Exception& e) {
-      throw ConfigError(fmt::format("query failed on '{}': {}", db, e.what()));
-    }
-  } else {
-    result = query_read_only(db, sql);
+  if (!is_postgres_uri(db) && !std::filesystem::exists(db)) {
+    throw ConfigError(fmt::format("results database '{}' does not exist", db));
   }
+  const QueryResult result = query_database(db, sql, write);
   std::cout << (csv ? format_csv(result) : json ? format_json(result) : format_aligned(result));
   return kExitOk;
 }
@@ -429,7 +419,7 @@ void add_plot_command(CLI::App& app, Command& command) {
   auto args = std::make_shared<Args>();
   PlotRequest& request = args->request;
   auto* plot = app.add_subcommand("plot", "figures with gnuplot (PNG, SVG, data and script)");
-  plot->add_option("db", args->db, "results database")->required()->check(CLI::ExistingFile);
+  plot->add_option("db", args->db, "results database")->required();
   plot->add_option("--kind", request.kind, "curves | corruption | load | shares")
       ->check(CLI::IsMember({"curves", "corruption", "load", "shares"}));
   plot->add_option("--sweep", request.sweep, "only this sweep's runs");
@@ -466,7 +456,7 @@ void add_robustness_command(CLI::App& app, Command& command) {
       "robustness",
       "per group over seeds: clean error, corruption error, mCE, relative mCE, robust accuracy "
       "per attack (mean, 95% CI, Welch p against the baseline group)");
-  robustness->add_option("db", args->db, "results database")->required()->check(CLI::ExistingFile);
+  robustness->add_option("db", args->db, "results database")->required();
   robustness->add_option("--sweep", args->request.sweep, "only this sweep's runs");
   robustness->add_option("--group-by", args->group_by,
                          "config keys, comma separated (router = router.name)");

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "harness/core/error.h"
 #include "harness/core/parse.h"
@@ -215,17 +216,26 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
   return finish(request, base, plot + "\n");
 }
 
+// The layer of a per-layer metric name "moe/l<i>/<rest>", if it is one.
+std::optional<int64_t> layer_of(const std::string& name) {
+  const size_t slash = name.find('/', 4);
+  if (name.rfind("moe/l", 0) != 0 || slash == std::string::npos || slash == 5) return std::nullopt;
+  const std::string digits = name.substr(5, slash - 5);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return to_int64(digits, name + ": layer");
+}
+
 // Per-layer routing metric values of a run at each logged training step: layer -> step -> value.
 using LayerSeries = std::map<int64_t, std::map<int64_t, double>>;
 LayerSeries layer_series(Store& store, int64_t run, const std::string& metric) {
   const auto rows = store.query("SELECT step, name, value FROM metrics WHERE run_id = ? AND "
-                                "split = 'train' AND name GLOB ? AND value IS NOT NULL",
-                                {run, "moe/l[0-9]*/" + metric});
+                                "split = 'train' AND name LIKE ? AND value IS NOT NULL",
+                                {run, "moe/l%/" + metric});
   LayerSeries series;
   for (const auto& row : rows.rows) {
     const std::string& name = row[1].text;  // moe/l<i>/<metric>
-    const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
-    series[layer][row[0].integer] = row[2].number();
+    const auto layer = layer_of(name);
+    if (layer && name.substr(name.find('/', 4) + 1) == metric) series[*layer][row[0].integer] = row[2].number();
   }
   return series;
 }
@@ -242,14 +252,15 @@ std::vector<std::string> shares(Store& store, const PlotRequest& request, const 
     std::map<int64_t, std::map<int64_t, std::vector<double>>> shares;  // layer -> expert -> runs
     for (int64_t run : group.run_ids) {
       const auto rows = store.query(R"sql(
-SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name GLOB 'moe/l*/load_e[0-9]*'
-  AND step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1 AND name GLOB 'moe/l*/load_e[0-9]*'))sql",
+SELECT name, value FROM metrics WHERE run_id = ?1 AND split = 'train' AND name LIKE 'moe/l%/load_e%'
+  AND step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1 AND name LIKE 'moe/l%/load_e%'))sql",
                                     {run});
       for (const auto& row : rows.rows) {
         const std::string& name = row[0].text;  // moe/l<i>/load_e<j>
-        const auto layer = to_int64(name.substr(5, name.find('/', 4) - 5), name + ": layer");
-        const auto expert = to_int64(name.substr(name.rfind('e') + 1), name + ": expert");
-        shares[layer][expert].push_back(row[1].number());
+        const std::string expert = name.substr(name.rfind("/load_e") + 7);
+        const auto layer = layer_of(name);
+        if (!layer || expert.empty() || expert.find_first_not_of("0123456789") != std::string::npos) continue;
+        shares[*layer][to_int64(expert, name + ": expert")].push_back(row[1].number());
       }
     }
     if (shares.empty()) continue;

@@ -104,7 +104,7 @@ int64_t reopen_for_resume(Store& store, const RunSpec& run) {
 }
 
 // The status and error a run ends with when `error` escaped it.
-void record_failure(std::exception_ptr error, Store& store, RunOutcome& outcome) {
+void record_failure(std::exception_ptr error, RunOutcome& outcome) {
   try {
     std::rethrow_exception(error);
   } catch (const DivergedError& e) {
@@ -113,9 +113,9 @@ void record_failure(std::exception_ptr error, Store& store, RunOutcome& outcome)
   } catch (const InterruptedError& e) {
     outcome.status = "interrupted";
     outcome.error = e.what();
-  } catch (const SQLite::Exception& e) {  // writing metrics: a full disk, an I/O error
+  } catch (const DatabaseError& e) {  // writing metrics: a full disk, an I/O error, a lost server
     outcome.status = "failed";
-    outcome.error = fmt::format("results database '{}': {}", store.path(), e.what());
+    outcome.error = e.what();  // names the database
   } catch (const std::exception& e) {
     outcome.status = "failed";
     outcome.error = exception_text(e);
@@ -134,16 +134,15 @@ void record_end(Store& store, RunOutcome& outcome, const std::vector<std::pair<s
       failpoint("recording_end");  // before the commit: the run stays 'running', resumable
     });
     return;
-  } catch (const SQLite::Exception& e) {
-    outcome.error = fmt::format("results database '{}': the end of the run (status '{}') cannot be "
-                                "written: {}",
-                                store.path(), outcome.status, e.what());
+  } catch (const DatabaseError& e) {
+    outcome.error = fmt::format("the end of the run (status '{}') cannot be written: {}",
+                                outcome.status, e.what());
     outcome.status = "failed";
     outcome.summaries.clear();
   }
   try {
     store.finish_run(outcome.run_id, outcome.status, {}, outcome.error, seconds);
-  } catch (const SQLite::Exception&) {
+  } catch (const DatabaseError&) {
     throw Error(outcome.error + fmt::format("; run {} stays 'running' (`moelab run --resume` "
                                             "continues it from its last checkpoint, a sweep "
                                             "requeues it)",
@@ -195,7 +194,7 @@ RunOutcome run_on_row(Store& store, const RunSpec& run, bool resume, const RunSp
         train_and_evaluate(run, *task, *model, log, device, resume, conversion.get());
     outcome.status = "done";
   } catch (...) {
-    record_failure(std::current_exception(), store, outcome);
+    record_failure(std::current_exception(), outcome);
   }
   record_end(store, outcome, files,
              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -205,7 +204,7 @@ RunOutcome run_on_row(Store& store, const RunSpec& run, bool resume, const RunSp
 RunOutcome record_failed_start(Store& store, int64_t run_id, std::exception_ptr error) {
   RunOutcome outcome;
   outcome.run_id = run_id;
-  record_failure(error, store, outcome);
+  record_failure(error, outcome);
   record_end(store, outcome, {}, 0.0);
   return outcome;
 }

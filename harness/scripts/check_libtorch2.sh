@@ -21,7 +21,7 @@ MIRROR="http://deb.debian.org/debian"
 PACKAGES=(
   g++ cmake make libtorch-dev libopenblas0-pthread libyaml-cpp-dev libfmt-dev libsqlitecpp-dev
   libsqlite3-dev libcli11-dev nlohmann-json3-dev zlib1g-dev nettle-dev libboost-dev pkg-config
-  dataset-fashion-mnist gnuplot-nox
+  libpq-dev dataset-fashion-mnist gnuplot-nox
 )
 
 unable() {  # this machine cannot host the check: exit 3

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Set-up, build everything, and run the default test suite through CTest. With --slow, the
-# slow tests (tagged [.slow], CTest label "slow") run after it.
+# Set-up, build everything, start the test servers (PostgreSQL, a one-node Slurm:
+# test_servers.sh; stopped again on exit), and run the default test suite through CTest.
+# With --slow, the slow tests (tagged [.slow], CTest label "slow") run after it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 bash harness/scripts/setup.sh
 bash harness/scripts/build.sh
-cd "${MOELAB_BUILD_DIR:-$ROOT/build}"
+BUILD="${MOELAB_BUILD_DIR:-$ROOT/build}"
+bash harness/scripts/test_servers.sh start "$BUILD/test-servers"
+trap 'bash "$ROOT/harness/scripts/test_servers.sh" stop "$BUILD/test-servers"' EXIT
+# shellcheck source=/dev/null
+source "$BUILD/test-servers/env"
+cd "$BUILD"
 ctest --output-on-failure --parallel 1 --label-exclude slow
 if [ "${1:-}" = "--slow" ]; then
   ctest --output-on-failure --parallel 1 --label-regex slow

@@ -1,18 +1,18 @@
-// The SQLite results database: versioned schema with migrations, run records with
-// provenance, flattened params, batched metric history, final summaries, and ad-hoc queries.
-// Schema documentation: docs/schema.md.
+// The results database, on SQLite (a file, the default) or PostgreSQL (a URI): versioned
+// schema with migrations, run records with provenance, flattened params, batched metric
+// history, final summaries, the sweep queue, and ad-hoc queries. Schema: docs/schema.md.
 #pragma once
-
-#include <SQLiteCpp/Database.h>
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
-#include <variant>
 #include <vector>
+
+#include "harness/store/sql_connection.h"
 
 namespace moelab {
 
@@ -73,40 +73,26 @@ struct MetricRow {
   double value = 0.0;
 };
 
-// One value of a query result, keeping SQLite's storage class for JSON output.
-struct Cell {
-  enum class Type { Null, Integer, Real, Text } type = Type::Null;
-  int64_t integer = 0;
-  double real = 0.0;
-  std::string text;
-  std::string to_string() const;
-  double number() const { return type == Type::Integer ? static_cast<double>(integer) : real; }
-};
-
-struct QueryResult {
-  std::vector<std::string> columns;
-  std::vector<std::vector<Cell>> rows;
+// A sweep submitted to a batch scheduler: one Slurm job array, say.
+struct Launch {
+  std::string launcher;  // slurm
+  std::string job_id;
+  std::string script;    // the batch script, kept for inspection
+  std::string submitted_at;
 };
 
 // Seconds without a heartbeat after which a running run counts as abandoned and is requeued
 // (sweep --stale-after; also how long a run waits on another process's dense parent).
 inline constexpr double kDefaultStaleSeconds = 120;
 
+// `moelab query`: the existing database at `target` (a file or a PostgreSQL URI), read-only
+// unless `write` (no migration, no write can happen; a file on a read-only mount is read as
+// immutable). ConfigError naming the database when it is missing, not a database, or the
+// SQL fails.
+QueryResult query_database(const std::string& target, const std::string& sql, bool write);
+
 // SQL condition on `runs r`: the run belongs to sweep ?1 (its own, or a member such as a shared
 // dense parent), or ?1 is '' (every run).
-// A value bound to a query's placeholder (?, or ?N for the N-th value); monostate is NULL.
-using SqlParam = std::variant<std::monostate, int64_t, double, std::string>;
-SqlParam param_of(const Cell& cell);
-
-// One SQL statement on an open database with `params` bound in order, every row read.
-QueryResult query_database(SQLite::Database& db, const std::string& sql,
-                           const std::vector<SqlParam>& params = {});
-
-// `moelab query` without --write: the existing database at `path` opened read-only (no
-// migration, no write can happen; a file on a read-only mount is read as immutable).
-// ConfigError naming the file when it is missing, not a database, or the SQL fails.
-QueryResult query_read_only(const std::string& path, const std::string& sql);
-
 #define MOELAB_RUN_IN_SWEEP_SQL \
   "(?1 = '' OR r.sweep = ?1 OR r.id IN (SELECT run_id FROM sweep_members WHERE sweep = ?1))"
 
@@ -119,19 +105,16 @@ std::string host_name();
 // Who holds a claimed run: "host:pid" of this process.
 std::string worker_id();
 
-// Throws `e` again with the file's name: ConfigError when the file is not a database or
-// cannot be opened there (the user's input), Error otherwise (a full disk, an I/O error).
-[[noreturn]] void throw_database_error(const std::string& path, const SQLite::Exception& e);
-
 class Store {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   enum class Access { ReadWrite, ReadOnly };
-  // ReadWrite opens (creating if needed) and migrates the database before returning.
-  // ReadOnly (reports, queries, plots) needs an existing database of the current schema and
-  // works on a read-only mount; writing through it fails.
-  explicit Store(const std::string& path, Access access = Access::ReadWrite);
+  // `target`: a file path (SQLite) or a PostgreSQL URI. ReadWrite opens (creating a file if
+  // needed) and migrates the database before returning. ReadOnly (reports, queries, plots)
+  // needs an existing database of the current schema and works on a read-only mount; writing
+  // through it fails.
+  explicit Store(const std::string& target, Access access = Access::ReadWrite);
 
   int64_t create_run(const RunRecord& record);  // status 'running'
   int64_t enqueue_run(const RunRecord& record);  // status 'pending', provenance at claim time
@@ -151,12 +134,13 @@ class Store {
   void reopen_run(int64_t run_id, int64_t step, const Provenance& provenance);
 
   // The sweep queue. claim_run moves the oldest pending run of the sweep to 'running' in one
-  // IMMEDIATE transaction, so no two workers ever get the same run.
+  // transaction that no other claim can share (SQLite's write lock; a row lock skipped by the
+  // other workers on PostgreSQL), so no two workers ever get the same run.
   std::optional<ClaimedRun> claim_run(const std::string& sweep, const std::string& worker);
   void heartbeat(int64_t run_id);
   std::optional<RunState> run_for_hash(const std::string& config_hash);
   std::optional<RunState> run_state(int64_t run_id);
-  // A dependency run (a converted run's dense parent), in one IMMEDIATE transaction: the
+  // A dependency run (a converted run's dense parent), in one serialized transaction: the
   // config's done run, or its running one, or its pending/interrupted one claimed for
   // `worker`, or a new running row when there is none (or, with retry_failed, when the
   // newest failed or diverged).
@@ -168,7 +152,7 @@ class Store {
   // Done runs by id ("42") or config-hash prefix ("3fa9c2d1..."): (id, canonical config).
   std::vector<ClaimedRun> done_runs_matching(const std::string& reference);
   std::vector<std::pair<std::string, double>> summaries(int64_t run_id);
-  // Metric values of one (split, step) of a run, in logging order.
+  // Metric values of one (split, step) of a run, by name.
   std::vector<std::pair<std::string, double>> metrics_at(int64_t run_id, const std::string& split,
                                                          int64_t step);
   // Deletes a run's rows at `step` other than its training rows: what an interrupted final
@@ -182,6 +166,10 @@ class Store {
   // worker ("host:pid") is known to be dead. Return how many.
   int64_t requeue_stale(const std::string& sweep, double stale_seconds);
   int64_t requeue_worker(const std::string& worker);
+  // Back to 'pending': the sweep's runs in `status` ('running', 'interrupted'). How many.
+  int64_t requeue_sweep(const std::string& sweep, const std::string& status);
+  void record_launch(const std::string& sweep, const Launch& launch);
+  std::vector<Launch> launches(const std::string& sweep);  // oldest first
   // Back to 'pending' if this run is 'running' with a heartbeat older than stale_seconds.
   bool requeue_if_stale(int64_t run_id, double stale_seconds);
   // Peak resident memory of the process and the (path, sha256) of the data files read.
@@ -190,8 +178,13 @@ class Store {
 
   QueryResult query(const std::string& sql, const std::vector<SqlParam>& params = {});
   int schema_version();
-  std::string path() const { return db_.getFilename(); }
-  SQLite::Database& database() { return db_; }
+  // The file path or URI it was opened with.
+  const std::string& path() const { return db_->name(); }
+  Dialect dialect() const { return db_->dialect(); }
+  // SQL: seconds from a timestamp column to now, by the database's clock.
+  std::string seconds_since(const std::string& column) const { return db_->seconds_since_sql(column); }
+  // After `db copy` inserted runs with their ids: new runs are numbered above them.
+  void continue_run_ids();
 
  private:
   void migrate();
@@ -200,7 +193,7 @@ class Store {
   int64_t insert_run(const RunRecord& record, const std::string& status);
   int64_t insert_run_rows(const RunRecord& record, const std::string& status);  // no transaction
   void write_provenance(int64_t run_id, const Provenance& provenance);
-  SQLite::Database db_;
+  std::unique_ptr<SqlConnection> db_;
 };
 
 }  // namespace moelab

@@ -15,8 +15,8 @@ namespace {
 const char* const kRunTables[] = {"params", "metrics", "summaries", "run_files", "sweep_members"};
 
 // INSERT of one row of `columns` into `table`, with `run_id` (and, for runs, `id` and
-// `parent_run_id`) replaced by `replacements`.
-void insert_row(Store& output, const std::string& table, const std::vector<std::string>& columns,
+// `parent_run_id`) replaced by `replacements`; returns the new row's result (its id for runs).
+QueryResult insert_row(Store& output, const std::string& table, const std::vector<std::string>& columns,
                 const std::vector<Cell>& row, const std::map<std::string, SqlParam>& replacements) {
   std::vector<std::string> names;
   std::vector<SqlParam> values;
@@ -31,9 +31,9 @@ void insert_row(Store& output, const std::string& table, const std::vector<std::
   }
   std::string placeholders;
   for (size_t i = 0; i < names.size(); ++i) placeholders += i == 0 ? "?" : ", ?";
-  output.query(fmt::format("INSERT INTO {} ({}) VALUES ({})", table, fmt::join(names, ", "),
-                           placeholders),
-               values);
+  return output.query(fmt::format("INSERT INTO {} ({}) VALUES ({}){}", table, fmt::join(names, ", "),
+                                  placeholders, table == "runs" ? " RETURNING id" : ""),
+                      values);
 }
 
 int64_t column_index(const QueryResult& result, const std::string& name) {
@@ -75,8 +75,7 @@ int64_t copy_run(Store& input, Store& output, const QueryResult& runs, size_t ro
     const auto mapped = id_map.find(parent.integer);
     replace["parent_run_id"] = mapped != id_map.end() ? SqlParam(mapped->second) : SqlParam(std::monostate{});
   }
-  insert_row(output, "runs", runs.columns, row, replace);
-  const int64_t id = new_id ? *new_id : output.query("SELECT last_insert_rowid()").rows[0][0].integer;
+  const int64_t id = insert_row(output, "runs", runs.columns, row, replace).rows.at(0).at(0).integer;
   for (const char* table : kRunTables) {
     const auto rows = input.query(fmt::format("SELECT * FROM {} WHERE run_id = ?", table), {old_id});
     for (const auto& table_row : rows.rows) {
@@ -185,6 +184,7 @@ int64_t copy_database(const std::string& source_path, const std::string& destina
       same_ids[id] = id;
       copy_run(source, destination, runs, r, id, same_ids);
     }
+    destination.continue_run_ids();
   });
   return static_cast<int64_t>(runs.rows.size());
 }

@@ -210,11 +210,12 @@ class ChildExitWait {
 // The running runs' progress and the mean length of a run of the sweep (its done runs', or
 // else the running runs' projected length; 0 when neither is known yet).
 std::pair<std::vector<RunProgress>, double> measured_progress(Store& store, const std::string& sweep) {
-  const auto rows = store.query(R"sql(
+  const auto rows = store.query(fmt::format(R"sql(
 SELECT (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id AND m.split = 'train'),
-       (SELECT CAST(value AS REAL) FROM params p WHERE p.run_id = r.id AND p.key = 'train.steps'),
-       (julianday('now') - julianday(r.started_at)) * 86400.0
+       (SELECT CAST(value AS DOUBLE PRECISION) FROM params p WHERE p.run_id = r.id AND p.key = 'train.steps'),
+       {}
 FROM runs r WHERE r.sweep = ?1 AND r.status = 'running' AND r.started_at IS NOT NULL)sql",
+                                            store.seconds_since("r.started_at")),
                                 {sweep});
   std::vector<RunProgress> running;
   double projected = 0;

@@ -1,0 +1,248 @@
+// The PostgreSQL engine through libpq: a URI ("postgresql://user@host:port/name",
+// "postgresql:///name" over the local socket) with secrets from PGPASSWORD or ~/.pgpass only,
+// placeholders rewritten to $N, values sent as text for the server to type, and the server's
+// clock and advisory locks for what SQLite does with its file lock.
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include <memory>
+
+#include "harness/store/sql_connection.h"
+
+namespace moelab {
+namespace {
+
+// The advisory lock that serialized write transactions take ("moelab" in ASCII).
+constexpr int64_t kWriterLock = 0x6d6f656c6162;
+
+// SQLSTATEs: a write in a read-only transaction; classes of statements the server rejects
+// (data exceptions, constraint violations, syntax errors and undefined objects).
+bool is_read_only_violation(const std::string& state) { return state == "25006"; }
+bool is_rejected(const std::string& state) {
+  const std::string kind = state.substr(0, 2);
+  return kind == "22" || kind == "23" || kind == "42";
+}
+
+// `?` and `?N` outside quotes and comments become `$k` and `$N`.
+std::string numbered_placeholders(const std::string& sql) {
+  std::string out;
+  out.reserve(sql.size() + 16);
+  int next = 0;
+  for (size_t i = 0; i < sql.size(); ++i) {
+    const char c = sql[i];
+    const auto copy_until = [&](const std::string& end) {
+      const size_t stop = sql.find(end, i + 1);
+      const size_t last = stop == std::string::npos ? sql.size() : stop + end.size();
+      out.append(sql, i, last - i);
+      i = last - 1;
+    };
+    if (c == '\'' || c == '"') {
+      copy_until(std::string(1, c));  // '' inside a literal reads as two literals: same text
+    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      copy_until("\n");
+    } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+      copy_until("*/");
+    } else if (c == '?') {
+      size_t digits = i + 1;
+      while (digits < sql.size() && std::isdigit(static_cast<unsigned char>(sql[digits]))) ++digits;
+      out += '$';
+      out += digits > i + 1 ? sql.substr(i + 1, digits - i - 1) : std::to_string(++next);
+      i = digits - 1;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string text_of(const SqlParam& param) {
+  if (const auto* integer = std::get_if<int64_t>(&param)) return std::to_string(*integer);
+  if (const auto* real = std::get_if<double>(&param)) return fmt::format("{:.17g}", *real);
+  return std::get<std::string>(param);
+}
+
+// Type OIDs of pg_type: integers and booleans read as Integer, floating and numeric as Real.
+Cell cell_of(const PGresult* result, int row, int column) {
+  Cell cell;
+  if (PQgetisnull(result, row, column)) return cell;
+  const char* value = PQgetvalue(result, row, column);
+  switch (PQftype(result, column)) {
+    case 16:  // bool
+      cell.type = Cell::Type::Integer;
+      cell.integer = value[0] == 't' ? 1 : 0;
+      break;
+    case 20: case 21: case 23:  // int8, int2, int4
+      cell.type = Cell::Type::Integer;
+      cell.integer = std::stoll(value);
+      break;
+    case 700: case 701: case 1700:  // float4, float8, numeric
+      cell.type = Cell::Type::Real;
+      cell.real = std::stod(value);
+      break;
+    default:
+      cell.type = Cell::Type::Text;
+      cell.text = value;
+  }
+  return cell;
+}
+
+struct ResultDeleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+// A URI that carries a password would put it in configs, logs and the runs table.
+void refuse_password(const std::string& uri) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(uri.c_str(), &error);
+  if (options == nullptr) {
+    const std::string message = error != nullptr ? error : "out of memory";
+    PQfreemem(error);
+    throw ConfigError(fmt::format("results database '{}': not a PostgreSQL URI: {}", uri, message));
+  }
+  bool has_password = false;
+  for (PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+    if (std::string(option->keyword) == "password" && option->val != nullptr && option->val[0] != '\0') {
+      has_password = true;
+    }
+  }
+  PQconninfoFree(options);
+  if (has_password) {
+    throw ConfigError("results database URI holds a password: leave it out of the URI (it would be "
+                      "written to configs, logs and the database) and give it in ~/.pgpass or "
+                      "PGPASSWORD");
+  }
+}
+
+void ignore_notice(void*, const char*) {}  // "relation ... already exists, skipping" and the like
+
+class PostgresConnection final : public SqlConnection {
+ public:
+  PostgresConnection(const std::string& uri, bool read_only) : uri_(uri) {
+    refuse_password(uri);
+    connection_ = PQconnectdb(uri.c_str());
+    if (connection_ == nullptr || PQstatus(connection_) != CONNECTION_OK) {
+      const std::string host = connection_ != nullptr && PQhost(connection_) ? PQhost(connection_) : "?";
+      const std::string port = connection_ != nullptr && PQport(connection_) ? PQport(connection_) : "?";
+      const std::string message = connection_ != nullptr ? PQerrorMessage(connection_) : "out of memory";
+      PQfinish(connection_);
+      connection_ = nullptr;
+      throw ConfigError(fmt::format("results database '{}': cannot connect to PostgreSQL at host "
+                                    "'{}' port {}: {}",
+                                    uri, host, port, trimmed(message)));
+    }
+    PQsetNoticeProcessor(connection_, ignore_notice, nullptr);
+    execute_script("SET client_min_messages = warning");
+    if (read_only) execute_script("SET default_transaction_read_only = on");
+  }
+  ~PostgresConnection() override { PQfinish(connection_); }
+  PostgresConnection(const PostgresConnection&) = delete;
+  PostgresConnection& operator=(const PostgresConnection&) = delete;
+
+  Dialect dialect() const override { return Dialect::PostgreSQL; }
+  const std::string& name() const override { return uri_; }
+
+  QueryResult query(const std::string& sql, const std::vector<SqlParam>& params) override {
+    const Result result = run(sql, params);
+    QueryResult out;
+    const int columns = PQnfields(result.get());
+    for (int i = 0; i < columns; ++i) out.columns.emplace_back(PQfname(result.get(), i));
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      std::vector<Cell> cells;
+      for (int i = 0; i < columns; ++i) cells.push_back(cell_of(result.get(), row, i));
+      out.rows.push_back(std::move(cells));
+    }
+    return out;
+  }
+
+  int64_t execute(const std::string& sql, const std::vector<SqlParam>& params) override {
+    const Result result = run(sql, params);
+    const std::string changed = PQcmdTuples(result.get());
+    return changed.empty() ? 0 : std::stoll(changed);
+  }
+
+  void execute_script(const std::string& sql) override { run(sql, {}); }
+
+  bool in_transaction() override { return PQtransactionStatus(connection_) != PQTRANS_IDLE; }
+  void begin(bool serialized) override {
+    execute_script("BEGIN");
+    if (serialized) execute_script(fmt::format("SELECT pg_advisory_xact_lock({})", kWriterLock));
+  }
+  void commit() override { execute_script("COMMIT"); }
+  void rollback() override { execute_script("ROLLBACK"); }
+
+  int schema_version() override {
+    const auto exists = query("SELECT to_regclass('moelab_schema') IS NOT NULL", {});
+    if (exists.rows.at(0).at(0).integer == 0) return 0;
+    const auto version = query("SELECT MAX(version) FROM moelab_schema", {});
+    return static_cast<int>(version.rows.at(0).at(0).integer);
+  }
+  void set_schema_version(int version) override {
+    execute_script(fmt::format("CREATE TABLE IF NOT EXISTS moelab_schema (version INTEGER NOT NULL); "
+                               "DELETE FROM moelab_schema; INSERT INTO moelab_schema VALUES ({});",
+                               version));
+  }
+
+  std::string now_sql() const override {
+    return "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+  }
+  std::string seconds_since_sql(const std::string& column) const override {
+    return fmt::format("CAST(EXTRACT(EPOCH FROM (clock_timestamp() - CAST({} AS TIMESTAMPTZ))) AS "
+                       "DOUBLE PRECISION)",
+                       column);
+  }
+  void continue_ids_after_copy(const std::string& table) override {
+    execute_script(fmt::format("SELECT setval(pg_get_serial_sequence('{0}', 'id'), "
+                               "COALESCE(MAX(id), 0) + 1, false) FROM {0}",
+                               table));
+  }
+
+ private:
+  static std::string trimmed(std::string text) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return text;
+  }
+
+  Result run(const std::string& sql, const std::vector<SqlParam>& params) {
+    std::vector<std::string> texts;
+    std::vector<const char*> values;
+    texts.reserve(params.size());
+    for (const auto& param : params) {
+      const bool null = std::holds_alternative<std::monostate>(param);
+      texts.push_back(null ? "" : text_of(param));
+      values.push_back(null ? nullptr : texts.back().c_str());
+    }
+    Result result(params.empty()
+                      ? PQexec(connection_, sql.c_str())
+                      : PQexecParams(connection_, numbered_placeholders(sql).c_str(),
+                                     static_cast<int>(params.size()), nullptr, values.data(),
+                                     nullptr, nullptr, 0));
+    const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
+    throw_failure(result.get());
+  }
+
+  [[noreturn]] void throw_failure(const PGresult* result) {
+    const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+    const std::string sqlstate = state != nullptr ? state : "";
+    const bool gone = PQstatus(connection_) == CONNECTION_BAD;
+    const std::string message = fmt::format("results database '{}': {}{}", uri_,
+                                            gone ? "the connection to the server was lost: " : "",
+                                            trimmed(PQerrorMessage(connection_)));
+    const auto kind = is_read_only_violation(sqlstate) ? DatabaseError::Kind::ReadOnly
+                      : !gone && is_rejected(sqlstate) ? DatabaseError::Kind::Rejected
+                                                       : DatabaseError::Kind::Failed;
+    throw DatabaseError(message, kind);
+  }
+
+  std::string uri_;
+  PGconn* connection_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<SqlConnection> open_postgres(const std::string& uri, bool read_only) {
+  return std::make_unique<PostgresConnection>(uri, read_only);
+}
+
+}  // namespace moelab
