@@ -28,6 +28,7 @@
 #include "harness/store/store.h"
 #include "harness/store/transfer.h"
 #include "harness/sweep/dense_parent.h"
+#include "harness/sweep/slurm.h"
 #include "harness/sweep/sweep_runner.h"
 #include "harness/report/table.h"
 #include "routers/registry.h"
@@ -141,8 +142,9 @@ int command_report(const std::string& db, ReportRequest request, const std::stri
 }
 
 int command_sweep(const std::string& path, const std::vector<std::string>& overrides,
-                  bool plan_only, SweepOptions options) {
-  const SweepPlan plan = expand_sweep(path, overrides);
+                  const std::vector<std::string>& launcher_settings, bool plan_only,
+                  SweepOptions options) {
+  const SweepPlan plan = expand_sweep(path, overrides, launcher_settings);
   if (plan_only) {
     QueryResult table;
     table.columns = {"#", "config", "axes"};
@@ -162,6 +164,7 @@ int command_sweep(const std::string& path, const std::vector<std::string>& overr
                format_aligned(table));
     return kExitOk;
   }
+  if (plan.launcher.name == "slurm") return submit_slurm_sweep(plan, options);
   options.executable = std::filesystem::read_symlink("/proc/self/exe").string();
   const int code = run_sweep(plan, options);
   ReportRequest request;
@@ -334,7 +337,7 @@ void add_bench_command(CLI::App& app, Command& command) {
 void add_sweep_commands(CLI::App& app, Command& command) {
   struct Args {
     std::string path;
-    std::vector<std::string> overrides;
+    std::vector<std::string> overrides, launcher_settings;
     SweepOptions options;
   };
   auto args = std::make_shared<Args>();
@@ -356,32 +359,63 @@ void add_sweep_commands(CLI::App& app, Command& command) {
                     "seconds without a heartbeat before a running run is requeued (>= 30: the "
                     "heartbeat comes every 10 s)")
       ->check(CLI::Range(30.0, 1e9));
+  // Launcher settings: over the sweep file's `launcher:` section (harness/sweep/launcher.h).
+  const auto launcher_setting = [&](const std::string& flag, const std::string& key, const std::string& help) {
+    sweep->add_option_function<std::string>(
+        flag, [args, key](const std::string& value) { args->launcher_settings.push_back(key + "=" + value); },
+        help);
+  };
+  launcher_setting("--launcher", "name", "local (worker processes here, the default) | slurm (one job array)");
+  launcher_setting("--partition", "partition", "slurm: sbatch --partition");
+  launcher_setting("--time", "time", "slurm: time limit per array task (sbatch --time, e.g. 04:00:00)");
+  launcher_setting("--gres", "gres", "slurm: generic resources per array task (e.g. gpu:1)");
+  launcher_setting("--cpus-per-task", "cpus_per_task", "slurm: CPUs per array task (the worker's threads)");
+  launcher_setting("--mem", "mem", "slurm: memory per array task (sbatch --mem, e.g. 16G)");
+  launcher_setting("--array-tasks", "array_tasks", "slurm: array tasks, one worker each (default: one per run)");
+  launcher_setting("--array-parallel", "array_parallel", "slurm: at most this many array tasks at once");
+  launcher_setting("--signal-seconds", "signal_seconds",
+                   "slurm: seconds before the time limit to checkpoint and requeue (default 120)");
+  launcher_setting("--sbatch-args", "sbatch_args", "slurm: more sbatch flags, space-separated");
   auto* plan = sweep->add_subcommand("plan", "expand and validate, print the runs, run nothing");
   plan->add_option("file", args->path, "sweep YAML")->required()->check(CLI::ExistingFile);
   plan->add_option("overrides", args->overrides, "as for sweep");
-  sweep->callback([args, plan, &command] {
+  auto* status = sweep->add_subcommand("status", "a sweep's runs by state beside its Slurm jobs");
+  status->add_option("file", args->path, "sweep YAML")->required()->check(CLI::ExistingFile);
+  status->add_option("overrides", args->overrides, "as for sweep (db=... names the database)");
+  auto* cancel = sweep->add_subcommand(
+      "cancel", "cancel a sweep's Slurm jobs and put the runs they held back to pending");
+  cancel->add_option("file", args->path, "sweep YAML")->required()->check(CLI::ExistingFile);
+  cancel->add_option("overrides", args->overrides, "as for sweep");
+  status->callback([args, &command] {
+    command = [args] { return slurm_sweep_status(expand_sweep(args->path, args->overrides)); };
+  });
+  cancel->callback([args, &command] {
+    command = [args] { return slurm_sweep_cancel(expand_sweep(args->path, args->overrides)); };
+  });
+  sweep->callback([args, plan, status, cancel, &command] {
+    if (status->parsed() || cancel->parsed()) return;
     command = [args, plan] {
       if (args->path.empty()) throw ConfigError("sweep: a sweep file is needed (moelab sweep FILE)");
-      return command_sweep(args->path, args->overrides, plan->parsed(), args->options);
+      return command_sweep(args->path, args->overrides, args->launcher_settings, plan->parsed(),
+                           args->options);
     };
   });
 
   struct WorkerArgs {
     std::string db, sweep;
-    int64_t threads = 1;
-    double stale_after = kDefaultStaleSeconds;
+    WorkerOptions options;
   };
   auto worker_args = std::make_shared<WorkerArgs>();
   auto* worker = app.add_subcommand("sweep-worker", "");  // started by `moelab sweep`
   worker->group("");
   worker->add_option("--db", worker_args->db)->required();
   worker->add_option("--sweep", worker_args->sweep)->required();
-  worker->add_option("--threads", worker_args->threads);
-  worker->add_option("--stale-after", worker_args->stale_after);
+  worker->add_option("--threads", worker_args->options.threads);
+  worker->add_option("--stale-after", worker_args->options.stale_after_seconds);
+  worker->add_flag("--scheduled", worker_args->options.scheduled);
   worker->callback([worker_args, &command] {
     command = [worker_args] {
-      return sweep_worker(worker_args->db, worker_args->sweep, worker_args->threads,
-                          worker_args->stale_after);
+      return sweep_worker(worker_args->db, worker_args->sweep, worker_args->options);
     };
   });
 }

@@ -281,9 +281,11 @@ std::string SweepRun::label() const {
   return text;
 }
 
-SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& overrides) {
+SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& overrides,
+                       const std::vector<std::string>& launcher_settings) {
   const std::string dir = std::filesystem::path(path).parent_path().string();
-  SweepPlan plan = expand_sweep_text(read_text(path), path, dir.empty() ? "." : dir, overrides);
+  SweepPlan plan = expand_sweep_text(read_text(path), path, dir.empty() ? "." : dir, overrides,
+                                     launcher_settings);
   if (plan.name.empty()) plan.name = std::filesystem::path(path).stem().string();
   return plan;
 }
@@ -292,10 +294,10 @@ namespace {
 
 void check_sweep_keys(const YAML::Node& root, const std::string& source) {
   static const std::set<std::string> kKeys = {"name", "base", "extends", "grid", "zip", "seeds",
-                                              "exclude"};
+                                              "exclude", "launcher"};
   if (!root.IsMap()) {
     throw ConfigError(fmt::format("{}: a sweep file is a mapping of name, extends, base, grid, "
-                                  "zip, seeds and exclude",
+                                  "zip, seeds, exclude and launcher",
                                   where(source, root)));
   }
   for (const auto& item : root) {
@@ -303,7 +305,7 @@ void check_sweep_keys(const YAML::Node& root, const std::string& source) {
     if (!kKeys.count(key)) {
       throw ConfigError(fmt::format(
           "{}: unknown sweep key '{}' (did you mean '{}'?); valid keys: name, base, extends, "
-          "grid, zip, seeds, exclude",
+          "grid, zip, seeds, exclude, launcher",
           where(source, item.first), key,
           nearest_name(key, std::vector<std::string>(kKeys.begin(), kKeys.end()))));
     }
@@ -579,11 +581,13 @@ void check_one_database(const SweepPlan& plan, const std::string& source) {
 }  // namespace
 
 SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& source,
-                            const std::string& base_dir, const std::vector<std::string>& overrides) {
-  const YAML::Node root = load_yaml(yaml_text, source);
+                            const std::string& base_dir, const std::vector<std::string>& overrides,
+                            const std::vector<std::string>& launcher_settings) {
+  YAML::Node root = load_yaml(yaml_text, source);
   check_sweep_keys(root, source);
   SweepPlan plan;
   if (root["name"]) plan.name = root["name"].Scalar();
+  plan.launcher = read_launcher(root["launcher"], source, launcher_settings);
   const BaseConfig base = base_config(root, source, base_dir);
 
   // Axes: grid keys one by one, the zip as one axis, command-line lists, then the seeds (a

@@ -10,6 +10,7 @@
 //   zip: {model.dim: [32, 64], model.heads: [2, 4]}  # advanced together
 //   seeds: 3                             # or a list [0, 1, 2]
 //   exclude: [{router.name: base, train.lr: 0.001}]
+//   launcher: {name: slurm, partition: gpu}  # where the workers run (launcher.h)
 //
 // Command-line `key=a,b` adds a grid axis (Hydra style); `key=v` overrides every run; either
 // replaces the file's axis for that key (a zipped key takes a single value); `seeds=N` or
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "harness/config/config.h"
+#include "harness/sweep/launcher.h"
 
 namespace moelab {
 
@@ -33,13 +35,17 @@ struct SweepRun {
 struct SweepPlan {
   std::string name;
   std::vector<SweepRun> runs;
+  LauncherOptions launcher;  // the file's `launcher:` with the command line's settings over it
 };
 
 // Throws ConfigError (file:line:column for the sweep file's own keys; the axis values of every
 // invalid combination) before returning anything.
-SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& overrides = {});
+// launcher_settings: "key=value" from the command line over the file's `launcher:` section.
+SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& overrides = {},
+                       const std::vector<std::string>& launcher_settings = {});
 SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& source_name,
                             const std::string& base_dir,
-                            const std::vector<std::string>& overrides = {});
+                            const std::vector<std::string>& overrides = {},
+                            const std::vector<std::string>& launcher_settings = {});
 
 }  // namespace moelab

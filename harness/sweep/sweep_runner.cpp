@@ -26,6 +26,7 @@
 
 #include "harness/core/cpus.h"
 #include "harness/core/exception_text.h"
+#include "harness/core/interrupt.h"
 #include "harness/core/parse.h"
 #include "harness/train/checkpoint.h"
 #include "harness/train/provenance.h"
@@ -50,17 +51,6 @@ bool process_alive(pid_t pid) {
   if (!std::getline(stat, line)) return true;  // no /proc: trust kill()
   const auto close = line.rfind(')');
   return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
-}
-
-// Running runs of the sweep whose worker was a process on this host that no longer exists
-// (killed with the supervisor, say) go back to pending without waiting for staleness.
-void requeue_dead_local_workers(Store& store, const std::string& sweep) {
-  const std::string prefix = host_name() + ":";
-  for (const auto& worker : store.running_workers(sweep)) {
-    if (worker.rfind(prefix, 0) != 0) continue;
-    const auto pid = static_cast<pid_t>(to_int64(worker.substr(prefix.size()), "worker pid"));
-    if (!process_alive(pid)) store.requeue_worker(worker);
-  }
 }
 
 // This supervisor's log folder, results/logs/<sweep>/<host>-<pid>: two supervisors of one
@@ -170,7 +160,7 @@ pid_t fork_worker(const SweepPlan& plan, const std::string& db, double stale_aft
     try {
       std::function<bool()> wait_for_queue;
       if (gate != nullptr) wait_for_queue = [gate] { return gate->wait_in_worker(); };
-      status = sweep_worker(db, plan.name, /*threads=*/1, stale_after_seconds, wait_for_queue);
+      status = sweep_worker(db, plan.name, {1, stale_after_seconds, false}, wait_for_queue);
     } catch (const std::exception& e) {
       fmt::print(stderr, "worker {}: {}\n", worker_id(), exception_text(e));
     }
@@ -253,6 +243,15 @@ void print_progress(Store& store, const std::string& sweep, const QueueCounts& c
 }
 
 }  // namespace
+
+void requeue_dead_local_workers(Store& store, const std::string& sweep) {
+  const std::string prefix = host_name() + ":";
+  for (const auto& worker : store.running_workers(sweep)) {
+    if (worker.rfind(prefix, 0) != 0) continue;
+    const auto pid = static_cast<pid_t>(to_int64(worker.substr(prefix.size()), "worker pid"));
+    if (pid != getpid() && !process_alive(pid)) store.requeue_worker(worker);
+  }
+}
 
 double estimate_eta(const std::vector<RunProgress>& running, int64_t pending, double run_seconds,
                     int64_t workers) {
@@ -528,23 +527,50 @@ RunOutcome run_claimed(Store& store, const RunSpec& run, bool resume, double sta
 
 }  // namespace
 
-int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
-                 double stale_after_seconds,
+namespace {
+
+std::atomic<bool> g_time_limit_warning{false};
+extern "C" void on_time_limit_warning(int) {
+  g_time_limit_warning = true;
+  request_interrupt();
+}
+
+// A scheduled worker with nothing to claim: true while runs of the sweep are still running
+// elsewhere (after taking back those of dead or stale workers), having waited a little.
+bool others_still_running(Store& store, const std::string& sweep, double stale_after_seconds) {
+  requeue_dead_local_workers(store, sweep);
+  store.requeue_stale(sweep, stale_after_seconds);
+  const QueueCounts counts = sweep_counts(store, sweep);
+  if (counts.pending > 0) return true;  // claim it at once
+  if (counts.running == 0) return false;
+  for (int tick = 0; tick < 20 && !interrupt_requested(); ++tick) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return !interrupt_requested();
+}
+
+}  // namespace
+
+int sweep_worker(const std::string& db, const std::string& sweep, const WorkerOptions& options,
                  const std::function<bool()>& wait_for_queue) {
   install_interrupt_handlers();
+  if (options.scheduled) std::signal(SIGUSR1, on_time_limit_warning);
   Store store(db);
   if (wait_for_queue && !wait_for_queue()) return 0;
   const std::string id = worker_id();
   while (!interrupt_requested()) {
     auto claimed = store.claim_run(sweep, id);
-    if (!claimed) break;
+    if (!claimed) {
+      if (options.scheduled && others_still_running(store, sweep, options.stale_after_seconds)) continue;
+      break;
+    }
     // Reading the config or the checkpoint can fail too: record that as the run's failure
     // instead of losing the worker (and having the run requeued forever).
     std::optional<RunSpec> run;
     int64_t step = -1;
     try {
       run.emplace(parse_run_config(claimed->config_yaml, fmt::format("run {}", claimed->run_id),
-                                   {fmt::format("threads={}", threads)}),
+                                   {fmt::format("threads={}", options.threads)}),
                   sweep, claimed->config_hash);
       run->run_id = claimed->run_id;
       step = checkpoint_step(run->checkpoint);
@@ -558,11 +584,16 @@ int sweep_worker(const std::string& db, const std::string& sweep, int64_t thread
     store.reopen_run(run->run_id, step, collect_provenance(run->config));
     fmt::print(stderr, "worker {}: run {} [{}]{}\n", id, run->run_id, run->config.name,
                step >= 0 ? fmt::format(" resuming at step {}", step) : "");
-    const RunOutcome outcome = run_claimed(store, *run, step >= 0, stale_after_seconds);
+    const RunOutcome outcome = run_claimed(store, *run, step >= 0, options.stale_after_seconds);
     fmt::print(stderr, "worker {}: run {} {}{}\n", id, outcome.run_id, outcome.status,
                outcome.error.empty() ? "" : ": " + outcome.error);
+    if (options.scheduled && outcome.status == "interrupted") {
+      store.requeue_run(outcome.run_id);  // resumed from its checkpoint by whichever task claims it
+      fmt::print(stderr, "worker {}: run {} is back in the queue\n", id, outcome.run_id);
+    }
   }
-  return 0;
+  std::fflush(stderr);
+  return options.scheduled && g_time_limit_warning ? kExitRequeue : 0;
 }
 
 }  // namespace moelab

@@ -58,12 +58,28 @@ QueueCounts sweep_counts(Store& store, const std::string& sweep);
 // Enqueue + workers + supervision. Returns 0 when every run of the plan is done, else 1.
 int run_sweep(const SweepPlan& plan, const SweepOptions& options);
 
+struct WorkerOptions {
+  int64_t threads = 1;
+  double stale_after_seconds = kDefaultStaleSeconds;
+  // A batch scheduler's task (--launcher slurm): while other workers' runs are running it
+  // waits instead of leaving, taking over any whose worker died or went stale; on SIGTERM or
+  // the time-limit warning (SIGUSR1) it checkpoints and gives its run back to the queue
+  // (pending, for any task to resume) instead of marking it interrupted.
+  bool scheduled = false;
+};
+
+// A scheduled worker's exit code after the time-limit warning: its task should be requeued.
+inline constexpr int kExitRequeue = 75;
+
 // The worker loop: claim, run (resuming from a checkpoint when there is one), repeat until
 // the sweep has no pending run or an interrupt arrives. A worker started before its sweep was
 // queued first calls `wait_for_queue`, and leaves at once when it returns false.
-int sweep_worker(const std::string& db, const std::string& sweep, int64_t threads,
-                 double stale_after_seconds,
+int sweep_worker(const std::string& db, const std::string& sweep, const WorkerOptions& options,
                  const std::function<bool()>& wait_for_queue = {});
+
+// Running runs of the sweep whose worker was a process on this host that no longer exists go
+// back to pending (without waiting for staleness).
+void requeue_dead_local_workers(Store& store, const std::string& sweep);
 
 
 }  // namespace moelab
