@@ -63,14 +63,14 @@ inline std::string read_text(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// The `moelab` binary run through the shell with `args`; its exit code (-1 when a signal
-// ended it) and its stdout and stderr together.
+// A command line run through the shell (run_moelab: the `moelab` binary with `args`); its
+// exit code (-1 when a signal ended it) and its stdout and stderr together.
 struct Command {
   int exit_code;
   std::string output;
 };
-inline Command run_moelab(const std::string& args) {
-  const std::string command = std::string(MOELAB_BINARY) + " " + args + " 2>&1";
+inline Command run_shell(const std::string& command_line) {
+  const std::string command = command_line + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;
@@ -79,5 +79,6 @@ inline Command run_moelab(const std::string& args) {
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
+inline Command run_moelab(const std::string& args) { return run_shell(std::string(MOELAB_BINARY) + " " + args); }
 
 }  // namespace moelab::testing

@@ -172,7 +172,12 @@ class PostgresConnection final : public SqlConnection {
   void rollback() override { execute_script("ROLLBACK"); }
 
   int schema_version() override {
-    const auto exists = query("SELECT to_regclass('moelab_schema') IS NOT NULL", {});
+    // pg_tables through a fresh snapshot, not to_regclass: that consults the session's catalog
+    // cache, which can still hold "no such table" from before another process's migration
+    // committed (seen as "relation runs already exists" when workers start on a new database).
+    const auto exists = query("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = "
+                              "current_schema() AND tablename = 'moelab_schema'",
+                              {});
     if (exists.rows.at(0).at(0).integer == 0) return 0;
     const auto version = query("SELECT MAX(version) FROM moelab_schema", {});
     return static_cast<int>(version.rows.at(0).at(0).integer);
