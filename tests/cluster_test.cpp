@@ -181,8 +181,10 @@ TEST_CASE("an array task killed mid-run: another task resumes its run from the c
   REQUIRE(wait_until([&] { return both_running_past_a_checkpoint(sweep); }, 120));
   // The worker of the run that is further along dies as if its node failed.
   Store store(sweep.db(), Store::Access::ReadOnly);
+  // (COALESCE: PostgreSQL sorts a run without metrics, NULL, first in descending order.)
   const auto victim = store.query("SELECT r.id, r.worker FROM runs r WHERE r.status = 'running' ORDER BY "
-                                  "(SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id) DESC LIMIT 1");
+                                  "COALESCE((SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id), -1) "
+                                  "DESC LIMIT 1");
   REQUIRE(victim.rows.size() == 1);
   const int64_t run = victim.rows[0][0].integer;
   const std::string worker = victim.rows[0][1].text;

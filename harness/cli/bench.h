@@ -25,6 +25,10 @@ struct BenchOptions {
   // The Python that runs the eager PyTorch reference; empty = the first of $MOELAB_PYTHON,
   // python3 and /usr/bin/python3 that imports torch.
   std::string python;
+  // bench store: an existing PostgreSQL database to measure beside SQLite (its rows are
+  // removed again), and the runs queued per measurement.
+  std::string postgres;
+  int64_t store_runs = 200;
 };
 
 std::string bench_matmul_report(const BenchOptions& options);
@@ -44,5 +48,9 @@ std::string bench_lm_report(const BenchOptions& options, const std::string& exec
 // Image training throughput (images/s) of `moelab run` on the quickstart ViT, against the same
 // model trained in eager PyTorch (Python) in the same invocation.
 std::string bench_image_report(const BenchOptions& options, const std::string& executable);
+// The results store under 1 and 4 worker processes (claim latency, metric-logging throughput),
+// SQLite and, given options.postgres, PostgreSQL; and options.sweep_file through Slurm against
+// local workers where sbatch is on PATH (harness/cli/bench_store.cpp).
+std::string bench_store_report(const BenchOptions& options, const std::string& executable);
 
 }  // namespace moelab

@@ -291,10 +291,10 @@ void add_bench_command(CLI::App& app, Command& command) {
   auto args = std::make_shared<Args>();
   BenchOptions& options = args->options;
   auto* bench = app.add_subcommand(
-      "bench", "performance benchmarks: matmul | routers | sweep | moe | sinkhorn | lm | image");
-  bench->add_option("what", args->what, "matmul | routers | sweep | moe | sinkhorn | lm | image")
+      "bench", "performance benchmarks: matmul | routers | sweep | moe | sinkhorn | lm | image | store");
+  bench->add_option("what", args->what, "matmul | routers | sweep | moe | sinkhorn | lm | image | store")
       ->required()
-      ->check(CLI::IsMember({"matmul", "routers", "sweep", "moe", "sinkhorn", "lm", "image"}));
+      ->check(CLI::IsMember({"matmul", "routers", "sweep", "moe", "sinkhorn", "lm", "image", "store"}));
   bench->add_option("--device", options.device, "moe, sinkhorn, lm: cpu, cuda or cuda:N");
   bench->add_option("--dim", options.dim, "model width d");
   bench->add_option("--hidden", options.hidden, "expert hidden width");
@@ -312,6 +312,9 @@ void add_bench_command(CLI::App& app, Command& command) {
   bench->add_option("--threads", options.threads, "LibTorch threads");
   bench->add_option("--repeats", options.repeats, "repeats per measurement");
   bench->add_option("--tokens", options.tokens, "tokens T");
+  bench->add_option("--postgres", options.postgres,
+                    "store: an existing PostgreSQL database (URI) to measure beside SQLite");
+  bench->add_option("--runs", options.store_runs, "store: runs queued per measurement")->check(CLI::Range(1, 100000));
   bench->add_option("--sweep", options.sweep_file, "bench sweep: the sweep file to run")
       ->check(CLI::ExistingFile);
   bench->callback([args, &command] {
@@ -320,6 +323,7 @@ void add_bench_command(CLI::App& app, Command& command) {
       const BenchOptions& options = args->options;
       const std::string& what = args->what;
       if (what == "sweep") std::cout << bench_sweep_report(options, self);
+      if (what == "store") std::cout << bench_store_report(options, self);
       if (what == "lm") std::cout << bench_lm_report(options, self);
       if (what == "image") std::cout << bench_image_report(options, self);
       if (what == "moe") std::cout << bench_moe_report(options);

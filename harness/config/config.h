@@ -222,7 +222,7 @@ struct RunConfig {
   void visit(V& v) {
     v(name, "name", "a label for the run (not part of its identity)", not_hashed());
     v(seed, "seed", "seed for initialisation, data order, dropout and noise", at_least(0));
-    v(db, "db", "SQLite results database", not_hashed());
+    v(db, "db", "results database: an SQLite file, or postgresql://user@host:port/name (password in ~/.pgpass or PGPASSWORD)", not_hashed());
     v(checkpoint_dir, "checkpoint_dir", "folder of the runs' checkpoints (<config hash>.pt)",
       not_hashed());
     v(threads, "threads", "LibTorch intra-op threads", in_range(1, 1024).unhashed());

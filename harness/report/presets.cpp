@@ -57,7 +57,7 @@ std::string leaderboard_sql() {
   return fmt::format(
       "WITH main AS (SELECT r.id AS run_id, {} AS name FROM runs r WHERE r.status = 'done') "
       "SELECT r.id, r.sweep, r.task, r.router, r.seed, r.axes, m.name AS metric, s.value AS "
-      "value{}, ROUND(r.wall_seconds, 1) AS seconds FROM runs r JOIN main m ON m.run_id = r.id "
+      "value{}, ROUND(CAST(r.wall_seconds AS NUMERIC), 1) AS seconds FROM runs r JOIN main m ON m.run_id = r.id "
       "LEFT JOIN summaries s ON s.run_id = r.id AND s.name = m.name "
       "ORDER BY r.task, s.value IS NULL, m.name, CASE WHEN r.task || '|' || m.name IN ({}) THEN -s.value "
       "ELSE s.value END, r.id",
@@ -78,11 +78,17 @@ std::string preset_sql(const std::string& preset) {
            "WHERE status IN ('failed', 'diverged', 'interrupted') ORDER BY id";
   }
   if (preset == "progress") {
-    return "SELECT sweep, COUNT(*) AS runs, SUM(status = 'done') AS done, "
-           "SUM(status = 'running') AS running, SUM(status = 'pending') AS pending, "
-           "SUM(status IN ('failed', 'diverged')) AS failed, SUM(status = 'interrupted') AS "
-           "interrupted, ROUND(SUM(wall_seconds), 1) AS seconds, MAX(heartbeat_at) AS "
-           "last_heartbeat FROM runs GROUP BY sweep ORDER BY sweep";
+    // SQL that SQLite and PostgreSQL both accept (no boolean sums, ROUND on NUMERIC).
+    const auto count = [](const char* condition) {
+      return fmt::format("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", condition);
+    };
+    return fmt::format("SELECT sweep, COUNT(*) AS runs, {} AS done, {} AS running, {} AS pending, "
+                       "{} AS failed, {} AS interrupted, ROUND(CAST(SUM(wall_seconds) AS NUMERIC), "
+                       "1) AS seconds, MAX(heartbeat_at) AS last_heartbeat FROM runs GROUP BY "
+                       "sweep ORDER BY sweep",
+                       count("status = 'done'"), count("status = 'running'"),
+                       count("status = 'pending'"), count("status IN ('failed', 'diverged')"),
+                       count("status = 'interrupted'"));
   }
   throw ConfigError(fmt::format("query: unknown preset '{}' (known: {})", preset,
                                 fmt::join(preset_names(), ", ")));
