@@ -220,6 +220,27 @@ TEST_CASE("the time-limit warning: the worker checkpoints, its run goes back to 
   CHECK(duplicated_loss_rows(sweep) == 0);
 }
 
+TEST_CASE("a real time limit: Slurm's warning before it checkpoints the run, the task is requeued "
+          "and resumes it",
+          "[slurm][.slow]") {
+  MOELAB_REQUIRE_SLURM();
+  ClusterSweep sweep(cluster_engine());
+  if (!sweep.available()) return;
+  // One run longer than a 1-minute limit; the warning 50 s before it (Slurm sends it up to a
+  // minute early: here within the first 10-40 s).
+  sweep.write("limited", 6000, 50, "topk", 1);
+  const auto submitted = sweep.moelab("sweep " + sweep.file() + " --launcher slurm --time 1 --signal-seconds 50");
+  INFO(submitted.output);
+  REQUIRE(submitted.exit_code == 0);
+  REQUIRE(wait_until([&] { return sweep.counts().done == 1; }, 400));
+  const std::string logs = sweep.task_logs();
+  INFO(logs);
+  CHECK_THAT(logs, Catch::Matchers::Contains("requeueing task " + sweep.job() + "_1") &&
+                       Catch::Matchers::Contains("resuming at step"));
+  CHECK(duplicated_loss_rows(sweep) == 0);
+  CHECK(sweep.count("SELECT MAX(step) FROM metrics WHERE split = 'train'") == 6000);
+}
+
 TEST_CASE("sweep cancel: the jobs end and the runs they held are pending again", "[slurm][.slow]") {
   MOELAB_REQUIRE_SLURM();
   ClusterSweep sweep(cluster_engine());

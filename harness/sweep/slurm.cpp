@@ -159,7 +159,9 @@ std::string slurm_batch_script(const SweepPlan& plan, const SweepOptions& option
 # Before the time limit Slurm sends SIGUSR1: the worker checkpoints its run, puts it back in
 # the queue and exits {requeue}, and this task is requeued to carry on later.
 {directives}set -u
-{moelab} sweep-worker --db {db} --sweep {sweep} --threads {threads} --stale-after {stale} --scheduled &
+# The worker starts with SIGUSR1 ignored until it installs its own handler: a warning in its
+# first moments is dropped instead of killing it.
+(trap '' USR1; exec {moelab} sweep-worker --db {db} --sweep {sweep} --threads {threads} --stale-after {stale} --scheduled) &
 worker=$!
 trap 'kill -USR1 "$worker" 2>/dev/null' USR1
 trap 'kill -TERM "$worker" 2>/dev/null' TERM
