@@ -267,7 +267,8 @@ TEST_CASE("Slurm launcher errors: unknown partition (Slurm's message), nothing q
   CHECK(refused.exit_code == 2);
   CHECK_THAT(refused.output, Catch::Matchers::Contains("Slurm refused") &&
                                  Catch::Matchers::Contains("nosuchpartition"));
-  CHECK_FALSE(std::filesystem::exists(sweep.db()));  // nothing enqueued
+  CHECK(sweep.count("SELECT COUNT(*) FROM runs") == 0);  // nothing enqueued
+  CHECK(std::filesystem::is_empty(sweep.slurm_folder()));  // no batch script left behind
 }
 
 TEST_CASE("Slurm launcher errors without Slurm: sbatch missing, a launcher key typo, SQLite on a "

@@ -192,11 +192,15 @@ int submit_slurm_sweep(const SweepPlan& plan, const SweepOptions& options) {
   const auto tasks_for = [&](int64_t runs) {
     return plan.launcher.array_tasks > 0 ? std::min(plan.launcher.array_tasks, runs) : runs;
   };
+  Store store(database_of(plan));  // reachable, credentials accepted, schema current
   // Slurm checks the job (partition, limits, resources) before anything is queued.
   write_script(script, slurm_batch_script(plan, options, tasks_for(planned), folder));
-  sbatch({"--test-only"}, script);
-
-  Store store(database_of(plan));
+  try {
+    sbatch({"--test-only"}, script);
+  } catch (const ConfigError&) {
+    std::filesystem::remove(script);
+    throw;
+  }
   const QueueCounts queued = enqueue_sweep(store, plan, options);
   const int64_t to_do = pending_runs(store, plan.name);
   if (to_do == 0) {
