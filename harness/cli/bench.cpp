@@ -1,6 +1,7 @@
 // Benchmarks: BLAS matmul, router decisions and the MoE layer (medians over repeats of wall
 // time), and the sweep runner (overhead, logging share, worker scaling).
 #include "harness/cli/bench.h"
+#include "harness/core/subprocess.h"
 
 #include <fmt/format.h>
 #include <sys/wait.h>
@@ -317,15 +318,10 @@ std::string find_python(const BenchOptions& options) {
   return "";
 }
 
-// Output and exit status of a shell command.
-std::pair<std::string, int> run_command(const std::string& command) {
-  std::string output;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return {"cannot start: " + command, -1};
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  const int status = pclose(pipe);
-  return {output, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+// Output and exit status of a shell command line.
+std::pair<std::string, int> run_shell(const std::string& command) {
+  const CommandResult result = run_command({"/bin/sh", "-c", command});
+  return {result.output, result.exit_code};
 }
 
 std::string last_line(const std::string& text) {
@@ -345,9 +341,9 @@ nlohmann::json eager_reference(const BenchOptions& options, const std::string& w
   }
   const std::string command = fmt::format(
       "OPENBLAS_NUM_THREADS=1 {} {}/harness/scripts/eager_reference.py {} --device {} "
-      "--threads {} {} 2>&1",
+      "--threads {} {}",
       python, kSourceDir, what, options.device, options.threads, args);
-  const auto [output, status] = run_command(command);
+  const auto [output, status] = run_shell(command);
   if (status != 0) return {{"error", fmt::format("exit {}: {}", status, last_line(output))}};
   try {
     return nlohmann::json::parse(last_line(output));
@@ -460,9 +456,9 @@ double train_seconds(const std::string& executable, const std::string& config,
                      int64_t steps) {
   const std::string db = (dir / fmt::format("run{}.db", steps)).string();
   const std::string command = fmt::format(
-      "{} run {}/{} {} train.steps={} train.log_every={} db={} checkpoint_dir={} 2>&1", executable,
+      "{} run {}/{} {} train.steps={} train.log_every={} db={} checkpoint_dir={}", executable,
       kSourceDir, config, overrides, steps, steps, db, (dir / "ckpt").string());
-  const auto [output, status] = run_command(command);
+  const auto [output, status] = run_shell(command);
   MOELAB_CHECK(status == 0, "bench: moelab run failed (exit {}): {}", status, output);
   Store store(db);
   for (const auto& [metric, value] : store.summaries(1)) {

@@ -142,6 +142,7 @@ double smoke_sweep_seconds(const std::string& executable, const std::string& swe
     Store store(db, Store::Access::ReadOnly);
     const QueueCounts counts = sweep_counts(store, plan.name);
     if (counts.pending + counts.running == 0) break;
+    if (seconds_since(start) > 600) throw Error("bench store: the Slurm sweep did not end within 600 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return seconds_since(start);
@@ -153,6 +154,13 @@ std::string bench_store_report(const BenchOptions& options, const std::string& e
   const auto dir = std::filesystem::temp_directory_path() /
                    fmt::format("moelab-bench-store-{}", static_cast<long>(getpid()));
   std::filesystem::create_directories(dir);
+  struct RemovedAtExit {  // also when a measurement throws
+    std::filesystem::path path;
+    ~RemovedAtExit() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  } removed{dir};
   std::vector<std::pair<std::string, std::string>> engines = {{"sqlite", (dir / "store.db").string()}};
   if (!options.postgres.empty()) engines.emplace_back("postgresql", options.postgres);
   nlohmann::json out = {{"runs", options.store_runs}, {"rows_per_batch", kRowsPerBatch},
@@ -192,7 +200,6 @@ std::string bench_store_report(const BenchOptions& options, const std::string& e
   } else {
     text += "sweep through Slurm: not measured (sbatch is not on PATH)\n";
   }
-  std::filesystem::remove_all(dir);
   return options.json ? out.dump(2) + "\n" : text;
 }
 

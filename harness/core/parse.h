@@ -38,4 +38,12 @@ inline std::vector<std::string> split_text(const std::string& text, char separat
   return parts;
 }
 
+// `text` without trailing blanks and line breaks (a command's or a library's message).
+inline std::string trim_end(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
+    text.pop_back();
+  }
+  return text;
+}
+
 }  // namespace moelab

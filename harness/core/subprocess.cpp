@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,7 +23,7 @@ CommandResult run_command(const std::vector<std::string>& argv) {
   MOELAB_CHECK(!argv.empty(), "run_command: no program");
   if (find_program(argv[0]).empty()) return {127, argv[0] + ": command not found"};
   int fds[2];
-  if (pipe(fds) != 0) throw Error(fmt::format("cannot run {} (pipe): {}", argv[0], std::strerror(errno)));
+  if (pipe2(fds, O_CLOEXEC) != 0) throw Error(fmt::format("cannot run {} (pipe): {}", argv[0], std::strerror(errno)));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addclose(&actions, fds[0]);

@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "harness/core/parse.h"
 #include "harness/store/sql_connection.h"
 
 namespace moelab {
@@ -46,7 +47,13 @@ std::string numbered_placeholders(const std::string& sql) {
       size_t digits = i + 1;
       while (digits < sql.size() && std::isdigit(static_cast<unsigned char>(sql[digits]))) ++digits;
       out += '$';
-      out += digits > i + 1 ? sql.substr(i + 1, digits - i - 1) : std::to_string(++next);
+      if (digits > i + 1) {  // ?N; a bare ? after it is N+1, as SQLite numbers them
+        const std::string number = sql.substr(i + 1, digits - i - 1);
+        next = std::max(next, std::stoi(number));
+        out += number;
+      } else {
+        out += std::to_string(++next);
+      }
       i = digits - 1;
     } else {
       out += c;
@@ -120,20 +127,28 @@ class PostgresConnection final : public SqlConnection {
  public:
   PostgresConnection(const std::string& uri, bool read_only) : uri_(uri) {
     refuse_password(uri);
-    connection_ = PQconnectdb(uri.c_str());
+    // A server that drops packets is given up after 10 s (libpq waits for the system's TCP
+    // timeout otherwise); the URI's own connect_timeout, coming after, wins.
+    const char* keywords[] = {"connect_timeout", "dbname", nullptr};
+    const char* values[] = {"10", uri.c_str(), nullptr};
+    connection_ = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
     if (connection_ == nullptr || PQstatus(connection_) != CONNECTION_OK) {
       const std::string host = connection_ != nullptr && PQhost(connection_) ? PQhost(connection_) : "?";
       const std::string port = connection_ != nullptr && PQport(connection_) ? PQport(connection_) : "?";
       const std::string message = connection_ != nullptr ? PQerrorMessage(connection_) : "out of memory";
       PQfinish(connection_);
-      connection_ = nullptr;
       throw ConfigError(fmt::format("results database '{}': cannot connect to PostgreSQL at host "
                                     "'{}' port {}: {}",
-                                    uri, host, port, trimmed(message)));
+                                    uri, host, port, trim_end(message)));
     }
     PQsetNoticeProcessor(connection_, ignore_notice, nullptr);
-    execute_script("SET client_min_messages = warning");
-    if (read_only) execute_script("SET default_transaction_read_only = on");
+    try {
+      execute_script("SET client_min_messages = warning");
+      if (read_only) execute_script("SET default_transaction_read_only = on");
+    } catch (...) {
+      PQfinish(connection_);
+      throw;
+    }
   }
   ~PostgresConnection() override { PQfinish(connection_); }
   PostgresConnection(const PostgresConnection&) = delete;
@@ -161,7 +176,7 @@ class PostgresConnection final : public SqlConnection {
     return changed.empty() ? 0 : std::stoll(changed);
   }
 
-  void execute_script(const std::string& sql) override { run(sql, {}); }
+  void execute_script(const std::string& sql) override { run(sql, {}, /*several=*/true); }
 
   bool in_transaction() override { return PQtransactionStatus(connection_) != PQTRANS_IDLE; }
   void begin(bool serialized) override {
@@ -203,12 +218,8 @@ class PostgresConnection final : public SqlConnection {
   }
 
  private:
-  static std::string trimmed(std::string text) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    return text;
-  }
-
-  Result run(const std::string& sql, const std::vector<SqlParam>& params) {
+  // One statement (PQexecParams, as SQLite runs one), or with `several` a script of them.
+  Result run(const std::string& sql, const std::vector<SqlParam>& params, bool several = false) {
     std::vector<std::string> texts;
     std::vector<const char*> values;
     texts.reserve(params.size());
@@ -217,11 +228,11 @@ class PostgresConnection final : public SqlConnection {
       texts.push_back(null ? "" : text_of(param));
       values.push_back(null ? nullptr : texts.back().c_str());
     }
-    Result result(params.empty()
-                      ? PQexec(connection_, sql.c_str())
-                      : PQexecParams(connection_, numbered_placeholders(sql).c_str(),
-                                     static_cast<int>(params.size()), nullptr, values.data(),
-                                     nullptr, nullptr, 0));
+    Result result(several ? PQexec(connection_, sql.c_str())
+                          : PQexecParams(connection_,
+                                         params.empty() ? sql.c_str() : numbered_placeholders(sql).c_str(),
+                                         static_cast<int>(params.size()), nullptr, values.data(),
+                                         nullptr, nullptr, 0));
     const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
     throw_failure(result.get());
@@ -233,7 +244,7 @@ class PostgresConnection final : public SqlConnection {
     const bool gone = PQstatus(connection_) == CONNECTION_BAD;
     const std::string message = fmt::format("results database '{}': {}{}", uri_,
                                             gone ? "the connection to the server was lost: " : "",
-                                            trimmed(PQerrorMessage(connection_)));
+                                            trim_end(PQerrorMessage(connection_)));
     const auto kind = is_read_only_violation(sqlstate) ? DatabaseError::Kind::ReadOnly
                       : !gone && is_rejected(sqlstate) ? DatabaseError::Kind::Rejected
                                                        : DatabaseError::Kind::Failed;

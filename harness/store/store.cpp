@@ -184,8 +184,6 @@ std::string migration_sql(const SqlConnection& db, int version) {
                      fmt::arg("json_object", sqlite ? "json_group_object" : "json_object_agg"));
 }
 
-
-
 // Back to the queue: a running run whose heartbeat is older than ?1 seconds.
 std::string requeue_stale_sql(const SqlConnection& db) {
   return "UPDATE runs SET status = 'pending', worker = '' WHERE status = 'running' AND " +
@@ -309,12 +307,16 @@ AcquiredRun Store::acquire_run(const RunRecord& record, const std::string& worke
     acquired.status = "claimed";
     acquired.created = true;
   } else if (acquired.status == "pending" || acquired.status == "interrupted") {
-    acquired.status = "claimed";
+    // Only if it still is: on PostgreSQL a sweep worker's claim (which takes no advisory lock)
+    // may have taken the row since it was read; then that worker is training it.
+    const int64_t claimed =
+        db_->execute("UPDATE runs SET status = 'running', worker = ?, heartbeat_at = " +
+                         db_->now_sql() + " WHERE id = ? AND status IN ('pending', 'interrupted')",
+                     {worker, acquired.run_id});
+    acquired.status = claimed == 1 ? "claimed" : "running";
   }
-  if (acquired.status == "claimed") {
-    db_->execute("UPDATE runs SET status = 'running', worker = ?, heartbeat_at = " + db_->now_sql() +
-                     " WHERE id = ?",
-                 {worker, acquired.run_id});
+  if (acquired.created) {
+    db_->execute("UPDATE runs SET worker = ? WHERE id = ?", {worker, acquired.run_id});
   }
   transaction.commit();
   return acquired;
@@ -428,6 +430,11 @@ void Store::requeue_run(int64_t run_id) {
   db_->execute("UPDATE runs SET status = 'pending', worker = '' WHERE id = ?", {run_id});
 }
 
+bool Store::requeue_if(int64_t run_id, const std::string& status) {
+  return db_->execute("UPDATE runs SET status = 'pending', worker = '' WHERE id = ? AND status = ?",
+                      {run_id, status}) == 1;
+}
+
 int64_t Store::requeue_stale(const std::string& sweep, double stale_seconds) {
   return db_->execute(requeue_stale_sql(*db_) + " AND sweep = ?2", {stale_seconds, sweep});
 }
@@ -522,7 +529,7 @@ void Store::finish_run(int64_t run_id, const std::string& status,
   }
   const int64_t changed = db_->execute("UPDATE runs SET status = ?, error = ?, wall_seconds = ?, "
                                        "finished_at = " + db_->now_sql() + " WHERE id = ?",
-                                       {status, error, wall_seconds, run_id});
+                                       {status, error, number(wall_seconds), run_id});
   MOELAB_CHECK(changed == 1, "run {} not found in the results database", run_id);
   transaction.commit();
 }

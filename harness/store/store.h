@@ -160,6 +160,8 @@ class Store {
   void delete_evaluations(int64_t run_id, int64_t step);
   // Back to 'pending' for a worker to claim (its metrics are cleared at claim time).
   void requeue_run(int64_t run_id);
+  // The same, only while the run's status is `status`; whether it was.
+  bool requeue_if(int64_t run_id, const std::string& status);
   std::map<std::string, int64_t> status_counts(const std::string& sweep);  // status -> runs
   std::vector<std::string> running_workers(const std::string& sweep);     // distinct "host:pid"
   // Back to 'pending': running runs whose heartbeat is older than stale_seconds, or whose

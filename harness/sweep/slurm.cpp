@@ -32,6 +32,7 @@ std::vector<std::string> blank_separated(const std::string& text) {
 
 const std::string& database_of(const SweepPlan& plan) { return plan.runs.front().config.db; }
 
+// Where the sweep's batch scripts and task logs go: results/slurm/<sweep>/, absolute.
 std::string slurm_folder(const SweepPlan& plan) {
   return (std::filesystem::absolute("results/slurm") / plan.name).string();
 }
@@ -54,6 +55,23 @@ void check_database_for_cluster(const std::string& db) {
       db, kind));
 }
 
+// The sweep's name goes into job names, file names and the batch script.
+void check_sweep_name(const std::string& name) {
+  const bool plain = !name.empty() && name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                             "0123456789._-") == std::string::npos;
+  if (!plain) {
+    throw ConfigError(fmt::format("sweep name '{}': --launcher slurm needs a name of letters, digits, "
+                                  "'.', '_' and '-' (the sweep file's `name:`)",
+                                  name));
+  }
+}
+
+// This node's name as Slurm knows it: the host name without its domain.
+std::string short_host_name() {
+  const std::string host = host_name();
+  return host.substr(0, host.find('.'));
+}
+
 void require_program(const std::string& name) {
   if (!find_program(name).empty()) return;
   throw ConfigError(fmt::format("{} is not on PATH: --launcher slurm needs the Slurm client "
@@ -62,11 +80,7 @@ void require_program(const std::string& name) {
                                 name));
 }
 
-std::string trimmed(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
-}
-
+// Now in UTC as 20261201-153215, for script names.
 std::string timestamp() {
   const std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -76,6 +90,7 @@ std::string timestamp() {
   return text;
 }
 
+// Writes the batch script (executable) and returns its path.
 std::string write_script(const std::string& path, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream out(path);
@@ -92,12 +107,10 @@ std::string sbatch(const std::vector<std::string>& flags, const std::string& scr
   argv.push_back(script);
   const CommandResult result = run_command(argv);
   if (result.exit_code != 0) {
-    throw ConfigError(fmt::format("Slurm refused the sweep's job ({}): {}", script, trimmed(result.output)));
+    throw ConfigError(fmt::format("Slurm refused the sweep's job ({}): {}", script, trim_end(result.output)));
   }
-  return trimmed(result.output);
+  return trim_end(result.output);
 }
-
-int64_t pending_runs(Store& store, const std::string& sweep) { return sweep_counts(store, sweep).pending; }
 
 }  // namespace
 
@@ -145,12 +158,12 @@ std::string slurm_batch_script(const SweepPlan& plan, const SweepOptions& option
   if (!l.gres.empty()) directive("--gres=" + l.gres);
   if (!l.mem.empty()) directive("--mem=" + l.mem);
   // SQLite: every task on this node, the one whose local disk holds the file.
-  if (!is_postgres_uri(db)) directive("--nodelist=" + host_name());
+  if (!is_postgres_uri(db)) directive("--nodelist=" + short_host_name());
   directive(fmt::format("--signal=B:USR1@{}", l.signal_seconds));
   directive("--requeue");
   directive("--open-mode=append");
-  directive("--output=" + log_folder + "/task-%A_%a.out");
-  directive("--chdir=" + std::filesystem::current_path().string());
+  directive(fmt::format("--output=\"{}/task-%A_%a.out\"", log_folder));
+  directive(fmt::format("--chdir=\"{}\"", std::filesystem::current_path().string()));
   for (const std::string& flag : blank_separated(l.sbatch_args)) directive(flag);
   return fmt::format(R"(#!/bin/bash
 # moelab sweep '{name}' on Slurm, written by `moelab sweep --launcher slurm`. Each array task is
@@ -159,17 +172,19 @@ std::string slurm_batch_script(const SweepPlan& plan, const SweepOptions& option
 # Before the time limit Slurm sends SIGUSR1: the worker checkpoints its run, puts it back in
 # the queue and exits {requeue}, and this task is requeued to carry on later.
 {directives}set -u
-# The worker starts with SIGUSR1 ignored until it installs its own handler: a warning in its
-# first moments is dropped instead of killing it.
+# Signals are forwarded to the worker; the traps are set before it starts. The worker starts
+# with SIGUSR1 ignored until it installs its own handler: a warning in its first moments is
+# dropped instead of killing it.
+worker=""
+trap '[ -n "$worker" ] && kill -USR1 "$worker" 2>/dev/null' USR1
+trap '[ -n "$worker" ] && kill -TERM "$worker" 2>/dev/null' TERM
 (trap '' USR1; exec {moelab} sweep-worker --db {db} --sweep {sweep} --threads {threads} --stale-after {stale} --scheduled) &
 worker=$!
-trap 'kill -USR1 "$worker" 2>/dev/null' USR1
-trap 'kill -TERM "$worker" 2>/dev/null' TERM
-while :; do
-  wait "$worker"
-  status=$?
-  kill -0 "$worker" 2>/dev/null || break
+while kill -0 "$worker" 2>/dev/null; do
+  wait "$worker"  # returns early when a trapped signal arrives
 done
+wait "$worker"
+status=$?
 if [ "$status" -eq {requeue} ]; then
   echo "moelab: time limit near: requeueing task ${{SLURM_ARRAY_JOB_ID:-}}_${{SLURM_ARRAY_TASK_ID:-}}"
   scontrol requeue "$SLURM_JOB_ID"
@@ -184,6 +199,7 @@ exit "$status"
 }
 
 int submit_slurm_sweep(const SweepPlan& plan, const SweepOptions& options) {
+  check_sweep_name(plan.name);
   require_program("sbatch");
   check_database_for_cluster(database_of(plan));
   const std::string folder = slurm_folder(plan);
@@ -202,7 +218,7 @@ int submit_slurm_sweep(const SweepPlan& plan, const SweepOptions& options) {
     throw;
   }
   const QueueCounts queued = enqueue_sweep(store, plan, options);
-  const int64_t to_do = pending_runs(store, plan.name);
+  const int64_t to_do = sweep_counts(store, plan.name).pending;
   if (to_do == 0) {
     std::filesystem::remove(script);
     fmt::print(stderr, "sweep '{}': nothing to do ({} done, {} running); no job submitted\n",
@@ -237,7 +253,7 @@ void print_running_runs(Store& store, const std::string& sweep) {
 std::string squeue_rows(const std::string& job) {
   const CommandResult result =
       run_command({"squeue", "--noheader", "--states=all", "--jobs=" + job, "--format=%i %T %M %N %r"});
-  const std::string rows = trimmed(result.output);
+  const std::string rows = trim_end(result.output);
   if (result.exit_code != 0 || rows.empty()) return "ended (no longer listed by squeue)";
   return rows;
 }
@@ -276,15 +292,25 @@ int slurm_sweep_cancel(const SweepPlan& plan) {
   std::vector<std::string> argv = {"scancel"};
   argv.insert(argv.end(), jobs.begin(), jobs.end());
   const CommandResult cancelled = run_command(argv);
-  if (cancelled.exit_code != 0) fmt::print(stderr, "scancel: {}\n", trimmed(cancelled.output));
+  if (cancelled.exit_code != 0) fmt::print(stderr, "scancel: {}\n", trim_end(cancelled.output));
   // The workers checkpoint and give their runs back on SIGTERM; wait for them to end.
   const std::string list = fmt::format("--jobs={}", fmt::join(jobs, ","));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while (std::chrono::steady_clock::now() < deadline) {
+  const auto jobs_active = [&] {
     const CommandResult active = run_command({"squeue", "--noheader", list, "--format=%i"});
-    if (active.exit_code != 0 || trimmed(active.output).empty()) break;
+    return active.exit_code == 0 && !trim_end(active.output).empty();
+  };
+  while (jobs_active()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error(fmt::format("sweep '{}': Slurm job(s) {} still listed 180 s after scancel; their "
+                              "runs were left as they are (run `moelab sweep cancel` again once "
+                              "squeue no longer lists them)",
+                              plan.name, fmt::join(jobs, ", ")));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  // Every running run of the sweep: its jobs' workers are gone (a local worker of the same
+  // sweep loses its run too, and finds it pending).
   const int64_t requeued =
       store.requeue_sweep(plan.name, "running") + store.requeue_sweep(plan.name, "interrupted");
   const QueueCounts c = sweep_counts(store, plan.name);

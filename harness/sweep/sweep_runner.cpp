@@ -536,10 +536,13 @@ extern "C" void on_time_limit_warning(int) {
 }
 
 // A scheduled worker with nothing to claim: true while runs of the sweep are still running
-// elsewhere (after taking back those of dead or stale workers), having waited a little.
+// elsewhere (after taking back those of dead or stale workers and the interrupted ones),
+// having waited a little.
 bool others_still_running(Store& store, const std::string& sweep, double stale_after_seconds) {
   requeue_dead_local_workers(store, sweep);
   store.requeue_stale(sweep, stale_after_seconds);
+  // A task killed between recording its run interrupted and giving it back.
+  store.requeue_sweep(sweep, "interrupted");
   const QueueCounts counts = sweep_counts(store, sweep);
   if (counts.pending > 0) return true;  // claim it at once
   if (counts.running == 0) return false;
@@ -587,8 +590,8 @@ int sweep_worker(const std::string& db, const std::string& sweep, const WorkerOp
     const RunOutcome outcome = run_claimed(store, *run, step >= 0, options.stale_after_seconds);
     fmt::print(stderr, "worker {}: run {} {}{}\n", id, outcome.run_id, outcome.status,
                outcome.error.empty() ? "" : ": " + outcome.error);
-    if (options.scheduled && outcome.status == "interrupted") {
-      store.requeue_run(outcome.run_id);  // resumed from its checkpoint by whichever task claims it
+    // Resumed from its checkpoint by whichever task claims it (unless one already has).
+    if (options.scheduled && outcome.status == "interrupted" && store.requeue_if(outcome.run_id, "interrupted")) {
       fmt::print(stderr, "worker {}: run {} is back in the queue\n", id, outcome.run_id);
     }
   }
