@@ -307,6 +307,18 @@ TEST_CASE("50 tiny runs, 4 local workers on PostgreSQL: each run exactly once", 
   CHECK(sweep.count("SELECT COUNT(DISTINCT worker) FROM runs") <= 4);
   CHECK(duplicated_loss_rows(sweep) == 0);
   CHECK(sweep.count("SELECT COUNT(*) FROM summaries WHERE name = 'test/accuracy'") == 50);
+  // The reading commands on the server's database, as on a file.
+  const auto report = sweep.moelab("report " + sweep.db() + " --sweep pg50 --group-by router.name");
+  CHECK(report.exit_code == 0);
+  CHECK_THAT(report.output, Catch::Matchers::Contains("topk") && Catch::Matchers::Contains("50"));
+  for (const char* preset : {"leaderboard", "progress", "failures"}) {
+    const auto listed = sweep.moelab(std::string("query ") + sweep.db() + " --preset " + preset);
+    INFO(preset << ": " << listed.output);
+    CHECK(listed.exit_code == 0);
+  }
+  const auto plotted = sweep.moelab("plot " + sweep.db() + " --sweep pg50 --kind curves --metric train/loss -o plots");
+  INFO(plotted.output);
+  CHECK(plotted.exit_code == 0);
 }
 
 }  // namespace moelab
