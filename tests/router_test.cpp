@@ -597,7 +597,6 @@ TEST_CASE("xmoe keeps its expert embeddings at the configured norm", "[router]")
 namespace moelab {
 namespace {
 
-double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 double logit_of(double s) { return std::log(s / (1.0 - s)); }
 
 // Logits whose sigmoids are `scores` [T][E].
