@@ -171,8 +171,7 @@ RunConfig dense_parent_config(const RunConfig& config) {
 
 // A PostgreSQL URI with a password would write it into configs, logs and the runs table.
 void validate_database(const std::string& db) {
-  const bool uri = db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0;
-  if (!uri) return;
+  if (!is_postgres_uri(db)) return;
   const std::string authority = db.substr(db.find("://") + 3);
   const std::string user_info = authority.substr(0, std::min(authority.find('@'), authority.find('/')));
   const bool password = (authority.find('@') != std::string::npos && user_info.find(':') != std::string::npos) ||

@@ -46,4 +46,10 @@ inline std::string trim_end(std::string text) {
   return text;
 }
 
+// Whether a results-database target is a PostgreSQL URI ("postgresql://...", "postgres://...")
+// rather than an SQLite file path.
+inline bool is_postgres_uri(const std::string& target) {
+  return target.rfind("postgresql://", 0) == 0 || target.rfind("postgres://", 0) == 0;
+}
+
 }  // namespace moelab

@@ -16,13 +16,8 @@ namespace {
 // The advisory lock that serialized write transactions take ("moelab" in ASCII).
 constexpr int64_t kWriterLock = 0x6d6f656c6162;
 
-// SQLSTATEs: a write in a read-only transaction; classes of statements the server rejects
-// (data exceptions, constraint violations, syntax errors and undefined objects).
+// SQLSTATE of a write in a read-only transaction.
 bool is_read_only_violation(const std::string& state) { return state == "25006"; }
-bool is_rejected(const std::string& state) {
-  const std::string kind = state.substr(0, 2);
-  return kind == "22" || kind == "23" || kind == "42";
-}
 
 // `?` and `?N` outside quotes and comments become `$k` and `$N`.
 std::string numbered_placeholders(const std::string& sql) {
@@ -245,10 +240,8 @@ class PostgresConnection final : public SqlConnection {
     const std::string message = fmt::format("results database '{}': {}{}", uri_,
                                             gone ? "the connection to the server was lost: " : "",
                                             trim_end(PQerrorMessage(connection_)));
-    const auto kind = is_read_only_violation(sqlstate) ? DatabaseError::Kind::ReadOnly
-                      : !gone && is_rejected(sqlstate) ? DatabaseError::Kind::Rejected
-                                                       : DatabaseError::Kind::Failed;
-    throw DatabaseError(message, kind);
+    throw DatabaseError(message, is_read_only_violation(sqlstate) ? DatabaseError::Kind::ReadOnly
+                                                                  : DatabaseError::Kind::Failed);
   }
 
   std::string uri_;

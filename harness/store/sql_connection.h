@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "harness/core/error.h"
+#include "harness/core/parse.h"
 
 namespace moelab {
 
@@ -38,7 +39,7 @@ SqlParam param_of(const Cell& cell);
 // away, a statement the engine rejects. The message names the database.
 class DatabaseError : public Error {
  public:
-  enum class Kind { Failed, ReadOnly, Rejected };  // ReadOnly: a write on a read-only store
+  enum class Kind { Failed, ReadOnly };  // ReadOnly: a write on a read-only store
   DatabaseError(const std::string& message, Kind kind) : Error(message), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -82,9 +83,6 @@ class SqlConnection {
   // After rows were inserted with explicit ids (db copy): new rows get ids above them.
   virtual void continue_ids_after_copy(const std::string& table) = 0;
 };
-
-// A PostgreSQL URI ("postgresql://..." or "postgres://...") rather than a file path.
-bool is_postgres_uri(const std::string& target);
 
 // Opens `target`. read_only: an existing database, never created or written (reports,
 // queries, plots); otherwise it is created if missing (a file; a PostgreSQL database must

@@ -82,10 +82,8 @@ SQLite::Database open_read_write(const std::string& path) {
   const std::string message = fmt::format("results database '{}': {}", path, e.what());
   const int code = e.getErrorCode() & 0xff;
   if (code == SQLITE_NOTADB || code == SQLITE_CANTOPEN) throw ConfigError(message);
-  const auto kind = code == SQLITE_READONLY ? DatabaseError::Kind::ReadOnly
-                    : code == SQLITE_ERROR  ? DatabaseError::Kind::Rejected
-                                            : DatabaseError::Kind::Failed;
-  throw DatabaseError(message, kind);
+  throw DatabaseError(message, code == SQLITE_READONLY ? DatabaseError::Kind::ReadOnly
+                                                      : DatabaseError::Kind::Failed);
 }
 
 void bind_all(SQLite::Statement& statement, const std::vector<SqlParam>& params) {
@@ -214,10 +212,6 @@ std::unique_ptr<SqlConnection> open_sqlite(const std::string& path, bool read_on
 
 std::unique_ptr<SqlConnection> open_connection(const std::string& target, bool read_only) {
   return is_postgres_uri(target) ? open_postgres(target, read_only) : open_sqlite(target, read_only);
-}
-
-bool is_postgres_uri(const std::string& target) {
-  return target.rfind("postgresql://", 0) == 0 || target.rfind("postgres://", 0) == 0;
 }
 
 }  // namespace moelab
