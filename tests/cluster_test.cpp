@@ -19,11 +19,7 @@ namespace moelab {
 namespace {
 
 std::string slurm_skip_reason() {
-  if (const char* up = std::getenv("MOELAB_TEST_SLURM"); up != nullptr && std::string(up) == "1") return "";
-  const char* reason = std::getenv("MOELAB_TEST_SLURM_SKIP");
-  return reason != nullptr ? reason
-                           : "MOELAB_TEST_SLURM is not set: run the tests through harness/scripts/"
-                             "test.sh, or start the servers with harness/scripts/test_servers.sh";
+  return testing::test_server_skip_reason("MOELAB_TEST_SLURM", "MOELAB_TEST_SLURM_SKIP");
 }
 
 // A sweep of tiny image runs in its own folder (the submitting directory: results/slurm/ is

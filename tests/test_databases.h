@@ -23,14 +23,20 @@ inline const std::vector<std::string>& engines() {
   return names;
 }
 
-// Why there is no test PostgreSQL server, or "" when there is one.
-inline std::string postgres_skip_reason() {
-  if (const char* uri = std::getenv("MOELAB_TEST_POSTGRES"); uri != nullptr && *uri != '\0') return "";
-  const char* reason = std::getenv("MOELAB_TEST_POSTGRES_SKIP");
+// Why a test server is missing, or "" when test_servers.sh set `variable` (its URI, or 1):
+// the reason it wrote in `skip_variable`, or how to start the servers.
+inline std::string test_server_skip_reason(const char* variable, const char* skip_variable) {
+  if (const char* value = std::getenv(variable); value != nullptr && *value != '\0') return "";
+  const char* reason = std::getenv(skip_variable);
   return reason != nullptr ? reason
-                           : "MOELAB_TEST_POSTGRES is not set: run the tests through "
-                             "harness/scripts/test.sh, or start the servers with "
-                             "harness/scripts/test_servers.sh start DIR and source DIR/env";
+                           : std::string(variable) + " is not set: run the tests through "
+                                                     "harness/scripts/test.sh, or start the servers "
+                                                     "with harness/scripts/test_servers.sh start DIR "
+                                                     "and source DIR/env";
+}
+
+inline std::string postgres_skip_reason() {
+  return test_server_skip_reason("MOELAB_TEST_POSTGRES", "MOELAB_TEST_POSTGRES_SKIP");
 }
 
 class TestDatabases {

@@ -169,21 +169,8 @@ RunConfig dense_parent_config(const RunConfig& config) {
   return parent;
 }
 
-// A PostgreSQL URI with a password would write it into configs, logs and the runs table.
-void validate_database(const std::string& db) {
-  if (!is_postgres_uri(db)) return;
-  const std::string authority = db.substr(db.find("://") + 3);
-  const std::string user_info = authority.substr(0, std::min(authority.find('@'), authority.find('/')));
-  const bool password = (authority.find('@') != std::string::npos && user_info.find(':') != std::string::npos) ||
-                        db.find("password=") != std::string::npos;
-  if (password) {
-    throw ConfigError("db: the PostgreSQL URI holds a password: leave it out (it would be written to "
-                      "configs, logs and the database) and give it in ~/.pgpass or PGPASSWORD");
-  }
-}
-
 void validate(const RunConfig& config) {
-  validate_database(config.db);
+  refuse_uri_password(config.db);
   const ModelConfig& model = config.model;
   if (model.dim % model.heads != 0) {
     throw ConfigError(fmt::format("model.heads = {}: must divide model.dim = {}", model.heads,

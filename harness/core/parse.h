@@ -52,4 +52,20 @@ inline bool is_postgres_uri(const std::string& target) {
   return target.rfind("postgresql://", 0) == 0 || target.rfind("postgres://", 0) == 0;
 }
 
+// Refuses a PostgreSQL URI that carries a password ("user:secret@host", "?password=..."):
+// it would be written to configs, logs and the runs table. Checked by the config and by the
+// store (commands that take a URI directly), before anything prints or writes it.
+inline void refuse_uri_password(const std::string& target) {
+  if (!is_postgres_uri(target)) return;
+  const std::string authority = target.substr(target.find("://") + 3);
+  const size_t at = authority.find('@');
+  const bool in_user_info = at != std::string::npos && at < authority.find('/') &&
+                            authority.substr(0, at).find(':') != std::string::npos;
+  if (in_user_info || target.find("password=") != std::string::npos) {
+    throw ConfigError("results database URI holds a password: leave it out of the URI (it would be "
+                      "written to configs, logs and the database) and give it in ~/.pgpass or "
+                      "PGPASSWORD");
+  }
+}
+
 }  // namespace moelab

@@ -93,35 +93,12 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
-// A URI that carries a password would put it in configs, logs and the runs table.
-void refuse_password(const std::string& uri) {
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(uri.c_str(), &error);
-  if (options == nullptr) {
-    const std::string message = error != nullptr ? error : "out of memory";
-    PQfreemem(error);
-    throw ConfigError(fmt::format("results database '{}': not a PostgreSQL URI: {}", uri, message));
-  }
-  bool has_password = false;
-  for (PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
-    if (std::string(option->keyword) == "password" && option->val != nullptr && option->val[0] != '\0') {
-      has_password = true;
-    }
-  }
-  PQconninfoFree(options);
-  if (has_password) {
-    throw ConfigError("results database URI holds a password: leave it out of the URI (it would be "
-                      "written to configs, logs and the database) and give it in ~/.pgpass or "
-                      "PGPASSWORD");
-  }
-}
-
 void ignore_notice(void*, const char*) {}  // "relation ... already exists, skipping" and the like
 
 class PostgresConnection final : public SqlConnection {
  public:
   PostgresConnection(const std::string& uri, bool read_only) : uri_(uri) {
-    refuse_password(uri);
+    refuse_uri_password(uri);
     // A server that drops packets is given up after 10 s (libpq waits for the system's TCP
     // timeout otherwise); the URI's own connect_timeout, coming after, wins.
     const char* keywords[] = {"connect_timeout", "dbname", nullptr};

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "harness/core/error.h"
@@ -195,6 +196,24 @@ SqlParam number(double value) {
   return std::isfinite(value) ? SqlParam(value) : SqlParam(std::monostate{});  // NaN: NULL
 }
 
+// INSERT INTO `into` ("table (columns)") of every row of `rows`, as multi-row statements of
+// up to 200 rows: one round trip to a server per chunk instead of one per row.
+void insert_rows(SqlConnection& db, const std::string& into, const std::vector<std::vector<SqlParam>>& rows) {
+  constexpr size_t kRowsPerStatement = 200;
+  for (size_t first = 0; first < rows.size(); first += kRowsPerStatement) {
+    const size_t last = std::min(rows.size(), first + kRowsPerStatement);
+    std::string sql = "INSERT INTO " + into + " VALUES ";
+    std::vector<SqlParam> values;
+    for (size_t i = first; i < last; ++i) {
+      std::string placeholders;
+      for (size_t column = 0; column < rows[i].size(); ++column) placeholders += column == 0 ? "?" : ", ?";
+      sql += (i == first ? "(" : ", (") + placeholders + ")";
+      values.insert(values.end(), rows[i].begin(), rows[i].end());
+    }
+    db.execute(sql, values);
+  }
+}
+
 RunState run_state_of(const std::vector<Cell>& row) {
   return RunState{row[0].integer, row[1].text, row[2].text, row[3].text};
 }
@@ -288,9 +307,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {0}, {0}) RETURNING id)sql",
           .at(0)
           .integer;
   if (running) write_provenance(run_id, r.provenance);
-  for (const auto& [key, value] : r.params) {
-    db_->execute("INSERT INTO params (run_id, key, value) VALUES (?, ?, ?)", {run_id, key, value});
-  }
+  std::vector<std::vector<SqlParam>> params;
+  for (const auto& [key, value] : r.params) params.push_back({run_id, key, value});
+  insert_rows(*db_, "params (run_id, key, value)", params);
   return run_id;
 }
 
@@ -501,19 +520,9 @@ void Store::record_resources(int64_t run_id, double peak_rss_mb,
 void Store::log_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
   if (rows.empty()) return;
   WriteTransaction transaction(*db_, /*serialized=*/false);
-  // One multi-row INSERT per chunk: one round trip to a server for a whole batch.
-  constexpr size_t kRowsPerStatement = 200;
-  for (size_t first = 0; first < rows.size(); first += kRowsPerStatement) {
-    const size_t last = std::min(rows.size(), first + kRowsPerStatement);
-    std::string sql = "INSERT INTO metrics (run_id, step, split, name, value) VALUES ";
-    std::vector<SqlParam> params;
-    for (size_t i = first; i < last; ++i) {
-      sql += i == first ? "(?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?)";
-      params.insert(params.end(), {run_id, rows[i].step, rows[i].split, rows[i].name,
-                                   number(rows[i].value)});
-    }
-    db_->execute(sql, params);
-  }
+  std::vector<std::vector<SqlParam>> values;
+  for (const auto& row : rows) values.push_back({run_id, row.step, row.split, row.name, number(row.value)});
+  insert_rows(*db_, "metrics (run_id, step, split, name, value)", values);
   heartbeat(run_id);
   transaction.commit();
 }

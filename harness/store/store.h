@@ -182,7 +182,6 @@ class Store {
   int schema_version();
   // The file path or URI it was opened with.
   const std::string& path() const { return db_->name(); }
-  Dialect dialect() const { return db_->dialect(); }
   // SQL: seconds from a timestamp column to now, by the database's clock.
   std::string seconds_since(const std::string& column) const { return db_->seconds_since_sql(column); }
   // After `db copy` inserted runs with their ids: new runs are numbered above them.
