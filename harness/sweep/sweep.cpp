@@ -423,6 +423,12 @@ std::vector<std::string> apply_overrides(const std::vector<std::string>& overrid
     }
     const auto values = split_top_level(assignment.substr(eq + 1));
     const std::string key = assignment.substr(0, eq);
+    if (key.rfind("launcher.", 0) == 0) {
+      throw ConfigError(fmt::format("override '{}': the launcher is set by options (--launcher, "
+                                    "--partition, --time, ...; moelab sweep --help) or the sweep "
+                                    "file's launcher: section, not by key=value",
+                                    assignment));
+    }
     if (key == "seeds") {
       seeds = seeds_from_override(assignment, values);
     } else {
