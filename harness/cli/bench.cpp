@@ -448,7 +448,6 @@ std::string bench_sinkhorn_report(const BenchOptions& options) {
 
 namespace {
 
-// Seconds of training (train/seconds) of `moelab run` on the bench LM with `steps` steps.
 // Training seconds (`train/seconds`) of `moelab run CONFIG overrides` for `steps` steps, in a
 // database of its own under `dir`.
 double train_seconds(const std::string& executable, const std::string& config,
@@ -481,23 +480,67 @@ double timed_steps_seconds(const std::string& executable, const std::string& con
   return long_s - short_s;
 }
 
-// "moelab X: N unit/s" beside each eager attention variant's figure and the ratio.
-std::string eager_lines(const BenchOptions& options, const std::string& what,
-                        const std::string& shape, const std::string& rate_key,
-                        const std::string& unit, double ours, nlohmann::json& out) {
-  std::string text;
-  for (const char* attention : {"manual", "sdpa"}) {
-    const nlohmann::json eager = eager_reference(options, what, shape + " --attention " + attention);
-    out["eager_" + std::string(attention)] = eager;
-    if (eager.contains(rate_key)) {
-      const double theirs = eager[rate_key].get<double>();
-      text += fmt::format("  eager PyTorch, {:<6} attention (torch {}): {:10.0f} {}/s: moelab "
-                          "{:.2f}x\n",
-                          attention, eager["torch"].get<std::string>(), theirs, unit, ours / theirs);
-    } else {
-      text += fmt::format("  eager PyTorch, {} attention: not run: {}\n", attention,
-                          eager["error"].get<std::string>());
+// A training-throughput comparison: `repeats` rounds, each one moelab measurement and one
+// of each eager attention variant back to back, so that the machine's slow and fast minutes
+// fall on both sides; medians, ranges and the per-round ratios.
+struct TrainingComparison {
+  std::string config;     // moelab's experiment file
+  std::string overrides;  // its overrides
+  std::string eager_what, eager_args;  // eager_reference.py's model and shape
+  double items_per_step;               // tokens or images
+  std::string unit;                    // "tokens", "images"
+};
+
+std::string compare_training(const BenchOptions& options, const std::string& executable,
+                             const TrainingComparison& comparison, nlohmann::json& out) {
+  const int64_t warmup = 3;
+  const std::vector<std::string> variants = {"manual", "sdpa"};
+  std::vector<double> ours;
+  std::map<std::string, std::vector<double>> theirs, ratios;
+  std::map<std::string, std::string> errors;
+  std::string torch_version;
+  for (int64_t round = 0; round < options.repeats; ++round) {
+    const double seconds = timed_steps_seconds(executable, comparison.config,
+                                               comparison.overrides, warmup, options.steps);
+    ours.push_back(comparison.items_per_step * static_cast<double>(options.steps) / seconds);
+    for (const auto& variant : variants) {
+      if (errors.count(variant)) continue;  // a variant that cannot run here is tried once
+      const nlohmann::json eager = eager_reference(
+          options, comparison.eager_what,
+          fmt::format("{} --steps {} --warmup {} --attention {}", comparison.eager_args,
+                      options.steps, warmup, variant));
+      const std::string rate_key = comparison.unit + "_per_second";
+      if (!eager.contains(rate_key)) {
+        errors[variant] = eager.value("error", std::string("no ") + rate_key);
+        continue;
+      }
+      torch_version = eager["torch"].get<std::string>();
+      theirs[variant].push_back(eager[rate_key].get<double>());
+      ratios[variant].push_back(ours.back() / theirs[variant].back());
     }
+  }
+  const Spread ours_spread(ours);
+  out["moelab_" + comparison.unit + "_per_second"] = ours_spread.median;
+  out["moelab"] = ours_spread.json();
+  out["rounds"] = options.repeats;
+  std::string text = fmt::format("  moelab run:            {:10.0f} {}/s ({:.0f}-{:.0f})\n",
+                                 ours_spread.median, comparison.unit, ours_spread.low,
+                                 ours_spread.high);
+  for (const auto& variant : variants) {
+    if (errors.count(variant)) {
+      out["eager_" + variant] = {{"error", errors[variant]}};
+      text += fmt::format("  eager PyTorch, {} attention: not run: {}\n", variant, errors[variant]);
+      continue;
+    }
+    const Spread rate(theirs[variant]), ratio(ratios[variant]);
+    out["eager_" + variant] = {{comparison.unit + "_per_second", rate.median},
+                               {"rate", rate.json()}, {"ratio", ratio.json()},
+                               {"torch", torch_version}};
+    text += fmt::format(
+        "  eager PyTorch, {:<6} attention (torch {}): {:10.0f} {}/s ({:.0f}-{:.0f}): moelab "
+        "{:.2f}x (rounds {:.2f}-{:.2f})\n",
+        variant, torch_version, rate.median, comparison.unit, rate.low, rate.high,
+        ratio.median, ratio.low, ratio.high);
   }
   return text;
 }
@@ -505,57 +548,56 @@ std::string eager_lines(const BenchOptions& options, const std::string& what,
 }  // namespace
 
 std::string bench_lm_report(const BenchOptions& options, const std::string& executable) {
-  const int64_t warmup = 3;
-  const std::string overrides = fmt::format(
+  TrainingComparison comparison;
+  comparison.config = "experiments/bench_lm.yaml";
+  comparison.overrides = fmt::format(
       "device={} threads={} task.data_path={}/.data/gutenberg task.seq_len={} model.dim={} "
       "model.depth={} model.heads={} model.moe.experts={} model.moe.expert_hidden={} router.k={} "
       "train.batch_size={}",
       options.device, options.threads, kSourceDir, options.seq_len, options.dim, options.depth,
       options.heads, options.experts, options.hidden, options.k, options.batch);
-  const double seconds =
-      timed_steps_seconds(executable, "experiments/bench_lm.yaml", overrides, warmup, options.steps);
-  const double ours = static_cast<double>(options.steps * options.batch * options.seq_len) / seconds;
+  comparison.eager_what = "lm";
+  comparison.eager_args = fmt::format(
+      "--batch {} --seq-len {} --dim {} --depth {} --heads {} --experts {} --hidden {} --k {}",
+      options.batch, options.seq_len, options.dim, options.depth, options.heads, options.experts,
+      options.hidden, options.k);
+  comparison.items_per_step = static_cast<double>(options.batch * options.seq_len);
+  comparison.unit = "tokens";
   nlohmann::json out = {{"device", options.device}, {"batch", options.batch},
                         {"seq_len", options.seq_len}, {"dim", options.dim},
                         {"depth", options.depth}, {"experts", options.experts},
                         {"expert_hidden", options.hidden}, {"k", options.k},
-                        {"steps", options.steps}, {"moelab_tokens_per_second", ours}};
+                        {"steps", options.steps}};
   std::string text = fmt::format(
       "moelab bench lm: char LM, batch {} x {} tokens, {} blocks of dim {} ({} heads), {} "
-      "experts of hidden {}, top-{}, on {}; {} timed steps\n  moelab run:          {:10.0f} "
-      "tokens/s\n",
+      "experts of hidden {}, top-{}, on {}; {} timed steps, median (range) of {} rounds\n",
       options.batch, options.seq_len, options.depth, options.dim, options.heads, options.experts,
-      options.hidden, options.k, device_name(options), options.steps, ours);
-  const std::string shape = fmt::format(
-      "--batch {} --seq-len {} --dim {} --depth {} --heads {} --experts {} --hidden {} --k {} "
-      "--steps {} --warmup {}",
-      options.batch, options.seq_len, options.dim, options.depth, options.heads, options.experts,
-      options.hidden, options.k, options.steps, warmup);
-  text += eager_lines(options, "lm", shape, "tokens_per_second", "tokens", ours, out);
+      options.hidden, options.k, device_name(options), options.steps, options.repeats);
+  text += compare_training(options, executable, comparison, out);
   return options.json ? out.dump(2) + "\n" : text;
 }
 
 std::string bench_image_report(const BenchOptions& options, const std::string& executable) {
   // The quickstart ViT as experiments/quickstart.yaml defines it (Fashion-MNIST, 28 x 28, 7 x 7
   // patches, 4 blocks of dim 64 with 4 heads, 8 experts of hidden 128, top-2, batch 128).
-  const int64_t warmup = 3;
-  const std::string overrides = fmt::format("device={} threads={}", options.device, options.threads);
-  const double seconds =
-      timed_steps_seconds(executable, "experiments/quickstart.yaml", overrides, warmup, options.steps);
   const int64_t batch = 128;
-  const double ours = static_cast<double>(options.steps * batch) / seconds;
-  nlohmann::json out = {{"device", options.device}, {"batch", batch}, {"steps", options.steps},
-                        {"moelab_images_per_second", ours}};
+  TrainingComparison comparison;
+  comparison.config = "experiments/quickstart.yaml";
+  comparison.overrides = fmt::format("device={} threads={}", options.device, options.threads);
+  comparison.eager_what = "image";
+  comparison.eager_args = fmt::format(
+      "--batch {} --side 28 --patch 7 --classes 10 --dim 64 --depth 4 --heads 4 --experts 8 "
+      "--hidden 128 --k 2",
+      batch);
+  comparison.items_per_step = static_cast<double>(batch);
+  comparison.unit = "images";
+  nlohmann::json out = {{"device", options.device}, {"batch", batch}, {"steps", options.steps}};
   std::string text = fmt::format(
       "moelab bench image: the quickstart ViT (28 x 28, 7 x 7 patches, 4 blocks of dim 64, 8 "
-      "experts of hidden 128, top-2), batch {}, on {}; {} timed steps\n  moelab run:          "
-      "{:10.0f} images/s\n",
-      batch, device_name(options), options.steps, ours);
-  const std::string shape = fmt::format(
-      "--batch {} --side 28 --patch 7 --classes 10 --dim 64 --depth 4 --heads 4 --experts 8 "
-      "--hidden 128 --k 2 --steps {} --warmup {}",
-      batch, options.steps, warmup);
-  text += eager_lines(options, "image", shape, "images_per_second", "images", ours, out);
+      "experts of hidden 128, top-2), batch {}, on {}; {} timed steps, median (range) of {} "
+      "rounds\n",
+      batch, device_name(options), options.steps, options.repeats);
+  text += compare_training(options, executable, comparison, out);
   return options.json ? out.dump(2) + "\n" : text;
 }
 

@@ -100,23 +100,6 @@ std::shared_ptr<Router> MoELayerImpl::swap_router(std::shared_ptr<Router> router
   return previous;
 }
 
-torch::Tensor MoELayerImpl::run_experts(const torch::Tensor& x, const Dispatch& dispatch) {
-  auto inputs = x.index_select(0, dispatch.token);  // [A', D], contiguous per expert
-  // One autograd node per tensor (split, unbind) rather than one slice/select per expert: the
-  // backward of each select would zero-fill and add a gradient as large as all the experts.
-  auto slices = inputs.split_with_sizes(dispatch.kept_per_expert);  // E x [n_e, D]
-  auto w_in = w_in_.unbind(0), b_in = b_in_.unbind(0);               // E x [D, H], [H]
-  auto w_out = w_out_.unbind(0), b_out = b_out_.unbind(0);           // E x [H, D], [D]
-  std::vector<torch::Tensor> outputs;
-  for (int64_t e = 0; e < config_.experts; ++e) {
-    if (dispatch.kept_per_expert[e] == 0) continue;
-    auto hidden = torch::gelu(torch::addmm(b_in[e], slices[e], w_in[e]));  // [n_e, H]
-    outputs.push_back(torch::addmm(b_out[e], hidden, w_out[e]));          // [n_e, D]
-  }
-  if (outputs.empty()) return torch::zeros({0, x.size(1)}, x.options());
-  return torch::cat(outputs, 0);
-}
-
 torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
   RouteResult route = router_->route(x, ctx);
@@ -191,7 +174,8 @@ torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteRe
                                            const RouteContext& ctx, double route_ms) {
   Dispatch dispatch = plan_dispatch(route, config_.experts, config_.capacity_factor,
                                     config_.drop_policy);
-  auto expert_out = run_experts(x, dispatch);                               // [A', D]
+  auto inputs = x.index_select(0, dispatch.token);  // [A', D], contiguous per expert
+  auto expert_out = run_experts(inputs, expert_weights(), dispatch.kept_per_expert);  // [A', D]
   auto weighted = expert_out * dispatch.weight.to(x.dtype()).unsqueeze(1);  // [A', D]
   auto y = torch::zeros_like(x).index_add(0, dispatch.token, weighted);     // [T, D]
   if (ctx.collect_metrics && ctx.record) {

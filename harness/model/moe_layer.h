@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "harness/config/config.h"
+#include "harness/model/grouped_experts.h"
 #include "routers/router.h"
 
 namespace moelab {
@@ -32,11 +33,6 @@ struct Dispatch {
 // earliest tokens.
 Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacity_factor,
                        const std::string& drop_policy);
-
-// The experts' parameters, shared with the layer: [E, D, H], [E, H], [E, H, D], [E, D].
-struct ExpertWeights {
-  torch::Tensor w_in, b_in, w_out, b_out;
-};
 
 // What a training form computes for one forward.
 struct FormOutput {
@@ -81,7 +77,6 @@ class MoELayerImpl : public torch::nn::Module {
   void remove_form();
 
  private:
-  torch::Tensor run_experts(const torch::Tensor& x, const Dispatch& dispatch);  // [A', D]
   torch::Tensor forward_sparse(const torch::Tensor& x, const RouteResult& route,
                                const RouteContext& ctx, double route_ms);
   torch::Tensor forward_soft(const torch::Tensor& x, const RouteResult& route,

@@ -1,31 +1,21 @@
 // Transformer backbone with MoE FFN blocks.
 #include "harness/model/transformer.h"
 
+#include "harness/model/attention.h"
+
 #include <algorithm>
-#include <cmath>
 
 
 namespace moelab {
 
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, double dropout, bool causal)
-    : heads_(heads), causal_(causal) {
+    : heads_(heads), causal_(causal), dropout_(dropout) {
   qkv_ = register_module("qkv", torch::nn::Linear(dim, 3 * dim));
   proj_ = register_module("proj", torch::nn::Linear(dim, dim));
-  dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t batch = x.size(0), length = x.size(1), dim = x.size(2);
-  const int64_t head_dim = dim / heads_;
-  auto qkv = qkv_(x).view({batch, length, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
-  auto q = qkv[0], k = qkv[1], v = qkv[2];                                // [B, H, L, Dh]
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(head_dim));  // [B,H,L,L]
-  if (causal_) {
-    auto future = torch::ones({length, length}, x.options().dtype(torch::kBool)).triu(1);
-    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
-  }
-  auto attended = torch::matmul(dropout_(torch::softmax(scores, -1)), v);  // [B, H, L, Dh]
-  return proj_(attended.transpose(1, 2).reshape({batch, length, dim}));
+  return proj_(attention(qkv_(x), heads_, causal_, dropout_, is_training()));  // [B, L, D]
 }
 
 BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router) {

@@ -25,8 +25,8 @@ class AttentionImpl : public torch::nn::Module {
  private:
   int64_t heads_;
   bool causal_;
+  double dropout_;  // on the attention probabilities while training
   torch::nn::Linear qkv_{nullptr}, proj_{nullptr};
-  torch::nn::Dropout dropout_{nullptr};
 };
 TORCH_MODULE(Attention);
 

@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <fmt/format.h>
+#include <omp.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 #include <unistd.h>
@@ -57,6 +58,9 @@ void apply_thread_settings(const RunConfig& config) {
 
 void set_thread_counts(int64_t torch_threads, int64_t blas_threads) {
   torch::set_num_threads(static_cast<int>(torch_threads));
+  // The OpenMP runtime moelab's own parallel loops use: LibTorch's, except where a LibTorch
+  // bundles a renamed copy (pip wheels), which set_num_threads does not reach.
+  omp_set_num_threads(static_cast<int>(torch_threads));
   using GetThreads = int (*)();
   using SetThreads = void (*)(int);
   auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
