@@ -1,8 +1,8 @@
 // Multi-head attention: the LibTorch reference and the fused CPU kernel (see attention.h).
 // The kernel exists because ATen's CPU batched matmul runs a small-matrix product as one
 // `select` and one `mm` call per matrix: the quickstart ViT (16 patches, 4 heads of 16) spent
-// more time in those calls than in arithmetic. Here one thread handles one (b, h) pair at a
-// time, and every loop is an axpy over a contiguous row, which the compiler vectorises.
+// more time in those calls than in arithmetic. Here 16 (b, h) pairs are computed together, one
+// per SIMD lane, groups of them over LibTorch's threads.
 #include "harness/model/attention.h"
 
 #include <ATen/Parallel.h>

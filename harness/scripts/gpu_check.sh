@@ -70,6 +70,6 @@ step "bench" | tee "$out/bench.log"
   timeout 120 "$moelab" bench moe --device cuda --tokens 16384 --dim 512 --hidden 1024 --experts 16 --k 2 --repeats 20
   timeout 60 "$moelab" bench sinkhorn --device cuda --tokens 16384 --experts 64 --repeats 20
   timeout 60 "$moelab" bench sinkhorn --device cuda --tokens 16384 --experts 64 --repeats 20 --logit-std 30
-  timeout 240 "$moelab" bench lm --device cuda --batch 22 --seq-len 512 --dim 256 --depth 4 --heads 8 --experts 16 --hidden 512 --k 2 --steps 30
+  timeout 240 "$moelab" bench lm --device cuda --batch 22 --seq-len 512 --dim 256 --depth 4 --heads 8 --experts 16 --hidden 512 --k 2 --steps 30 --repeats 1
 } >> "$out/bench.log" 2>&1
 step "done"
