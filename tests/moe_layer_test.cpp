@@ -2,7 +2,6 @@
 // dropped tokens counted, shared metrics.
 #include "harness/model/moe_layer.h"
 
-#include <ATen/Parallel.h>
 
 #include "routers/registry.h"
 #include "test_util.h"
@@ -304,7 +303,6 @@ TEST_CASE("expert-parallel FFNs equal the per-expert loop, gradients too", "[moe
 }
 
 TEST_CASE("expert-parallel FFNs give the same bits on one thread and on two", "[moe]") {
-  const int saved = at::get_num_threads();
   torch::manual_seed(4);
   ExpertWeights weights{torch::randn({8, 16, 32}), torch::randn({8, 32}),
                         torch::randn({8, 32, 16}), torch::randn({8, 16})};
@@ -312,13 +310,24 @@ TEST_CASE("expert-parallel FFNs give the same bits on one thread and on two", "[
   auto inputs = torch::randn({130, 16});
   auto probe = torch::randn({130, 16});
   auto run = [&](auto x, auto w) { return experts_parallel(x, w, rows); };
-  at::set_num_threads(1);
-  const auto one = run_with_grads(inputs, weights, probe, run);
-  at::set_num_threads(2);
-  const auto two = run_with_grads(inputs, weights, probe, run);
-  at::set_num_threads(saved);
+  ExpertsRun one, two;
+  {
+    testing::ThreadCountScope threads(1);
+    one = run_with_grads(inputs, weights, probe, run);
+  }
+  {
+    testing::ThreadCountScope threads(2);
+    REQUIRE(testing::parallel_for_threads(2) == 2);  // the experts really split
+    two = run_with_grads(inputs, weights, probe, run);
+  }
   CHECK(torch::equal(one.out, two.out));
   for (size_t i = 0; i < one.grads.size(); ++i) CHECK(torch::equal(one.grads[i], two.grads[i]));
+  SECTION("no double backward") {
+    auto x = inputs.clone().requires_grad_(true);
+    auto out = experts_parallel(x, weights, rows);
+    CHECK_THROWS_WITH(torch::autograd::grad({out.sum()}, {x}, {}, true, true),
+                      Catch::Contains("no double backward"));
+  }
 }
 
 }  // namespace moelab

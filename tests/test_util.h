@@ -7,16 +7,40 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "harness/config/config.h"
 
 namespace moelab::testing {
+
+// LibTorch's thread count set for a scope, the previous count restored after it.
+class ThreadCountScope {
+ public:
+  explicit ThreadCountScope(int threads) : saved_(at::get_num_threads()) {
+    at::set_num_threads(threads);
+  }
+  ~ThreadCountScope() { at::set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+// The number of distinct threads an at::parallel_for over `tasks` single-task chunks runs on
+// (1 if moelab's code were compiled without OpenMP, whatever the thread count).
+inline int parallel_for_threads(int64_t tasks) {
+  std::vector<std::atomic<int>> seen(static_cast<size_t>(at::get_num_threads()));
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) { seen[at::get_thread_num()] = 1; });
+  int count = 0;
+  for (const auto& flag : seen) count += flag.load();
+  return count;
+}
 
 // A fresh directory under the system temp dir, removed when the object goes away.
 class TempDir {

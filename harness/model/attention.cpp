@@ -35,9 +35,11 @@ at::Tensor attention_reference(const at::Tensor& qkv, int64_t heads, bool causal
 
 namespace {
 
-// GCC builds the marked kernels once per instruction set and picks one at load time, so the
-// portable binary uses AVX-512 or AVX2 where the CPU has them.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// GCC builds the marked kernels once per instruction set and picks one at load time (an ELF
+// ifunc), so the portable binary uses AVX-512 or AVX2 where the CPU has them. None of the
+// clones contracts multiply-adds into FMA (neither target enables it), so every clone rounds
+// alike and results do not depend on which one the CPU gets.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MOELAB_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MOELAB_CPU_CLONES
@@ -113,40 +115,46 @@ void scatter(const T* src, const GroupOffsets& offsets, int64_t stride, const Sh
 
 // kLanes values of one type as one GCC vector: arithmetic on it is lane-wise, compiled to
 // AVX-512, AVX2 or SSE instructions by each clone. Alignment of one element, so vectors load
-// from any tensor row.
+// from any tensor row; may_alias, since the kernels view arrays of S through it.
 template <typename S>
 struct LanesOf;
 template <>
 struct LanesOf<float> {
-  typedef float type __attribute__((vector_size(kLanes * sizeof(float)), aligned(sizeof(float))));
+  typedef float type __attribute__((vector_size(kLanes * sizeof(float)), aligned(sizeof(float)),
+                                    __may_alias__));
 };
 template <>
 struct LanesOf<double> {
-  typedef double type
-      __attribute__((vector_size(kLanes * sizeof(double)), aligned(sizeof(double))));
+  typedef double type __attribute__((vector_size(kLanes * sizeof(double)),
+                                     aligned(sizeof(double)), __may_alias__));
 };
 template <typename S>
 using Lanes = typename LanesOf<S>::type;
 
-// x <- e^x lane by lane. float: Cephes' expf (range reduction by ln 2, a degree-7 polynomial;
-// within 2 ulp of std::exp for x in [-88.37, 88.37], 0 below, the largest float above), on
-// vectors, so the softmax does not run one libm call per score. double (tests): std::exp.
+// x <- e^x lane by lane. float: Cephes' expf (range reduction by ln 2, a degree-7 polynomial)
+// on vectors, so the softmax does not run one libm call per score: within 2 ulp of std::exp
+// where e^x is a normal float (x in [-87.3, 88.37]), 0 below (no denormals), e^88.37 above,
+// NaN for NaN. double (tests): std::exp.
 inline __attribute__((always_inline)) void exp_lanes(Lanes<float>& x) {
   typedef int32_t Ints __attribute__((vector_size(kLanes * sizeof(int32_t)), aligned(4)));
+  typedef uint32_t Bits __attribute__((vector_size(kLanes * sizeof(uint32_t)), aligned(4)));
   using V = Lanes<float>;
   const V low = V{} - 88.3762626647949f, high = V{} + 88.3762626647949f;
   const auto underflow = x < low;
-  x = x < low ? low : (x > high ? high : x);
+  const auto not_a_number = x != x;
+  const V input = x;
+  x = not_a_number ? V{} : (x < low ? low : (x > high ? high : x));
   V n = x * 1.44269504088896341f + 0.5f;  // round(x / ln 2)
   const V truncated = __builtin_convertvector(__builtin_convertvector(n, Ints), V);
-  n = truncated > n ? truncated - 1.0f : truncated;  // floor
+  n = truncated > n ? truncated - 1.0f : truncated;  // floor, in [-127, 128]
   x = x - n * 0.693359375f - n * -2.12194440e-4f;    // x - n ln 2, |x| <= ln 2 / 2
   V y = ((((1.9875691500e-4f * x + 1.3981999507e-3f) * x + 8.3334519073e-3f) * x +
           4.1665795894e-2f) * x + 1.6666665459e-1f) * x + 5.0000001201e-1f;
   y = y * (x * x) + x + 1.0f;
-  const Ints two_to_n = (__builtin_convertvector(n, Ints) + 127) << 23;  // 2^n as float bits
+  // 2^n as float bits: exponent field n + 127 (0 for n = -127: the product is then 0).
+  const Bits two_to_n = __builtin_convertvector(__builtin_convertvector(n, Ints) + 127, Bits) << 23;
   y *= (V)two_to_n;
-  x = underflow ? V{} : y;
+  x = underflow ? V{} : (not_a_number ? input : y);
 }
 inline __attribute__((always_inline)) void exp_lanes(Lanes<double>& x) {
   for (int64_t lane = 0; lane < kLanes; ++lane) x[lane] = std::exp(x[lane]);
@@ -290,29 +298,36 @@ void for_each_group(const Shape& shape, int64_t scratch_size, const Fn& fn) {
   });
 }
 
+// The attention output [B, L, D] of qkv; the probabilities [G, L, L, kLanes] into *probs when
+// given (for the backward), else only through each task's scratch.
+at::Tensor attend(const at::Tensor& qkv, const Shape& shape, at::Tensor* probs) {
+  const int64_t L = shape.length, block = shape.rows() * kLanes, probs_block = L * L * kLanes;
+  auto out = at::empty({shape.batch, L, shape.dim}, qkv.options());  // [B, L, D]
+  if (probs != nullptr) *probs = at::empty({shape.groups(), L, L, kLanes}, qkv.options());
+  AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "attention_fused", [&] {
+    const scalar_t* src = qkv.data_ptr<scalar_t>();
+    scalar_t* saved = probs != nullptr ? probs->data_ptr<scalar_t>() : nullptr;
+    scalar_t* o = out.data_ptr<scalar_t>();
+    for_each_group<scalar_t>(shape, 4 * block + probs_block, [&](int64_t group, scalar_t* q) {
+      scalar_t *k = q + block, *v = k + block, *attended = v + block, *p = attended + block;
+      const GroupOffsets in = group_offsets(shape, group, 3);
+      gather(src, in, 3 * shape.dim, shape, q);
+      gather(src + shape.dim, in, 3 * shape.dim, shape, k);
+      gather(src + 2 * shape.dim, in, 3 * shape.dim, shape, v);
+      if (saved != nullptr) p = saved + group * probs_block;
+      forward_group_any(shape, scale_of<scalar_t>(shape), q, k, v, p, attended);
+      scatter(attended, group_offsets(shape, group, 1), shape.dim, shape, o);
+    });
+  });
+  return out;
+}
+
 class FusedAttention : public torch::autograd::Function<FusedAttention> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& qkv,
                             int64_t heads, bool causal) {
-    const Shape shape = shape_of(qkv, heads, causal);
-    const int64_t L = shape.length, block = shape.rows() * kLanes;
-    auto out = at::empty({shape.batch, L, shape.dim}, qkv.options());              // [B, L, D]
-    auto probs = at::empty({shape.groups(), L, L, kLanes}, qkv.options());  // [G, L, L, lanes]
-    AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "attention_fused", [&] {
-      const scalar_t* src = qkv.data_ptr<scalar_t>();
-      scalar_t* p = probs.data_ptr<scalar_t>();
-      scalar_t* o = out.data_ptr<scalar_t>();
-      for_each_group<scalar_t>(shape, 4 * block, [&](int64_t group, scalar_t* q) {
-        scalar_t *k = q + block, *v = k + block, *attended = v + block;
-        const GroupOffsets in = group_offsets(shape, group, 3);
-        gather(src, in, 3 * shape.dim, shape, q);
-        gather(src + shape.dim, in, 3 * shape.dim, shape, k);
-        gather(src + 2 * shape.dim, in, 3 * shape.dim, shape, v);
-        forward_group_any(shape, scale_of<scalar_t>(shape), q, k, v, p + group * L * L * kLanes,
-                          attended);
-        scatter(attended, group_offsets(shape, group, 1), shape.dim, shape, o);
-      });
-    });
+    at::Tensor probs;
+    auto out = attend(qkv, shape_of(qkv, heads, causal), &probs);
     ctx->save_for_backward({qkv, probs});
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["causal"] = causal;
@@ -321,6 +336,10 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    // The gradient is computed outside autograd: a graph through it (create_graph, for a
+    // second derivative) would silently miss the second-order terms.
+    MOELAB_CHECK(!at::GradMode::is_enabled(),
+                 "attention_fused: no double backward (create_graph); use attention_reference");
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& qkv = saved[0];
     const at::Tensor& probs = saved[1];
@@ -363,7 +382,10 @@ at::Tensor attention_fused(const at::Tensor& qkv, int64_t heads, bool causal) {
   MOELAB_CHECK(qkv.dim() == 3 && qkv.size(2) % (3 * heads) == 0,
                "attention_fused: qkv must be [B, L, 3 * D] with D divisible by {} heads",
                heads);
-  return FusedAttention::apply(qkv, heads, causal);
+  if (at::GradMode::is_enabled() && qkv.requires_grad()) {
+    return FusedAttention::apply(qkv, heads, causal);
+  }
+  return attend(qkv, shape_of(qkv, heads, causal), nullptr);  // nothing saved for a backward
 }
 
 at::Tensor attention(const at::Tensor& qkv, int64_t heads, bool causal, double dropout,

@@ -16,7 +16,8 @@ at::Tensor attention_reference(const at::Tensor& qkv, int64_t heads, bool causal
 
 // The same without dropout, for contiguous float or double tensors on the CPU. Each (b, h)
 // pair is computed on one thread in a fixed order, so results do not depend on the thread
-// count. Differentiable once (no double backward).
+// count. Differentiable once: a backward with create_graph throws. Without a gradient to
+// compute (no grad mode, or qkv not requiring one) the probabilities are not kept.
 at::Tensor attention_fused(const at::Tensor& qkv, int64_t heads, bool causal);
 
 // attention_fused where it applies (CPU, float or double, no active dropout), else the

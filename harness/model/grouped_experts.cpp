@@ -94,6 +94,10 @@ class ParallelExperts : public torch::autograd::Function<ParallelExperts> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    // Computed outside autograd: a graph through it (create_graph) would miss second-order
+    // terms.
+    MOELAB_CHECK(!at::GradMode::is_enabled(),
+                 "experts_parallel: no double backward (create_graph); use experts_reference");
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &inputs = saved[0], &w_in = saved[1], &w_out = saved[2], &pre = saved[3],
                      &hidden = saved[4];

@@ -23,8 +23,10 @@ struct ExpertWeights {
 at::Tensor experts_reference(const at::Tensor& inputs, const ExpertWeights& experts,
                              const std::vector<int64_t>& rows_per_expert);
 
-// The same for CPU tensors; equal to the reference up to rounding of the bias gradients'
-// sums, and the same on any thread count.
+// The same for CPU tensors: the reference's operators per expert, so the same values and
+// gradients (bit for bit where the reference's bias-gradient sums are too small for ATen to
+// split over threads, as in the tests), and the same on any thread count. Differentiable once:
+// a backward with create_graph throws.
 at::Tensor experts_parallel(const at::Tensor& inputs, const ExpertWeights& experts,
                             const std::vector<int64_t>& rows_per_expert);
 
