@@ -374,6 +374,11 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
 
 }  // namespace
 
+// GCC 14 reports false -Warray-bounds and -Wstringop-overflow warnings inside LibTorch 2.x's
+// Function::apply (a std::vector<bool> reserve in custom_function.h) once it is inlined here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
 at::Tensor attention_fused(const at::Tensor& qkv, int64_t heads, bool causal) {
   MOELAB_CHECK(qkv.device().is_cpu() && qkv.is_contiguous() &&
                    (qkv.scalar_type() == at::kFloat || qkv.scalar_type() == at::kDouble),
@@ -387,6 +392,7 @@ at::Tensor attention_fused(const at::Tensor& qkv, int64_t heads, bool causal) {
   }
   return attend(qkv, shape_of(qkv, heads, causal), nullptr);  // nothing saved for a backward
 }
+#pragma GCC diagnostic pop
 
 at::Tensor attention(const at::Tensor& qkv, int64_t heads, bool causal, double dropout,
                      bool training) {

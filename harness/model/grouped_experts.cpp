@@ -126,6 +126,11 @@ class ParallelExperts : public torch::autograd::Function<ParallelExperts> {
 
 }  // namespace
 
+// GCC 14 reports false -Warray-bounds and -Wstringop-overflow warnings inside LibTorch 2.x's
+// Function::apply (a std::vector<bool> reserve in custom_function.h) once it is inlined here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
 at::Tensor experts_parallel(const at::Tensor& inputs, const ExpertWeights& experts,
                             const std::vector<int64_t>& rows_per_expert) {
   MOELAB_CHECK(inputs.device().is_cpu(), "experts_parallel: CPU tensors only, got {}",
@@ -137,6 +142,7 @@ at::Tensor experts_parallel(const at::Tensor& inputs, const ExpertWeights& exper
   return ParallelExperts::apply(inputs.contiguous(), experts.w_in, experts.b_in, experts.w_out,
                                 experts.b_out, rows_per_expert);
 }
+#pragma GCC diagnostic pop
 
 at::Tensor run_experts(const at::Tensor& inputs, const ExpertWeights& experts,
                        const std::vector<int64_t>& rows_per_expert) {
