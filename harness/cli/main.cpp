@@ -305,12 +305,14 @@ void add_bench_command(CLI::App& app, Command& command) {
   bench->add_option("--seq-len", options.seq_len, "lm: tokens per sequence");
   bench->add_option("--depth", options.depth, "lm: blocks");
   bench->add_option("--heads", options.heads, "lm: attention heads");
-  bench->add_option("--steps", options.steps, "lm, image: timed training steps per round");
+  bench->add_option("--steps", options.steps, "lm, image: timed training steps per round")
+      ->check(CLI::Range(1, 1000000));
   bench->add_option("--python", options.python,
                     "the Python (with torch) that runs the eager PyTorch reference");
   bench->add_flag("--json", options.json, "JSON output");
   bench->add_option("--threads", options.threads, "LibTorch threads");
-  bench->add_option("--repeats", options.repeats, "repeats per measurement (lm, image: rounds)");
+  bench->add_option("--repeats", options.repeats, "repeats per measurement (lm, image: rounds)")
+      ->check(CLI::Range(1, 1000000));
   bench->add_option("--tokens", options.tokens, "tokens T");
   bench->add_option("--postgres", options.postgres,
                     "store: an existing PostgreSQL database (URI) to measure beside SQLite");
