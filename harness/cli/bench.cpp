@@ -499,6 +499,7 @@ std::string compare_training(const BenchOptions& options, const std::string& exe
   std::map<std::string, std::vector<double>> theirs, ratios;
   std::map<std::string, std::string> errors;
   std::string torch_version;
+  const std::string rate_key = comparison.unit + "_per_second";
   for (int64_t round = 0; round < options.repeats; ++round) {
     const double seconds = timed_steps_seconds(executable, comparison.config,
                                                comparison.overrides, warmup, options.steps);
@@ -509,7 +510,6 @@ std::string compare_training(const BenchOptions& options, const std::string& exe
           options, comparison.eager_what,
           fmt::format("{} --steps {} --warmup {} --attention {}", comparison.eager_args,
                       options.steps, warmup, variant));
-      const std::string rate_key = comparison.unit + "_per_second";
       if (!eager.contains(rate_key)) {
         errors[variant] = eager.value("error", std::string("no ") + rate_key);
         continue;
@@ -520,7 +520,7 @@ std::string compare_training(const BenchOptions& options, const std::string& exe
     }
   }
   const Spread ours_spread(ours);
-  out["moelab_" + comparison.unit + "_per_second"] = ours_spread.median;
+  out["moelab_" + rate_key] = ours_spread.median;
   out["moelab"] = ours_spread.json();
   out["rounds"] = options.repeats;
   std::string text = fmt::format("  moelab run:            {:10.0f} {}/s ({:.0f}-{:.0f})\n",
@@ -533,7 +533,7 @@ std::string compare_training(const BenchOptions& options, const std::string& exe
       continue;
     }
     const Spread rate(theirs[variant]), ratio(ratios[variant]);
-    out["eager_" + variant] = {{comparison.unit + "_per_second", rate.median},
+    out["eager_" + variant] = {{rate_key, rate.median},
                                {"rate", rate.json()}, {"ratio", ratio.json()},
                                {"torch", torch_version}};
     text += fmt::format(

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "harness/core/error.h"
@@ -34,6 +35,11 @@ at::Tensor attention_reference(const at::Tensor& qkv, int64_t heads, bool causal
 }
 
 namespace {
+
+// What the kernel computes in: float (production) and double (tests).
+bool kernel_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
+}
 
 // GCC builds the marked kernels once per instruction set and picks one at load time (an ELF
 // ifunc), so the portable binary uses AVX-512 or AVX2 where the CPU has them. None of the
@@ -232,20 +238,20 @@ inline __attribute__((always_inline)) void backward_group(
   }
 }
 
-// The kernels on flat arrays of S: float through the per-ISA clones, double (tests) in the
-// portable build.
+// The kernels on flat arrays of S (inlined into the clones below).
 template <typename S>
-inline __attribute__((always_inline)) void forward_group_flat(const Shape& shape, S scale, const S* q, const S* k, const S* v,
-                        S* probs, S* out) {
+inline __attribute__((always_inline)) void forward_group_flat(const Shape& shape, S scale,
+                                                              const S* q, const S* k,
+                                                              const S* v, S* probs, S* out) {
   using V = Lanes<S>;
   forward_group<S>(shape, scale, reinterpret_cast<const V*>(q), reinterpret_cast<const V*>(k),
                    reinterpret_cast<const V*>(v), reinterpret_cast<V*>(probs),
                    reinterpret_cast<V*>(out));
 }
 template <typename S>
-inline __attribute__((always_inline)) void backward_group_flat(const Shape& shape, S scale, const S* q, const S* k, const S* v,
-                         const S* probs, const S* grad_out, S* grad_q, S* grad_k, S* grad_v,
-                         S* row) {
+inline __attribute__((always_inline)) void backward_group_flat(
+    const Shape& shape, S scale, const S* q, const S* k, const S* v, const S* probs,
+    const S* grad_out, S* grad_q, S* grad_k, S* grad_v, S* row) {
   using V = Lanes<S>;
   backward_group<S>(shape, scale, reinterpret_cast<const V*>(q), reinterpret_cast<const V*>(k),
                     reinterpret_cast<const V*>(v), reinterpret_cast<const V*>(probs),
@@ -264,23 +270,44 @@ MOELAB_CPU_CLONES void backward_group_float(const Shape& shape, float scale, con
                                             float* grad_v, float* row) {
   backward_group_flat(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
 }
-void forward_group_any(const Shape& shape, float scale, const float* q, const float* k,
-                       const float* v, float* probs, float* out) {
-  forward_group_float(shape, scale, q, k, v, probs, out);
+
+// The kernel for S: float through the per-ISA clones, double (tests) in the portable build.
+template <typename S>
+void forward_group_of(const Shape& shape, S scale, const S* q, const S* k, const S* v,
+                      S* probs, S* out) {
+  if constexpr (std::is_same_v<S, float>) {
+    forward_group_float(shape, scale, q, k, v, probs, out);
+  } else {
+    forward_group_flat(shape, scale, q, k, v, probs, out);
+  }
 }
-void forward_group_any(const Shape& shape, double scale, const double* q, const double* k,
-                       const double* v, double* probs, double* out) {
-  forward_group_flat(shape, scale, q, k, v, probs, out);
+template <typename S>
+void backward_group_of(const Shape& shape, S scale, const S* q, const S* k, const S* v,
+                       const S* probs, const S* grad_out, S* grad_q, S* grad_k, S* grad_v,
+                       S* row) {
+  if constexpr (std::is_same_v<S, float>) {
+    backward_group_float(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
+  } else {
+    backward_group_flat(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
+  }
 }
-void backward_group_any(const Shape& shape, float scale, const float* q, const float* k,
-                        const float* v, const float* probs, const float* grad_out,
-                        float* grad_q, float* grad_k, float* grad_v, float* row) {
-  backward_group_float(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
+
+// q, k, v [L, Dh, kLanes] <- the three parts of a group's packed [B, L, 3 * D] rows.
+template <typename T>
+void gather_qkv(const T* qkv, const GroupOffsets& offsets, const Shape& shape, T* q, T* k,
+                T* v) {
+  gather(qkv, offsets, 3 * shape.dim, shape, q);
+  gather(qkv + shape.dim, offsets, 3 * shape.dim, shape, k);
+  gather(qkv + 2 * shape.dim, offsets, 3 * shape.dim, shape, v);
 }
-void backward_group_any(const Shape& shape, double scale, const double* q, const double* k,
-                        const double* v, const double* probs, const double* grad_out,
-                        double* grad_q, double* grad_k, double* grad_v, double* row) {
-  backward_group_flat(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
+
+// The inverse of gather_qkv.
+template <typename T>
+void scatter_qkv(const T* q, const T* k, const T* v, const GroupOffsets& offsets,
+                 const Shape& shape, T* qkv) {
+  scatter(q, offsets, 3 * shape.dim, shape, qkv);
+  scatter(k, offsets, 3 * shape.dim, shape, qkv + shape.dim);
+  scatter(v, offsets, 3 * shape.dim, shape, qkv + 2 * shape.dim);
 }
 
 template <typename T>
@@ -310,12 +337,9 @@ at::Tensor attend(const at::Tensor& qkv, const Shape& shape, at::Tensor* probs) 
     scalar_t* o = out.data_ptr<scalar_t>();
     for_each_group<scalar_t>(shape, 4 * block + probs_block, [&](int64_t group, scalar_t* q) {
       scalar_t *k = q + block, *v = k + block, *attended = v + block, *p = attended + block;
-      const GroupOffsets in = group_offsets(shape, group, 3);
-      gather(src, in, 3 * shape.dim, shape, q);
-      gather(src + shape.dim, in, 3 * shape.dim, shape, k);
-      gather(src + 2 * shape.dim, in, 3 * shape.dim, shape, v);
+      gather_qkv(src, group_offsets(shape, group, 3), shape, q, k, v);
       if (saved != nullptr) p = saved + group * probs_block;
-      forward_group_any(shape, scale_of<scalar_t>(shape), q, k, v, p, attended);
+      forward_group_of(shape, scale_of<scalar_t>(shape), q, k, v, p, attended);
       scatter(attended, group_offsets(shape, group, 1), shape.dim, shape, o);
     });
   });
@@ -357,15 +381,11 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
         scalar_t *k = q + block, *v = k + block, *g_out = v + block, *g_q = g_out + block,
                  *g_k = g_q + block, *g_v = g_k + block, *row = g_v + block;
         const GroupOffsets in = group_offsets(shape, group, 3);
-        gather(src, in, 3 * shape.dim, shape, q);
-        gather(src + shape.dim, in, 3 * shape.dim, shape, k);
-        gather(src + 2 * shape.dim, in, 3 * shape.dim, shape, v);
+        gather_qkv(src, in, shape, q, k, v);
         gather(go, group_offsets(shape, group, 1), shape.dim, shape, g_out);
-        backward_group_any(shape, scale_of<scalar_t>(shape), q, k, v,
+        backward_group_of(shape, scale_of<scalar_t>(shape), q, k, v,
                            p + group * L * L * kLanes, g_out, g_q, g_k, g_v, row);
-        scatter(g_q, in, 3 * shape.dim, shape, gsrc);
-        scatter(g_k, in, 3 * shape.dim, shape, gsrc + shape.dim);
-        scatter(g_v, in, 3 * shape.dim, shape, gsrc + 2 * shape.dim);
+        scatter_qkv(g_q, g_k, g_v, in, shape, gsrc);
       });
     });
     return {grad_qkv, at::Tensor(), at::Tensor()};
@@ -380,8 +400,7 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
 #pragma GCC diagnostic ignored "-Warray-bounds"
 #pragma GCC diagnostic ignored "-Wstringop-overflow"
 at::Tensor attention_fused(const at::Tensor& qkv, int64_t heads, bool causal) {
-  MOELAB_CHECK(qkv.device().is_cpu() && qkv.is_contiguous() &&
-                   (qkv.scalar_type() == at::kFloat || qkv.scalar_type() == at::kDouble),
+  MOELAB_CHECK(qkv.device().is_cpu() && qkv.is_contiguous() && kernel_dtype(qkv),
                "attention_fused: needs a contiguous float or double CPU tensor, got {} on {}",
                std::string(qkv.dtype().name()), qkv.device().str());
   MOELAB_CHECK(qkv.dim() == 3 && qkv.size(2) % (3 * heads) == 0,
@@ -396,8 +415,7 @@ at::Tensor attention_fused(const at::Tensor& qkv, int64_t heads, bool causal) {
 
 at::Tensor attention(const at::Tensor& qkv, int64_t heads, bool causal, double dropout,
                      bool training) {
-  const bool fused = qkv.device().is_cpu() && !(training && dropout > 0) &&
-                     (qkv.scalar_type() == at::kFloat || qkv.scalar_type() == at::kDouble);
+  const bool fused = qkv.device().is_cpu() && kernel_dtype(qkv) && !(training && dropout > 0);
   if (fused) return attention_fused(qkv.contiguous(), heads, causal);
   return attention_reference(qkv, heads, causal, dropout, training);
 }

@@ -34,7 +34,7 @@ namespace {
 // The experts each of LibTorch's threads runs: largest first, each to the thread with the
 // fewest rows so far (a fixed function of the sizes, so every run splits the same way).
 std::vector<std::vector<int64_t>> experts_per_thread(const std::vector<int64_t>& rows) {
-  const int64_t threads = std::max<int64_t>(1, at::in_parallel_region() ? 1 : at::get_num_threads());
+  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
   std::vector<int64_t> order(rows.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
