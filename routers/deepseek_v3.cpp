@@ -12,18 +12,18 @@ namespace moelab {
 void DeepSeekV3Options::check(const RouterShape& shape) const {
   check_k(static_cast<double>(k), shape);
   if (shape.experts % groups != 0) {
-    throw ConfigError(fmt::format("router.groups = {}: must divide model.moe.experts = {}",
-                                  groups, shape.experts));
+    throw ConfigError::at_key("router.groups", fmt::format("{}: must divide model.moe.experts = {}",
+                                                           groups, shape.experts));
   }
   if (topk_groups > groups) {
-    throw ConfigError(fmt::format("router.topk_groups = {}: must be <= router.groups = {}",
-                                  topk_groups, groups));
+    throw ConfigError::at_key("router.topk_groups", fmt::format("{}: must be <= router.groups = {}",
+                                                                topk_groups, groups));
   }
   const int64_t reachable = topk_groups * (shape.experts / groups);
   if (groups > 1 && k > reachable) {
-    throw ConfigError(fmt::format("router.k = {}: more than the {} experts of router.topk_groups = "
-                                  "{} groups",
-                                  k, reachable, topk_groups));
+    throw ConfigError::at_key("router.k", fmt::format("{}: more than the {} experts of "
+                                                      "router.topk_groups = {} groups",
+                                                      k, reachable, topk_groups));
   }
 }
 
@@ -56,7 +56,8 @@ RouteResult DeepSeekV3Router::decide(const torch::Tensor& logits, const RouteCon
   auto indices = group_limited_topk(scores.detach() + bias_.to(scores.device()), options_.k,
                                     options_.groups, options_.topk_groups);          // [T, k]
   auto chosen = scores.gather(1, indices);                                           // [T, k]
-  auto gates = chosen / chosen.sum(-1, true) * options_.scale;                       // [T, k]
+  // k = 1 keeps the affinity itself: one normalised gate is the constant 1 (no gradient).
+  auto gates = (options_.k > 1 ? chosen / chosen.sum(-1, true) : chosen) * options_.scale;  // [T, k]
   RouteResult result = RouteResult::from_topk(indices, gates);
   result.logits = logits;
   result.probs = scores / scores.sum(-1, true);  // normalised affinities (gate entropy)

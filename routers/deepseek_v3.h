@@ -2,7 +2,7 @@
 // arXiv 2408.15664). Affinities s = sigmoid(logits); each token takes the k experts of largest
 // s + b, where b is a per-expert selection bias that no gradient reaches, moved after every
 // optimizer step by b_e += gamma * sign(mean load - load_e); the gates are the chosen
-// affinities normalised to sum to 1, times `scale`. Group-limited routing (groups > 1): the
+// affinities normalised to sum to 1 (for k > 1; with k = 1 the affinity itself), times `scale`. Group-limited routing (groups > 1): the
 // experts form `groups` equal groups, a group scores the sum of its top-2 biased affinities,
 // and a token chooses only inside its `topk_groups` best groups. A complementary
 // sequence-wise balance loss alpha * sum_e f_e P_e, per sequence (an image's patches are its

@@ -21,8 +21,9 @@ torch::Tensor normal_cdf(const torch::Tensor& x) { return 0.5 * (1.0 + torch::er
 void NoisyTopKOptions::check(const RouterShape& shape) const {
   check_k(k, shape);
   if (k >= shape.experts && load_coef > 0 && noise) {
-    throw ConfigError(fmt::format("router.k = {}: the load loss needs k < model.moe.experts = {}",
-                                  k, shape.experts));
+    throw ConfigError::at_key("router.k", fmt::format("{}: the load loss needs k < "
+                                                      "model.moe.experts = {}",
+                                                      k, shape.experts));
   }
 }
 

@@ -84,13 +84,13 @@ struct NoOptions {
 };
 }  // namespace
 
-std::unique_ptr<AnyOptions> make_router_options(const std::string& name) {
+std::unique_ptr<AnyOptions> router_options_by_name(const std::string& name) {
   if (name == "none") return std::make_unique<TypedOptions<NoOptions>>();
   return find_router(name).make_options();
 }
 
-void validate_router_options(const std::string& name, const AnyOptions& options,
-                             int64_t dim, int64_t experts) {
+void check_router_options(const std::string& name, const AnyOptions& options, int64_t dim,
+                          int64_t experts) {
   find_router(name).validate(options, RouterShape{dim, experts});
 }
 

@@ -25,5 +25,10 @@ const RouterEntry& find_router(const std::string& name);  // ConfigError listing
 
 // Builds the router named in the config for one MoE layer.
 std::shared_ptr<Router> make_router(const PluginChoice& choice, const RouterShape& shape);
+// The config layer's catalog entries (installed by harness/run/plugins.h): options by name
+// ("none": empty options) and the router's check against the MoE layer's shape.
+std::unique_ptr<AnyOptions> router_options_by_name(const std::string& name);
+void check_router_options(const std::string& name, const AnyOptions& options, int64_t dim,
+                          int64_t experts);
 
 }  // namespace moelab

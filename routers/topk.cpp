@@ -7,8 +7,8 @@ namespace moelab {
 
 void check_k(double k, const RouterShape& shape, const char* key) {
   if (k > static_cast<double>(shape.experts)) {
-    throw ConfigError(fmt::format("{} = {}: must be <= model.moe.experts = {}", key, k,
-                                  shape.experts));
+    throw ConfigError::at_key(key, fmt::format("{}: must be <= model.moe.experts = {}", k,
+                                               shape.experts));
   }
 }
 

@@ -10,8 +10,9 @@ void TopPOptions::check(const RouterShape& shape) const {
   check_k(static_cast<double>(min_k), shape, "router.min_k");
   check_k(static_cast<double>(max_k), shape, "router.max_k");
   if (max_k > 0 && max_k < min_k) {
-    throw ConfigError(fmt::format("router.max_k = {}: must be 0 (no limit) or >= router.min_k = {}",
-                                  max_k, min_k));
+    throw ConfigError::at_key("router.max_k", fmt::format("{}: must be 0 (no limit) or >= "
+                                                          "router.min_k = {}",
+                                                          max_k, min_k));
   }
 }
 

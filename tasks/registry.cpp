@@ -59,7 +59,7 @@ void check_task(const RunConfig& config) {
   if (entry.check) entry.check(*config.task.options, config);
 }
 
-std::unique_ptr<AnyOptions> make_task_options(const std::string& name) {
+std::unique_ptr<AnyOptions> task_options_by_name(const std::string& name) {
   return find_task(name).make_options();
 }
 

@@ -27,6 +27,8 @@ const TaskEntry& find_task(const std::string& name);  // ConfigError listing kno
 std::unique_ptr<Task> make_task(const RunConfig& config);
 // The task's check (TaskEntry::check) of this config.
 void check_task(const RunConfig& config);
+// The config layer's catalog entry (installed by harness/run/plugins.h).
+std::unique_ptr<AnyOptions> task_options_by_name(const std::string& name);
 
 // Adds an entry to the list for this object's lifetime: a test's fake task.
 class ScopedTaskRegistration {

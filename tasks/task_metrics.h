@@ -46,6 +46,29 @@ struct TaskMetrics {
   double error(const CorruptionSuite& suite, double value) const;
 };
 
+// A split's name, parsed once and written by one format:
+//   "train", "val", "test"                  Kind::Plain
+//   "SUITE:NAME", "SUITE:NAME:SEVERITY"     Kind::Corruption (a suite of CorruptionSuite)
+//   "test:LABEL"                            Kind::TestVariant (an attack, a text corruption)
+//   "SUITE" alone                           Kind::Suite (the suite's mean, a derived summary)
+// any of them followed by "@ROUTER" when evaluated under eval.router_override.
+struct SplitId {
+  enum class Kind { Plain, Corruption, TestVariant, Suite };
+  Kind kind = Kind::Plain;
+  std::string base;        // Plain: the split; Corruption, Suite: the suite; TestVariant: test
+  std::string corruption;  // Corruption: the corruption's name
+  int64_t severity = 0;    // Corruption: 1.. in a suite with severities; 0: one fixed severity
+  std::string label;       // TestVariant: the attack's or text corruption's label
+  std::string router;      // "" or the routing-swap router
+
+  static SplitId parse(const std::string& text);  // Error naming the text when malformed
+  static SplitId corrupted(const std::string& suite, const std::string& corruption,
+                           int64_t severity);
+  static SplitId test_variant(const std::string& label);
+  std::string text() const;
+  SplitId under_router(const std::string& swap_router) const;  // "" keeps it unswapped
+};
+
 // "SPLIT/METRIC[@RULE]" -> "METRIC" (a summary or metric name; RULE: eval.router_override).
 std::string metric_of(const std::string& summary_name);
 

@@ -116,6 +116,42 @@ TEST_CASE("1000 mutated sweep files plan or fail with a ConfigError naming a fil
   CHECK(planned > 50);
 }
 
+// `a0: &a0 [x, ..]`, then a1 .. a<levels> each a list of ten aliases of the level below:
+// 10^levels values in a few hundred bytes.
+std::string alias_bomb(int levels, const std::string& under) {
+  std::string text = "anchors:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level <= levels; ++level) {
+    text += fmt::format("  a{}: &a{} [", level, level);
+    for (int i = 0; i < 10; ++i) text += fmt::format("{}*a{}", i == 0 ? "" : ", ", level - 1);
+    text += "]\n";
+  }
+  return text + under + fmt::format("*a{}\n", levels);
+}
+
+TEST_CASE("an alias bomb is refused at load (no hang), naming the file and line",
+          "[config][sweep][errors]") {
+  // A run config: the bomb under a key; a sweep: the bomb in its base.
+  const std::string run_error = testing::config_error(alias_bomb(9, "name: "));
+  CHECK_THAT(run_error, Catch::Matchers::Contains("test.yaml:") &&
+                            Catch::Matchers::Contains("more than 200000 values"));
+  const std::string dir = std::string(MOELAB_SOURCE_DIR) + "/experiments/sweeps";
+  try {
+    expand_sweep_text(alias_bomb(9, "sweep: bomb\nbase:\n  name: ") +
+                          "axes:\n  seed: [0, 1]\n",
+                      "bomb.yaml", dir);
+    FAIL("the sweep planned");
+  } catch (const ConfigError& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("bomb.yaml:") &&
+                             Catch::Matchers::Contains("more than 200000 values"));
+  }
+  // Deep nesting without aliases.
+  CHECK_THAT(testing::config_error("name: " + std::string(100, '[') + std::string(100, ']') + "\n"),
+             Catch::Matchers::Contains("deeper than 64 levels"));
+  // Three levels (1000 values) are an ordinary list: refused for its type, not its size.
+  CHECK_THAT(testing::config_error(alias_bomb(3, "name: ")),
+             Catch::Matchers::Contains("name = a list: expected string"));
+}
+
 }  // namespace moelab
 
 namespace moelab {

@@ -6,9 +6,11 @@
 
 #include "harness/core/blas.h"
 #include "harness/core/cpu_memory.h"
+#include "harness/run/plugins.h"
 
 int main(int argc, char** argv) {
   moelab::select_blas_kernels(argv);
   moelab::configure_cpu_memory();
+  moelab::install_plugins();
   return Catch::Session().run(argc, argv);
 }

@@ -105,11 +105,18 @@ TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterr
 
 TEST_CASE("grad_accum 4 x batch 32 gives the same updates as batch 128 on the same examples",
           "[checkpoint][accum]") {
+  // Plain SGD, so that an update is the gradient times the learning rate: well conditioned,
+  // and sensitive to the accumulated gradient's scale (Adam would hide a wrong 1/grad_accum,
+  // and turns the float noise of a gradient that is zero in exact arithmetic, such as the key
+  // part of the qkv bias, into full +-lr steps that differ between CPU types).
   testing::TempDir dir;
   auto config = [&](const std::string& name, const std::vector<std::string>& batch) {
     // topk has no balance loss, which is taken per micro-batch (train.aux_scope).
     RunConfig base = tiny_config("router.name=topk", dir.file(name), dir.file(name + ".db"));
-    std::vector<std::string> overrides = {"model.dropout=0", "train.steps=4", "train.grad_clip=0"};
+    std::vector<std::string> overrides = {"model.dropout=0", "train.steps=4", "train.grad_clip=0",
+                                          "train.optimizer=sgd", "train.beta1=0",
+                                          "train.weight_decay=0", "train.lr=0.1",
+                                          "train.warmup_steps=0"};
     overrides.insert(overrides.end(), batch.begin(), batch.end());
     return parse_run_config(canonical_yaml(base), "x", overrides);
   };
@@ -117,11 +124,21 @@ TEST_CASE("grad_accum 4 x batch 32 gives the same updates as batch 128 on the sa
   const RunConfig parts = config("parts", {"train.batch_size=32", "train.grad_accum=4"});
   ImageTask whole_task(options_as<ImageOptions>(*whole.task.options), whole);
   ImageTask parts_task(options_as<ImageOptions>(*parts.task.options), parts);
+  torch::manual_seed(static_cast<uint64_t>(whole.seed));
+  const auto initial = whole_task.build_model(whole)->named_parameters();
   const Trained a = train(whole, whole_task, false, whole.seed);
   const Trained b = train(parts, parts_task, false, parts.seed);
-  for (const auto& [name, tensor] : a.state) {
-    INFO(name);
-    CHECK(tensor.allclose(b.state.at(name), 1e-4, 1e-5));
+  double largest_update = 0.0;
+  for (const auto& item : initial) {
+    largest_update = std::max(
+        largest_update, (a.state.at(item.key()) - item.value()).abs().max().item<double>());
+  }
+  REQUIRE(largest_update > 1e-3);  // the steps moved the weights
+  for (const auto& item : initial) {
+    INFO(item.key());
+    const auto update_whole = a.state.at(item.key()) - item.value();
+    const auto update_parts = b.state.at(item.key()) - item.value();
+    CHECK(update_parts.allclose(update_whole, 1e-3, 1e-5 * largest_update));
   }
   // The logged training loss is the mean over the step's examples in both.
   Store whole_store(whole.db), parts_store(parts.db);

@@ -157,4 +157,121 @@ TEST_CASE("the canonical dump round-trips and the hash is stable", "[config]") {
   }
 }
 
+TEST_CASE("a run's identity is its meaning: every spelling of one value has one hash",
+          "[config][canonical]") {
+  const auto hash_of = [](std::vector<std::string> overrides) {
+    return config_hash(parse_run_config("", "t.yaml", overrides));
+  };
+  const auto dumped = [](const std::string& assignment, const std::string& key) {
+    RunConfig config = parse_run_config("", "t.yaml", {assignment});
+    const auto rows = list_fields(config);
+    for (const auto& row : rows) {
+      if (row.path == key) return row.value;
+    }
+    return std::string("(no field)");
+  };
+  SECTION("model.moe.layers: spaces, order, and the keyword of the set at this depth") {
+    const std::string list = hash_of({"model.moe.layers=1,3"});
+    CHECK(hash_of({"model.moe.layers=1, 3"}) == list);
+    CHECK(hash_of({"model.moe.layers=3,1"}) == list);
+    CHECK(hash_of({"model.moe.layers= 3 ,1 "}) == list);
+    CHECK(dumped("model.moe.layers=3, 1", "model.moe.layers") == "every_other");  // depth 4
+    CHECK(hash_of({"model.moe.layers=every_other"}) == list);
+    CHECK(hash_of({"model.moe.layers=0,1,2,3"}) == hash_of({"model.moe.layers=all"}));
+    CHECK(hash_of({"model.moe.layers=3,2,1,0"}) == hash_of({}));  // "all" is the default
+    CHECK(dumped("model.moe.layers=2,0", "model.moe.layers") == "0,2");
+    // The same text at another depth is another set.
+    CHECK(hash_of({"model.depth=6", "model.moe.layers=0,1,2,3"}) !=
+          hash_of({"model.depth=6", "model.moe.layers=all"}));
+    CHECK(dumped("model.moe.layers=0", "model.moe.layers") == "0");
+    // Different sets stay different.
+    CHECK(hash_of({"model.moe.layers=0,2"}) != list);
+  }
+  SECTION("model.moe.null_experts: order, grouping and implicit counts") {
+    const std::string mixed = hash_of({"model.moe.null_experts=zero:1,copy:1,constant:2"});
+    CHECK(hash_of({"model.moe.null_experts=constant:2,copy,zero"}) == mixed);
+    CHECK(hash_of({"model.moe.null_experts=constant:1, zero:1, constant:1, copy:1"}) == mixed);
+    CHECK(dumped("model.moe.null_experts=copy,zero,copy", "model.moe.null_experts") ==
+          "zero:1,copy:2");
+    CHECK(hash_of({"model.moe.null_experts=zero:2"}) != hash_of({"model.moe.null_experts=zero:1"}));
+    CHECK(hash_of({"model.moe.null_experts="}) == hash_of({}));
+  }
+  SECTION("task.attacks: fractions and decimals of one value, defaults written or not, order") {
+    const std::string fraction = hash_of({"task.attacks=fgsm:eps=8/255"});
+    CHECK(hash_of({fmt::format("task.attacks=fgsm:eps={}", 8.0 / 255.0)}) == fraction);
+    CHECK(hash_of({"task.attacks=fgsm:eps=16/510"}) == fraction);
+    CHECK(hash_of({"task.attacks=fgsm:eps=0.0314"}) != fraction);  // another radius
+    const std::string pgd = hash_of({"task.attacks=pgd:eps=8/255"});
+    CHECK(hash_of({"task.attacks=pgd:eps=8/255:steps=10:restarts=1:start=random"}) == pgd);
+    CHECK(hash_of({"task.attacks=pgd:eps=8/255:start=zero"}) != pgd);
+    CHECK(dumped("task.attacks=pgd:eps=5/255,fgsm:eps=0.5", "task.attacks") ==
+          "fgsm:eps=0.5,pgd:eps=5/255:steps=10");
+    CHECK(hash_of({"task.attacks=pgd:eps=2/255,fgsm:eps=2/255"}) ==
+          hash_of({"task.attacks=fgsm:eps=2/255,pgd:eps=2/255:steps=10"}));
+    CHECK_THAT(config_error("", {"task.attacks=fgsm:eps=8/255,fgsm:eps=16/510"}),
+               Contains("task.attacks") && Contains("listed twice"));
+  }
+  SECTION("task.corruptions: the suites in their declared order") {
+    CHECK(hash_of({"task.corruptions=cifar_c, fmnist_c"}) ==
+          hash_of({"task.corruptions=fmnist_c,cifar_c"}));
+    CHECK(dumped("task.corruptions=cifar_c,fmnist_c", "task.corruptions") == "fmnist_c,cifar_c");
+    CHECK_THAT(config_error("", {"task.corruptions=fmnist_c,fmnist_c"}),
+               Contains("task.corruptions") && Contains("listed twice"));
+    CHECK_THAT(config_error("", {"task.corruptions=fmnist-c"}),
+               Contains("task.corruptions") && Contains("unknown suite 'fmnist-c'"));
+  }
+  SECTION("lm task.corruptions: order and the spelling of a rate") {
+    const auto lm = [&](const std::string& corruptions) {
+      return hash_of({"task.name=lm", "task.corruptions=" + corruptions});
+    };
+    CHECK(lm("qwerty:0.1,aaa:0.015") == lm("aaa:0.015,qwerty:0.1"));
+    CHECK(lm("aaa:1.5e-2, qwerty:.1") == lm("aaa:0.015,qwerty:0.1"));
+    CHECK(lm("aaa:0.015") != lm("aaa:0.025"));
+  }
+}
+
+TEST_CASE("bad values in the small languages are errors naming the key, line and column",
+          "[config][canonical]") {
+  CHECK_THAT(config_error("model:\n  moe:\n    layers: \"1,1\"\n"),
+             Contains("test.yaml:3:13") && Contains("model.moe.layers") &&
+                 Contains("block 1 is listed twice"));
+  CHECK_THAT(config_error("model:\n  moe: {layers: \"0,x\"}\n"),
+             Contains("test.yaml:2:17") && Contains("model.moe.layers") && Contains("'x'"));
+  CHECK_THAT(config_error("model:\n  moe: {layers: \"0,4\"}\n"),
+             Contains("test.yaml:2:17") && Contains("block 4 is not below model.depth = 4"));
+  CHECK_THAT(config_error("model:\n  moe: {layers: \"\"}\n"), Contains("write none"));
+  CHECK_THAT(config_error("model:\n  moe: {null_experts: \"zero:40,zero:40\"}\n"),
+             Contains("model.moe.null_experts") && Contains("at most 64"));
+}
+
+TEST_CASE("cross-field errors carry their key and are located by it", "[config]") {
+  CHECK_THAT(config_error("seed: 1\nmodel: {dim: 30, heads: 4}\n"),
+             Contains("test.yaml:2:") && Contains("model.heads = 4: must divide model.dim = 30"));
+  // A router's own rule, checked for the routing swap, names the swap's key and line.
+  CHECK_THAT(config_error("seed: 1\neval:\n  router_override: {name: topk, k: 9}\n"),
+             Contains("test.yaml:3:") && Contains("eval.router_override.k = 9: must be <="));
+  CHECK_THAT(config_error("", {"router.k=9"}), Contains("override 'router.k=9'") &&
+                                                   Contains("router.k = 9"));
+  const ConfigError keyed = ConfigError::at_key("router.k", "9: too many");
+  CHECK(keyed.key() == "router.k");
+  CHECK(std::string(keyed.what()) == "router.k = 9: too many");
+  CHECK(keyed.rekeyed("router.", "eval.router_override.").key() == "eval.router_override.k");
+  CHECK(std::string(ConfigError("a message").what()) == "a message");
+  CHECK(ConfigError("a message").key().empty());
+}
+
+TEST_CASE("a broken invariant is an InternalError, not bad input", "[config]") {
+  const auto broken = [] { MOELAB_CHECK(1 + 1 == 3, "arithmetic {}", "fails"); };
+  CHECK_THROWS_AS(broken(), InternalError);
+  CHECK_THROWS_WITH(broken(), Contains("internal error: arithmetic fails"));
+  bool config_error_thrown = false;
+  try {
+    broken();
+  } catch (const ConfigError&) {
+    config_error_thrown = true;
+  } catch (const Error&) {
+  }
+  CHECK_FALSE(config_error_thrown);
+}
+
 }  // namespace moelab

@@ -232,7 +232,7 @@ TEST_CASE("the released corruption files are read by severity and checked", "[da
 }
 
 TEST_CASE("attack specs parse with defaults, labels and clear errors", "[attack]") {
-  const auto specs = parse_attacks("fgsm:eps=2/255,pgd:eps=5/255:steps=10:step=1/255:restarts=2");
+  const auto specs = AttackList::parse("fgsm:eps=2/255,pgd:eps=5/255:steps=10:step=1/255:restarts=2").attacks;
   REQUIRE(specs.size() == 2);
   CHECK(specs[0].kind == "fgsm");
   CHECK(specs[0].eps == Approx(2.0 / 255));
@@ -242,21 +242,21 @@ TEST_CASE("attack specs parse with defaults, labels and clear errors", "[attack]
   CHECK(specs[1].restarts == 2);
   CHECK(specs[1].random_start);
   CHECK(specs[1].label() == "pgd:eps255=5:steps=10:step255=1:restarts=2");
-  const AttackSpec defaults = parse_attacks("pgd:eps=0.03:start=zero")[0];
+  const AttackSpec defaults = AttackList::parse("pgd:eps=0.03:start=zero").attacks[0];
   CHECK(defaults.steps == 10);
   CHECK(defaults.step == Approx(2.5 * 0.03 / 10));
   CHECK_FALSE(defaults.random_start);
   CHECK(defaults.label() == "pgd:eps255=7.65:steps=10:step255=1.9125:restarts=1:start=zero");
 
-  check_error(error_of([] { parse_attacks("cw:eps=1"); }), {"task.attacks", "unknown attack 'cw'"});
-  check_error(error_of([] { parse_attacks("pgd:eps=5/255:stepz=3"); }), {"'pgd:eps=5/255:stepz=3'", "unknown key 'stepz'"});
-  check_error(error_of([] { parse_attacks("fgsm:eps=2/0"); }), {"'2/0'", "divides by zero"});
-  check_error(error_of([] { parse_attacks("fgsm:eps=2/255:steps=3"); }), {"fgsm takes only eps"});
-  check_error(error_of([] { parse_attacks("fgsm:eps=8"); }), {"outside [0, 1]", "8/255"});
-  check_error(error_of([] { parse_attacks("pgd:steps=3"); }), {"eps is required"});
-  check_error(error_of([] { parse_attacks("pgd:eps=0.1:steps=0"); }), {"steps", "'0'"});
-  check_error(error_of([] { parse_attacks("pgd:eps=abc"); }), {"'abc' is not a number"});
-  check_error(error_of([] { parse_attacks("fgsm:eps=1/255,fgsm:eps=1/255"); }), {"listed twice"});
+  check_error(error_of([] { AttackList::parse("cw:eps=1"); }), {"task.attacks", "unknown attack 'cw'"});
+  check_error(error_of([] { AttackList::parse("pgd:eps=5/255:stepz=3"); }), {"'pgd:eps=5/255:stepz=3'", "unknown key 'stepz'"});
+  check_error(error_of([] { AttackList::parse("fgsm:eps=2/0"); }), {"'2/0'", "divides by zero"});
+  check_error(error_of([] { AttackList::parse("fgsm:eps=2/255:steps=3"); }), {"fgsm takes only eps"});
+  check_error(error_of([] { AttackList::parse("fgsm:eps=8"); }), {"outside [0, 1]", "8/255"});
+  check_error(error_of([] { AttackList::parse("pgd:steps=3"); }), {"eps is required"});
+  check_error(error_of([] { AttackList::parse("pgd:eps=0.1:steps=0"); }), {"steps", "'0'"});
+  check_error(error_of([] { AttackList::parse("pgd:eps=abc"); }), {"'abc' is not a number"});
+  check_error(error_of([] { AttackList::parse("fgsm:eps=1/255,fgsm:eps=1/255"); }), {"listed twice"});
 }
 
 TEST_CASE("one PGD step and FGSM match a hand-computed sign-gradient step", "[attack]") {
@@ -297,16 +297,16 @@ TEST_CASE("one PGD step and FGSM match a hand-computed sign-gradient step", "[at
       for (int j = 0; j < 3; ++j) CHECK(adversarial[i][0][0][j].item<double>() == Approx(expected[i][j]));
     }
   };
-  const AttackSpec pgd = parse_attacks(fmt::format("pgd:eps={}:steps=1:step={}:start=zero", eps, step))[0];
+  const AttackSpec pgd = AttackList::parse(fmt::format("pgd:eps={}:steps=1:step={}:start=zero", eps, step)).attacks[0];
   check_against(attack_pixels(model, pixels, labels, pgd, 1, 0), hand_step(step));
-  const AttackSpec fgsm = parse_attacks(fmt::format("fgsm:eps={}", eps))[0];
+  const AttackSpec fgsm = AttackList::parse(fmt::format("fgsm:eps={}", eps)).attacks[0];
   const auto fgsm_pixels = attack_pixels(model, pixels, labels, fgsm, 1, 0);
   check_against(fgsm_pixels, hand_step(eps));
   CHECK(fgsm_pixels[0][0][0][2].item<double>() <= 1.0);  // 0.99 + 0.05 clipped to the range
 
   // A random start stays in the eps-ball and the pixel range, is seeded, and depends on the
   // image's index, not the batch.
-  const AttackSpec random = parse_attacks("pgd:eps=0.05:steps=2:step=0.01")[0];
+  const AttackSpec random = AttackList::parse("pgd:eps=0.05:steps=2:step=0.01").attacks[0];
   const auto a = attack_pixels(model, pixels, labels, random, 5, 0);
   CHECK((a - pixels).abs().max().item<double>() <= eps + 1e-12);
   CHECK(a.min().item<double>() >= 0.0);

@@ -135,11 +135,11 @@ TEST_CASE("character noise edits exactly the chosen words", "[lm][corruption]") 
 }
 
 TEST_CASE("text corruption specs are validated", "[lm][corruption]") {
-  CHECK(parse_text_corruptions("aaa:0.015,qwerty:0.1").size() == 2);
-  CHECK(parse_text_corruptions("aaa:0.015")[0].label() == "aaa:0.015");
-  CHECK_THROWS_WITH(parse_text_corruptions("typo:0.1"), Catch::Matchers::Contains("typo:0.1"));
-  CHECK_THROWS_AS(parse_text_corruptions("aaa"), ConfigError);
-  CHECK_THROWS_AS(parse_text_corruptions("aaa:0"), ConfigError);
+  CHECK(TextCorruptions::parse("aaa:0.015,qwerty:0.1").list.size() == 2);
+  CHECK(TextCorruptions::parse("aaa:0.015").list[0].label() == "aaa:0.015");
+  CHECK_THROWS_WITH(TextCorruptions::parse("typo:0.1"), Catch::Matchers::Contains("typo:0.1"));
+  CHECK_THROWS_AS(TextCorruptions::parse("aaa"), ConfigError);
+  CHECK_THROWS_AS(TextCorruptions::parse("aaa:0"), ConfigError);
 }
 
 TEST_CASE("lm run: char and word level, clean and corrupted test in one run", "[lm][smoke]") {

@@ -184,7 +184,7 @@ TEST_CASE("null experts: zero adds nothing, copy the token, constant its vector,
   MoeConfig config;
   config.experts = 2;
   config.expert_hidden = 3;
-  config.null_experts = "zero:1,copy:1,constant:1";  // experts 2, 3 and 4
+  config.null_experts = NullExperts::parse("zero:1,copy:1,constant:1");  // experts 2, 3 and 4
   // Token 0: FFN expert 0 (0.5) and copy (0.5); token 1: zero (1.0); token 2: constant (0.8)
   // and FFN expert 1 (0.2).
   auto route = assignments({0, 0, 1, 2, 2}, {0, 3, 2, 4, 1}, {0.5, 0.5, 1.0, 0.8, 0.2});

@@ -190,6 +190,27 @@ TEST_CASE("usmoe in a causal model never lets a token see later tokens", "[route
   CHECK(before.token.numel() == std::llround(1.5 * batch) * length);  // c per position group
 }
 
+TEST_CASE("deepseek_v3 with k = 1: the gate is the scaled affinity, so the router learns",
+          "[router]") {
+  // logits [1, 2, 0], scale 2.5: expert 1, gate 2.5 sigmoid(2); d gate / d z_1 = 2.5 s (1 - s).
+  // Normalising one gate would give the constant 2.5 and no gradient.
+  const double s = 1.0 / (1.0 + std::exp(-2.0));
+  auto router = make<DeepSeekV3Router>({"router.name=deepseek_v3", "router.k=1",
+                                        "router.scale=2.5", "router.alpha=0"}, 3);
+  auto logits = torch::tensor({{1.0f, 2.0f, 0.0f}}, torch::requires_grad());
+  RouteResult r = router->decide(logits, training_ctx());
+  REQUIRE(r.expert.numel() == 1);
+  CHECK(r.expert[0].item<int64_t>() == 1);
+  CHECK(r.weight[0].item<double>() == Approx(2.5 * s));
+  r.weight.sum().backward();
+  CHECK(logits.grad()[0][1].item<double>() == Approx(2.5 * s * (1 - s)));
+  // k = 2 still normalises: the two gates sum to scale.
+  auto two = make<DeepSeekV3Router>({"router.name=deepseek_v3", "router.k=2",
+                                     "router.scale=2.5", "router.alpha=0"}, 3);
+  CHECK(two->decide(torch::tensor({{1.0f, 2.0f, 0.0f}}), training_ctx()).weight.sum().item<double>() ==
+        Approx(2.5));
+}
+
 TEST_CASE("with k = 1 the gate is the softmax probability, so the router learns", "[router]") {
   // logits [1, 2, 0]: expert 1, gate e^2 / (e^1 + e^2 + e^0); d gate / d z_1 = p (1 - p) > 0.
   const double p = std::exp(2.0) / (std::exp(1.0) + std::exp(2.0) + 1.0);
@@ -724,39 +745,6 @@ TEST_CASE("deepseek_v3 gates, bias update, group-limited choice and sequence-wis
   CHECK_THROWS_WITH(config_with({"router.name=deepseek_v3", "router.k=3", "router.groups=4",
                                  "router.topk_groups=1", "model.moe.experts=8"}),
                     Catch::Matchers::Contains("router.k"));
-}
-
-TEST_CASE("quantile balancing sets the bias at which every expert gets its fair share",
-          "[router][quantile]") {
-  // Every token prefers expert 0. With k = 1 each token's cutoff is its second-best score
-  // (0.2, 0.3, 0.6, 0.5), so the excess s_te - cutoff_t is (0.7, 0.5, 0.1, 0.1) for expert 0
-  // and 0 for expert 1; the fair share is 1/2, the median of expert 0's excess (linear
-  // interpolation between 0.1 and 0.5) is 0.3: biases (-0.3, 0), centred (-0.15, 0.15).
-  const std::vector<std::vector<double>> scores = {{0.9, 0.2}, {0.8, 0.3}, {0.7, 0.6}, {0.6, 0.5}};
-  const auto logits = logits_for_sigmoid(scores);
-  auto router = make<QuantileRouter>({"router.name=quantile", "router.k=1"}, 2);
-  RouteResult before = router->decide(logits, training_ctx());
-  CHECK(testing::as_vector(before.expert) == std::vector<int64_t>{0, 0, 0, 0});
-  CHECK(before.weight[2].item<double>() == Approx(0.7));  // the unbiased sigmoid score
-  router->on_step_end(1);
-  const double median = (0.1 + 0.5) / 2.0;
-  CHECK(router->bias()[0].item<double>() == Approx(-median / 2).epsilon(1e-5));
-  CHECK(router->bias()[1].item<double>() == Approx(median / 2).epsilon(1e-5));
-  // With that bias the same batch splits 2 / 2, and the gates stay the unbiased scores.
-  RouteResult after = router->decide(logits, RouteContext{});
-  CHECK(testing::as_vector(after.expert) == std::vector<int64_t>{0, 0, 1, 1});
-  CHECK(after.weight[2].item<double>() == Approx(0.6));
-  // rate = 0.5 moves half of the way.
-  auto half = make<QuantileRouter>({"router.name=quantile", "router.k=1", "router.rate=0.5"}, 2);
-  half->decide(logits, training_ctx());
-  half->on_step_end(1);
-  CHECK(half->bias()[1].item<double>() == Approx(median / 4).epsilon(1e-5));
-  // Evaluation forwards do not move it.
-  half->decide(logits, RouteContext{});
-  half->on_step_end(2);
-  CHECK(half->bias()[1].item<double>() == Approx(median / 4).epsilon(1e-5));
-  CHECK_THROWS_WITH(config_with({"router.name=quantile", "router.rate=0"}),
-                    Catch::Matchers::Contains("router.rate"));
 }
 
 TEST_CASE("remoe routes by ReLU gates and adapts its L1 coefficient to the target sparsity",

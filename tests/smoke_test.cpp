@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -272,7 +273,7 @@ TEST_CASE("bad command lines, files and values exit 2 naming what is wrong, chan
               {"task.data_dir = '" + dir.file("none") + "'", "setup.sh"});
   std::ofstream(dir.file("lm.yaml")) << "task: {name: lm}\ndb: " << dir.file("late.db") << "\n";
   const std::string lm = "run " + dir.file("lm.yaml") + " ";
-  check_error(run_moelab(lm + "task.corruptions=aaa:2"), {"task.corruptions entry 'aaa:2'"});
+  check_error(run_moelab(lm + "task.corruptions=aaa:2"), {"task.corruptions = aaa:2", "entry 'aaa:2'"});
   check_error(run_moelab(lm + "task.data_path=" + dir.file("none")), {"task.data_path"});
   if (!torch::cuda::is_available()) {
     check_error(run_moelab(late + "device=cuda"), {"device = \"cuda\"", "no usable CUDA device"});
@@ -334,6 +335,82 @@ TEST_CASE("moelab route prints a router's decision on .npy logits", "[smoke][rou
   Command bad_k = run_moelab("route --router topk --logits " + dir.file("logits.npy") + " k=4");
   CHECK(bad_k.exit_code == 2);
   CHECK_THAT(bad_k.output, Catch::Matchers::Contains("router.k = 4"));
+}
+
+TEST_CASE("moelab route carries a stateful router's state across batches, files and checkpoints",
+          "[smoke][route]") {
+  testing::TempDir dir;
+  // Sigmoid affinities of [0.1, 0.05, 0]: s = [0.525, 0.512, 0.5]; every token takes expert 0.
+  write_npy_float32(dir.file("z.npy"), torch::tensor({{0.1f, 0.05f, 0.0f}}).repeat({3, 1}));
+  const std::string z = dir.file("z.npy");
+  Command two = run_moelab("route --router deepseek_v3 --training --logits " + z + " --logits " +
+                           z + " --save-state " + dir.file("state.pt") + " k=1 gamma=0.05 alpha=0");
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  auto json = nlohmann::json::parse(two.output);
+  const auto bias = [](const nlohmann::json& state) {
+    return state["selection_bias"].get<std::vector<double>>();
+  };
+  CHECK(bias(json["state_before"]) == std::vector<double>{0, 0, 0});
+  REQUIRE(json["batches"].size() == 2);
+  // Batch 1: loads [3, 0, 0], mean 1: b += 0.05 sign(1 - load) = [-0.05, 0.05, 0.05].
+  CHECK(json["batches"][0]["tokens_per_expert"] == nlohmann::json::parse("[3, 0, 0]"));
+  const auto after_one = bias(json["batches"][0]["state"]);
+  CHECK(after_one[0] == Approx(-0.05));
+  CHECK(after_one[1] == Approx(0.05));
+  CHECK(after_one[2] == Approx(0.05));
+  // Batch 2: biased scores [0.475, 0.5625, 0.55]: expert 1; b += 0.05 [1, -1, 1] = [0, 0, 0.1].
+  CHECK(json["batches"][1]["tokens_per_expert"] == nlohmann::json::parse("[0, 3, 0]"));
+  const auto after_two = bias(json["state"]);
+  CHECK(after_two[0] == Approx(0.0).margin(1e-7));
+  CHECK(after_two[1] == Approx(0.0).margin(1e-7));
+  CHECK(after_two[2] == Approx(0.1));
+
+  // From the saved state, in evaluation: the bias steers the choice and does not move.
+  Command resumed = run_moelab("route --router deepseek_v3 --state " + dir.file("state.pt") +
+                               " --logits " + z + " k=1 gamma=0.05 alpha=0");
+  REQUIRE(resumed.exit_code == 0);
+  auto from_file = nlohmann::json::parse(resumed.output);
+  CHECK(bias(from_file["state_before"])[2] == Approx(0.1));
+  CHECK(from_file["tokens_per_expert"] == nlohmann::json::parse("[0, 0, 3]"));  // 0.6 > 0.525
+  CHECK(bias(from_file["state"])[2] == Approx(0.1));
+  Command wrong = run_moelab("route --router loss_free --state " + dir.file("state.pt") +
+                             " --logits " + z + " k=1");
+  CHECK(wrong.exit_code == 2);
+  CHECK_THAT(wrong.output, Catch::Matchers::Contains("state.pt") &&
+                               Catch::Matchers::Contains("not a state of this router") &&
+                               Catch::Matchers::Contains("deepseek_v3"));
+
+  // From a run's checkpoint: 6 steps of gamma 0.01 leave each bias a whole number of
+  // gamma steps, at most 6, not all zero.
+  std::string tiny = kTinyRun;
+  const std::string topk = "router: {name: topk, k: 2, aux_coef: 0.01}";
+  tiny.replace(tiny.find(topk), topk.size(), "router: {name: deepseek_v3, gamma: 0.01}");
+  std::ofstream(dir.file("tiny.yaml")) << tiny;
+  Command run = run_moelab("run " + dir.file("tiny.yaml") + " db=" + dir.file("r.db") +
+                           " checkpoint_dir=" + dir.file("ckpt"));
+  REQUIRE(run.exit_code == 0);
+  std::string checkpoint;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.file("ckpt"))) {
+    checkpoint = entry.path().string();
+  }
+  write_npy_float32(dir.file("z4.npy"), torch::zeros({2, 4}));
+  Command from_run = run_moelab("route --router deepseek_v3 --checkpoint " + checkpoint +
+                                " --layer 1 --logits " + dir.file("z4.npy") + " gamma=0.01");
+  INFO(from_run.output);
+  REQUIRE(from_run.exit_code == 0);
+  double moved = 0.0;
+  for (double b : bias(nlohmann::json::parse(from_run.output)["state_before"])) {
+    CHECK(std::abs(b / 0.01 - std::round(b / 0.01)) < 1e-3);
+    CHECK(std::abs(b) <= 0.06 + 1e-6);
+    moved += std::abs(b);
+  }
+  CHECK(moved > 0.0);
+  Command dense_block = run_moelab("route --router deepseek_v3 --checkpoint " + checkpoint +
+                                   " --layer 0 --logits " + dir.file("z4.npy"));
+  CHECK(dense_block.exit_code == 2);
+  CHECK_THAT(dense_block.output, Catch::Matchers::Contains("block 0") &&
+                                     Catch::Matchers::Contains("dense FFN"));
 }
 
 TEST_CASE("eval.router_override evaluates the trained model under another rule", "[smoke]") {

@@ -54,9 +54,9 @@ TEST_CASE("an empty database is migrated to the current schema", "[store]") {
                                     "ORDER BY name");
     std::vector<std::string> names;
     for (const auto& row : tables.rows) names.push_back(row[0].text);
-    CHECK(names == std::vector<std::string>{"latest_metrics", "launches", "metrics", "params",
-                                            "run_files", "run_overview", "runs", "summaries",
-                                            "sweep_members"});
+    CHECK(names == std::vector<std::string>{"identity_changes", "latest_metrics", "launches",
+                                            "metrics", "params", "run_files", "run_overview",
+                                            "runs", "summaries", "sweep_members"});
     if (!databases.postgres()) CHECK(store.query("PRAGMA journal_mode").rows[0][0].text == "wal");
   }
   Store reopened(path);  // migrating an up-to-date database is a no-op

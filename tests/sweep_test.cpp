@@ -251,6 +251,26 @@ TEST_CASE("moelab sweep plan validates and lists the distinct runs, running noth
               " train.batch_size=0 > out.txt 2>&1") == 2);  // an invalid plan: a usage error
 }
 
+TEST_CASE("moelab sweep plan counts one experiment once, however its values are spelled",
+          "[sweep][canonical]") {
+  testing::TempDir dir;
+  const std::string moelab = MOELAB_BINARY;
+  const auto distinct = [&](const std::string& name, const std::string& axes) {
+    const std::string path = write_sweep(dir, "name: " + name + "\ngrid:\n" + axes);
+    REQUIRE(shell("cd " + dir.file("") + " && " + moelab + " sweep plan " + path +
+                  " > out.txt 2>&1") == 0);
+    return testing::read_text(dir.file("out.txt"));
+  };
+  // At depth 2: three spellings of block {1}, three of both blocks.
+  CHECK_THAT(distinct("layers", "  model.moe.layers: [\"1\", \" 1 \", every_other, all, \"0,1\", "
+                                "\"1, 0\"]\n"),
+             Catch::Matchers::StartsWith("sweep 'layers': 6 runs (2 distinct), all valid"));
+  // One radius as a fraction and as the decimal of the same double.
+  CHECK_THAT(distinct("eps", fmt::format("  task.attacks: [\"fgsm:eps=8/255\", \"fgsm:eps={}\"]\n",
+                                         8.0 / 255.0)),
+             Catch::Matchers::StartsWith("sweep 'eps': 2 runs (1 distinct), all valid"));
+}
+
 TEST_CASE("statistics: t distribution and Welch's test on hand-computed values", "[report]") {
   CHECK(student_t_cdf(1.0, 1) == Approx(0.5 + std::atan(1.0) / M_PI));  // Cauchy
   CHECK(student_t_cdf(-2.0, 2) == Approx(0.5 - 2.0 / (2 * std::sqrt(6.0))));

@@ -151,4 +151,50 @@ TEST_CASE("the leaderboard orders each task's runs by its own main metric", "[ta
   CHECK_THROWS_WITH(preset_sql("best"), Catch::Matchers::Contains("leaderboard"));
 }
 
+TEST_CASE("split names: one parse, one format, every kind", "[task_metrics][split]") {
+  struct Case {
+    const char* text;
+    SplitId::Kind kind;
+    const char* base;
+    const char* corruption;
+    int64_t severity;
+    const char* label;
+    const char* router;
+  };
+  const Case cases[] = {
+      {"val", SplitId::Kind::Plain, "val", "", 0, "", ""},
+      {"test@expert_choice", SplitId::Kind::Plain, "test", "", 0, "", "expert_choice"},
+      {"fmnist_c:shot_noise", SplitId::Kind::Corruption, "fmnist_c", "shot_noise", 0, "", ""},
+      {"cifar_c:fog:3", SplitId::Kind::Corruption, "cifar_c", "fog", 3, "", ""},
+      {"cifar_c:fog:5@topk", SplitId::Kind::Corruption, "cifar_c", "fog", 5, "", "topk"},
+      {"test:pgd:eps255=5:steps=10:step255=1:restarts=1", SplitId::Kind::TestVariant, "test", "",
+       0, "pgd:eps255=5:steps=10:step255=1:restarts=1", ""},
+      {"test:aaa:0.015@ssr", SplitId::Kind::TestVariant, "test", "", 0, "aaa:0.015", "ssr"},
+      {"fmnist_c", SplitId::Kind::Suite, "fmnist_c", "", 0, "", ""},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    const SplitId id = SplitId::parse(c.text);
+    CHECK(id.kind == c.kind);
+    CHECK(id.base == c.base);
+    CHECK(id.corruption == c.corruption);
+    CHECK(id.severity == c.severity);
+    CHECK(id.label == c.label);
+    CHECK(id.router == c.router);
+    CHECK(id.text() == c.text);  // round trip
+  }
+  CHECK(SplitId::parse("val").under_router("ssr").text() == "val@ssr");
+  CHECK(SplitId::corrupted("cifar_c", "fog", 2).text() == "cifar_c:fog:2");
+  CHECK(SplitId::test_variant("fgsm:eps255=2").text() == "test:fgsm:eps255=2");
+  // A declared suite's splits are corruption splits of that suite.
+  for (const auto& split : task_metrics("image").suite("cifar_c").splits()) {
+    CHECK(SplitId::parse(split).kind == SplitId::Kind::Corruption);
+    CHECK(SplitId::parse(split).base == "cifar_c");
+  }
+  CHECK_THROWS_WITH(SplitId::parse("cifar_c:fog:x"), Catch::Matchers::Contains("severity 'x'"));
+  CHECK_THROWS_WITH(SplitId::parse("cifar_c:fog:0"), Catch::Matchers::Contains("'cifar_c:fog:0'"));
+  CHECK_THROWS_WITH(SplitId::parse("val@"), Catch::Matchers::Contains("not a split name"));
+  CHECK_THROWS_WITH(SplitId::parse(":fog"), Catch::Matchers::Contains("not a split name"));
+}
+
 }  // namespace moelab

@@ -458,7 +458,7 @@ double train_seconds(const std::string& executable, const std::string& config,
       "{} run {}/{} {} train.steps={} train.log_every={} db={} checkpoint_dir={}", executable,
       kSourceDir, config, overrides, steps, steps, db, (dir / "ckpt").string());
   const auto [output, status] = run_shell(command);
-  MOELAB_CHECK(status == 0, "bench: moelab run failed (exit {}): {}", status, output);
+  if (status != 0) throw Error(fmt::format("bench: moelab run failed (exit {}): {}", status, output));
   Store store(db);
   for (const auto& [metric, value] : store.summaries(1)) {
     if (metric == "train/seconds") return value;

@@ -14,15 +14,12 @@
 namespace moelab {
 namespace {
 
-// Cross-field rules name their key first ("model.heads = 3: must divide ..."): the error gets
-// where that key was set (the file's line, or the override), or at least the file.
+// A cross-field rule's error gets where its key was set (the file's line, or the override),
+// or at least the file.
 ConfigError located(const ConfigError& e, const YAML::Node& root, const YamlSource& source) {
-  const std::string message = e.what();
-  const std::string key = message.substr(0, message.find(" = "));
-  if (key.size() == message.size() || key.find_first_of(" :") != std::string::npos) {
-    return ConfigError(fmt::format("{}: {}", source.locate("", YAML::Node()), message));
-  }
-  return ConfigError(fmt::format("{}: {}", source.locate(key, yaml_at_path(root, key)), message));
+  const std::string where = e.key().empty() ? source.locate("", YAML::Node())
+                                            : source.locate(e.key(), yaml_at_path(root, e.key()));
+  return ConfigError(fmt::format("{}: {}", where, e.what()));
 }
 
 }  // namespace
@@ -40,6 +37,7 @@ RunConfig parse_run_config_with_origins(const std::string& yaml_text,
   } catch (const ConfigError& e) {
     throw located(e, root, source);
   }
+  normalize(config);
   return config;
 }
 
@@ -59,53 +57,11 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 }
 
 std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {
-  const std::string& spec = model.moe.layers;
-  std::vector<int64_t> indices;
-  if (spec == "all") {
-    for (int64_t i = 0; i < model.depth; ++i) indices.push_back(i);
-  } else if (spec == "every_other") {
-    for (int64_t i = 1; i < model.depth; i += 2) indices.push_back(i);
-  } else if (spec != "none") {
-    std::stringstream ss(spec);
-    for (std::string item; std::getline(ss, item, ',');) {
-      const auto first = item.find_first_not_of(' '), last = item.find_last_not_of(' ');
-      const int64_t index =
-          parse_int64(first == std::string::npos ? "" : item.substr(first, last - first + 1))
-              .value_or(-1);
-      if (index < 0 || index >= model.depth) {
-        throw ConfigError(fmt::format(
-            "model.moe.layers = \"{}\": '{}' is not all | every_other | none or a block index "
-            "in [0, {}]",
-            spec, item, model.depth - 1));
-      }
-      indices.push_back(index);
-    }
-  }
-  return indices;
-}
-
-std::vector<std::string> null_expert_kinds(const MoeConfig& moe) {
-  std::vector<std::string> kinds;
-  std::stringstream list(moe.null_experts);
-  for (std::string item; std::getline(list, item, ',');) {
-    const auto colon = item.find(':');
-    const std::string kind = item.substr(0, colon);
-    const auto count = colon == std::string::npos ? std::optional<int64_t>(1)
-                                                  : parse_int64(item.substr(colon + 1));
-    if ((kind != "zero" && kind != "copy" && kind != "constant") || !count || *count < 1 ||
-        *count > 64) {
-      throw ConfigError(fmt::format(
-          "model.moe.null_experts = \"{}\": '{}' is not KIND[:COUNT] with KIND zero, copy or "
-          "constant and COUNT in [1, 64]",
-          moe.null_experts, item));
-    }
-    kinds.insert(kinds.end(), static_cast<size_t>(*count), kind);
-  }
-  return kinds;
+  return model.moe.layers.resolve(model.depth);
 }
 
 int64_t routed_experts(const MoeConfig& moe) {
-  return moe.experts + static_cast<int64_t>(null_expert_kinds(moe).size());
+  return moe.experts + moe.null_experts.total();
 }
 
 namespace {
@@ -123,7 +79,7 @@ void validate_convert(const RunConfig& config) {
   if (convert.method == "none") return;
   const MoeConfig& moe = config.model.moe;
   auto fail = [&](const std::string& what) {
-    throw ConfigError(fmt::format("convert.method = {}: {}", convert.method, what));
+    throw ConfigError::at_key("convert.method", fmt::format("{}: {}", convert.method, what));
   };
   if (config.router.name != "dot_moe") {
     fail(fmt::format("router.name = {}: converted models route with dot_moe (unweighted sum of "
@@ -157,8 +113,9 @@ void validate_convert(const RunConfig& config) {
 RunConfig dense_parent_config(const RunConfig& config) {
   RunConfig parent = config;
   parent.name = config.name + "-dense";
-  parent.model.moe = MoeConfig{};
-  parent.model.moe.layers = "none";
+  MoeConfig dense_ffns;
+  dense_ffns.layers.kind = LayerSelection::Kind::None;
+  parent.model.moe = dense_ffns;
   parent.router.name = "topk";
   parent.router.reset_options();
   parent.eval.router_override.name = "none";
@@ -173,33 +130,48 @@ void validate(const RunConfig& config) {
   refuse_uri_password(config.db);
   const ModelConfig& model = config.model;
   if (model.dim % model.heads != 0) {
-    throw ConfigError(fmt::format("model.heads = {}: must divide model.dim = {}", model.heads,
-                                  model.dim));
+    throw ConfigError::at_key("model.heads", fmt::format("{}: must divide model.dim = {}",
+                                                         model.heads, model.dim));
   }
   moe_layer_indices(model);
   if (config.device != "cpu" && config.device.rfind("cuda", 0) != 0) {
-    throw ConfigError(fmt::format("device = \"{}\": must be cpu, cuda or cuda:N", config.device));
+    throw ConfigError::at_key("device", fmt::format("\"{}\": must be cpu, cuda or cuda:N", config.device));
   }
   if (config.router.name == "none") {
-    throw ConfigError("router.name = \"none\": a run needs a router (moelab list routers)");
+    throw ConfigError::at_key("router.name", "\"none\": a run needs a router (moelab list routers)");
   }
   const int64_t experts = routed_experts(model.moe);
   validate_router_options(config.router.name, *config.router.options, model.dim, experts);
   const PluginChoice& swap = config.eval.router_override;
-  if (swap.name != "none") validate_router_options(swap.name, *swap.options, model.dim, experts);
+  if (swap.name != "none") {
+    try {
+      validate_router_options(swap.name, *swap.options, model.dim, experts);
+    } catch (const ConfigError& e) {
+      throw e.rekeyed("router.", "eval.router_override.");
+    }
+  }
   if (config.train.aux_scope == "global_batch" && config.train.grad_accum == 1) {
-    throw ConfigError("train.aux_scope = \"global_batch\": needs train.grad_accum > 1 (with one "
-                      "micro-batch per step it is micro_batch)");
+    throw ConfigError::at_key("train.aux_scope",
+                              "\"global_batch\": needs train.grad_accum > 1 (with one "
+                              "micro-batch per step it is micro_batch)");
   }
   validate_convert(config);
 }
 
+void normalize(RunConfig& config) {
+  config.model.moe.layers = config.model.moe.layers.normalized(config.model.depth);
+}
+
 std::string canonical_yaml(const RunConfig& config) {
-  return canonical_yaml(const_cast<RunConfig&>(config), false);
+  RunConfig canonical = config;
+  normalize(canonical);
+  return canonical_yaml(canonical, false);
 }
 
 std::string config_hash(const RunConfig& config) {
-  return sha256_hex(canonical_yaml(const_cast<RunConfig&>(config), true));
+  RunConfig canonical = config;
+  normalize(canonical);
+  return sha256_hex(canonical_yaml(canonical, true));
 }
 
 }  // namespace moelab

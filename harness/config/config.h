@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "harness/core/fields.h"
+#include "harness/config/moe_fields.h"
 #include "harness/config/plugins.h"
 
 namespace moelab {
@@ -13,18 +14,19 @@ namespace moelab {
 struct MoeConfig {
   int64_t experts = 8;
   int64_t expert_hidden = 128;
-  std::string layers = "all";
+  LayerSelection layers;
   double capacity_factor = 0.0;
   std::string drop_policy = "probs";
-  std::string null_experts = "";
+  NullExperts null_experts;
 
   template <class V>
   void visit(V& v) {
     v(experts, "experts", "number of FFN experts per MoE layer", in_range(1, 4096));
     v(expert_hidden, "expert_hidden", "hidden width of each expert FFN", at_least(1));
     v(layers, "layers",
-      "which blocks have an MoE FFN: all | every_other | none | comma list of block indices "
-      "(e.g. \"0,2\"); the others get a dense FFN");
+      "which blocks have an MoE FFN: all | every_other (blocks 1, 3, ...) | none | comma list "
+      "of block indices (e.g. \"0,2\"); the others get a dense FFN. One set has one spelling "
+      "(\"2, 0\" is written 0,2, and 0,1,2,3 at depth 4 is all), so it has one run identity");
     v(capacity_factor, "capacity_factor",
       "expert capacity = ceil(capacity_factor * assignments / experts); 0 = dropless",
       at_least(0));
@@ -34,14 +36,12 @@ struct MoeConfig {
     v(null_experts, "null_experts",
       "MoE++ null experts beside the FFN experts, as kind:count list (\"zero:1,copy:1,"
       "constant:2\"): zero (outputs 0), copy (the token itself), constant (a learned vector); "
-      "routers choose among experts + null experts, which cost no FFN compute",
+      "routers choose among experts + null experts, which cost no FFN compute. They follow the "
+      "FFN experts in the order zero, copy, constant whatever order they are written in",
       hashed_unless(std::string("")));
   }
 };
 
-// The kinds of a layer's null experts in expert-index order (they follow the FFN experts):
-// model.moe.null_experts expanded; ConfigError naming the key on a bad kind or count.
-std::vector<std::string> null_expert_kinds(const MoeConfig& moe);
 // FFN experts plus null experts: the choices a router has.
 int64_t routed_experts(const MoeConfig& moe);
 
@@ -94,10 +94,12 @@ struct TrainConfig {
       "tokens the Switch balance loss counts expert frequencies over: micro_batch, "
       "global_batch (every micro-batch of the step so far; needs grad_accum > 1) or sequence",
       hashed_unless(std::string("micro_batch"), one_of({"micro_batch", "global_batch", "sequence"})));
-    v(optimizer, "optimizer", "adam or adamw (decoupled weight decay)", one_of({"adam", "adamw"}));
+    v(optimizer, "optimizer",
+      "adam, adamw (decoupled weight decay) or sgd (heavy-ball momentum beta1, L2 weight decay)",
+      one_of({"adam", "adamw", "sgd"}));
     v(lr, "lr", "peak learning rate", greater_than(0));
     v(weight_decay, "weight_decay", "weight decay", at_least(0));
-    v(beta1, "beta1", "Adam beta1", in_range(0, 0.999999));
+    v(beta1, "beta1", "Adam beta1; sgd's momentum", in_range(0, 0.999999));
     v(beta2, "beta2", "Adam beta2", in_range(0, 0.999999));
     v(warmup_steps, "warmup_steps", "linear warm-up steps before the cosine decay", at_least(0));
     v(min_lr_ratio, "min_lr_ratio", "final learning rate as a fraction of lr", in_range(0, 1));
@@ -257,6 +259,11 @@ RunConfig parse_run_config_with_origins(const std::string& yaml_text,
 
 // Cross-field rules (heads divide dim, k <= experts, layer list in range, ...).
 void validate(const RunConfig& config);
+
+// Rewrites the values whose canonical spelling depends on other fields (model.moe.layers on
+// model.depth) into that spelling; parse_run_config calls it after validate. Field-local
+// spellings are canonical from the moment they are read (is_text_value in fields.h).
+void normalize(RunConfig& config);
 
 std::string canonical_yaml(const RunConfig& config);
 std::string config_hash(const RunConfig& config);  // sha256 of the hashed fields' canonical dump

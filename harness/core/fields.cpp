@@ -392,47 +392,93 @@ bool quote_closed(const std::string& text, size_t start) {
   return false;
 }
 
-void check_yaml_node(const YAML::Node& node, const std::string& text, const std::string& source) {
-  if (node.IsScalar()) {
-    const auto pos = static_cast<size_t>(node.Mark().pos);
-    if (node.Tag() == "!" && pos < text.size() && (text[pos] == '"' || text[pos] == '\'') &&
-        !quote_closed(text, pos)) {
-      throw ConfigError(fmt::format("{}: YAML syntax error: the quote {} opened here is never closed",
-                                    yaml_where(source, node.Mark()), text[pos]));
-    }
-  } else if (node.IsMap()) {
-    std::map<std::string, YAML::Mark> seen;
-    for (const auto& item : node) {
-      check_yaml_node(item.first, text, source);
-      if (!item.first.IsScalar()) {  // `{a: 1}: 2`: moelab's keys are names
-        throw ConfigError(fmt::format("{}: a key must be a name, not a {}",
-                                      yaml_where(source, item.first.Mark()),
-                                      item.first.IsMap() ? "mapping" : "list"));
+// What a config may expand to. Aliases repeat the node they point to, so nine levels of ten
+// aliases each spell 10^9 nodes in a few hundred bytes; every reader of the tree (this check
+// included) would walk them all. Real configs and sweeps are far below these.
+constexpr size_t kMaxYamlBytes = size_t{4} << 20;
+constexpr int64_t kMaxYamlNodes = 200000;
+constexpr int kMaxYamlDepth = 64;
+
+// Checks one document, counting nodes as its readers see them (aliases expanded), so that the
+// walk stops at the limits instead of running them to the end.
+class YamlChecker {
+ public:
+  YamlChecker(const std::string& text, const std::string& source) : text_(text), source_(source) {}
+
+  void check(const YAML::Node& node, int depth) {
+    count(node, depth);
+    if (node.IsScalar()) {
+      check_quote(node);
+    } else if (node.IsMap()) {
+      std::map<std::string, YAML::Mark> seen;
+      for (const auto& item : node) {
+        check(item.first, depth + 1);
+        if (!item.first.IsScalar()) {  // `{a: 1}: 2`: moelab's keys are names
+          throw ConfigError(fmt::format("{}: a key must be a name, not a {}",
+                                        yaml_where(source_, item.first.Mark()),
+                                        item.first.IsMap() ? "mapping" : "list"));
+        }
+        const std::string key = item.first.Scalar();
+        auto [found, inserted] = seen.emplace(key, item.first.Mark());
+        if (!inserted) {
+          throw ConfigError(fmt::format("{}: duplicate key '{}' (first at line {}); merge the two",
+                                        yaml_where(source_, item.first.Mark()), key,
+                                        found->second.line + 1));
+        }
+        check(item.second, depth + 1);
       }
-      const std::string key = item.first.Scalar();
-      auto [found, inserted] = seen.emplace(key, item.first.Mark());
-      if (!inserted) {
-        throw ConfigError(fmt::format("{}: duplicate key '{}' (first at line {}); merge the two",
-                                      yaml_where(source, item.first.Mark()), key,
-                                      found->second.line + 1));
-      }
-      check_yaml_node(item.second, text, source);
+    } else if (node.IsSequence()) {
+      for (const auto& item : node) check(item, depth + 1);
     }
-  } else if (node.IsSequence()) {
-    for (const auto& item : node) check_yaml_node(item, text, source);
   }
-}
+
+ private:
+  void count(const YAML::Node& node, int depth) {
+    if (depth > kMaxYamlDepth) {
+      throw ConfigError(fmt::format("{}: the YAML nests deeper than {} levels",
+                                    yaml_where(source_, node.Mark()), kMaxYamlDepth));
+    }
+    if (++nodes_ > kMaxYamlNodes) {
+      throw ConfigError(fmt::format(
+          "{}: the YAML expands to more than {} values (an alias repeats everything it names): "
+          "a config or sweep file may hold at most that many",
+          yaml_where(source_, node.Mark()), kMaxYamlNodes));
+    }
+    if (node.IsScalar() && (bytes_ += node.Scalar().size()) > kMaxYamlBytes) {
+      throw ConfigError(fmt::format("{}: the YAML's values expand to more than {} MiB of text",
+                                    yaml_where(source_, node.Mark()), kMaxYamlBytes >> 20));
+    }
+  }
+
+  void check_quote(const YAML::Node& node) const {
+    const auto pos = static_cast<size_t>(node.Mark().pos);
+    if (node.Tag() == "!" && pos < text_.size() && (text_[pos] == '"' || text_[pos] == '\'') &&
+        !quote_closed(text_, pos)) {
+      throw ConfigError(fmt::format("{}: YAML syntax error: the quote {} opened here is never closed",
+                                    yaml_where(source_, node.Mark()), text_[pos]));
+    }
+  }
+
+  const std::string& text_;
+  const std::string& source_;
+  int64_t nodes_ = 0;
+  size_t bytes_ = 0;
+};
 
 }  // namespace
 
 YAML::Node load_yaml(const std::string& text, const std::string& source) {
+  if (text.size() > kMaxYamlBytes) {
+    throw ConfigError(fmt::format("{}: {} bytes: a config or sweep file may be at most {} MiB",
+                                  source, text.size(), kMaxYamlBytes >> 20));
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(fmt::format("{}: YAML syntax error: {}", yaml_where(source, e.mark), e.msg));
   }
-  check_yaml_node(root, text, source);
+  YamlChecker(text, source).check(root, 0);
   return root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root;
 }
 

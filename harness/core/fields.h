@@ -103,7 +103,18 @@ template <class T>
 struct is_struct_config<T, std::void_t<decltype(std::declval<T&>().template visit<YamlReader>(
                                std::declval<YamlReader&>()))>> : std::true_type {};
 
+// A field whose YAML value is text in a small language (a block list, an attack list): its
+// type parses the text once, at load (`static T parse(const std::string&)`, ConfigError with
+// the reason), and writes it back in one canonical spelling (`std::string canonical() const`),
+// so that the run identity is a function of the meaning, not of the spelling.
+template <class T, class = void>
+struct is_text_value : std::false_type {};
 template <class T>
+struct is_text_value<T, std::void_t<decltype(T::parse(std::string())),
+                                    decltype(std::declval<const T&>().canonical())>>
+    : std::true_type {};
+
+template <class T, class = void>
 struct ValueCodec;  // read/write/format/type name for each scalar field type
 template <>
 struct ValueCodec<bool> {
@@ -136,11 +147,28 @@ struct ValueCodec<std::vector<int64_t>> {
   static std::string format(const std::vector<int64_t>& v);
 };
 
+template <class T>
+struct ValueCodec<T, std::enable_if_t<is_text_value<T>::value>> {
+  static const char* type_name() { return T::kTypeName; }
+  // false when the node is not a scalar; text the language refuses throws ConfigError.
+  static bool read(const YAML::Node& n, T& out) {
+    std::string text;
+    if (!ValueCodec<std::string>::read(n, text)) return false;
+    out = T::parse(text);
+    return true;
+  }
+  static std::string format(const T& v) { return v.canonical(); }
+};
+
 std::optional<std::string> check_value(const Spec& spec, bool);
 std::optional<std::string> check_value(const Spec& spec, int64_t v);
 std::optional<std::string> check_value(const Spec& spec, double v);
 std::optional<std::string> check_value(const Spec& spec, const std::string& v);
 std::optional<std::string> check_value(const Spec& spec, const std::vector<int64_t>& v);
+template <class T, class = std::enable_if_t<is_text_value<T>::value>>
+std::optional<std::string> check_value(const Spec& spec, const T& v) {
+  return check_value(spec, v.canonical());
+}
 }  // namespace detail
 
 template <class T>
@@ -168,11 +196,7 @@ class YamlReader {
     if constexpr (detail::is_struct_config<T>::value) {
       read_struct(child, source_, prefix_ + key + ".", field);
     } else {
-      if (child) {
-        if (!detail::ValueCodec<T>::read(child, field)) {
-          fail_type(key, child, detail::ValueCodec<T>::type_name());
-        }
-      }
+      if (child) read_value(child, key, field);
       if (auto bad = detail::check_value(spec, field)) {
         fail_rule(key, child, detail::ValueCodec<T>::format(field), *bad);
       }
@@ -193,6 +217,16 @@ class YamlReader {
 
  private:
   YAML::Node lookup(const char* key);
+  template <class T>
+  void read_value(const YAML::Node& child, const char* key, T& field) {
+    bool read = false;
+    try {
+      read = detail::ValueCodec<T>::read(child, field);
+    } catch (const ConfigError& e) {  // a text value its language refuses
+      fail_rule(key, child, child.Scalar(), e.what());
+    }
+    if (!read) fail_type(key, child, detail::ValueCodec<T>::type_name());
+  }
   [[noreturn]] void fail_type(const char* key, const YAML::Node& n, const char* type) const;
   [[noreturn]] void fail_rule(const char* key, const YAML::Node& n, const std::string& value,
                               const std::string& rule) const;
@@ -231,7 +265,8 @@ class YamlWriter {
       const_cast<T&>(field).visit(*this);
       out_ << YAML::EndMap;
     } else {
-      emit_scalar(detail::ValueCodec<T>::format(field), std::is_same_v<T, std::string>);
+      emit_scalar(detail::ValueCodec<T>::format(field),
+                  std::is_same_v<T, std::string> || detail::is_text_value<T>::value);
     }
   }
   void operator()(const PluginChoice& field, const char* key, const char* help,
@@ -314,8 +349,9 @@ std::string nearest_name(const std::string& word, const std::vector<std::string>
 // The YAML document `text` (from `source`, named in errors), an empty map when it is empty.
 // Beyond yaml-cpp's own syntax errors, refuses what it accepts silently: a key twice in one
 // mapping (yaml-cpp keeps the first) and a quoted scalar never closed (yaml-cpp runs it to
-// the end of the text), and keys that are not names (`{a: 1}: 2`). ConfigError with
-// source:line:column.
+// the end of the text), and keys that are not names (`{a: 1}: 2`); and bounds what the text
+// may expand to (aliases counted as often as they are used): 4 MiB of text and of values,
+// 200000 values, 64 levels. ConfigError with source:line:column.
 YAML::Node load_yaml(const std::string& text, const std::string& source);
 
 }  // namespace moelab

@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -167,13 +168,16 @@ inline __attribute__((always_inline)) void exp_lanes(Lanes<double>& x) {
 }
 
 // One group's probabilities [L, L] and output [L, Dh] (each element a vector of lanes) from
-// q, k, v [L, Dh]. Probabilities of masked keys are 0.
+// q, k, v [L, Dh]. Probabilities of masked keys are 0. Arrays of S, viewed as vectors.
 template <typename S>
 inline __attribute__((always_inline)) void forward_group(const Shape& shape, S scale,
-                                                         const Lanes<S>* q, const Lanes<S>* k,
-                                                         const Lanes<S>* v, Lanes<S>* probs,
-                                                         Lanes<S>* out) {
+                                                         const S* q_flat, const S* k_flat,
+                                                         const S* v_flat, S* probs_flat,
+                                                         S* out_flat) {
   using V = Lanes<S>;
+  const V *q = reinterpret_cast<const V*>(q_flat), *k = reinterpret_cast<const V*>(k_flat),
+          *v = reinterpret_cast<const V*>(v_flat);
+  V *probs = reinterpret_cast<V*>(probs_flat), *out = reinterpret_cast<V*>(out_flat);
   const int64_t L = shape.length, Dh = shape.head_dim;
   for (int64_t i = 0; i < L; ++i) {
     V* p = probs + i * L;  // [L]: scores, then probabilities
@@ -203,13 +207,18 @@ inline __attribute__((always_inline)) void forward_group(const Shape& shape, S s
 }
 
 // One group's gradients of q, k, v [L, Dh] from q, k, v, the probabilities [L, L] and the
-// output's gradient [L, Dh]. row: scratch [L].
+// output's gradient [L, Dh]. row: scratch [L]. Arrays of S, viewed as vectors.
 template <typename S>
 inline __attribute__((always_inline)) void backward_group(
-    const Shape& shape, S scale, const Lanes<S>* q, const Lanes<S>* k, const Lanes<S>* v,
-    const Lanes<S>* probs, const Lanes<S>* grad_out, Lanes<S>* grad_q, Lanes<S>* grad_k,
-    Lanes<S>* grad_v, Lanes<S>* row) {
+    const Shape& shape, S scale, const S* q_flat, const S* k_flat, const S* v_flat,
+    const S* probs_flat, const S* grad_out_flat, S* grad_q_flat, S* grad_k_flat,
+    S* grad_v_flat, S* row_flat) {
   using V = Lanes<S>;
+  const V *q = reinterpret_cast<const V*>(q_flat), *k = reinterpret_cast<const V*>(k_flat),
+          *v = reinterpret_cast<const V*>(v_flat), *probs = reinterpret_cast<const V*>(probs_flat),
+          *grad_out = reinterpret_cast<const V*>(grad_out_flat);
+  V *grad_q = reinterpret_cast<V*>(grad_q_flat), *grad_k = reinterpret_cast<V*>(grad_k_flat),
+    *grad_v = reinterpret_cast<V*>(grad_v_flat), *row = reinterpret_cast<V*>(row_flat);
   const int64_t L = shape.length, Dh = shape.head_dim;
   std::fill(grad_k, grad_k + L * Dh, V{});
   std::fill(grad_v, grad_v + L * Dh, V{});
@@ -238,37 +247,17 @@ inline __attribute__((always_inline)) void backward_group(
   }
 }
 
-// The kernels on flat arrays of S (inlined into the clones below).
-template <typename S>
-inline __attribute__((always_inline)) void forward_group_flat(const Shape& shape, S scale,
-                                                              const S* q, const S* k,
-                                                              const S* v, S* probs, S* out) {
-  using V = Lanes<S>;
-  forward_group<S>(shape, scale, reinterpret_cast<const V*>(q), reinterpret_cast<const V*>(k),
-                   reinterpret_cast<const V*>(v), reinterpret_cast<V*>(probs),
-                   reinterpret_cast<V*>(out));
-}
-template <typename S>
-inline __attribute__((always_inline)) void backward_group_flat(
-    const Shape& shape, S scale, const S* q, const S* k, const S* v, const S* probs,
-    const S* grad_out, S* grad_q, S* grad_k, S* grad_v, S* row) {
-  using V = Lanes<S>;
-  backward_group<S>(shape, scale, reinterpret_cast<const V*>(q), reinterpret_cast<const V*>(k),
-                    reinterpret_cast<const V*>(v), reinterpret_cast<const V*>(probs),
-                    reinterpret_cast<const V*>(grad_out), reinterpret_cast<V*>(grad_q),
-                    reinterpret_cast<V*>(grad_k), reinterpret_cast<V*>(grad_v),
-                    reinterpret_cast<V*>(row));
-}
+// The float kernels, built once per instruction set (inlined into each clone).
 MOELAB_CPU_CLONES void forward_group_float(const Shape& shape, float scale, const float* q,
                                            const float* k, const float* v, float* probs,
                                            float* out) {
-  forward_group_flat(shape, scale, q, k, v, probs, out);
+  forward_group(shape, scale, q, k, v, probs, out);
 }
 MOELAB_CPU_CLONES void backward_group_float(const Shape& shape, float scale, const float* q,
                                             const float* k, const float* v, const float* probs,
                                             const float* grad_out, float* grad_q, float* grad_k,
                                             float* grad_v, float* row) {
-  backward_group_flat(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
+  backward_group(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
 }
 
 // The kernel for S: float through the per-ISA clones, double (tests) in the portable build.
@@ -278,7 +267,7 @@ void forward_group_of(const Shape& shape, S scale, const S* q, const S* k, const
   if constexpr (std::is_same_v<S, float>) {
     forward_group_float(shape, scale, q, k, v, probs, out);
   } else {
-    forward_group_flat(shape, scale, q, k, v, probs, out);
+    forward_group(shape, scale, q, k, v, probs, out);
   }
 }
 template <typename S>
@@ -288,7 +277,7 @@ void backward_group_of(const Shape& shape, S scale, const S* q, const S* k, cons
   if constexpr (std::is_same_v<S, float>) {
     backward_group_float(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
   } else {
-    backward_group_flat(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
+    backward_group(shape, scale, q, k, v, probs, grad_out, grad_q, grad_k, grad_v, row);
   }
 }
 
@@ -315,13 +304,35 @@ T scale_of(const Shape& shape) {
   return T(1.0 / std::sqrt(double(shape.head_dim)));
 }
 
-// Runs fn(group, scratch) for every group over LibTorch's threads, with `scratch_size`
-// elements of scratch per task.
-template <typename T, typename Fn>
-void for_each_group(const Shape& shape, int64_t scratch_size, const Fn& fn) {
+// A task's scratch: N consecutive arrays of the given lengths in one buffer; its size and
+// each array's offset computed together.
+template <size_t N>
+struct ScratchLayout {
+  std::array<int64_t, N> offsets{};
+  int64_t size = 0;
+
+  explicit ScratchLayout(const std::array<int64_t, N>& lengths) {
+    for (size_t i = 0; i < N; ++i) {
+      offsets[i] = size;
+      size += lengths[i];
+    }
+  }
+  template <typename T>
+  std::array<T*, N> arrays(T* scratch) const {
+    std::array<T*, N> pointers;
+    for (size_t i = 0; i < N; ++i) pointers[i] = scratch + offsets[i];
+    return pointers;
+  }
+};
+
+// Runs fn(group, arrays) for every group over LibTorch's threads, each task with its own
+// scratch in `layout`.
+template <typename T, size_t N, typename Fn>
+void for_each_group(const Shape& shape, const ScratchLayout<N>& layout, const Fn& fn) {
   at::parallel_for(0, shape.groups(), 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(static_cast<size_t>(scratch_size));
-    for (int64_t group = begin; group < end; ++group) fn(group, scratch.data());
+    std::vector<T> scratch(static_cast<size_t>(layout.size));
+    const std::array<T*, N> arrays = layout.arrays(scratch.data());
+    for (int64_t group = begin; group < end; ++group) fn(group, arrays);
   });
 }
 
@@ -335,8 +346,9 @@ at::Tensor attend(const at::Tensor& qkv, const Shape& shape, at::Tensor* probs) 
     const scalar_t* src = qkv.data_ptr<scalar_t>();
     scalar_t* saved = probs != nullptr ? probs->data_ptr<scalar_t>() : nullptr;
     scalar_t* o = out.data_ptr<scalar_t>();
-    for_each_group<scalar_t>(shape, 4 * block + probs_block, [&](int64_t group, scalar_t* q) {
-      scalar_t *k = q + block, *v = k + block, *attended = v + block, *p = attended + block;
+    const ScratchLayout<5> layout({block, block, block, block, probs_block});
+    for_each_group<scalar_t>(shape, layout, [&](int64_t group, const auto& arrays) {
+      auto [q, k, v, attended, p] = arrays;  // [L, Dh, kLanes] x 4, [L, L, kLanes]
       gather_qkv(src, group_offsets(shape, group, 3), shape, q, k, v);
       if (saved != nullptr) p = saved + group * probs_block;
       forward_group_of(shape, scale_of<scalar_t>(shape), q, k, v, p, attended);
@@ -377,9 +389,10 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
       const scalar_t* p = probs.data_ptr<scalar_t>();
       const scalar_t* go = grad_out.data_ptr<scalar_t>();
       scalar_t* gsrc = grad_qkv.data_ptr<scalar_t>();
-      for_each_group<scalar_t>(shape, 7 * block + L * kLanes, [&](int64_t group, scalar_t* q) {
-        scalar_t *k = q + block, *v = k + block, *g_out = v + block, *g_q = g_out + block,
-                 *g_k = g_q + block, *g_v = g_k + block, *row = g_v + block;
+      const ScratchLayout<8> layout({block, block, block, block, block, block, block, L * kLanes});
+      for_each_group<scalar_t>(shape, layout, [&](int64_t group, const auto& arrays) {
+        // [L, Dh, kLanes] x 7, [L, kLanes]
+        const auto [q, k, v, g_out, g_q, g_k, g_v, row] = arrays;
         const GroupOffsets in = group_offsets(shape, group, 3);
         gather_qkv(src, in, shape, q, k, v);
         gather(go, group_offsets(shape, group, 1), shape.dim, shape, g_out);

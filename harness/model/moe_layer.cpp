@@ -43,7 +43,7 @@ Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacit
   d.kept_per_expert.assign(requested_host.data_ptr<int64_t>(),
                            requested_host.data_ptr<int64_t>() + experts);
   if (capacity_factor > 0) {
-    const auto capacity = static_cast<int64_t>(
+    const auto capacity = d.capacity = static_cast<int64_t>(
         std::ceil(capacity_factor * static_cast<double>(d.assignments) / experts));
     auto sorted_expert = route.expert.index_select(0, order);            // [A]
     auto offsets = d.requested.cumsum(0) - d.requested;                  // [E]
@@ -68,7 +68,7 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
                               init_uniform({experts, hidden, dim}, 1.0 / std::sqrt(hidden)));
   b_out_ = register_parameter("b_out", torch::zeros({experts, dim}));
   interval_load_ = register_buffer("interval_load", torch::zeros({experts}));
-  null_kinds_ = null_expert_kinds(config);
+  null_kinds_ = config.null_experts.kinds();
   if (!null_kinds_.empty()) {
     const auto nulls = static_cast<int64_t>(null_kinds_.size());
     std::vector<float> copy, is_constant;
@@ -114,9 +114,10 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   }
   RouteResult nulls;  // the assignments to null experts, handled here at no FFN cost
   if (!null_kinds_.empty()) {
-    MOELAB_CHECK(!route.soft_dispatch.defined(),
-                 "model.moe.null_experts: soft routing mixes tokens into slots and has no "
-                 "assignments for null experts to take");
+    if (route.soft_dispatch.defined()) {
+      throw Error("model.moe.null_experts: soft routing mixes tokens into slots and has no "
+                  "assignments for null experts to take");
+    }
     MOELAB_CHECK(!form_, "model.moe.null_experts: not in a converted layer's training form");
     auto is_null = route.expert >= config_.experts;  // [A]
     nulls = keep_assignments(route, is_null);
@@ -183,18 +184,13 @@ torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteRe
     const int64_t kept = dispatch.token.numel();
     auto routed = real_rows(torch::zeros({x.size(0)}, x.options().dtype(torch::kFloat))
                                 .index_fill_(0, dispatch.token, 1.0), ctx);  // [T_real] 1 if kept
-    const double capacity =
-        config_.capacity_factor > 0
-            ? std::ceil(config_.capacity_factor * static_cast<double>(dispatch.assignments) /
-                        static_cast<double>(config_.experts))
-            : 0.0;
     compute_metrics(route, ctx, dispatch.requested.to(torch::kFloat),
                     dispatch.assignments > 0
                         ? 1.0 - static_cast<double>(kept) / dispatch.assignments
                         : 0.0,
                     1.0 - routed.mean(),
-                    static_cast<double>(kept) / std::max<int64_t>(routed.numel(), 1), capacity,
-                    route_ms);
+                    static_cast<double>(kept) / std::max<int64_t>(routed.numel(), 1),
+                    static_cast<double>(dispatch.capacity), route_ms);
   }
   return y;
 }

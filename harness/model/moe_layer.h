@@ -26,6 +26,7 @@ struct Dispatch {
   torch::Tensor requested;  // [E] assignments each expert was asked to take (before capacity)
   std::vector<int64_t> kept_per_expert;  // [E] on the host, sizes of the contiguous slices
   int64_t assignments = 0;               // A, before capacity
+  int64_t capacity = 0;                  // per expert; 0 = dropless
 };
 
 // Capacity = ceil(capacity_factor * A / E) per expert (capacity_factor 0 = dropless);

@@ -113,7 +113,10 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
   const std::string metric =
       request.metric.empty() ? main_summary(store, request.sweep, "val") : request.metric;
   const auto slash = metric.find('/');
-  MOELAB_CHECK(slash != std::string::npos, "plot curves: --metric is SPLIT/NAME (val/loss, train/loss)");
+  if (slash == std::string::npos) {
+    throw ConfigError(fmt::format("plot curves: --metric '{}' is not SPLIT/NAME (val/loss, train/loss)",
+                                  metric));
+  }
   const std::string split = metric.substr(0, slash), name = metric.substr(slash + 1);
   const std::string base = request.output_dir + "/curves_" + slug(metric);
   std::ofstream data(base + ".dat");
@@ -159,8 +162,15 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
   const std::string suite_name =
       request.suite.empty() ? scored_suite(store, runs, /*with_severities=*/true) : request.suite;
   if (suite_name.empty()) {
-    throw ConfigError("plot corruption: no run has results of a corruption suite with severities "
-                      "(task.corruptions: cifar_c, cifar10_c, cifar100_c)");
+    std::vector<std::string> with_severities;
+    for (const TaskMetrics* task : all_task_metrics()) {
+      for (const auto& suite : task->suites) {
+        if (suite.severities > 1) with_severities.push_back(suite.name);
+      }
+    }
+    throw ConfigError(fmt::format("plot corruption: no run has results of a corruption suite with "
+                                  "severities (task.corruptions: {})",
+                                  fmt::join(with_severities, ", ")));
   }
   const CorruptionSuite& suite = *find_suite(suite_name).suite;
   if (suite.severities < 2) {

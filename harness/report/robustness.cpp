@@ -63,11 +63,7 @@ CorruptionErrors corruption_errors(Store& store, int64_t run_id, const std::stri
       clean = true;
       continue;
     }
-    const std::string split = name.substr(0, name.rfind('/'));
-    const auto first = split.find(':'), second = split.find(':', first + 1);
-    result.errors[split.substr(first + 1, second == std::string::npos ? std::string::npos
-                                                                       : second - first - 1)]
-        .push_back(error);
+    result.errors[SplitId::parse(name.substr(0, name.rfind('/'))).corruption].push_back(error);
   }
   if (!clean || result.errors.empty()) {
     throw ConfigError(fmt::format("run {} has no {} and {} corruption results (run it with "
@@ -97,8 +93,6 @@ std::string scored_suite(Store& store, const std::vector<int64_t>& runs, bool wi
 
 namespace {
 
-const char* const kAttackPrefix = "test:";
-
 // The run's task's main metric (what an attack split reports) and whether higher is better.
 const MetricInfo& main_metric(Store& store, int64_t run_id) {
   const auto task = store.query("SELECT task FROM runs WHERE id = ?", {run_id});
@@ -114,11 +108,13 @@ AttackResults attack_results(Store& store, int64_t run_id) {
   const std::string& metric = result.metric;
   const auto rows = store.query("SELECT name, value FROM summaries WHERE run_id = ? AND name LIKE ? "
                                 "AND name LIKE ? AND value IS NOT NULL",
-                                {run_id, std::string(kAttackPrefix) + "%", "%/" + metric});
-  const size_t prefix = std::string(kAttackPrefix).size();
+                                {run_id, SplitId::test_variant("").text() + "%", "%/" + metric});
   for (const auto& row : rows.rows) {
     const std::string& name = row[0].text;
-    result.values[name.substr(prefix, name.rfind('/') - prefix)] = row[1].number();
+    const SplitId split = SplitId::parse(name.substr(0, name.rfind('/')));
+    if (split.kind != SplitId::Kind::TestVariant) continue;
+    // The attack's label, with "@ROUTER" when it was evaluated under a routing swap.
+    result.values[split.text().substr(split.base.size() + 1)] = row[1].number();
   }
   return result;
 }

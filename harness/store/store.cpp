@@ -13,6 +13,7 @@
 
 #include "harness/core/error.h"
 #include "harness/core/parse.h"
+#include "harness/store/rehash.h"
 
 namespace moelab {
 namespace {
@@ -172,7 +173,20 @@ CREATE TABLE launches (
 );
 CREATE INDEX launches_by_sweep ON launches(sweep);
 )sql",
+    // 7: run identities from the canonical spelling of every value; the data step
+    // (rehash_runs, harness/store/rehash.h) records here each run whose hash it changed
+    R"sql(
+CREATE TABLE identity_changes (
+  run_id      {int} NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  old_hash    TEXT NOT NULL,
+  new_hash    TEXT NOT NULL,
+  migrated_at TEXT NOT NULL DEFAULT ({now})
+);
+)sql",
 };
+
+// The migration whose data step recomputes every run's identity (rehash_runs).
+constexpr int kRehashMigration = 7;
 
 // A migration's text for the connection's engine.
 std::string migration_sql(const SqlConnection& db, int version) {
@@ -258,6 +272,24 @@ void Store::throw_newer_schema(int version) {
                                 path(), version, kSchemaVersion));
 }
 
+namespace {
+
+// What migration 7 changed, on stderr: a database shared by several people should not change
+// identities silently.
+void report_rehash(const std::string& database, const RehashOutcome& outcome) {
+  if (outcome.rehashed > 0) {
+    fmt::print(stderr,
+               "moelab: results database '{}': {} run(s) recorded under another spelling of their "
+               "config now have its canonical identity (old and new hashes in identity_changes)\n",
+               database, outcome.rehashed);
+  }
+  for (const auto& kept : outcome.kept) {
+    fmt::print(stderr, "moelab: results database '{}': kept the identity of {}\n", database, kept);
+  }
+}
+
+}  // namespace
+
 void Store::migrate() {
   constexpr int kCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
   static_assert(kCount == kSchemaVersion, "one migration per schema version");
@@ -270,6 +302,7 @@ void Store::migrate() {
   if (current > kSchemaVersion) throw_newer_schema(current);
   for (int version = current + 1; version <= kSchemaVersion; ++version) {
     db_->execute_script(migration_sql(*db_, version));
+    if (version == kRehashMigration) report_rehash(path(), rehash_runs(*db_));
     db_->set_schema_version(version);
   }
   transaction.commit();

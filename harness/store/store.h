@@ -107,7 +107,7 @@ std::string worker_id();
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   enum class Access { ReadWrite, ReadOnly };
   // `target`: a file path (SQLite) or a PostgreSQL URI. ReadWrite opens (creating a file if

@@ -12,7 +12,8 @@ namespace moelab {
 namespace {
 
 // The tables keyed by run_id that a run's rows live in, copied with the run.
-const char* const kRunTables[] = {"params", "metrics", "summaries", "run_files", "sweep_members"};
+const char* const kRunTables[] = {"params",    "metrics",       "summaries",
+                                  "run_files", "sweep_members", "identity_changes"};
 
 // INSERT of one row of `columns` into `table`, with `run_id` (and, for runs, `id` and
 // `parent_run_id`) replaced by `replacements`; returns the new row's result (its id for runs).

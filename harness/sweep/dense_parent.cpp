@@ -60,9 +60,10 @@ RunSpec resolve_dense_parent(const RunConfig& config, Store& store, const std::s
     AcquiredRun acquired = store.acquire_run(record, worker_id(), retry_failed);
     parent.run_id = acquired.run_id;
     if (acquired.status == "done") {
-      MOELAB_CHECK(checkpoint_step(checkpoint) >= 0,
-                   "dense parent run {} is done but its checkpoint '{}' is missing", acquired.run_id,
-                   checkpoint);
+      if (checkpoint_step(checkpoint) < 0) {
+        throw Error(fmt::format("dense parent run {} is done but its checkpoint '{}' is missing",
+                                acquired.run_id, checkpoint));
+      }
       return parent;
     }
     if (acquired.status == "running") {  // another process trains it; a dead one's is taken over

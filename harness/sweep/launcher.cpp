@@ -16,7 +16,9 @@ LauncherOptions read_launcher(YAML::Node section, const std::string& source,
   YamlSource where{source, {}};
   for (const std::string& setting : settings) {
     const auto equals = setting.find('=');
-    MOELAB_CHECK(equals != std::string::npos, "launcher setting '{}' is not key=value", setting);
+    if (equals == std::string::npos) {
+      throw ConfigError(fmt::format("launcher setting '{}' is not key=value", setting));
+    }
     const std::string key = setting.substr(0, equals);
     node[key] = setting.substr(equals + 1);
     where.overrides["launcher." + key] = fmt::format("option --{}", key == "name" ? "launcher" : key);

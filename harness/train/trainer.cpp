@@ -27,6 +27,12 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& train
                     .betas({train.beta1, train.beta2})
                     .weight_decay(train.weight_decay));
   }
+  if (train.optimizer == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(train.lr)
+                    .momentum(train.beta1)
+                    .weight_decay(train.weight_decay));
+  }
   return std::make_unique<torch::optim::AdamW>(
       params, torch::optim::AdamWOptions(train.lr)
                   .betas({train.beta1, train.beta2})
@@ -102,11 +108,12 @@ MetricValues log_routing_metrics(const RoutingRecord& record, int64_t step, Metr
   return means;
 }
 
-// Evaluates `splits` at `step` and writes their rows. The final evaluation (`summaries` set)
-// stops between splits on an interrupt and reports progress through long suites.
+// Evaluates `splits` at `step` and writes their rows, under "SPLIT@ROUTER" when the model
+// routes by a swapped-in `swap_router`. The final evaluation (`summaries` set) stops between
+// splits on an interrupt and reports progress through long suites.
 void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& config, Task& task,
                      TaskModel& model, MetricLog& log, int64_t step, torch::Device device,
-                     MetricValues* summaries, const std::string& label_suffix = "") {
+                     MetricValues* summaries, const std::string& swap_router = "") {
   model.eval();
   const TaskMetrics& declared = task_metrics(config.task.name);
   const auto start = std::chrono::steady_clock::now();
@@ -115,7 +122,7 @@ void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& co
       throw_if_interrupted(fmt::format(
           "during the final evaluation (checkpoint at step {}; --resume evaluates again)", step));
     }
-    const std::string label = splits[i] + label_suffix;
+    const std::string label = SplitId::parse(splits[i]).under_router(swap_router).text();
     for (const auto& [name, value] : task.evaluate(model, splits[i], config, device)) {
       declared.find(name);  // every reported metric has a declared direction
       log.add(step, label, name, value);
@@ -383,7 +390,7 @@ class TrainingLoop {
     Transformer backbone = model_.backbone();
     auto trained = swap_in_override(backbone, config_, device_);
     evaluate_splits(task_.final_splits(), config_, task_, model_, log_, train_.steps, device_,
-                    &summaries, "@" + config_.eval.router_override.name);
+                    &summaries, config_.eval.router_override.name);
     auto layers = backbone->moe_layers();
     for (size_t i = 0; i < layers.size(); ++i) layers[i]->swap_router(trained[i]);
   }

@@ -3,7 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <tuple>
 
 #include "harness/core/error.h"
 #include "harness/core/parse.h"
@@ -87,6 +90,20 @@ AttackSpec parse_attack(const std::string& item) {
 
 std::string in_255ths(double value) { return fmt::format("{:g}", value * 255.0); }
 
+// A size on [0, 1] pixels as written canonically: "8/255" when a whole number of grey levels
+// over 255 is exactly this value (parse_number divides as here), else the shortest decimal
+// that reads back to it.
+std::string size_text(double value) {
+  const double grey_levels = std::round(value * 255.0);
+  if (grey_levels / 255.0 == value) return fmt::format("{}/255", grey_levels);
+  return fmt::format("{}", value);
+}
+
+auto order_key(const AttackSpec& spec) {
+  return std::make_tuple(spec.kind, spec.eps, spec.steps, spec.step, spec.restarts,
+                         !spec.random_start);
+}
+
 // Uniform noise in [-eps, eps] for each image: [B, C, H, W].
 torch::Tensor random_start(const torch::Tensor& pixels, const AttackSpec& spec, uint64_t seed,
                            int64_t restart, int64_t first_index) {
@@ -140,18 +157,36 @@ std::string AttackSpec::label() const {
                      in_255ths(step), restarts, random_start ? "" : ":start=zero");
 }
 
-std::vector<AttackSpec> parse_attacks(const std::string& text) {
-  std::vector<AttackSpec> specs;
-  if (text.empty()) return specs;
+std::string AttackSpec::canonical() const {
+  if (kind == "fgsm") return "fgsm:eps=" + size_text(eps);
+  std::string text = fmt::format("pgd:eps={}:steps={}", size_text(eps), steps);
+  if (step != 2.5 * eps / static_cast<double>(steps)) text += ":step=" + size_text(step);
+  if (restarts != 1) text += fmt::format(":restarts={}", restarts);
+  if (!random_start) text += ":start=zero";
+  return text;
+}
+
+AttackList AttackList::parse(const std::string& text) {
+  AttackList list;
+  if (text.empty()) return list;
   for (const auto& item : split_text(text, ',')) {
-    specs.push_back(parse_attack(item));
-    for (size_t i = 0; i + 1 < specs.size(); ++i) {
-      if (specs[i].label() == specs.back().label()) {
-        throw ConfigError(fmt::format("task.attacks: '{}' is listed twice", item));
+    const AttackSpec spec = parse_attack(item);
+    for (const auto& earlier : list.attacks) {
+      if (order_key(earlier) == order_key(spec) || earlier.label() == spec.label()) {
+        throw ConfigError(fmt::format("'{}' is listed twice (as '{}')", item, earlier.canonical()));
       }
     }
+    list.attacks.push_back(spec);
   }
-  return specs;
+  std::sort(list.attacks.begin(), list.attacks.end(),
+            [](const AttackSpec& a, const AttackSpec& b) { return order_key(a) < order_key(b); });
+  return list;
+}
+
+std::string AttackList::canonical() const {
+  std::vector<std::string> items;
+  for (const auto& spec : attacks) items.push_back(spec.canonical());
+  return fmt::format("{}", fmt::join(items, ","));
 }
 
 torch::Tensor attack_pixels(const PixelLogits& logits, const torch::Tensor& pixels,

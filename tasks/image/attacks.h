@@ -29,12 +29,24 @@ struct AttackSpec {
   // The split label, sizes in 1/255 units: "fgsm:eps255=2",
   // "pgd:eps255=5:steps=10:step255=1:restarts=1" (":start=zero" without a random start).
   std::string label() const;
+  // The config spelling: sizes as n/255 (n whole) where that is the exact value, else the shortest
+  // decimal that reads back to it; pgd always with eps and steps, the other keys only where
+  // they differ from their defaults ("pgd:eps=8/255:steps=10" for every spelling of that attack).
+  std::string canonical() const;
 };
 
-// "fgsm:eps=2/255,pgd:eps=5/255:steps=10:step=1/255:restarts=1" -> the attacks in order. Values
-// are decimals or fractions; pgd defaults: steps 10, step 2.5 eps / steps, restarts 1,
-// start random. ConfigError naming task.attacks, the attack and the key.
-std::vector<AttackSpec> parse_attacks(const std::string& text);
+// task.attacks: "fgsm:eps=2/255,pgd:eps=5/255:steps=10:step=1/255:restarts=1". Values are
+// decimals or fractions; pgd defaults: steps 10, step 2.5 eps / steps, restarts 1, start
+// random. The attacks are kept in one order (kind, eps, steps, step, restarts, start) whatever
+// order they are written in: each is evaluated on its own, so the order carries no meaning.
+struct AttackList {
+  std::vector<AttackSpec> attacks;
+
+  static constexpr const char* kTypeName = "attack list";
+  // ConfigError naming the attack and the key; an attack listed twice (in any spelling) too.
+  static AttackList parse(const std::string& text);
+  std::string canonical() const;  // "" when there are none
+};
 extern const char* const kAttacksHelp;
 
 // The model as the attack sees it: pixels [B, C, H, W] in [0, 1] -> class logits [B, classes].

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -45,8 +46,6 @@ CorruptionCache& corruption_cache() {
 DatasetRequest dataset_request(const ImageOptions& options) {
   return {options.dataset, options.data_dir, options.labels == "coarse"};
 }
-
-const char* const kAttackPrefix = "test:";
 
 }  // namespace
 
@@ -92,38 +91,33 @@ void check_geometry(const ImageOptions& options, int64_t side, int64_t train_ima
 // task.corruptions against the dataset: the generated suites corrupt single-channel images;
 // a file suite needs its dataset and task.corruption_dir with the files.
 void check_corruptions(const ImageOptions& options) {
-  if (options.corruptions.empty()) return;
   const DatasetInfo& info = find_dataset(options.dataset);
+  const std::string listed = options.corruptions.canonical();
   int file_suites_named = 0;
-  for (const auto& name : split_text(options.corruptions, ',')) {
+  for (const auto& name : options.corruptions.names) {
     const FileSuite* files = find_file_suite(name);
     if (files == nullptr) {
-      if (name != "fmnist_c" && name != "cifar_c") {
-        throw ConfigError(fmt::format("task.corruptions = '{}': unknown suite '{}' (fmnist_c, "
-                                      "cifar_c, cifar10_c, cifar100_c, mnist_c)",
-                                      options.corruptions, name));
-      }
       if (info.channels != 1) {
         throw ConfigError(fmt::format(
             "task.corruptions = '{}': the generated suite {} corrupts single-channel images; "
             "for {} use the released files ({}_c with task.corruption_dir; docs/data.md)",
-            options.corruptions, name, options.dataset, options.dataset));
+            listed, name, options.dataset, options.dataset));
       }
       continue;
     }
     if (options.dataset != files->dataset) {
       throw ConfigError(fmt::format("task.corruptions = '{}': {} corrupts {}'s test set, not {}",
-                                    options.corruptions, name, files->dataset, options.dataset));
+                                    listed, name, files->dataset, options.dataset));
     }
     if (options.corruption_dir.empty()) {
       throw ConfigError(fmt::format("task.corruptions = '{}': {} needs task.corruption_dir, the "
                                     "folder of the released files (docs/data.md)",
-                                    options.corruptions, name));
+                                    listed, name));
     }
     if (++file_suites_named > 1) {
       throw ConfigError(fmt::format("task.corruptions = '{}': one released suite per run "
                                     "(task.corruption_dir is one folder)",
-                                    options.corruptions));
+                                    listed));
     }
     check_file_suite(*files, options.corruption_dir, info);
   }
@@ -136,20 +130,47 @@ void ImageTask::check(const ImageOptions& options, const RunConfig&) {
   const int64_t train_images = check_dataset_files(dataset_request(options));
   check_geometry(options, info.side, train_images);
   check_corruptions(options);
-  parse_attacks(options.attacks);
 }
+
+CorruptionSuites CorruptionSuites::parse(const std::string& text) {
+  std::vector<std::string> declared;
+  for (const auto& suite : ImageTask::metrics().suites) declared.push_back(suite.name);
+  CorruptionSuites listed;
+  if (text.find_first_not_of(' ') == std::string::npos) return listed;
+  for (const auto& item : split_text(text + ",", ',')) {
+    const auto first = item.find_first_not_of(' ');
+    const std::string name =
+        first == std::string::npos ? "" : item.substr(first, item.find_last_not_of(' ') - first + 1);
+    if (std::find(declared.begin(), declared.end(), name) == declared.end()) {
+      throw ConfigError(fmt::format("unknown suite '{}' ({})", name, fmt::join(declared, ", ")));
+    }
+    if (std::find(listed.names.begin(), listed.names.end(), name) != listed.names.end()) {
+      throw ConfigError(fmt::format("suite {} is listed twice", name));
+    }
+    listed.names.push_back(name);
+  }
+  std::vector<std::string> in_order;
+  for (const auto& name : declared) {
+    if (std::find(listed.names.begin(), listed.names.end(), name) != listed.names.end()) {
+      in_order.push_back(name);
+    }
+  }
+  listed.names = in_order;
+  return listed;
+}
+
+std::string CorruptionSuites::canonical() const { return fmt::format("{}", fmt::join(names, ",")); }
 
 ImageTask::ImageTask(const ImageOptions& options, const RunConfig& config)
     : options_(options),
       info_(find_dataset(options.dataset)),
       seed_(static_cast<uint64_t>(config.seed)),
       classes_(dataset_classes(dataset_request(options))),
-      attacks_(parse_attacks(options.attacks)),
       sampler_(1, 0) {
   LoadedDataset data = load_dataset(dataset_request(options));
   files_ = data.files;
   const FileSuite* file_suite = nullptr;
-  for (const auto& name : split_text(options.corruptions, ',')) {
+  for (const auto& name : options.corruptions.names) {
     if ((file_suite = find_file_suite(name)) != nullptr) break;
   }
   if (file_suite != nullptr) {
@@ -182,22 +203,22 @@ ImageSplit ImageTask::split(const std::string& name) const {
   if (name == "train") return train_;
   if (name == "val") return val_;
   if (name == "test") return test_;
-  if (name.find(':') != std::string::npos) return corrupted_test(name);
+  if (SplitId::parse(name).kind == SplitId::Kind::Corruption) return corrupted_test(name);
   throw Error(fmt::format("image task has no split '{}' (train, val, test)", name));
 }
 
 // "SUITE:NAME" or "SUITE:NAME:SEVERITY" -> the corrupted (first corruption_examples) test
 // images: generated, or read from the released files.
 ImageSplit ImageTask::corrupted_test(const std::string& name) const {
-  const auto parts = split_text(name, ':');
-  const int64_t severity = parts.size() > 2 ? to_int64(parts[2], name + ": severity") : 1;
-  if (const FileSuite* files = find_file_suite(parts.at(0))) {
-    ImageSplit read = read_file_corruption(*files, options_.corruption_dir, parts.at(1), severity,
+  const SplitId id = SplitId::parse(name);
+  const int64_t severity = std::max<int64_t>(id.severity, 1);
+  if (const FileSuite* files = find_file_suite(id.base)) {
+    ImageSplit read = read_file_corruption(*files, options_.corruption_dir, id.corruption, severity,
                                            options_.corruption_examples);
     check_label_range(read.labels, classes_, fmt::format("{} in '{}'", name, options_.corruption_dir));
     return read;
   }
-  const CorruptionEntry& corruption = find_corruption(parts.at(0), parts.at(1));
+  const CorruptionEntry& corruption = find_corruption(id.base, id.corruption);
   int64_t count = test_.images.size(0);
   if (options_.corruption_examples > 0) count = std::min(count, options_.corruption_examples);
   const std::string key = fmt::format("{}|{}|{}|{}|{}", options_.dataset,
@@ -239,13 +260,13 @@ const TaskMetrics& ImageTask::metrics() {
 
 std::vector<std::string> ImageTask::final_splits() const {
   std::vector<std::string> splits = {"val", "test"};
-  if (!options_.corruptions.empty()) {
-    for (const auto& name : split_text(options_.corruptions, ',')) {
-      const auto suite = metrics().suite(name).splits();
-      splits.insert(splits.end(), suite.begin(), suite.end());
-    }
+  for (const auto& name : options_.corruptions.names) {
+    const auto suite = metrics().suite(name).splits();
+    splits.insert(splits.end(), suite.begin(), suite.end());
   }
-  for (const auto& attack : attacks_) splits.push_back(kAttackPrefix + attack.label());
+  for (const auto& attack : options_.attacks.attacks) {
+    splits.push_back(SplitId::test_variant(attack.label()).text());
+  }
   return splits;
 }
 
@@ -265,15 +286,16 @@ MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
   for (const auto& [name, value] : finals) {
     const auto slash = name.rfind('/');
     if (slash == std::string::npos || name.substr(slash + 1) != "accuracy") continue;
-    if (name.rfind(kAttackPrefix, 0) == 0) continue;  // an attack, not a corruption
-    const std::string label = name.substr(0, slash);
-    const auto at = label.find('@');
-    const std::string split = label.substr(0, at);
-    const std::string suffix = at == std::string::npos ? "" : label.substr(at);
-    const auto parts = split_text(split, ':');
-    if (parts.size() < 2) continue;
-    add(parts[0] + suffix, 1.0 - value);
-    if (parts.size() == 3) add(parts[0] + ":" + parts[1] + suffix, 1.0 - value);
+    const SplitId split = SplitId::parse(name.substr(0, slash));
+    if (split.kind != SplitId::Kind::Corruption) continue;  // clean, or an attack
+    SplitId suite = split;  // "SUITE[@ROUTER]"
+    suite.kind = SplitId::Kind::Suite;
+    add(suite.text(), 1.0 - value);
+    if (split.severity > 0) {  // "SUITE:NAME[@ROUTER]" over the severities
+      SplitId corruption = split;
+      corruption.severity = 0;
+      add(corruption.text(), 1.0 - value);
+    }
   }
   MetricValues derived;
   for (const auto& [group, sum] : groups) {
@@ -314,8 +336,8 @@ RouteContext eval_context(const RunConfig& config) {
 MetricValues ImageTask::evaluate(TaskModel& model, const std::string& split_name,
                                  const RunConfig& config, torch::Device device) {
   auto& vit = dynamic_cast<VitImpl&>(model);
-  for (const auto& attack : attacks_) {
-    if (split_name == kAttackPrefix + attack.label()) return evaluate_attack(vit, attack, config, device);
+  for (const auto& attack : options_.attacks.attacks) {
+    if (split_name == SplitId::test_variant(attack.label()).text()) return evaluate_attack(vit, attack, config, device);
   }
   const ImageSplit data = split(split_name);
   int64_t count = data.images.size(0);

@@ -13,6 +13,17 @@
 
 namespace moelab {
 
+// task.corruptions: the corruption suites evaluated after training, as declared in
+// ImageTask::metrics(). Kept in that declaration order whatever order they are written in
+// (each suite is evaluated on its own).
+struct CorruptionSuites {
+  std::vector<std::string> names;
+
+  static constexpr const char* kTypeName = "suite list";
+  static CorruptionSuites parse(const std::string& text);  // ConfigError: unknown or repeated
+  std::string canonical() const;                           // "fmnist_c,cifar_c"; "" when none
+};
+
 struct ImageOptions {
   std::string dataset = "fashion_mnist";
   std::string data_dir = "";
@@ -22,10 +33,10 @@ struct ImageOptions {
   int64_t train_limit = 0;
   std::string augment = "";
   int64_t crop_padding = 4;
-  std::string corruptions = "";
+  CorruptionSuites corruptions;
   std::string corruption_dir = "";
   int64_t corruption_examples = 0;
-  std::string attacks = "";
+  AttackList attacks;
   int64_t attack_examples = 0;
 
   template <class V>
@@ -114,7 +125,6 @@ class ImageTask : public Task {
   uint64_t seed_;
   ImageSplit train_, val_, test_;
   int64_t classes_;
-  std::vector<AttackSpec> attacks_;
   EpochSampler sampler_;
   std::vector<std::string> files_;  // data files read (provenance)
 };

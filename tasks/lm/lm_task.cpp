@@ -40,7 +40,6 @@ torch::Tensor LmModelImpl::predict(const Batch& batch, const RouteContext& ctx) 
 }
 
 void LmTask::check(const LmOptions& options, const RunConfig&) {
-  parse_text_corruptions(options.corruptions);
   if (!std::filesystem::exists(options.data_path)) {
     throw ConfigError(fmt::format("task.data_path = '{}': no such file or folder (setup.sh "
                                   "fetches the gutenberg corpus to .data/gutenberg)",
@@ -50,7 +49,6 @@ void LmTask::check(const LmOptions& options, const RunConfig&) {
 
 LmTask::LmTask(const LmOptions& options, const RunConfig& config)
     : options_(options), seed_(static_cast<uint64_t>(config.seed)) {
-  corruptions_ = parse_text_corruptions(options.corruptions);
   text_ = load_corpus(options.corpus, options.data_path, options.include_bible);
   const bool pretokenised = options.corpus == "wikitext103";
   vocabulary_ = options.level == "word"
@@ -68,16 +66,17 @@ LmTask::LmTask(const LmOptions& options, const RunConfig& config)
 const torch::Tensor& LmTask::tokens(const std::string& split) {
   auto found = tokens_.find(split);
   if (found != tokens_.end()) return found->second;
-  const auto colon = split.find(':');
-  const std::string base = split.substr(0, colon);
-  const std::string* text = base == "train" ? &text_.train
-                            : base == "val" ? &text_.val
-                            : base == "test" ? &text_.test
-                                             : nullptr;
-  if (!text) throw Error(fmt::format("lm task has no split '{}' (train, val, test)", split));
-  if (colon == std::string::npos) return tokens_[split] = to_tensor(vocabulary_.encode(*text));
-  for (const auto& corruption : corruptions_) {
-    if (corruption.label() == split.substr(colon + 1)) {
+  const SplitId id = SplitId::parse(split);
+  const std::string* text = id.base == "train" ? &text_.train
+                            : id.base == "val" ? &text_.val
+                            : id.base == "test" ? &text_.test
+                                                : nullptr;
+  if (!text || !id.router.empty() || id.kind == SplitId::Kind::Corruption) {
+    throw Error(fmt::format("lm task has no split '{}' (train, val, test, test:KIND:RATE)", split));
+  }
+  if (id.kind == SplitId::Kind::Plain) return tokens_[split] = to_tensor(vocabulary_.encode(*text));
+  for (const auto& corruption : options_.corruptions.list) {
+    if (corruption.label() == id.label) {
       const std::string corrupted = corrupt_text(*text, corruption, seed_);
       return tokens_[split] = to_tensor(vocabulary_.encode(corrupted));
     }
@@ -154,7 +153,9 @@ const TaskMetrics& LmTask::metrics() {
 
 std::vector<std::string> LmTask::final_splits() const {
   std::vector<std::string> splits = {"val", "test"};
-  for (const auto& corruption : corruptions_) splits.push_back("test:" + corruption.label());
+  for (const auto& corruption : options_.corruptions.list) {
+    splits.push_back(SplitId::test_variant(corruption.label()).text());
+  }
   return splits;
 }
 

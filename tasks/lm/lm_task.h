@@ -21,7 +21,7 @@ struct LmOptions {
   int64_t seq_len = 128;
   int64_t vocab_size = 10000;
   bool include_bible = false;
-  std::string corruptions = "";
+  TextCorruptions corruptions;
 
   template <class V>
   void visit(V& v) {
@@ -81,7 +81,6 @@ class LmTask : public Task {
   uint64_t seed_;
   Vocabulary vocabulary_;
   TextSplits text_;
-  std::vector<TextCorruption> corruptions_;
   std::map<std::string, torch::Tensor> tokens_;  // split name -> ids, corrupted ones on demand
 };
 

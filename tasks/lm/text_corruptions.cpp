@@ -10,9 +10,11 @@
 #include <iterator>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <unordered_map>
 
 #include "harness/core/error.h"
+#include "harness/core/parse.h"
 #include "harness/core/rng.h"
 
 namespace moelab {
@@ -184,11 +186,12 @@ std::vector<WordSpan> find_words(const std::string& line) {
   return spans;
 }
 
-std::vector<TextCorruption> parse_text_corruptions(const std::string& spec) {
-  std::vector<TextCorruption> list;
-  std::istringstream entries(spec);
-  for (std::string entry; std::getline(entries, entry, ',');) {
-    if (entry.empty()) continue;
+TextCorruptions TextCorruptions::parse(const std::string& text) {
+  TextCorruptions parsed;
+  for (const auto& raw : split_text(text, ',')) {
+    const auto first = raw.find_first_not_of(' ');
+    if (first == std::string::npos) continue;
+    const std::string entry = raw.substr(first, raw.find_last_not_of(' ') - first + 1);
     const auto colon = entry.find(':');
     TextCorruption corruption;
     corruption.kind = entry.substr(0, colon);
@@ -198,13 +201,29 @@ std::vector<TextCorruption> parse_text_corruptions(const std::string& spec) {
     if (!known || colon == std::string::npos || *end != '\0' || !(corruption.rate > 0) ||
         corruption.rate > 1) {
       throw ConfigError(fmt::format(
-          "task.corruptions entry '{}': expected KIND:RATE with KIND one of aaa, swap, "
-          "substitute, delete, insert, qwerty, char and 0 < RATE <= 1",
+          "entry '{}': expected KIND:RATE with KIND one of aaa, swap, substitute, delete, "
+          "insert, qwerty, char and 0 < RATE <= 1",
           entry));
     }
-    list.push_back(corruption);
+    for (const auto& earlier : parsed.list) {
+      if (earlier.label() == corruption.label()) {
+        throw ConfigError(fmt::format("entry '{}' is listed twice (split test:{})", entry,
+                                      corruption.label()));
+      }
+    }
+    parsed.list.push_back(corruption);
   }
-  return list;
+  std::sort(parsed.list.begin(), parsed.list.end(),
+            [](const TextCorruption& a, const TextCorruption& b) {
+              return std::tie(a.kind, a.rate) < std::tie(b.kind, b.rate);
+            });
+  return parsed;
+}
+
+std::string TextCorruptions::canonical() const {
+  std::vector<std::string> items;
+  for (const auto& corruption : list) items.push_back(fmt::format("{}:{}", corruption.kind, corruption.rate));
+  return fmt::format("{}", fmt::join(items, ","));
 }
 
 std::string corrupt_text(const std::string& text, const TextCorruption& corruption,

@@ -20,11 +20,20 @@ namespace moelab {
 struct TextCorruption {
   std::string kind;
   double rate = 0.0;
-  std::string label() const;  // "aaa:0.015"
+  std::string label() const;  // the split suffix, "aaa:0.015" (rate to 6 significant digits)
 };
 
-// "aaa:0.015,qwerty:0.1" -> the list; ConfigError naming the bad entry.
-std::vector<TextCorruption> parse_text_corruptions(const std::string& spec);
+// task.corruptions of the lm task: "aaa:0.015,qwerty:0.1". Kept sorted by (kind, rate), rates
+// written as the shortest decimal that reads back to them, whatever order and spelling they
+// were given in (each corruption is evaluated on its own).
+struct TextCorruptions {
+  std::vector<TextCorruption> list;
+
+  static constexpr const char* kTypeName = "text corruption list";
+  // ConfigError naming the bad entry; one listed twice (the same split label) too.
+  static TextCorruptions parse(const std::string& text);
+  std::string canonical() const;  // "" when there are none
+};
 
 std::string corrupt_text(const std::string& text, const TextCorruption& corruption,
                          uint64_t seed);
