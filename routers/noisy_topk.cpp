@@ -50,7 +50,7 @@ RouteResult NoisyTopKRouter::decide_with_noise(const torch::Tensor& logits,
                                                const RouteContext& ctx) {
   const bool noisy = ctx.training && options_.noise;
   auto noise_std = torch::nn::functional::softplus(noise_logits) + 1e-2;  // [T, E]
-  auto scores = noisy ? logits + torch::randn_like(logits) * noise_std : logits;  // H [T, E]
+  auto scores = noisy ? logits + routing_noise_like(logits, ctx) * noise_std : logits;  // H [T, E]
   const int64_t k = options_.k;
   const int64_t keep = std::min<int64_t>(k + 1, logits.size(1));
   auto [top_scores, top_indices] = torch::topk(scores, keep, -1);  // [T, k+1]

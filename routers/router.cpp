@@ -125,4 +125,15 @@ double derived_uniform(int64_t seed, int64_t step, int64_t salt) {
       .uniform();
 }
 
+torch::Tensor routing_noise_like(const torch::Tensor& like, const RouteContext& ctx) {
+  at::Generator generator = at::globalContext().defaultGenerator(like.device());
+  const at::Tensor saved = generator.get_state();
+  generator.set_current_seed(derived_seed(
+      {static_cast<uint64_t>(ctx.seed), fnv1a("routing noise"), static_cast<uint64_t>(ctx.step),
+       static_cast<uint64_t>(ctx.micro_batch), static_cast<uint64_t>(ctx.layer)}));
+  auto noise = at::randn(like.sizes(), generator, like.options());  // [T, E]
+  generator.set_state(saved);
+  return noise;
+}
+
 }  // namespace moelab

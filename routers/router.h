@@ -45,6 +45,7 @@ using StepCounts = std::map<int64_t, torch::Tensor>;
 struct RouteContext {
   bool training = false;
   int64_t step = 0;
+  int64_t micro_batch = 0;  // of the step, with gradient accumulation
   int64_t layer = 0;
   int64_t seed = 0;
   torch::Tensor token_ids;   // [T] int64 where the task has token ids (LM); undefined otherwise
@@ -151,5 +152,13 @@ torch::Tensor real_expert_counts(const RouteResult& result, int64_t experts,
 // Uniform number in [0, 1) derived from (seed, step, salt): reproducible draws that a
 // resumed run repeats.
 double derived_uniform(int64_t seed, int64_t step, int64_t salt);
+
+// Standard normal noise shaped like `like` [T, E], on its device, from the routing-noise
+// stream of (seed, step, micro-batch, layer): drawn with the device's default generator
+// reseeded for the draw and then restored to its state, so that a router's noise never
+// shifts what dropout or another layer draws. Routers draw every random number through this
+// (the router contract test checks that none touches the default generator's sequence):
+// runs that differ only in the router then see the same dropout (docs/design.md#paired-runs).
+torch::Tensor routing_noise_like(const torch::Tensor& like, const RouteContext& ctx);
 
 }  // namespace moelab

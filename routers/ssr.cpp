@@ -19,7 +19,7 @@ SsrRouter::SsrRouter(const SsrOptions& options, const RouterShape& shape)
 
 RouteResult SsrRouter::decide(const torch::Tensor& logits, const RouteContext& ctx) {
   auto noisy = ctx.training && options_.noise > 0
-                   ? logits + options_.noise * torch::randn_like(logits)
+                   ? logits + options_.noise * routing_noise_like(logits, ctx)
                    : logits;  // [T, E]
   const bool use_sinkhorn = ssr_draw(options_, ctx);
   RouteResult result;

@@ -168,7 +168,7 @@ TEST_CASE("a converted run interrupted and resumed equals the uninterrupted one"
   RunConfig dense = dense_parent_config(straight);
   dense.checkpoint_dir = dir.file("p");
   const RunOutcome parent_run = execute_run(dense);
-  REQUIRE(parent_run.status == "done");
+  REQUIRE(parent_run.status == RunStatus::Done);
   RunSpec parent(dense, "");
   parent.run_id = parent_run.run_id;
 
@@ -209,7 +209,7 @@ TEST_CASE("moelab run --resume continues the interrupted run in the database", "
     record.router = "topk";
     const int64_t id = store.create_run(record);
     store.log_metrics(id, {{2, "train", "loss", 1.0}, {8, "train", "loss", 0.5}});
-    store.finish_run(id, "interrupted", {}, "interrupted after step 6");
+    store.finish_run(id, RunStatus::Interrupted, {}, "interrupted after step 6");
   }
   ImageTask task(options_as<ImageOptions>(*config.task.options), config);
   torch::manual_seed(3);
@@ -219,7 +219,7 @@ TEST_CASE("moelab run --resume continues the interrupted run in the database", "
 
   RunOutcome outcome = execute_run(config, true);
   INFO(outcome.error);
-  CHECK(outcome.status == "done");
+  CHECK(outcome.status == RunStatus::Done);
   CHECK(outcome.run_id == 1);
   Store store(config.db);
   // Rows after the checkpoint step were dropped and logged again by the resumed run.
@@ -238,7 +238,7 @@ TEST_CASE("a NaN loss ends the run as diverged with the step", "[checkpoint]") {
   config.train.grad_clip = 0;
   config.train.warmup_steps = 0;
   RunOutcome outcome = execute_run(config);
-  CHECK(outcome.status == "diverged");
+  CHECK(outcome.status == RunStatus::Diverged);
   CHECK_THAT(outcome.error, Catch::Matchers::Contains("at step"));
   Store store(config.db);
   CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "diverged");

@@ -294,7 +294,7 @@ TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and li
     overrides.push_back(std::string("convert.method=") + method);
     RunOutcome outcome = run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides));
     INFO(outcome.error);
-    REQUIRE(outcome.status == "done");
+    REQUIRE(outcome.status == RunStatus::Done);
     std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
     CHECK(summary.count("retention/test/accuracy") == 1);
     CHECK(summary.count("convert/recon_err_oracle") == 1);
@@ -322,7 +322,7 @@ TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and li
   auto overrides = where;
   overrides.push_back("convert.method=weight_cluster");
   overrides.push_back("convert.parent=1");
-  CHECK(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)).status == "done");
+  CHECK(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)).status == RunStatus::Done);
   overrides.back() = "convert.parent=99";
   CHECK_THROWS_WITH(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)),
                     Catch::Matchers::Contains("convert.parent = \"99\""));
@@ -364,7 +364,7 @@ convert: {method: activation_cluster, dense_steps: 4, calibration_tokens: 256}
 )") + "db: " + dir.file("l.db") + "\ncheckpoint_dir: " + dir.file("ckpt") + "\n";
   RunOutcome outcome = run_alone(parse_run_config(yaml, "lm.yaml"));
   INFO(outcome.error);
-  REQUIRE(outcome.status == "done");
+  REQUIRE(outcome.status == RunStatus::Done);
   std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
   CHECK(summary.count("retention/test/bpc") == 1);
   CHECK(summary.at("export/ffn_active_fraction") == Approx(0.25));

@@ -133,7 +133,7 @@ TEST_CASE("a results database on a read-only mount can be queried and reported",
     record.config_hash = "h";
     record.task = "image";
     record.router = "topk";
-    store.finish_run(store.create_run(record), "done", {{"test/accuracy", 0.75}});
+    store.finish_run(store.create_run(record), RunStatus::Done, {{"test/accuracy", 0.75}});
   }
   std::filesystem::remove(dir.file("ro/r.db-wal"));
   std::filesystem::remove(dir.file("ro/r.db-shm"));

@@ -331,7 +331,7 @@ eval: {max_examples: 300}
       "attack.yaml", {"db=" + dir.file("r.db"), "checkpoint_dir=" + dir.file("ckpt")});
   const RunOutcome outcome = execute_run(config);
   INFO(outcome.error);
-  REQUIRE(outcome.status == "done");
+  REQUIRE(outcome.status == RunStatus::Done);
   std::map<std::string, double> s(outcome.summaries.begin(), outcome.summaries.end());
   const double clean = s.at("test/accuracy");
   CHECK(clean > 0.6);
@@ -390,7 +390,7 @@ train: {{steps: 4, batch_size: 8, log_every: 2, warmup_steps: 1}}
       "cifar.yaml", {"db=" + dir.file("r.db"), "checkpoint_dir=" + dir.file("ckpt")});
   const RunOutcome outcome = execute_run(config);
   INFO(outcome.error);
-  REQUIRE(outcome.status == "done");
+  REQUIRE(outcome.status == RunStatus::Done);
   std::map<std::string, double> s(outcome.summaries.begin(), outcome.summaries.end());
   CHECK(s.count("cifar10_c/mean_error") == 1);
   CHECK(s.count("cifar10_c:fog/mean_error") == 1);

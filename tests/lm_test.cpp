@@ -158,7 +158,7 @@ eval: {max_examples: 20}
            "db=" + dir.file("lm.db"), "checkpoint_dir=" + dir.file("ckpt")});
       RunOutcome outcome = execute_run(config);
       INFO(outcome.error);
-      REQUIRE(outcome.status == "done");
+      REQUIRE(outcome.status == RunStatus::Done);
       const std::string metric = std::string(level) == "char" ? "bpc" : "ppl";
       std::map<std::string, double> summaries(outcome.summaries.begin(), outcome.summaries.end());
       for (const char* split : {"val", "test", "test:aaa:0.025", "test:char:0.1"}) {

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <map>
 
+#include "harness/model/init_streams.h"
 #include "harness/model/moe_layer.h"
 
+#include "tasks/image/image_task.h"
 #include "tasks/registry.h"
 #include "test_util.h"
 
@@ -29,6 +31,11 @@ TEST_CASE("every registered router builds from defaults and keeps the contract",
       ctx.token_ids = torch::randint(0, 1000, {tokens}, torch::kLong);
       torch::manual_seed(5);
       RouteResult r = router->route(x, ctx);
+      // Routing draws nothing from the default generator (noise comes from its own stream),
+      // so dropout's draws do not depend on the router (docs/design.md#paired-runs).
+      const auto after_routing = torch::rand({8});
+      torch::manual_seed(5);
+      CHECK(torch::equal(after_routing, torch::rand({8})));
 
       torch::Tensor objective = torch::zeros({});
       if (r.soft_dispatch.defined()) {
@@ -82,6 +89,42 @@ TEST_CASE("every registered router builds from defaults and keeps the contract",
         CHECK(torch::equal(again.token, r.token));
         CHECK(torch::allclose(again.weight, r.weight));
       }
+    }
+  }
+}
+
+// Paired runs: a model built under the run's InitStreams gives every parameter outside the
+// router the same initial value whatever the router, though routers create different numbers
+// of parameters (noisy_topk's noise gate, usmoe's, soft_moe's slots) before the blocks.
+TEST_CASE("runs that differ only in the router start from the same other parameters",
+          "[registry][pairing]") {
+  auto build = [](const std::string& router) {
+    const RunConfig config = parse_run_config(
+        "", "defaults.yaml",
+        {"router.name=" + router, "model.depth=3", "model.dim=16", "model.heads=2",
+         "model.moe.experts=4", "model.moe.expert_hidden=8", "model.moe.layers=0,2"});
+    const InitStreams streams(11);
+    return std::make_shared<VitImpl>(config, 1, 8, 4, 3);
+  };
+  const auto reference = build("topk")->named_parameters();
+  auto is_router_parameter = [](const std::string& name) {
+    return name.find(".router.") != std::string::npos;
+  };
+  int64_t shared = 0;
+  for (const auto& parameter : reference) shared += is_router_parameter(parameter.key()) ? 0 : 1;
+  for (const auto& entry : router_registry()) {
+    DYNAMIC_SECTION("router " << entry.name) {
+      const auto model = build(entry.name);
+      int64_t compared = 0;
+      for (const auto& parameter : model->named_parameters()) {
+        if (is_router_parameter(parameter.key())) continue;
+        const torch::Tensor* expected = reference.find(parameter.key());
+        REQUIRE(expected != nullptr);
+        INFO(parameter.key());
+        CHECK(torch::equal(parameter.value(), *expected));
+        ++compared;
+      }
+      CHECK(compared == shared);
     }
   }
 }

@@ -79,7 +79,7 @@ TEST_CASE("migration 7 gives runs recorded under other spellings the identity of
   CHECK_FALSE(std::filesystem::exists(checkpoints + "/old-a.pt"));
   const auto found = store.run_for_hash(config_hash(meaning));
   REQUIRE(found.has_value());
-  CHECK(found->status == "done");
+  CHECK(found->status == RunStatus::Done);
   CHECK(store.query("PRAGMA user_version").rows[0][0].integer == 7);
   // Every changed identity is recorded with its old hash.
   const auto changes = store.query("SELECT run_id, old_hash, new_hash FROM identity_changes "

@@ -61,7 +61,7 @@ int64_t create_image_run(Store& store, const std::string& hash, const std::strin
 void fill_report_runs(Store& store) {
   auto add = [&](const std::string& router, double accuracy) {
     const int64_t id = create_image_run(store, router + std::to_string(accuracy), "s", router);
-    store.finish_run(id, "done", {{"test/accuracy", accuracy}});
+    store.finish_run(id, RunStatus::Done, {{"test/accuracy", accuracy}});
   };
   add("topk", 0.0);
   add("topk", 2.0);
@@ -303,7 +303,7 @@ void fill_plot_runs(Store& store) {
       }
     }
     store.log_metrics(id, rows);
-    store.finish_run(id, "done",
+    store.finish_run(id, RunStatus::Done,
                      {{"test/accuracy", run.accuracy},
                       {"cifar_c:gaussian_noise:1/accuracy", run.corrupted},
                       {"cifar_c:shot_noise:1/accuracy", run.corrupted - 0.1},
@@ -471,7 +471,7 @@ void fill_robustness_runs(Store& store) {
       summaries.push_back({fmt::format("cifar_c:gaussian_noise:{}/accuracy", s + 1), 1 - run.gaussian[s]});
       summaries.push_back({fmt::format("cifar_c:shot_noise:{}/accuracy", s + 1), 1 - run.shot[s]});
     }
-    store.finish_run(id, "done", summaries);
+    store.finish_run(id, RunStatus::Done, summaries);
   }
 }
 

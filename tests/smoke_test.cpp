@@ -231,7 +231,7 @@ TEST_CASE("bad command lines, files and values exit 2 naming what is wrong, chan
     record.config_hash = "h";
     record.task = "image";
     record.router = "topk";
-    store.finish_run(store.create_run(record), "done", {{"test/accuracy", 0.5}});
+    store.finish_run(store.create_run(record), RunStatus::Done, {{"test/accuracy", 0.5}});
   }
   check_error(run_moelab("query " + db + " \"DELETE FROM runs\""), {"r.db", "--write"});
   check_error(run_moelab("query " + db + " \"DROP TABLE metrics\""), {"--write"});
@@ -450,7 +450,7 @@ eval: {max_examples: 100}
           "routers.yaml", {std::string("router.name=") + entry.name, "db=" + db, "checkpoint_dir=" + dir.file("ckpt")});
       RunOutcome outcome = execute_run(config);
       INFO(outcome.error);
-      CHECK(outcome.status == "done");
+      CHECK(outcome.status == RunStatus::Done);
       Store store(db);
       auto done = store.query(std::string("SELECT COUNT(*) FROM runs WHERE status = 'done' AND "
                                           "router = '") + entry.name + "'");
@@ -516,10 +516,10 @@ eval: {max_examples: 8}
       RunOutcome outcome = execute_run(config);
       INFO(outcome.error);
       if (std::string(entry.name) == "soft_moe") {  // mixes tokens across positions
-        CHECK(outcome.status == "failed");
+        CHECK(outcome.status == RunStatus::Failed);
         CHECK_THAT(outcome.error, Catch::Matchers::Contains("causal"));
       } else {
-        CHECK(outcome.status == "done");
+        CHECK(outcome.status == RunStatus::Done);
       }
     }
   }

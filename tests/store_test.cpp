@@ -1,6 +1,7 @@
 // Results database contract, on SQLite and on PostgreSQL (one test list, two engines):
-// migration, run round-trip, failed runs, views, batches, the queue, db merge and db copy;
-// then what only one engine has (SQLite's old schemas, PostgreSQL's URIs and servers).
+// migration, read-only opens racing a database's creation, run round-trip, run statuses,
+// failed runs, views, batches, the queue and its requeueing, db merge and db copy; then what
+// only one engine has (SQLite's old schemas, PostgreSQL's URIs and servers).
 #include "harness/store/store.h"
 #include "harness/store/transfer.h"
 
@@ -10,7 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <fstream>
+#include <future>
 #include <set>
+#include <thread>
 
 #include "test_databases.h"
 #include "test_util.h"
@@ -63,36 +70,48 @@ TEST_CASE("an empty database is migrated to the current schema", "[store]") {
   CHECK(reopened.schema_version() == Store::kSchemaVersion);
 }
 
+// Forks `children` processes that all call body(child) at one moment (when a pipe's write end
+// closes) and exit with its result; the number of them that did not exit 0.
+namespace {
+int failures_of_children_started_together(int children, const std::function<int(int)>& body) {
+  int start[2];
+  REQUIRE(pipe(start) == 0);
+  std::vector<pid_t> pids;
+  for (int child = 0; child < children; ++child) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(start[1]);
+      char byte;
+      if (read(start[0], &byte, 1) != 0) _exit(2);
+      _exit(body(child));
+    }
+    pids.push_back(pid);
+  }
+  close(start[0]);
+  close(start[1]);
+  int failures = 0;
+  for (const pid_t pid : pids) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    failures += WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+  }
+  return failures;
+}
+}  // namespace
+
 TEST_CASE("processes creating one new database at the same moment all open it", "[store][.slow]") {
   testing::TempDir dir;
   int failures = 0;
   for (int round = 0; round < 100; ++round) {
     const std::string path = dir.file(fmt::format("new-{}.db", round));
-    int start[2];  // the children open the database when its write end closes: all at once
-    REQUIRE(pipe(start) == 0);
-    std::vector<pid_t> children;
-    for (int child = 0; child < 3; ++child) {
-      const pid_t pid = fork();
-      if (pid == 0) {
-        close(start[1]);
-        char byte;
-        if (read(start[0], &byte, 1) != 0) _exit(2);
-        try {
-          Store store(path);
-          _exit(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 0 ? 0 : 1);
-        } catch (const std::exception&) {
-          _exit(1);  // "database is locked" from the switch to WAL, before it was retried
-        }
+    failures += failures_of_children_started_together(3, [&](int) {
+      try {
+        Store store(path);
+        return store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 0 ? 0 : 1;
+      } catch (const std::exception&) {
+        return 1;  // "database is locked" from the switch to WAL, before it was retried
       }
-      children.push_back(pid);
-    }
-    close(start[0]);
-    close(start[1]);
-    for (const pid_t pid : children) {
-      int status = 0;
-      waitpid(pid, &status, 0);
-      failures += WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
-    }
+    });
   }
   CHECK(failures == 0);
 }
@@ -181,6 +200,87 @@ TEST_CASE("a database from a newer moelab is refused", "[store]") {
   CHECK_THROWS_WITH(Store(path, Store::Access::ReadOnly), Catch::Matchers::Contains("newer than this moelab"));
 }
 
+TEST_CASE("a read-only open of a database being created waits for its first migration",
+          "[store]") {
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string path = databases.postgres() ? databases.create("new") : databases.file("new.db");
+  // A writer between creating the database and committing its first migration (issue 28: a
+  // `moelab query` started with the sweeps creating results/moelab.db saw version 0 then).
+  auto creator = open_connection(path, false);
+  creator->begin(/*serialized=*/true);
+  creator->execute_script("CREATE TABLE runs (id INTEGER)");
+  auto reader = std::async(std::launch::async, [&] {
+    Store store(path, Store::Access::ReadOnly);
+    return store.schema_version();
+  });
+  CHECK(reader.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout);
+  creator->rollback();
+  Store created(path);  // the creating writer's migration commits
+  CHECK(reader.get() == Store::kSchemaVersion);
+}
+
+TEST_CASE("a read-only open of an empty database nobody creates or of an old one fails at once",
+          "[store]") {
+  MOELAB_FOR_EACH_ENGINE(databases);
+  const std::string empty = databases.postgres() ? databases.create("empty") : databases.file("empty.db");
+  if (!databases.postgres()) {
+    std::ofstream file(empty);  // created an hour ago and never written since
+    file.close();
+    std::filesystem::last_write_time(empty,
+                                     std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(Store(empty, Store::Access::ReadOnly),
+                    Catch::Matchers::Contains("'" + empty + "' is empty") &&
+                        Catch::Matchers::Contains("write access"));
+  const std::string old = databases.create("old");
+  { Store migrated(old); }
+  open_connection(old, false)->set_schema_version(4);
+  CHECK_THROWS_WITH(Store(old, Store::Access::ReadOnly),
+                    Catch::Matchers::Contains("schema version 4, older than this moelab's"));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));  // no waiting
+}
+
+TEST_CASE("an empty database file whose creator stopped is waited for until the busy timeout "
+          "has passed since it was written",
+          "[store]") {
+  testing::TempDir dir;
+  const std::string path = dir.file("abandoned.db");
+  std::ofstream file(path);  // a writer killed before its first migration committed
+  file.close();
+  const auto written = std::filesystem::file_time_type::clock::now() - kBusyTimeout + std::chrono::seconds(1);
+  std::filesystem::last_write_time(path, written);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(Store(path, Store::Access::ReadOnly), Catch::Matchers::Contains("is empty"));
+  CHECK(std::chrono::steady_clock::now() - start > std::chrono::milliseconds(500));
+}
+
+TEST_CASE("readers started with the writers creating a new database all read it",
+          "[store][.slow]") {
+  testing::TempDir dir;
+  int failed_rounds = 0;
+  for (int round = 0; round < 50; ++round) {
+    const std::string path = dir.file(fmt::format("new-{}.db", round));
+    const bool failed = failures_of_children_started_together(5, [&](int child) {
+      try {
+        if (child < 2) {  // writers: create and migrate it, as two sweeps do
+          Store store(path);
+          return 0;
+        }
+        // Readers (moelab query, report): as soon as the file is there.
+        while (!std::filesystem::exists(path)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+        Store store(path, Store::Access::ReadOnly);
+        return store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 0 ? 0 : 1;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "round %d, %s: %s\n", round, child < 2 ? "writer" : "reader", e.what());
+        return 1;
+      }
+    }) > 0;
+    failed_rounds += failed ? 1 : 0;
+  }
+  CHECK(failed_rounds == 0);
+}
+
 TEST_CASE("runs, params, metrics and summaries round-trip", "[store]") {
   MOELAB_FOR_EACH_ENGINE(databases);
   Store store(databases.create("r"));
@@ -189,7 +289,7 @@ TEST_CASE("runs, params, metrics and summaries round-trip", "[store]") {
 
   store.log_metrics(run, {{1, "train", "loss", 2.5}, {2, "train", "loss", 1.5},
                           {2, "val", "accuracy", 0.75}, {3, "train", "loss", std::nan("")}});
-  store.finish_run(run, "done", {{"test/accuracy", 0.8}}, "", 12.0);
+  store.finish_run(run, RunStatus::Done, {{"test/accuracy", 0.8}}, "", 12.0);
 
   auto runs = store.query("SELECT status, config_hash, seed, git_commit, wall_seconds FROM runs");
   REQUIRE(runs.rows.size() == 1);
@@ -216,11 +316,11 @@ TEST_CASE("a failed run keeps its message and the database stays consistent", "[
   MOELAB_FOR_EACH_ENGINE(databases);
   Store store(databases.create("f"));
   const int64_t run = store.create_run(sample_record());
-  store.finish_run(run, "failed", {}, "out of memory at step 3");
+  store.finish_run(run, RunStatus::Failed, {}, "out of memory at step 3");
   auto rows = store.query("SELECT status, error FROM runs WHERE id = " + std::to_string(run));
   CHECK(rows.rows[0][0].text == "failed");
   CHECK(rows.rows[0][1].text == "out of memory at step 3");
-  CHECK_THROWS(store.finish_run(run, "bogus", {}));  // CHECK constraint on status
+  CHECK_THROWS(store.query("UPDATE runs SET status = 'bogus'"));  // the schema's CHECK holds
   CHECK(store.query("SELECT status FROM runs").rows[0][0].text == "failed");
   if (!databases.postgres()) CHECK(store.query("PRAGMA integrity_check").rows[0][0].text == "ok");
 }
@@ -256,28 +356,97 @@ TEST_CASE("acquiring a dependency run: create, reuse, wait, take over a dead one
   Store store(databases.create("a"));
   const RunRecord record = sample_record();
   AcquiredRun first = store.acquire_run(record, "host:1", false);
-  CHECK(first.status == "claimed");
+  CHECK(first.claimed);
   CHECK(first.created);
+  CHECK(first.status == RunStatus::Running);
   AcquiredRun second = store.acquire_run(record, "host:2", false);  // host:1 trains it
-  CHECK(second.status == "running");
+  CHECK_FALSE(second.claimed);
+  CHECK(second.status == RunStatus::Running);
   CHECK(second.run_id == first.run_id);
   CHECK_FALSE(store.requeue_if_stale(first.run_id, 120.0));  // fresh heartbeat
   store.query("UPDATE runs SET heartbeat_at = '2000-01-01T00:00:00Z'");
   CHECK(store.requeue_if_stale(first.run_id, 120.0));         // its process died
   AcquiredRun taken = store.acquire_run(record, "host:2", false);
-  CHECK(taken.status == "claimed");
+  CHECK(taken.claimed);
   CHECK_FALSE(taken.created);
   CHECK(taken.run_id == first.run_id);
-  store.finish_run(taken.run_id, "failed", {}, "boom");
+  CHECK(store.query("SELECT worker FROM runs").rows.at(0).at(0).text == "host:2");
+  store.finish_run(taken.run_id, RunStatus::Failed, {}, "boom");
   AcquiredRun failed = store.acquire_run(record, "host:3", false);
-  CHECK(failed.status == "failed");
+  CHECK_FALSE(failed.claimed);
+  CHECK(failed.status == RunStatus::Failed);
   CHECK(failed.error == "boom");
   AcquiredRun retried = store.acquire_run(record, "host:3", true);  // a new attempt
-  CHECK(retried.status == "claimed");
+  CHECK(retried.claimed);
   CHECK(retried.created);
   CHECK(retried.run_id != first.run_id);
-  store.finish_run(retried.run_id, "done", {});
-  CHECK(store.acquire_run(record, "host:4", false).status == "done");
+  store.finish_run(retried.run_id, RunStatus::Done, {});
+  const AcquiredRun done = store.acquire_run(record, "host:4", false);
+  CHECK_FALSE(done.claimed);
+  CHECK(done.status == RunStatus::Done);
+}
+
+TEST_CASE("every run status is stored as the schema's text and read back as itself", "[store]") {
+  MOELAB_FOR_EACH_ENGINE(databases);
+  Store store(databases.create("s"));
+  RunRecord record = sample_record();
+  record.sweep = "s";
+  const std::vector<std::pair<RunStatus, std::string>> statuses = {
+      {RunStatus::Pending, "pending"}, {RunStatus::Running, "running"},
+      {RunStatus::Done, "done"},       {RunStatus::Failed, "failed"},
+      {RunStatus::Diverged, "diverged"}, {RunStatus::Interrupted, "interrupted"}};
+  std::map<RunStatus, int64_t> expected;
+  for (const auto& [status, text] : statuses) {
+    INFO(text);
+    CHECK(run_status_text(status) == text);
+    record.config_hash = text;
+    const int64_t id = status == RunStatus::Pending ? store.enqueue_run(record) : store.create_run(record);
+    if (status != RunStatus::Pending && status != RunStatus::Running) store.finish_run(id, status, {});
+    CHECK(store.query("SELECT status FROM runs WHERE id = ?", {id}).rows.at(0).at(0).text == text);
+    CHECK(store.run_for_hash(text)->status == status);
+    expected[status] = 1;
+  }
+  CHECK((store.status_counts("s") == expected));
+}
+
+TEST_CASE("requeueing puts back to pending, with no worker, exactly the runs each call selects",
+          "[store]") {
+  MOELAB_FOR_EACH_ENGINE(databases);
+  Store store(databases.create("q"));
+  // Running runs of sweeps s and t held by workers w1 and w2, one of them stale; an
+  // interrupted and a done run of s.
+  auto add = [&](const std::string& sweep, const std::string& worker, RunStatus end) {
+    RunRecord record = sample_record();
+    record.sweep = sweep;
+    const int64_t id = store.create_run(record);
+    store.query("UPDATE runs SET worker = ? WHERE id = ?", {worker, id});
+    if (end != RunStatus::Running) store.finish_run(id, end, {});
+    return id;
+  };
+  const int64_t fresh = add("s", "w1", RunStatus::Running), stale = add("s", "w2", RunStatus::Running),
+                other_sweep = add("t", "w1", RunStatus::Running),
+                interrupted = add("s", "w3", RunStatus::Interrupted), done = add("s", "w3", RunStatus::Done);
+  store.query("UPDATE runs SET heartbeat_at = '2000-01-01T00:00:00Z' WHERE id = ?", {stale});
+  const auto pending = [&] {
+    std::set<int64_t> ids;
+    for (const auto& row : store.query("SELECT id, worker FROM runs WHERE status = 'pending'").rows) {
+      CHECK(row[1].text.empty());
+      ids.insert(row[0].integer);
+    }
+    return ids;
+  };
+  CHECK(store.requeue_stale("t", 120.0) == 0);
+  CHECK(store.requeue_stale("s", 120.0) == 1);
+  CHECK(pending() == std::set<int64_t>{stale});
+  CHECK(store.requeue_worker("w1") == 2);  // in every sweep
+  CHECK(pending() == std::set<int64_t>{stale, fresh, other_sweep});
+  CHECK(store.requeue_sweep("s", RunStatus::Running) == 0);
+  CHECK(store.requeue_sweep("s", RunStatus::Interrupted) == 1);
+  CHECK_FALSE(store.requeue_if(done, RunStatus::Interrupted));
+  CHECK_FALSE(store.requeue_if_stale(done, 0.0));  // not running
+  CHECK(pending() == std::set<int64_t>{stale, fresh, other_sweep, interrupted});
+  CHECK(store.requeue_if(done, RunStatus::Done));
+  CHECK((store.status_counts("s") == std::map<RunStatus, int64_t>{{RunStatus::Pending, 4}}));
 }
 
 }  // namespace moelab
@@ -286,7 +455,7 @@ namespace moelab {
 namespace {
 
 // A finished run with its params, three train metrics, a data file and its summaries.
-int64_t add_run(Store& store, const std::string& hash, const std::string& status,
+int64_t add_run(Store& store, const std::string& hash, RunStatus status,
                 std::vector<std::pair<std::string, double>> summaries) {
   RunRecord record;
   record.config_hash = hash;
@@ -297,7 +466,9 @@ int64_t add_run(Store& store, const std::string& hash, const std::string& status
   const int64_t id = store.create_run(record);
   store.log_metrics(id, {{1, "train", "loss", 2.0}, {2, "train", "loss", 1.5}, {2, "val", "accuracy", 0.5}});
   store.record_resources(id, 100.0, {{"/data/train.gz", "abc123"}});
-  if (status != "running") store.finish_run(id, status, summaries, status == "done" ? "" : "boom");
+  if (status != RunStatus::Running) {
+    store.finish_run(id, status, summaries, status == RunStatus::Done ? "" : "boom");
+  }
   return id;
 }
 
@@ -310,17 +481,17 @@ TEST_CASE("db merge: runs from two databases, done duplicates kept once, conflic
   int64_t a_parent = 0;
   {
     Store store(a);
-    a_parent = add_run(store, "h1", "done", {{"test/accuracy", 0.8}, {"train/seconds", 10}});
-    add_run(store, "h2", "failed", {});
-    add_run(store, "h3", "running", {});  // a live queue's: not copied
-    const int64_t child = add_run(store, "h4", "done", {{"test/accuracy", 0.7}});
+    a_parent = add_run(store, "h1", RunStatus::Done, {{"test/accuracy", 0.8}, {"train/seconds", 10}});
+    add_run(store, "h2", RunStatus::Failed, {});
+    add_run(store, "h3", RunStatus::Running, {});  // a live queue's: not copied
+    const int64_t child = add_run(store, "h4", RunStatus::Done, {{"test/accuracy", 0.7}});
     store.query("UPDATE runs SET parent_run_id = ? WHERE id = ?", {a_parent, child});
   }
   {
     Store store(b);
-    add_run(store, "h5", "done", {{"test/accuracy", 0.6}});
-    add_run(store, "h1", "done", {{"test/accuracy", 0.8}, {"train/seconds", 12}});  // timing only
-    add_run(store, "h4", "done", {{"test/accuracy", 0.75}});                          // a conflict
+    add_run(store, "h5", RunStatus::Done, {{"test/accuracy", 0.6}});
+    add_run(store, "h1", RunStatus::Done, {{"test/accuracy", 0.8}, {"train/seconds", 12}});  // timing only
+    add_run(store, "h4", RunStatus::Done, {{"test/accuracy", 0.75}});                          // a conflict
   }
   const MergeReport report = merge_databases({a, b}, out);
   INFO(report.text());
@@ -390,9 +561,9 @@ TEST_CASE("db copy: every run with its id, every query's result identical after 
                     back = databases.file("back.db");
   {
     Store store(a);
-    const int64_t parent = add_run(store, "h1", "done", {{"test/accuracy", 0.8}});
-    add_run(store, "h2", "failed", {});
-    const int64_t child = add_run(store, "h3", "done", {{"test/accuracy", 0.7}});
+    const int64_t parent = add_run(store, "h1", RunStatus::Done, {{"test/accuracy", 0.8}});
+    add_run(store, "h2", RunStatus::Failed, {});
+    const int64_t child = add_run(store, "h3", RunStatus::Done, {{"test/accuracy", 0.7}});
     store.query("UPDATE runs SET parent_run_id = ? WHERE id = ?", {parent, child});
     store.query("DELETE FROM runs WHERE id = 2");  // ids with a gap stay as they are
   }
@@ -417,7 +588,7 @@ TEST_CASE("db copy: every run with its id, every query's result identical after 
   CHECK_THAT(refused.output, Catch::Matchers::Contains("already holds runs"));
   // New runs in the copy are numbered after the copied ones.
   Store copied(copy);
-  CHECK(add_run(copied, "h9", "done", {}) == 4);
+  CHECK(add_run(copied, "h9", RunStatus::Done, {}) == 4);
 }
 
 TEST_CASE("4 worker processes claim 50 queued runs: each run exactly once", "[store]") {
@@ -447,7 +618,7 @@ TEST_CASE("4 worker processes claim 50 queued runs: each run exactly once", "[st
         const std::string id = fmt::format("host:{}", getpid());
         while (auto claimed = store.claim_run("q", id)) {
           claims << claimed->run_id << "\n" << std::flush;
-          store.finish_run(claimed->run_id, "done", {{"worker", worker}});
+          store.finish_run(claimed->run_id, RunStatus::Done, {{"worker", worker}});
         }
       } catch (const std::exception& e) {
         std::fprintf(stderr, "worker %d: %s\n", worker, e.what());

@@ -17,6 +17,7 @@
 #include "harness/report/stats.h"
 #include "harness/store/store.h"
 #include "harness/sweep/sweep.h"
+#include "harness/sweep/progress.h"
 #include "harness/sweep/sweep_runner.h"
 #include "test_util.h"
 

@@ -32,7 +32,7 @@ TaskEntry fake_entry() {
 }
 
 int64_t add_run(Store& store, const std::string& task, const std::string& sweep,
-                const std::string& status, const MetricValues& summaries) {
+                RunStatus status, const MetricValues& summaries) {
   RunRecord record;
   record.config_hash = fmt::format("{}-{}-{}", task, sweep, store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer);
   record.sweep = sweep;
@@ -99,17 +99,17 @@ TEST_CASE("the leaderboard orders each task's runs by its own main metric", "[ta
   ScopedTaskRegistration fake(fake_entry());
   testing::TempDir dir;
   Store store(dir.file("r.db"));
-  const int64_t f_low = add_run(store, "fake", "a", "done", {{"test/f1", 0.2}});
-  const int64_t f_high = add_run(store, "fake", "a", "done", {{"test/f1", 0.9}});
-  const int64_t f_none = add_run(store, "fake", "a", "done", {{"test/loss", 0.3}});
-  const int64_t f_mid = add_run(store, "fake", "a", "done", {{"test/f1", 0.5}});
-  add_run(store, "fake", "a", "failed", {{"test/f1", 1.0}});
-  const int64_t i_low = add_run(store, "image", "b", "done",
+  const int64_t f_low = add_run(store, "fake", "a", RunStatus::Done, {{"test/f1", 0.2}});
+  const int64_t f_high = add_run(store, "fake", "a", RunStatus::Done, {{"test/f1", 0.9}});
+  const int64_t f_none = add_run(store, "fake", "a", RunStatus::Done, {{"test/loss", 0.3}});
+  const int64_t f_mid = add_run(store, "fake", "a", RunStatus::Done, {{"test/f1", 0.5}});
+  add_run(store, "fake", "a", RunStatus::Failed, {{"test/f1", 1.0}});
+  const int64_t i_low = add_run(store, "image", "b", RunStatus::Done,
                                 {{"test/accuracy", 0.7}, {"fmnist_c/mean_error", 0.4}});
-  const int64_t i_high = add_run(store, "image", "b", "done", {{"test/accuracy", 0.8}});
-  const int64_t l_worse = add_run(store, "lm", "c", "done", {{"test/bpc", 2.0}, {"test/loss", 1.0}});
-  const int64_t l_better = add_run(store, "lm", "c", "done", {{"test/bpc", 1.5}, {"test/loss", 1.2}});
-  const int64_t l_words = add_run(store, "lm", "c", "done", {{"test/ppl", 90.0}});
+  const int64_t i_high = add_run(store, "image", "b", RunStatus::Done, {{"test/accuracy", 0.8}});
+  const int64_t l_worse = add_run(store, "lm", "c", RunStatus::Done, {{"test/bpc", 2.0}, {"test/loss", 1.0}});
+  const int64_t l_better = add_run(store, "lm", "c", RunStatus::Done, {{"test/bpc", 1.5}, {"test/loss", 1.2}});
+  const int64_t l_words = add_run(store, "lm", "c", RunStatus::Done, {{"test/ppl", 90.0}});
 
   const QueryResult board = store.query(preset_sql("leaderboard"));
   std::vector<int64_t> order;

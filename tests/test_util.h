@@ -17,6 +17,17 @@
 #include <vector>
 
 #include "harness/config/config.h"
+#include "harness/store/store.h"
+
+// A run status in a failed check reads as its text ("done"), not "{?}".
+namespace Catch {
+template <>
+struct StringMaker<moelab::RunStatus> {
+  static std::string convert(moelab::RunStatus status) {
+    return std::string(moelab::run_status_text(status));
+  }
+};
+}  // namespace Catch
 
 namespace moelab::testing {
 

@@ -36,6 +36,7 @@ struct StoreTiming {
 };
 
 constexpr int64_t kBatchesPerRun = 5, kRowsPerBatch = 20;
+constexpr int64_t kWorkerCounts[] = {1, 4};  // worker processes per measurement
 
 // One worker: claims until the queue is empty; per run, kBatchesPerRun metric batches and the
 // run's end. Writes "claim S" and "batch S" lines to `out`.
@@ -55,7 +56,7 @@ void store_worker(const std::string& db, const std::string& sweep, const std::st
       store.log_metrics(claimed->run_id, rows);
       log << "batch " << seconds_since(logged) << "\n";
     }
-    store.finish_run(claimed->run_id, "done", {{"test/accuracy", 0.5}});
+    store.finish_run(claimed->run_id, RunStatus::Done, {{"test/accuracy", 0.5}});
   }
 }
 
@@ -148,59 +149,75 @@ double smoke_sweep_seconds(const std::string& executable, const std::string& swe
   return seconds_since(start);
 }
 
+// One engine's lines: per worker count, claim and batch latency, runs/s, metric rows/s.
+std::string render_engine(const std::string& engine, const nlohmann::json& figures) {
+  std::string text;
+  for (int64_t workers : kWorkerCounts) {
+    const nlohmann::json& w = figures[fmt::format("workers_{}", workers)];
+    text += fmt::format("{:<10} {} worker(s): claim {:.2f} / {:.2f} ms, metric batch {:.2f} / "
+                        "{:.2f} ms, {:.0f} runs/s, {:.0f} metric rows/s\n",
+                        engine, workers, w["claim_ms_median"].get<double>(),
+                        w["claim_ms_p95"].get<double>(), w["batch_ms_median"].get<double>(),
+                        w["batch_ms_p95"].get<double>(), w["runs_per_second"].get<double>(),
+                        w["metric_rows_per_second"].get<double>());
+  }
+  return text;
+}
+
 }  // namespace
 
-std::string bench_store_report(const BenchOptions& options, const std::string& executable) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   fmt::format("moelab-bench-store-{}", static_cast<long>(getpid()));
-  std::filesystem::create_directories(dir);
-  struct RemovedAtExit {  // also when a measurement throws
-    std::filesystem::path path;
-    ~RemovedAtExit() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
-  } removed{dir};
-  std::vector<std::pair<std::string, std::string>> engines = {{"sqlite", (dir / "store.db").string()}};
+nlohmann::json measure_store(const BenchOptions& options, const std::string& executable) {
+  const ScratchDir dir("moelab-bench-store");
+  std::vector<std::pair<std::string, std::string>> engines = {
+      {"sqlite", (dir.path() / "store.db").string()}};
   if (!options.postgres.empty()) engines.emplace_back("postgresql", options.postgres);
   nlohmann::json out = {{"runs", options.store_runs}, {"rows_per_batch", kRowsPerBatch},
                         {"batches_per_run", kBatchesPerRun}};
-  std::string text = fmt::format(
-      "moelab bench store: {} queued runs, each claimed, logged ({} batches of {} metric rows) and "
-      "ended by worker processes; claim and batch latency median / p95\n",
-      options.store_runs, kBatchesPerRun, kRowsPerBatch);
   for (const auto& [engine, db] : engines) {
-    for (int64_t workers : {1, 4}) {
+    for (int64_t workers : kWorkerCounts) {
       const std::string sweep = fmt::format("bench-store-{}-{}", getpid(), workers);
-      const StoreTiming t = time_store(db, sweep, workers, options.store_runs, dir);
-      const double claims_per_second = static_cast<double>(options.store_runs) / t.wall;
-      const double rows_per_second = static_cast<double>(t.rows) / t.wall;
+      const StoreTiming t = time_store(db, sweep, workers, options.store_runs, dir.path());
       out[engine][fmt::format("workers_{}", workers)] = {
           {"wall_seconds", t.wall},
           {"claim_ms_median", 1e3 * quantile(t.claim_seconds, 0.5)},
           {"claim_ms_p95", 1e3 * quantile(t.claim_seconds, 0.95)},
           {"batch_ms_median", 1e3 * quantile(t.batch_seconds, 0.5)},
-          {"runs_per_second", claims_per_second},
-          {"metric_rows_per_second", rows_per_second}};
-      text += fmt::format("{:<10} {} worker(s): claim {:.2f} / {:.2f} ms, metric batch {:.2f} / {:.2f} ms, "
-                          "{:.0f} runs/s, {:.0f} metric rows/s\n",
-                          engine, workers, 1e3 * quantile(t.claim_seconds, 0.5),
-                          1e3 * quantile(t.claim_seconds, 0.95), 1e3 * quantile(t.batch_seconds, 0.5),
-                          1e3 * quantile(t.batch_seconds, 0.95), claims_per_second, rows_per_second);
+          {"batch_ms_p95", 1e3 * quantile(t.batch_seconds, 0.95)},
+          {"runs_per_second", static_cast<double>(options.store_runs) / t.wall},
+          {"metric_rows_per_second", static_cast<double>(t.rows) / t.wall}};
     }
   }
-  if (options.postgres.empty()) text += "postgresql: not measured (give --postgres URI, an existing database)\n";
   if (!find_program("sbatch").empty()) {
-    const double local = smoke_sweep_seconds(executable, options.sweep_file, dir / "local", false);
-    const double slurm = smoke_sweep_seconds(executable, options.sweep_file, dir / "slurm", true);
-    out["smoke_sweep"] = {{"local_seconds", local}, {"slurm_seconds", slurm}};
-    text += fmt::format("{} with 2 workers: --launcher local {:.1f} s, --launcher slurm (2-task array, "
-                        "submission to last run done) {:.1f} s: Slurm adds {:.1f} s\n",
-                        options.sweep_file, local, slurm, slurm - local);
-  } else {
-    text += "sweep through Slurm: not measured (sbatch is not on PATH)\n";
+    const std::string& sweep = options.sweep_file;
+    const double local = smoke_sweep_seconds(executable, sweep, dir.path() / "local", false);
+    const double slurm = smoke_sweep_seconds(executable, sweep, dir.path() / "slurm", true);
+    out["smoke_sweep"] = {{"sweep", sweep}, {"local_seconds", local}, {"slurm_seconds", slurm}};
   }
-  return options.json ? out.dump(2) + "\n" : text;
+  return out;
+}
+
+std::string render_store(const nlohmann::json& result) {
+  std::string text = fmt::format(
+      "moelab bench store: {} queued runs, each claimed, logged ({} batches of {} metric rows) and "
+      "ended by worker processes; claim and batch latency median / p95\n",
+      result["runs"].get<int64_t>(), result["batches_per_run"].get<int64_t>(),
+      result["rows_per_batch"].get<int64_t>());
+  for (const char* engine : {"sqlite", "postgresql"}) {
+    if (result.contains(engine)) text += render_engine(engine, result[engine]);
+  }
+  if (!result.contains("postgresql")) {
+    text += "postgresql: not measured (give --postgres URI, an existing database)\n";
+  }
+  if (!result.contains("smoke_sweep")) {
+    return text + "sweep through Slurm: not measured (sbatch is not on PATH)\n";
+  }
+  const nlohmann::json& sweep = result["smoke_sweep"];
+  const double local = sweep["local_seconds"].get<double>();
+  const double slurm = sweep["slurm_seconds"].get<double>();
+  return text + fmt::format("{} with 2 workers: --launcher local {:.1f} s, --launcher slurm "
+                            "(2-task array, submission to last run done) {:.1f} s: Slurm adds "
+                            "{:.1f} s\n",
+                            sweep["sweep"].get<std::string>(), local, slurm, slurm - local);
 }
 
 }  // namespace moelab

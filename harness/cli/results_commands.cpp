@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "harness/cli/commands.h"
+#include "harness/report/compare.h"
 #include "harness/report/plots.h"
 #include "harness/report/presets.h"
 #include "harness/report/report.h"
@@ -52,6 +53,13 @@ int command_report(const std::string& db, ReportRequest request, const std::stri
   return kExitOk;
 }
 
+int command_compare(const std::string& db, const CompareRequest& request, const std::string& format,
+                    const std::string& output) {
+  Store store(db, Store::Access::ReadOnly);
+  emit(render_comparison(compare_groups(store, request), format), output);
+  return kExitOk;
+}
+
 int command_robustness(const std::string& db, RobustnessRequest request, const std::string& format,
                        const std::string& output) {
   Store store(db, Store::Access::ReadOnly);
@@ -90,6 +98,41 @@ void add_query_command(CLI::App& app, Command& command) {
       if (args->sql.empty() && args->preset.empty()) throw ConfigError("query: give SQL or --preset");
       return command_query(args->db, args->preset.empty() ? args->sql : preset_sql(args->preset),
                            args->write, args->csv, args->json);
+    };
+  });
+}
+
+void add_compare_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string db, format = "text", output, group_by = "router", pair_by = "seed";
+    double margin = 0;
+    CompareRequest request;
+  };
+  auto args = std::make_shared<Args>();
+  auto* compare = app.add_subcommand(
+      "compare", "each group against a baseline, paired by seed: mean difference, 95% CI, paired t, "
+                 "Wilcoxon, Holm, MDE, equivalence");
+  compare->add_option("db", args->db, "results database")->required();
+  compare->add_option("--sweep", args->request.sweep, "only this sweep's runs");
+  compare->add_option("--group-by", args->group_by, "config keys, comma separated (router = router.name)");
+  compare->add_option("--baseline", args->request.baseline, "the group the others are compared with")
+      ->required();
+  compare->add_option("--metric", args->request.metric,
+                      "a summary name (SPLIT/METRIC); default: the runs' main test metric");
+  compare->add_option("--pair-by", args->pair_by,
+                      "config keys whose equal values pair runs of two groups (default seed)");
+  auto* margin = compare->add_option(
+      "--margin", args->margin, "equivalence margin delta > 0, in the metric's units, fixed before looking");
+  compare->add_option("--alpha", args->request.alpha, "significance level")->check(CLI::Range(1e-6, 0.5));
+  compare->add_option("--format", args->format, "text | md | csv | latex | json")
+      ->check(CLI::IsMember({"text", "md", "csv", "latex", "json"}));
+  compare->add_option("-o,--output", args->output, "write to this file instead of stdout");
+  compare->callback([args, margin, &command] {
+    if (margin->count() > 0) args->request.margin = args->margin;
+    command = [args] {
+      args->request.group_by = split_keys(args->group_by);
+      args->request.pair_by = split_keys(args->pair_by);
+      return command_compare(args->db, args->request, args->format, args->output);
     };
   });
 }

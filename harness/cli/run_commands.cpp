@@ -50,8 +50,8 @@ int command_run(const std::string& path, const std::vector<std::string>& overrid
              config.name, config_hash(config).substr(0, 12), config.task.name,
              config.router.name, config.db);
   RunOutcome outcome = run_alone(config, resume, stale_after_seconds);
-  if (outcome.status != "done") {
-    fmt::print(stderr, "moelab: run {} {}: {}\n", outcome.run_id, outcome.status, outcome.error);
+  if (outcome.status != RunStatus::Done) {
+    fmt::print(stderr, "moelab: run {} {}: {}\n", outcome.run_id, run_status_text(outcome.status), outcome.error);
     return kExitRunFailed;
   }
   fmt::print("run {} done\n{}", outcome.run_id, format_aligned(summary_table(outcome)));

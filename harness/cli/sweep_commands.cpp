@@ -17,6 +17,7 @@
 #include "harness/sweep/dense_parent.h"
 #include "harness/sweep/slurm.h"
 #include "harness/sweep/sweep_runner.h"
+#include "harness/sweep/sweep_worker.h"
 
 namespace moelab {
 namespace {

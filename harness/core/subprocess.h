@@ -1,5 +1,5 @@
 // Runs an external program (sbatch, squeue, scancel) without a shell: arguments are passed as
-// they are, stdout and stderr captured together.
+// they are, stdout and stderr captured together; and whether a process is alive.
 #pragma once
 
 #include <string>
@@ -13,6 +13,10 @@ struct CommandResult {
 };
 
 CommandResult run_command(const std::vector<std::string>& argv);
+
+// Whether process `pid` exists and is not a zombie (a killed worker whose parent died stays a
+// zombie in containers whose init does not reap).
+bool process_alive(int pid);
 
 // The program's path when `name` is found on PATH (or is a path to an executable), else "".
 std::string find_program(const std::string& name);

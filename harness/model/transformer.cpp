@@ -2,6 +2,7 @@
 #include "harness/model/transformer.h"
 
 #include "harness/model/attention.h"
+#include "harness/model/init_streams.h"
 
 #include <algorithm>
 
@@ -59,8 +60,11 @@ TransformerImpl::TransformerImpl(const ModelConfig& model, const RouterFactory& 
   for (int64_t i = 0; i < model.depth; ++i) {
     const bool use_moe =
         std::find(moe_indices.begin(), moe_indices.end(), i) != moe_indices.end();
-    blocks_.push_back(register_module(
-        "block" + std::to_string(i), Block(model, causal, use_moe ? routers(i) : nullptr)));
+    const std::string name = "block" + std::to_string(i);
+    init_stream(name + ".router");
+    auto router = use_moe ? routers(i) : nullptr;
+    init_stream(name);  // attention and experts: the same for every router
+    blocks_.push_back(register_module(name, Block(model, causal, std::move(router))));
   }
   final_norm_ = register_module("final_norm",
                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({model.dim})));

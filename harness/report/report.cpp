@@ -62,8 +62,6 @@ void check_group_keys(Store& store, const std::vector<std::string>& keys) {
   }
 }
 
-std::string cell_text(const Cell& cell) { return cell.type == Cell::Type::Null ? "" : cell.to_string(); }
-
 std::string escape_html(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -73,40 +71,6 @@ std::string escape_html(const std::string& s) {
     else out += c;
   }
   return out;
-}
-
-std::string escape_latex(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '_' || c == '%' || c == '&' || c == '#' || c == '$') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-std::string markdown(const QueryResult& table) {
-  std::string out = "| " + fmt::format("{}", fmt::join(table.columns, " | ")) + " |\n|";
-  for (size_t i = 0; i < table.columns.size(); ++i) out += i == 0 ? "---|" : "---:|";
-  out += "\n";
-  for (const auto& row : table.rows) {
-    out += "|";
-    for (const auto& cell : row) out += " " + cell_text(cell) + " |";
-    out += "\n";
-  }
-  return out;
-}
-
-std::string latex(const QueryResult& table, const ReportRequest& request) {
-  std::string out = "\\begin{tabular}{l" + std::string(table.columns.size() - 1, 'r') + "}\n\\hline\n";
-  std::vector<std::string> header;
-  for (const auto& column : table.columns) header.push_back(escape_latex(column));
-  out += fmt::format("{} \\\\\n\\hline\n", fmt::join(header, " & "));
-  for (const auto& row : table.rows) {
-    std::vector<std::string> cells;
-    for (const auto& cell : row) cells.push_back(escape_latex(cell_text(cell)));
-    out += fmt::format("{} \\\\\n", fmt::join(cells, " & "));
-  }
-  return out + "\\hline\n\\end{tabular}\n% " + escape_latex(request.metric) + "\n";
 }
 
 std::string html(const QueryResult& table, const ReportRequest& request) {
@@ -124,7 +88,7 @@ std::string html(const QueryResult& table, const ReportRequest& request) {
   out += "</tr>\n";
   for (const auto& row : table.rows) {
     out += "<tr>";
-    for (const auto& cell : row) out += "<td>" + escape_html(cell_text(cell)) + "</td>";
+    for (const auto& cell : row) out += "<td>" + escape_html(cell.type == Cell::Type::Null ? "" : cell.to_string()) + "</td>";
     out += "</tr>\n";
   }
   return out + "</table>\n</body></html>\n";
@@ -228,9 +192,9 @@ std::string render_report(const QueryResult& table, const ReportRequest& request
                        request.baseline.empty() ? "" : " (baseline " + request.baseline + ")",
                        format_aligned(table));
   }
-  if (format == "md") return markdown(table);
+  if (format == "md") return format_markdown(table);
   if (format == "csv") return format_csv(table);
-  if (format == "latex") return latex(table, request);
+  if (format == "latex") return format_latex(table, request.metric);
   if (format == "json") return format_json(table);
   if (format == "html") return html(table, request);
   throw ConfigError(fmt::format("report: unknown format '{}' (text, md, csv, latex, json, html)", format));

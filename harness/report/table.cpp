@@ -1,12 +1,28 @@
-// Query result rendering.
+// Query result rendering: aligned text, CSV, JSON, Markdown and LaTeX.
 #include "harness/report/table.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace moelab {
+namespace {
+
+std::string cell_text(const Cell& cell) { return cell.type == Cell::Type::Null ? "" : cell.to_string(); }
+
+std::string escape_latex(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '_' || c == '%' || c == '&' || c == '#' || c == '$') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
 
 std::string format_aligned(const QueryResult& result) {
   const size_t columns = result.columns.size();
@@ -81,6 +97,31 @@ std::string format_json(const QueryResult& result) {
     rows.push_back(std::move(object));
   }
   return rows.dump(2) + "\n";
+}
+
+std::string format_markdown(const QueryResult& table) {
+  std::string out = "| " + fmt::format("{}", fmt::join(table.columns, " | ")) + " |\n|";
+  for (size_t i = 0; i < table.columns.size(); ++i) out += i == 0 ? "---|" : "---:|";
+  out += "\n";
+  for (const auto& row : table.rows) {
+    out += "|";
+    for (const auto& cell : row) out += " " + cell_text(cell) + " |";
+    out += "\n";
+  }
+  return out;
+}
+
+std::string format_latex(const QueryResult& table, const std::string& caption) {
+  std::string out = "\\begin{tabular}{l" + std::string(table.columns.size() - 1, 'r') + "}\n\\hline\n";
+  std::vector<std::string> header;
+  for (const auto& column : table.columns) header.push_back(escape_latex(column));
+  out += fmt::format("{} \\\\\n\\hline\n", fmt::join(header, " & "));
+  for (const auto& row : table.rows) {
+    std::vector<std::string> cells;
+    for (const auto& cell : row) cells.push_back(escape_latex(cell_text(cell)));
+    out += fmt::format("{} \\\\\n", fmt::join(cells, " & "));
+  }
+  return out + "\\hline\n\\end{tabular}\n% " + escape_latex(caption) + "\n";
 }
 
 }  // namespace moelab

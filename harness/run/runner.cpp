@@ -14,6 +14,7 @@
 #include "harness/core/file_cache.h"
 #include "harness/core/rng.h"
 #include "harness/core/sha256.h"
+#include "harness/model/init_streams.h"
 #include "harness/train/checkpoint.h"
 #include "harness/train/provenance.h"
 #include "harness/train/trainer.h"
@@ -108,16 +109,16 @@ void record_failure(std::exception_ptr error, RunOutcome& outcome) {
   try {
     std::rethrow_exception(error);
   } catch (const DivergedError& e) {
-    outcome.status = "diverged";
+    outcome.status = RunStatus::Diverged;
     outcome.error = e.what();
   } catch (const InterruptedError& e) {
-    outcome.status = "interrupted";
+    outcome.status = RunStatus::Interrupted;
     outcome.error = e.what();
   } catch (const DatabaseError& e) {  // writing metrics: a full disk, an I/O error, a lost server
-    outcome.status = "failed";
+    outcome.status = RunStatus::Failed;
     outcome.error = e.what();  // names the database
   } catch (const std::exception& e) {
-    outcome.status = "failed";
+    outcome.status = RunStatus::Failed;
     outcome.error = exception_text(e);
   }
 }
@@ -136,8 +137,8 @@ void record_end(Store& store, RunOutcome& outcome, const std::vector<std::pair<s
     return;
   } catch (const DatabaseError& e) {
     outcome.error = fmt::format("the end of the run (status '{}') cannot be written: {}",
-                                outcome.status, e.what());
-    outcome.status = "failed";
+                                run_status_text(outcome.status), e.what());
+    outcome.status = RunStatus::Failed;
     outcome.summaries.clear();
   }
   try {
@@ -182,17 +183,21 @@ RunOutcome run_on_row(Store& store, const RunSpec& run, bool resume, const RunSp
                  "run {}: a converting run starts from its resolved dense parent, others from "
                  "none", run.run_id);
     RunHeartbeat heartbeat(store.path(), run.run_id);
-    torch::manual_seed(derived_seed({static_cast<uint64_t>(config.seed), fnv1a("init")}));
     const torch::Device device = device_for(config);
-    auto task = make_task(config);
+    std::unique_ptr<Task> task;
+    std::shared_ptr<TaskModel> model;
+    {
+      const InitStreams init_streams(config.seed);  // paired runs: docs/design.md#paired-runs
+      task = make_task(config);
+      model = task->build_model(config);
+    }
     files = hashed_files(*task);
-    auto model = task->build_model(config);
     std::unique_ptr<Conversion> conversion;
     if (parent) conversion = std::make_unique<Conversion>(run, *parent, *task, store, device);
     MetricLog log(store, run.run_id);
     outcome.summaries =
         train_and_evaluate(run, *task, *model, log, device, resume, conversion.get());
-    outcome.status = "done";
+    outcome.status = RunStatus::Done;
   } catch (...) {
     record_failure(std::current_exception(), outcome);
   }

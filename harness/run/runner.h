@@ -17,7 +17,7 @@ namespace moelab {
 
 struct RunOutcome {
   int64_t run_id = 0;
-  std::string status;  // done | failed | diverged | interrupted
+  RunStatus status = RunStatus::Failed;  // done | failed | diverged | interrupted
   std::string error;
   MetricValues summaries;
 };

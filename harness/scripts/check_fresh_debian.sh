@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's two commands as a new user runs them on a fresh Debian 12 machine: in a Debian 12
 # (bookworm) root made afresh with debootstrap --variant=minbase, with the sources, /etc/hosts
-# and 0700 /root of a Debian 12 install, this repository's HEAD commit is cloned to
-# /root/project, and there, as root with a login shell's environment,
+# and 0700 /root of a Debian 12 install and the file systems a booted one has mounted (/proc,
+# /sys with its cgroups, which slurmd needs, /dev/shm, /dev/pts), this repository's HEAD
+# commit is cloned to /root/project, and there, as root with a login shell's environment,
 #     bash harness/scripts/quickstart.sh
 #     bash harness/scripts/test.sh
 # run one after the other; the check fails (exit 1) if either fails. What it checks is the
@@ -83,7 +84,7 @@ printf '#!/bin/sh\nexit 101\n' >"$TARGET/usr/sbin/policy-rc.d"
 chmod 0755 "$TARGET/usr/sbin/policy-rc.d"
 chmod 0700 "$TARGET/root"
 if compgen -G "$CACHE/apt/*.deb" >/dev/null; then cp "$CACHE/apt/"*.deb "$TARGET/var/cache/apt/archives/"; fi
-debian_root_mount "$TARGET" proc sys shm pts
+debian_root_mount "$TARGET" proc sys shm pts cgroup
 
 git clone -q --no-hardlinks "$ROOT" "$TARGET/root/project" ||
   debian_root_unable "cannot clone $ROOT"

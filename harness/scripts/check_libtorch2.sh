@@ -17,48 +17,26 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TARGET="${1:-/tmp/moelab-trixie}"
-MIRROR="http://deb.debian.org/debian"
 PACKAGES=(
   g++ cmake make libtorch-dev libopenblas0-pthread libyaml-cpp-dev libfmt-dev libsqlitecpp-dev
   libsqlite3-dev libcli11-dev nlohmann-json3-dev zlib1g-dev nettle-dev libboost-dev pkg-config
-  libpq-dev dataset-fashion-mnist gnuplot-nox
+  libpq-dev dataset-fashion-mnist gnuplot-nox python3-scipy
 )
+DEBIAN_ROOT_NAME=check_libtorch2
+# shellcheck source=harness/scripts/debian_root.sh
+source "$ROOT/harness/scripts/debian_root.sh"
 
-unable() {  # this machine cannot host the check: exit 3
-  echo "check_libtorch2: cannot run here: $*" >&2
-  exit 3
-}
-[ "$(id -u)" -eq 0 ] || unable "needs root (debootstrap, chroot, mount)"
-if ! command -v debootstrap >/dev/null 2>&1; then
-  { apt-get update -qq && apt-get install -y -qq debootstrap; } >/dev/null 2>&1 ||
-    unable "cannot install debootstrap (apt-get install debootstrap)"
-fi
-if [ ! -x "$TARGET/usr/bin/apt-get" ]; then
-  echo "check_libtorch2: creating a Debian 13 root in $TARGET"
-  debootstrap --variant=minbase trixie "$TARGET" "$MIRROR" > "$TARGET.debootstrap.log" 2>&1 ||
-    unable "debootstrap trixie failed (see $TARGET.debootstrap.log; delete $TARGET to retry)"
-fi
-mountpoint -q "$TARGET/proc" || mount -t proc proc "$TARGET/proc" 2>/dev/null ||
-  unable "cannot mount /proc in $TARGET"
-trap 'umount "$TARGET/proc" 2>/dev/null || true' EXIT
-
-missing=()
-for package in "${PACKAGES[@]}"; do
-  chroot "$TARGET" dpkg-query -W -f='${Status}' "$package" 2>/dev/null |
-    grep -q "install ok installed" || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "check_libtorch2: installing in $TARGET: ${missing[*]}"
-  { chroot "$TARGET" apt-get update -qq &&
-    chroot "$TARGET" env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends "${missing[@]}"; } > "$TARGET.apt.log" 2>&1 ||
-    unable "installing Debian 13 packages failed (see $TARGET.apt.log)"
-fi
+debian_root_host
+debian_root_create "$TARGET" trixie
+debian_root_trap "$TARGET"
+debian_root_mount "$TARGET" proc
+debian_root_install "$TARGET" "$TARGET.apt.log" "${PACKAGES[@]}" ||
+  debian_root_unable "installing Debian 13 packages failed (see $TARGET.apt.log)"
 if ! chroot "$TARGET" dpkg-query -W -f='${Version}' catch2 2>/dev/null | grep -q '^2\.'; then
   mkdir -p "$TARGET/debs"
   download() { apt-get download catch2 || { apt-get update -qq && apt-get download catch2; }; }
   (cd "$TARGET/debs" && download >/dev/null 2>&1) ||
-    unable "cannot download Debian 12's catch2 (apt-get download catch2)"
+    debian_root_unable "cannot download Debian 12's catch2 (apt-get download catch2)"
   chroot "$TARGET" sh -c 'dpkg -i /debs/catch2_2*.deb' >/dev/null
 fi
 

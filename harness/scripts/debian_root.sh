@@ -7,14 +7,15 @@
 #   debian_root_host                      needs root; installs debootstrap when absent
 #   debian_root_create TARGET SUITE       debootstrap --variant=minbase (unless TARGET has apt)
 #   debian_root_mount TARGET KIND...      mounts proc | sys | shm (a tmpfs on /dev/shm) |
-#                                         pts (a devpts of its own on /dev/pts) there
+#                                         pts (a devpts of its own on /dev/pts) | cgroup (this
+#                                         machine's /sys/fs/cgroup, after sys; as a slave) there
 #   debian_root_trap TARGET [COMMAND]     on any exit: COMMAND, then debian_root_teardown
 #   debian_root_teardown TARGET           ends the processes whose root is TARGET, unmounts
 #                                         everything under it (innermost first)
 #   debian_root_remove TARGET             teardown, then deletes TARGET (never across a mount)
 #   debian_root_install TARGET LOG PKG... apt-get installs those of PKG missing in TARGET
-# Only the mounts made here go inside TARGET (proc, sysfs, tmpfs; no bind mount of a host
-# folder), so that deleting a root can never reach the host's files.
+# Only the mounts made here go inside TARGET (proc, sysfs, tmpfs, devpts, the cgroup tree; no
+# host folder), deletion never crosses a mount, and unmounting a slave never reaches the host.
 
 DEBIAN_ROOT_MIRROR="${DEBIAN_ROOT_MIRROR:-http://deb.debian.org/debian}"
 
@@ -97,6 +98,10 @@ debian_root_mount() {  # TARGET proc|sys|shm...
              mount -t tmpfs -o mode=1777,nosuid,nodev shm "$target/dev/shm" 2>/dev/null; } ;;
       pts) mkdir -p "$target/dev/pts" && { mountpoint -q "$target/dev/pts" ||
              mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$target/dev/pts" 2>/dev/null; } ;;
+      cgroup) mountpoint -q /sys/fs/cgroup && mountpoint -q "$target/sys" &&
+                { mountpoint -q "$target/sys/fs/cgroup" || {
+                  mount --rbind /sys/fs/cgroup "$target/sys/fs/cgroup" &&
+                    mount --make-rslave "$target/sys/fs/cgroup"; } 2>/dev/null; } ;;
       *) false ;;
     esac || debian_root_unable "cannot mount $kind in $target"
   done

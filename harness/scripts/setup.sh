@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PACKAGES=(
   libtorch-dev libyaml-cpp-dev libfmt-dev libsqlitecpp-dev libsqlite3-dev catch2 libcli11-dev
   nlohmann-json3-dev zlib1g-dev nettle-dev libboost-dev pkg-config libopenblas0-pthread libpq-dev
-  dataset-fashion-mnist gnuplot-nox python3-torch ca-certificates
+  dataset-fashion-mnist gnuplot-nox python3-torch python3-scipy ca-certificates
   postgresql slurm-wlm munge
 )
 # Tools: installed from Debian only when the command is absent (a machine may have its own

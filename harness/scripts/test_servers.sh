@@ -115,6 +115,10 @@ slurm_skip_reason() {
   for command in munged munge unmunge slurmctld slurmd sbatch sinfo; do
     command -v "$command" >/dev/null || { echo "$command not installed"; return; }
   done
+  # Slurm 22.05's slurmd starts its cgroup plugin whatever the configuration says.
+  if ! mountpoint -q /sys/fs/cgroup 2>/dev/null; then
+    echo "no cgroup file system at /sys/fs/cgroup (slurmd needs one)"
+  fi
 }
 
 munge_answers() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }

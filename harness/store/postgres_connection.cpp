@@ -169,6 +169,22 @@ class PostgresConnection final : public SqlConnection {
     const auto version = query("SELECT MAX(version) FROM moelab_schema", {});
     return static_cast<int>(version.rows.at(0).at(0).integer);
   }
+  bool empty() override {
+    return query("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema()", {})
+               .rows.at(0)
+               .at(0)
+               .integer == 0;
+  }
+  // The database exists before moelab does (a server's are created by its administrator), so
+  // a writer creating moelab's tables is one of its connected clients.
+  bool creation_under_way() override {
+    return query("SELECT COUNT(*) FROM pg_catalog.pg_stat_activity WHERE datname = "
+                 "current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                 {})
+               .rows.at(0)
+               .at(0)
+               .integer > 0;
+  }
   void set_schema_version(int version) override {
     execute_script(fmt::format("CREATE TABLE IF NOT EXISTS moelab_schema (version INTEGER NOT NULL); "
                                "DELETE FROM moelab_schema; INSERT INTO moelab_schema VALUES ({});",

@@ -5,6 +5,7 @@
 // user named is wrong: not a database, an unreachable server, refused credentials).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -49,6 +50,10 @@ class DatabaseError : public Error {
 
 enum class Dialect { SQLite, PostgreSQL };
 
+// How long a connection waits for another's lock (SQLite's busy handler), and how long a
+// read-only store waits for a database being created to get its schema.
+inline constexpr std::chrono::milliseconds kBusyTimeout{30000};
+
 class SqlConnection {
  public:
   virtual ~SqlConnection() = default;
@@ -74,6 +79,11 @@ class SqlConnection {
 
   virtual int schema_version() = 0;
   virtual void set_schema_version(int version) = 0;  // inside the migration's transaction
+  // Whether the database holds no table yet: new, or its first migration not committed.
+  virtual bool empty() = 0;
+  // For an empty database: whether a writer may be creating it now (SQLite: its file was
+  // written within kBusyTimeout; PostgreSQL: another client is connected to it).
+  virtual bool creation_under_way() = 0;
 
   // The current UTC time as ISO-8601 text ("2026-12-01T15:32:15.123Z"), and the seconds
   // from such a text column to now, as SQL expressions evaluated by the database's clock

@@ -16,11 +16,9 @@
 namespace moelab {
 namespace {
 
-constexpr int64_t kBusyTimeoutMs = 30000;
-
 // Busy handler: SQLite's own sleeps 1, 2, 5, 10, ... ms between retries, so a lock held for a
 // fraction of a millisecond (another process's claim or connection start-up) cost up to 18 ms.
-// This one sleeps 50 us, doubling up to 3.2 ms, then 5 ms per retry, for kBusyTimeoutMs in all.
+// This one sleeps 50 us, doubling up to 3.2 ms, then 5 ms per retry, for kBusyTimeout in all.
 int retry_when_busy(void*, int attempt) {
   constexpr int64_t kFirstUs = 50, kDoublings = 7, kLongestUs = 5000;
   const int64_t n = attempt;
@@ -28,7 +26,7 @@ int retry_when_busy(void*, int attempt) {
                                ? kFirstUs * ((int64_t{1} << n) - 1)
                                : kFirstUs * ((int64_t{1} << kDoublings) - 1) +
                                      (n - kDoublings) * kLongestUs;
-  if (slept_us >= kBusyTimeoutMs * 1000) return 0;  // SQLITE_BUSY goes to the caller
+  if (slept_us >= std::chrono::microseconds(kBusyTimeout).count()) return 0;  // BUSY to the caller
   const int64_t delay_us = n < kDoublings ? kFirstUs << n : kLongestUs;
   std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
   return 1;
@@ -50,6 +48,14 @@ void enable_wal(SQLite::Database& db) {
   }
 }
 
+// The file opened with `flags`, its busy handler set before anything reads it: a reader's
+// first read can meet the lock of a writer creating the file.
+SQLite::Database open_with_busy_handler(const std::string& path, int flags) {
+  SQLite::Database db(path, flags);
+  sqlite3_busy_handler(db.getHandle(), retry_when_busy, nullptr);
+  return db;
+}
+
 // Read-only: the file must exist, and is never created, migrated or switched to WAL. A WAL
 // database on a read-only mount cannot get its shared-memory file; it is then read as the
 // file stands (nothing can be writing to a read-only mount).
@@ -58,7 +64,7 @@ SQLite::Database open_read_only(const std::string& path) {
     throw ConfigError(fmt::format("results database '{}' does not exist", path));
   }
   try {
-    SQLite::Database db(path, SQLite::OPEN_READONLY);
+    SQLite::Database db = open_with_busy_handler(path, SQLite::OPEN_READONLY);
     db.execAndGet("PRAGMA user_version");  // opening is lazy: this reads the file
     return db;
   } catch (const SQLite::Exception& e) {
@@ -66,14 +72,15 @@ SQLite::Database open_read_only(const std::string& path) {
     const bool cannot_write = (e.getErrorCode() & 0xff) == SQLITE_CANTOPEN ||
                               (e.getErrorCode() & 0xff) == SQLITE_READONLY;
     if (!cannot_write || access(folder.c_str(), W_OK) == 0) throw;
-    return SQLite::Database("file:" + path + "?immutable=1", SQLite::OPEN_READONLY | SQLite::OPEN_URI);
+    return open_with_busy_handler("file:" + path + "?immutable=1",
+                                  SQLite::OPEN_READONLY | SQLite::OPEN_URI);
   }
 }
 
 SQLite::Database open_read_write(const std::string& path) {
   const std::filesystem::path p(path);
   if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-  return SQLite::Database(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  return open_with_busy_handler(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
 }
 
 // SQLite's exception as moelab's: ConfigError when the file is not a database or cannot be
@@ -124,7 +131,6 @@ class SqliteConnection final : public SqlConnection {
  public:
   SqliteConnection(const std::string& path, bool read_only) try
       : path_(path), db_(read_only ? open_read_only(path) : open_read_write(path)) {
-    sqlite3_busy_handler(db_.getHandle(), retry_when_busy, nullptr);
     if (read_only) return;
     enable_wal(db_);
     db_.exec("PRAGMA synchronous=NORMAL");
@@ -183,6 +189,16 @@ class SqliteConnection final : public SqlConnection {
   }
   void set_schema_version(int version) override {
     run(fmt::format("PRAGMA user_version = {}", version));
+  }
+  bool empty() override {
+    return query("SELECT COUNT(*) FROM sqlite_master", {}).rows.at(0).at(0).integer == 0;
+  }
+  // A writer creates the file, switches it to WAL and migrates it at once, each step within
+  // the busy timeout; the file is not written again before its first checkpoint.
+  bool creation_under_way() override {
+    std::error_code error;
+    const auto written = std::filesystem::last_write_time(path_, error);
+    return !error && std::filesystem::file_time_type::clock::now() - written < kBusyTimeout;
   }
 
   std::string now_sql() const override { return "strftime('%Y-%m-%dT%H:%M:%fZ','now')"; }

@@ -1,15 +1,19 @@
 // The results store on either engine: migrations in one serialized transaction each, before
-// any writer starts; metric batches and a run's end in one transaction each; Store::batch
-// groups many writes (enqueuing a sweep) into one transaction. The SQL is written once: the
-// migrations name their few engine-specific types as {tokens}, the statements use only SQL
-// that SQLite and PostgreSQL both accept, with the clock expressions of sql_connection.h.
+// any writer starts (a read-only store waits for a database being created); metric batches
+// and a run's end in one transaction each; Store::batch groups many writes (enqueuing a
+// sweep) into one transaction. The SQL is written once: the migrations name their few
+// engine-specific types as {tokens}, the statements use only SQL that SQLite and PostgreSQL
+// both accept, with the clock expressions of sql_connection.h, and bind run statuses as the
+// text of kRunStatusTexts, the one place a RunStatus becomes text and back.
 #include "harness/store/store.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "harness/core/error.h"
 #include "harness/core/parse.h"
@@ -199,10 +203,29 @@ std::string migration_sql(const SqlConnection& db, int version) {
                      fmt::arg("json_object", sqlite ? "json_group_object" : "json_object_agg"));
 }
 
-// Back to the queue: a running run whose heartbeat is older than ?1 seconds.
-std::string requeue_stale_sql(const SqlConnection& db) {
-  return "UPDATE runs SET status = 'pending', worker = '' WHERE status = 'running' AND " +
-         db.seconds_since_sql("heartbeat_at") + " > ?1";
+// Every status with its text in `runs.status`: the one conversion, used by the two below.
+constexpr std::pair<RunStatus, std::string_view> kRunStatusTexts[] = {
+    {RunStatus::Pending, "pending"},   {RunStatus::Running, "running"},
+    {RunStatus::Done, "done"},         {RunStatus::Failed, "failed"},
+    {RunStatus::Diverged, "diverged"}, {RunStatus::Interrupted, "interrupted"},
+};
+
+RunStatus parse_run_status(const std::string& text) {
+  std::string known;
+  for (const auto& [status, status_text] : kRunStatusTexts) {
+    if (status_text == text) return status;
+    known += (known.empty() ? "" : ", ") + std::string(status_text);
+  }
+  throw Error(fmt::format("run status '{}' is not one of {}", text, known));
+}
+
+// A status bound to a statement's placeholder, and one read from a result.
+SqlParam status_param(RunStatus status) { return std::string(run_status_text(status)); }
+RunStatus status_of(const Cell& cell) { return parse_run_status(cell.text); }
+
+// A requeue_where condition: status ?2 (running) and a heartbeat older than ?3 seconds.
+std::string stale_condition(const SqlConnection& db) {
+  return "status = ?2 AND " + db.seconds_since_sql("heartbeat_at") + " > ?3";
 }
 
 // A number as a bound parameter.
@@ -228,11 +251,14 @@ void insert_rows(SqlConnection& db, const std::string& into, const std::vector<s
   }
 }
 
-RunState run_state_of(const std::vector<Cell>& row) {
-  return RunState{row[0].integer, row[1].text, row[2].text, row[3].text};
-}
-
 }  // namespace
+
+std::string_view run_status_text(RunStatus status) {
+  for (const auto& [known, text] : kRunStatusTexts) {
+    if (known == status) return text;
+  }
+  throw Error(fmt::format("run status {} has no text", static_cast<int>(status)));
+}
 
 std::string Cell::to_string() const {
   switch (type) {
@@ -256,13 +282,40 @@ Store::Store(const std::string& target, Access access)
 int Store::schema_version() { return db_->schema_version(); }
 
 void Store::check_readable_schema() {
-  const int version = schema_version();
+  const int version = readable_schema_version();
   if (version > kSchemaVersion) throw_newer_schema(version);
   if (version < kSchemaVersion) {
     throw ConfigError(fmt::format("results database '{}' has schema version {}, older than this "
                                   "moelab's ({}); open it once with write access (moelab run, "
                                   "sweep, or query --write) to migrate it",
                                   path(), version, kSchemaVersion));
+  }
+}
+
+// The schema version; for an empty database that a writer may be creating (readers started
+// with the sweeps that create it), the version its first migration commits, polled for up to
+// kBusyTimeout. ConfigError for an empty database nobody creates, or one still empty then.
+int Store::readable_schema_version() {
+  const auto deadline = std::chrono::steady_clock::now() + kBusyTimeout;
+  while (true) {
+    const bool empty = db_->empty();
+    const bool creating = empty && db_->creation_under_way();
+    const int version = schema_version();  // read after: a migration seen above is seen here
+    if (version > 0 || !empty) return version;
+    if (!creating) {
+      throw ConfigError(fmt::format("results database '{}' is empty: no moelab is creating its "
+                                    "tables; open it once with write access (moelab run, sweep, "
+                                    "or query --write) to create them",
+                                    path()));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      const auto waited = std::chrono::duration_cast<std::chrono::seconds>(kBusyTimeout).count();
+      throw ConfigError(fmt::format("results database '{}' is being created by another process, "
+                                    "which has not committed its tables within {} s; try again "
+                                    "once it has",
+                                    path(), waited));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 
@@ -308,7 +361,9 @@ void Store::migrate() {
   transaction.commit();
 }
 
-int64_t Store::create_run(const RunRecord& record) { return insert_run(record, "running"); }
+int64_t Store::create_run(const RunRecord& record) {
+  return insert_run(record, RunStatus::Running);
+}
 
 void Store::batch(const std::function<void()>& writes) {
   WriteTransaction transaction(*db_);
@@ -316,17 +371,19 @@ void Store::batch(const std::function<void()>& writes) {
   transaction.commit();
 }
 
-int64_t Store::enqueue_run(const RunRecord& record) { return insert_run(record, "pending"); }
+int64_t Store::enqueue_run(const RunRecord& record) {
+  return insert_run(record, RunStatus::Pending);
+}
 
-int64_t Store::insert_run(const RunRecord& record, const std::string& status) {
+int64_t Store::insert_run(const RunRecord& record, RunStatus status) {
   WriteTransaction transaction(*db_, /*serialized=*/false);
   const int64_t run_id = insert_run_rows(record, status);
   transaction.commit();
   return run_id;
 }
 
-int64_t Store::insert_run_rows(const RunRecord& r, const std::string& status) {
-  const bool running = status == "running";
+int64_t Store::insert_run_rows(const RunRecord& r, RunStatus status) {
+  const bool running = status == RunStatus::Running;
   const std::string started = running ? db_->now_sql() : "NULL";
   const int64_t run_id =
       db_->query(fmt::format(R"sql(
@@ -334,8 +391,8 @@ INSERT INTO runs (config_hash, sweep, name, task, router, seed, status, config_y
                   started_at, heartbeat_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {0}, {0}) RETURNING id)sql",
                              started),
-                 {r.config_hash, r.sweep, r.name, r.task, r.router, r.seed, status, r.config_yaml,
-                  r.axes})
+                 {r.config_hash, r.sweep, r.name, r.task, r.router, r.seed, status_param(status),
+                  r.config_yaml, r.axes})
           .rows.at(0)
           .at(0)
           .integer;
@@ -350,25 +407,25 @@ AcquiredRun Store::acquire_run(const RunRecord& record, const std::string& worke
                                bool retry_failed) {
   WriteTransaction transaction(*db_);
   const auto state = run_for_hash(record.config_hash);
-  const bool found = state.has_value();
+  const bool failed =
+      state && (state->status == RunStatus::Failed || state->status == RunStatus::Diverged);
   AcquiredRun acquired;
-  if (found) acquired = {state->run_id, state->status, state->error, false};
-  const bool failed = acquired.status == "failed" || acquired.status == "diverged";
-  if (!found || (failed && retry_failed)) {
-    acquired.run_id = insert_run_rows(record, "running");
-    acquired.status = "claimed";
-    acquired.created = true;
-  } else if (acquired.status == "pending" || acquired.status == "interrupted") {
+  if (!state || (failed && retry_failed)) {
+    acquired = {insert_run_rows(record, RunStatus::Running), RunStatus::Running, "",
+                /*claimed=*/true, /*created=*/true};
+    db_->execute("UPDATE runs SET worker = ? WHERE id = ?", {worker, acquired.run_id});
+  } else if (state->status == RunStatus::Pending || state->status == RunStatus::Interrupted) {
     // Only if it still is: on PostgreSQL a sweep worker's claim (which takes no advisory lock)
     // may have taken the row since it was read; then that worker is training it.
     const int64_t claimed =
-        db_->execute("UPDATE runs SET status = 'running', worker = ?, heartbeat_at = " +
-                         db_->now_sql() + " WHERE id = ? AND status IN ('pending', 'interrupted')",
-                     {worker, acquired.run_id});
-    acquired.status = claimed == 1 ? "claimed" : "running";
-  }
-  if (acquired.created) {
-    db_->execute("UPDATE runs SET worker = ? WHERE id = ?", {worker, acquired.run_id});
+        db_->execute("UPDATE runs SET status = ?1, worker = ?2, heartbeat_at = " + db_->now_sql() +
+                         " WHERE id = ?3 AND status IN (?4, ?5)",
+                     {status_param(RunStatus::Running), worker, state->run_id,
+                      status_param(RunStatus::Pending), status_param(RunStatus::Interrupted)});
+    acquired = {state->run_id, RunStatus::Running, state->error, /*claimed=*/claimed == 1,
+                /*created=*/false};
+  } else {
+    acquired = {state->run_id, state->status, state->error, /*claimed=*/false, /*created=*/false};
   }
   transaction.commit();
   return acquired;
@@ -385,22 +442,16 @@ void Store::add_to_sweep(const std::string& sweep, int64_t run_id) {
                {sweep, run_id});
 }
 
-std::optional<RunState> Store::run_state(int64_t run_id) {
-  const auto rows = db_->query("SELECT id, status, sweep, error FROM runs WHERE id = ?", {run_id});
-  if (rows.rows.empty()) return std::nullopt;
-  return run_state_of(rows.rows[0]);
-}
-
 std::vector<ClaimedRun> Store::done_runs_matching(const std::string& reference) {
   const bool is_id = reference.find_first_not_of("0123456789") == std::string::npos;
   const auto rows =
       is_id ? db_->query("SELECT id, config_yaml, config_hash FROM runs WHERE id = ? AND "
-                         "status = 'done'",
-                         {to_int64(reference, "run id")})
+                         "status = ?",
+                         {to_int64(reference, "run id"), status_param(RunStatus::Done)})
             : db_->query(fmt::format("SELECT id, config_yaml, config_hash FROM runs WHERE status = "
-                                     "'done' AND substr(config_hash, 1, {}) = ? ORDER BY id",
+                                     "? AND substr(config_hash, 1, {}) = ? ORDER BY id",
                                      reference.size()),
-                         {reference});
+                         {status_param(RunStatus::Done), reference});
   std::vector<ClaimedRun> runs;
   for (const auto& row : rows.rows) runs.push_back({row[0].integer, row[1].text, row[2].text});
   return runs;
@@ -452,15 +503,15 @@ std::optional<ClaimedRun> Store::claim_run(const std::string& sweep, const std::
   WriteTransaction transaction(*db_, /*serialized=*/false);
   const bool postgres = db_->dialect() == Dialect::PostgreSQL;
   const auto rows = db_->query(std::string("SELECT id, config_yaml, config_hash FROM runs WHERE "
-                                           "sweep = ? AND status = 'pending' ORDER BY id LIMIT 1") +
+                                           "sweep = ? AND status = ? ORDER BY id LIMIT 1") +
                                    (postgres ? " FOR UPDATE SKIP LOCKED" : ""),
-                               {sweep});
+                               {sweep, status_param(RunStatus::Pending)});
   if (rows.rows.empty()) return std::nullopt;
   const ClaimedRun claimed{rows.rows[0][0].integer, rows.rows[0][1].text, rows.rows[0][2].text};
-  db_->execute("UPDATE runs SET status = 'running', worker = ?, started_at = " + db_->now_sql() +
+  db_->execute("UPDATE runs SET status = ?, worker = ?, started_at = " + db_->now_sql() +
                    ", heartbeat_at = " + db_->now_sql() + ", finished_at = NULL, error = '' "
                    "WHERE id = ?",
-               {worker, claimed.run_id});
+               {status_param(RunStatus::Running), worker, claimed.run_id});
   transaction.commit();
   return claimed;
 }
@@ -471,40 +522,60 @@ void Store::heartbeat(int64_t run_id) {
 
 std::optional<RunState> Store::run_for_hash(const std::string& config_hash) {
   const auto rows = db_->query("SELECT id, status, sweep, error FROM runs WHERE config_hash = ? "
-                               "ORDER BY CASE WHEN status = 'done' THEN 0 ELSE 1 END, id DESC "
-                               "LIMIT 1",
-                               {config_hash});
+                               "ORDER BY CASE WHEN status = ? THEN 0 ELSE 1 END, id DESC LIMIT 1",
+                               {config_hash, status_param(RunStatus::Done)});
   if (rows.rows.empty()) return std::nullopt;
-  return run_state_of(rows.rows[0]);
+  const auto& row = rows.rows[0];
+  return RunState{row[0].integer, status_of(row[1]), row[2].text, row[3].text};
 }
 
-void Store::requeue_run(int64_t run_id) {
-  db_->execute("UPDATE runs SET status = 'pending', worker = '' WHERE id = ?", {run_id});
+// Every requeue: `condition` selects the runs, with placeholders ?2, ?3, ... for `values`.
+int64_t Store::requeue_where(const std::string& condition, std::vector<SqlParam> values) {
+  values.insert(values.begin(), status_param(RunStatus::Pending));
+  return db_->execute("UPDATE runs SET status = ?1, worker = '' WHERE " + condition, values);
 }
 
-bool Store::requeue_if(int64_t run_id, const std::string& status) {
-  return db_->execute("UPDATE runs SET status = 'pending', worker = '' WHERE id = ? AND status = ?",
-                      {run_id, status}) == 1;
+bool Store::requeue_if(int64_t run_id, RunStatus status) {
+  return requeue_where("id = ?2 AND status = ?3", {run_id, status_param(status)}) == 1;
 }
 
 int64_t Store::requeue_stale(const std::string& sweep, double stale_seconds) {
-  return db_->execute(requeue_stale_sql(*db_) + " AND sweep = ?2", {stale_seconds, sweep});
+  return requeue_where(stale_condition(*db_) + " AND sweep = ?4",
+                       {status_param(RunStatus::Running), stale_seconds, sweep});
 }
 
 bool Store::requeue_if_stale(int64_t run_id, double stale_seconds) {
-  return db_->execute(requeue_stale_sql(*db_) + " AND id = ?2", {stale_seconds, run_id}) == 1;
+  return requeue_where(stale_condition(*db_) + " AND id = ?4",
+                       {status_param(RunStatus::Running), stale_seconds, run_id}) == 1;
 }
 
 int64_t Store::requeue_worker(const std::string& worker) {
-  return db_->execute("UPDATE runs SET status = 'pending', worker = '' WHERE worker = ? AND "
-                      "status = 'running'",
-                      {worker});
+  return requeue_where("worker = ?2 AND status = ?3", {worker, status_param(RunStatus::Running)});
 }
 
-int64_t Store::requeue_sweep(const std::string& sweep, const std::string& status) {
-  return db_->execute("UPDATE runs SET status = 'pending', worker = '' WHERE sweep = ? AND "
-                      "status = ?",
-                      {sweep, status});
+int64_t Store::requeue_sweep(const std::string& sweep, RunStatus status) {
+  return requeue_where("sweep = ?2 AND status = ?3", {sweep, status_param(status)});
+}
+
+std::vector<RunProgress> Store::running_progress(const std::string& sweep) {
+  const auto rows = db_->query(
+      "SELECT (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id AND m.split = 'train'), "
+      "(SELECT CAST(value AS DOUBLE PRECISION) FROM params p WHERE p.run_id = r.id AND "
+      "p.key = 'train.steps'), " +
+          db_->seconds_since_sql("r.started_at") +
+          " FROM runs r WHERE r.sweep = ?1 AND r.status = ?2 AND r.started_at IS NOT NULL",
+      {sweep, status_param(RunStatus::Running)});
+  std::vector<RunProgress> running;
+  for (const auto& row : rows.rows) running.push_back({row[0].number(), row[1].number(), row[2].number()});
+  return running;
+}
+
+double Store::mean_done_seconds(const std::string& sweep) {
+  return db_->query("SELECT AVG(wall_seconds) FROM runs WHERE sweep = ?1 AND status = ?2 AND "
+                    "wall_seconds > 0",
+                    {sweep, status_param(RunStatus::Done)})
+      .rows.at(0)[0]
+      .number();
 }
 
 void Store::record_launch(const std::string& sweep, const Launch& launch) {
@@ -521,18 +592,18 @@ std::vector<Launch> Store::launches(const std::string& sweep) {
   return out;
 }
 
-std::map<std::string, int64_t> Store::status_counts(const std::string& sweep) {
+std::map<RunStatus, int64_t> Store::status_counts(const std::string& sweep) {
   const auto rows =
       db_->query("SELECT status, COUNT(*) FROM runs WHERE sweep = ? GROUP BY status", {sweep});
-  std::map<std::string, int64_t> counts;
-  for (const auto& row : rows.rows) counts[row[0].text] = row[1].integer;
+  std::map<RunStatus, int64_t> counts;
+  for (const auto& row : rows.rows) counts[status_of(row[0])] = row[1].integer;
   return counts;
 }
 
 std::vector<std::string> Store::running_workers(const std::string& sweep) {
   const auto rows = db_->query("SELECT DISTINCT worker FROM runs WHERE sweep = ? AND "
-                               "status = 'running' AND worker != ''",
-                               {sweep});
+                               "status = ? AND worker != ''",
+                               {sweep, status_param(RunStatus::Running)});
   std::vector<std::string> workers;
   for (const auto& row : rows.rows) workers.push_back(row[0].text);
   return workers;
@@ -560,7 +631,7 @@ void Store::log_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
   transaction.commit();
 }
 
-void Store::finish_run(int64_t run_id, const std::string& status,
+void Store::finish_run(int64_t run_id, RunStatus status,
                        const std::vector<std::pair<std::string, double>>& summaries,
                        const std::string& error, double wall_seconds) {
   WriteTransaction transaction(*db_, /*serialized=*/false);
@@ -571,16 +642,18 @@ void Store::finish_run(int64_t run_id, const std::string& status,
   }
   const int64_t changed = db_->execute("UPDATE runs SET status = ?, error = ?, wall_seconds = ?, "
                                        "finished_at = " + db_->now_sql() + " WHERE id = ?",
-                                       {status, error, number(wall_seconds), run_id});
+                                       {status_param(status), error, number(wall_seconds), run_id});
   MOELAB_CHECK(changed == 1, "run {} not found in the results database", run_id);
   transaction.commit();
 }
 
 std::optional<int64_t> Store::latest_unfinished_run(const std::string& config_hash) {
   const auto rows = db_->query("SELECT id FROM runs WHERE config_hash = ? AND status IN "
-                               "('running', 'interrupted', 'failed', 'diverged') "
-                               "ORDER BY id DESC LIMIT 1",
-                               {config_hash});
+                               "(?, ?, ?, ?) ORDER BY id DESC LIMIT 1",
+                               {config_hash, status_param(RunStatus::Running),
+                                status_param(RunStatus::Interrupted),
+                                status_param(RunStatus::Failed),
+                                status_param(RunStatus::Diverged)});
   if (rows.rows.empty()) return std::nullopt;
   return rows.rows[0][0].integer;
 }
@@ -590,10 +663,10 @@ void Store::reopen_run(int64_t run_id, int64_t step, const Provenance& provenanc
   write_provenance(run_id, provenance);
   db_->execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", {run_id, step});
   db_->execute("DELETE FROM summaries WHERE run_id = ?", {run_id});
-  const int64_t changed = db_->execute("UPDATE runs SET status = 'running', error = '', "
+  const int64_t changed = db_->execute("UPDATE runs SET status = ?, error = '', "
                                        "finished_at = NULL, heartbeat_at = " + db_->now_sql() +
                                        " WHERE id = ?",
-                                       {run_id});
+                                       {status_param(RunStatus::Running), run_id});
   MOELAB_CHECK(changed == 1, "run {} not found in the results database", run_id);
   transaction.commit();
 }

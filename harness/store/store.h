@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -44,6 +45,19 @@ struct RunRecord {
   std::string axes;  // a sweep run's axis values, "router=topk seed=1"
 };
 
+// A run's state: `runs.status`, stored as the text run_status_text gives (the CHECK list of
+// the schema), converted only where the store binds or reads it.
+enum class RunStatus { Pending, Running, Done, Failed, Diverged, Interrupted };
+
+// "pending", "running", "done", "failed", "diverged", "interrupted".
+std::string_view run_status_text(RunStatus status);
+
+// A running run's progress: steps done (at its last logging step) of its total, in `seconds`
+// since it started.
+struct RunProgress {
+  double steps_done = 0, steps_total = 0, seconds = 0;
+};
+
 struct ClaimedRun {
   int64_t run_id = 0;
   std::string config_yaml, config_hash;
@@ -52,17 +66,19 @@ struct ClaimedRun {
 // The run that stands for a config hash: its done run if any, else its newest.
 struct RunState {
   int64_t run_id = 0;
-  std::string status;
+  RunStatus status = RunStatus::Pending;
   std::string sweep;
   std::string error;
 };
 
-// What acquire_run found: status "done", "running" (someone else's), "failed"/"diverged"
-// (not retried), or "claimed" (now running for the caller; `created` if a new row).
+// What acquire_run found: the run and its status; `claimed` when it is now running for the
+// caller (`created`: in a new row), else it is done, running for someone else, or failed or
+// diverged and not retried (with its error).
 struct AcquiredRun {
   int64_t run_id = 0;
-  std::string status;
+  RunStatus status = RunStatus::Pending;
   std::string error;
+  bool claimed = false;
   bool created = false;
 };
 
@@ -113,7 +129,8 @@ class Store {
   // `target`: a file path (SQLite) or a PostgreSQL URI. ReadWrite opens (creating a file if
   // needed) and migrates the database before returning. ReadOnly (reports, queries, plots)
   // needs an existing database of the current schema and works on a read-only mount; writing
-  // through it fails.
+  // through it fails. A database that another process is creating (no schema yet) is waited
+  // for, up to kBusyTimeout, until that process has committed its first migration.
   explicit Store(const std::string& target, Access access = Access::ReadWrite);
 
   int64_t create_run(const RunRecord& record);  // status 'running'
@@ -122,7 +139,7 @@ class Store {
   void batch(const std::function<void()>& writes);
   void log_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
   // Writes the summaries and the final status in one transaction.
-  void finish_run(int64_t run_id, const std::string& status,
+  void finish_run(int64_t run_id, RunStatus status,
                   const std::vector<std::pair<std::string, double>>& summaries,
                   const std::string& error = "", double wall_seconds = 0.0);
 
@@ -139,7 +156,6 @@ class Store {
   std::optional<ClaimedRun> claim_run(const std::string& sweep, const std::string& worker);
   void heartbeat(int64_t run_id);
   std::optional<RunState> run_for_hash(const std::string& config_hash);
-  std::optional<RunState> run_state(int64_t run_id);
   // A dependency run (a converted run's dense parent), in one serialized transaction: the
   // config's done run, or its running one, or its pending/interrupted one claimed for
   // `worker`, or a new running row when there is none (or, with retry_failed, when the
@@ -158,22 +174,23 @@ class Store {
   // Deletes a run's rows at `step` other than its training rows: what an interrupted final
   // evaluation wrote before the run was resumed from its final checkpoint.
   void delete_evaluations(int64_t run_id, int64_t step);
-  // Back to 'pending' for a worker to claim (its metrics are cleared at claim time).
-  void requeue_run(int64_t run_id);
-  // The same, only while the run's status is `status`; whether it was.
-  bool requeue_if(int64_t run_id, const std::string& status);
-  std::map<std::string, int64_t> status_counts(const std::string& sweep);  // status -> runs
-  std::vector<std::string> running_workers(const std::string& sweep);     // distinct "host:pid"
-  // Back to 'pending': running runs whose heartbeat is older than stale_seconds, or whose
-  // worker ("host:pid") is known to be dead. Return how many.
+  std::map<RunStatus, int64_t> status_counts(const std::string& sweep);  // status -> runs
+  std::vector<std::string> running_workers(const std::string& sweep);   // distinct "host:pid"
+  std::vector<RunProgress> running_progress(const std::string& sweep);    // its running runs
+  double mean_done_seconds(const std::string& sweep);  // of its done runs' wall times; 0: none
+  // Requeueing: back to 'pending' with no worker, for a worker to claim (its metrics are
+  // cleared at claim time). This run, only while its status is `status`; whether it was.
+  bool requeue_if(int64_t run_id, RunStatus status);
+  // This run if it is running with a heartbeat older than stale_seconds; whether it was.
+  bool requeue_if_stale(int64_t run_id, double stale_seconds);
+  // The sweep's running runs whose heartbeat is older than stale_seconds. How many.
   int64_t requeue_stale(const std::string& sweep, double stale_seconds);
+  // The running runs, in any sweep, of a worker ("host:pid") known to be dead. How many.
   int64_t requeue_worker(const std::string& worker);
-  // Back to 'pending': the sweep's runs in `status` ('running', 'interrupted'). How many.
-  int64_t requeue_sweep(const std::string& sweep, const std::string& status);
+  // The sweep's runs in `status` (running, interrupted). How many.
+  int64_t requeue_sweep(const std::string& sweep, RunStatus status);
   void record_launch(const std::string& sweep, const Launch& launch);
   std::vector<Launch> launches(const std::string& sweep);  // oldest first
-  // Back to 'pending' if this run is 'running' with a heartbeat older than stale_seconds.
-  bool requeue_if_stale(int64_t run_id, double stale_seconds);
   // Peak resident memory of the process and the (path, sha256) of the data files read.
   void record_resources(int64_t run_id, double peak_rss_mb,
                         const std::vector<std::pair<std::string, std::string>>& files);
@@ -190,9 +207,11 @@ class Store {
  private:
   void migrate();
   void check_readable_schema();
+  int readable_schema_version();
   [[noreturn]] void throw_newer_schema(int version);
-  int64_t insert_run(const RunRecord& record, const std::string& status);
-  int64_t insert_run_rows(const RunRecord& record, const std::string& status);  // no transaction
+  int64_t insert_run(const RunRecord& record, RunStatus status);
+  int64_t insert_run_rows(const RunRecord& record, RunStatus status);  // no transaction
+  int64_t requeue_where(const std::string& condition, std::vector<SqlParam> values);
   void write_provenance(int64_t run_id, const Provenance& provenance);
   std::unique_ptr<SqlConnection> db_;
 };

@@ -59,20 +59,21 @@ RunSpec resolve_dense_parent(const RunConfig& config, Store& store, const std::s
   while (true) {
     AcquiredRun acquired = store.acquire_run(record, worker_id(), retry_failed);
     parent.run_id = acquired.run_id;
-    if (acquired.status == "done") {
+    if (acquired.status == RunStatus::Done) {
       if (checkpoint_step(checkpoint) < 0) {
         throw Error(fmt::format("dense parent run {} is done but its checkpoint '{}' is missing",
                                 acquired.run_id, checkpoint));
       }
       return parent;
     }
-    if (acquired.status == "running") {  // another process trains it; a dead one's is taken over
+    if (!acquired.claimed && acquired.status == RunStatus::Running) {
+      // Another process trains it; a dead one's is taken over.
       if (!store.requeue_if_stale(acquired.run_id, stale_after_seconds)) wait_a_moment();
       continue;
     }
-    if (acquired.status != "claimed") {
+    if (!acquired.claimed) {
       throw Error(fmt::format("dense parent run {} {}: {} (retry it: moelab sweep --retry-failed)",
-                              acquired.run_id, acquired.status, acquired.error));
+                              acquired.run_id, run_status_text(acquired.status), acquired.error));
     }
     int64_t step = checkpoint_step(checkpoint);
     if (acquired.created && step >= 0) {
@@ -83,9 +84,9 @@ RunSpec resolve_dense_parent(const RunConfig& config, Store& store, const std::s
     fmt::print(stderr, "dense parent: run {} ({} steps){}\n", acquired.run_id,
                parent.config.train.steps, step >= 0 ? fmt::format(", resuming at step {}", step) : "");
     const RunOutcome outcome = run_on_row(store, parent, step >= 0, nullptr);
-    if (outcome.status == "done") return parent;
-    if (outcome.status == "interrupted") throw InterruptedError("dense parent run interrupted");
-    throw Error(fmt::format("dense parent run {} {}: {}", acquired.run_id, outcome.status,
+    if (outcome.status == RunStatus::Done) return parent;
+    if (outcome.status == RunStatus::Interrupted) throw InterruptedError("dense parent run interrupted");
+    throw Error(fmt::format("dense parent run {} {}: {}", acquired.run_id, run_status_text(outcome.status),
                             outcome.error));
   }
 }

@@ -12,6 +12,7 @@
 
 #include "harness/core/parse.h"
 #include "harness/core/subprocess.h"
+#include "harness/sweep/sweep_worker.h"
 
 namespace moelab {
 namespace {
@@ -311,8 +312,8 @@ int slurm_sweep_cancel(const SweepPlan& plan) {
   }
   // Every running run of the sweep: its jobs' workers are gone (a local worker of the same
   // sweep loses its run too, and finds it pending).
-  const int64_t requeued =
-      store.requeue_sweep(plan.name, "running") + store.requeue_sweep(plan.name, "interrupted");
+  const int64_t requeued = store.requeue_sweep(plan.name, RunStatus::Running) +
+                           store.requeue_sweep(plan.name, RunStatus::Interrupted);
   const QueueCounts c = sweep_counts(store, plan.name);
   fmt::print("sweep '{}': cancelled Slurm job(s) {}; {} run(s) put back to pending; now {} done, "
              "{} pending\n",

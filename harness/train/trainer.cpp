@@ -232,7 +232,7 @@ class TrainingLoop {
     StepLosses losses;
     clear_gradients(model_);
     for (int64_t micro = 0; micro < train_.grad_accum; ++micro) {
-      micro_step(micro_batch(batch, micro), step, log_step, record, step_counts, losses);
+      micro_step(micro_batch(batch, micro), step, micro, log_step, record, step_counts, losses);
     }
     if (losses.measured) last_loss_ = losses.task;
     double grad_norm = 0.0;
@@ -267,7 +267,7 @@ class TrainingLoop {
 
   // One micro-batch: forward, its losses scaled by 1 / grad_accum (so the summed gradients
   // are those of the mean over the step's examples), backward.
-  void micro_step(Batch micro, int64_t step, bool log_step, RoutingRecord& record,
+  void micro_step(Batch micro, int64_t step, int64_t micro_index, bool log_step, RoutingRecord& record,
                   StepCounts& step_counts, StepLosses& losses) {
     micro.input = to_device(micro.input, device_);
     micro.target = to_device(micro.target, device_);
@@ -275,6 +275,7 @@ class TrainingLoop {
     RouteContext ctx;
     ctx.training = true;
     ctx.step = step;
+    ctx.micro_batch = micro_index;
     ctx.seed = config_.seed;
     ctx.collect_metrics = log_step;
     ctx.record = &micro_record;

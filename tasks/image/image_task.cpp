@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 
+#include "harness/model/init_streams.h"
 #include "harness/core/parse.h"
 #include "tasks/image/corruption_files.h"
 #include "tasks/image/corruptions.h"
@@ -54,9 +55,11 @@ VitImpl::VitImpl(const RunConfig& config, int64_t channels, int64_t image_side, 
     : patch_(patch) {
   const auto& model = config.model;
   const int64_t patches = (image_side / patch) * (image_side / patch);
+  init_stream("embed");
   embed_ = register_module("embed", torch::nn::Linear(channels * patch * patch, model.dim));
   positions_ = register_parameter("positions", torch::randn({1, patches, model.dim}) * 0.02);
   backbone_ = register_module("backbone", backbone_for(config, /*causal=*/false));
+  init_stream("head");
   head_ = register_module("head", torch::nn::Linear(model.dim, classes));
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "harness/model/init_streams.h"
 #include "harness/core/rng.h"
 
 namespace moelab {
@@ -19,6 +20,7 @@ torch::Tensor to_tensor(const std::vector<int64_t>& ids) {
 
 LmModelImpl::LmModelImpl(const RunConfig& config, int64_t vocab, int64_t seq_len) {
   const auto& model = config.model;
+  init_stream("embed");
   embed_ = register_module("embed", torch::nn::Embedding(vocab, model.dim));
   torch::nn::init::normal_(embed_->weight, 0.0, 0.02);
   positions_ = register_parameter("positions", torch::randn({1, seq_len, model.dim}) * 0.02);

@@ -1,0 +1,243 @@
+// `moelab compare` end to end: runs written to a results database, compared through the binary,
+// every statistic checked against SciPy (tests/reference/stats_reference.py) applied to the
+// same values, and the pairing rules (which runs pair, which may not) by hand.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "harness/store/store.h"
+#include "scipy_reference.h"
+#include "test_util.h"
+
+namespace moelab {
+namespace {
+
+using nlohmann::json;
+using testing::check_close;
+using testing::number;
+using testing::scipy_reference;
+
+constexpr double kClosedForm = 1e-9;
+constexpr double kSolved = 1e-6;
+
+// Test accuracies over seeds 1..6 of the baseline, and what the others add to them.
+const std::vector<double> kBaseline = {0.80, 0.82, 0.79, 0.85, 0.81, 0.83};
+const std::vector<double> kSsrGain = {0.010, 0.012, 0.008, 0.015, 0.011, 0.009};  // all positive
+const std::vector<double> kNoisyGain = {0.001, -0.002, 0.0005, -0.0012, 0.0015, -0.0004};
+const std::vector<double> kLonely = {0.84, 0.86, 0.80};  // seeds 7..9: no baseline partner
+
+struct RunSpecForTest {
+  std::string router;
+  int64_t seed;
+  double accuracy;
+  std::map<std::string, std::string> extra;  // params beyond router.name, seed, task.name
+};
+
+void add_done_run(Store& store, const RunSpecForTest& spec, int64_t index) {
+  RunRecord record;
+  record.config_hash = fmt::format("hash-{}", index);
+  record.sweep = "s";
+  record.task = "image";
+  record.router = spec.router;
+  record.seed = spec.seed;
+  record.params = {{"router.name", spec.router},
+                   {"seed", std::to_string(spec.seed)},
+                   {"task.name", "image"},
+                   {"train.lr", "0.001"},
+                   // Outside a run's identity: may differ between partners.
+                   {"threads", std::to_string(1 + index % 3)},
+                   // A router option: differs between routers, as router sections do.
+                   {"router.k", spec.router == "ssr" ? "1" : "2"}};
+  for (const auto& [key, value] : spec.extra) {
+    for (auto& param : record.params) {
+      if (param.first == key) param.second = value;
+    }
+    if (std::none_of(record.params.begin(), record.params.end(),
+                     [&](const auto& p) { return p.first == key; })) {
+      record.params.emplace_back(key, value);
+    }
+  }
+  store.finish_run(store.create_run(record), RunStatus::Done, {{"test/accuracy", spec.accuracy}});
+}
+
+std::vector<double> plus(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> out;
+  for (size_t i = 0; i < a.size(); ++i) out.push_back(a[i] + b[i]);
+  return out;
+}
+
+// The database of the main case: topk (baseline), ssr and noisy_topk on seeds 1..6, hash on
+// seeds 7..9.
+std::string standard_database(const testing::TempDir& dir) {
+  const std::string db = dir.path() + "/results.db";
+  Store store(db);
+  int64_t index = 0;
+  const auto ssr = plus(kBaseline, kSsrGain), noisy = plus(kBaseline, kNoisyGain);
+  for (int64_t seed = 1; seed <= 6; ++seed) {
+    const auto i = static_cast<size_t>(seed - 1);
+    add_done_run(store, {"topk", seed, kBaseline[i], {}}, index++);
+    add_done_run(store, {"ssr", seed, ssr[i], {}}, index++);
+    add_done_run(store, {"noisy_topk", seed, noisy[i], {}}, index++);
+  }
+  for (int64_t seed = 7; seed <= 9; ++seed) {
+    add_done_run(store, {"hash", seed, kLonely[static_cast<size_t>(seed - 7)], {}}, index++);
+  }
+  return db;
+}
+
+json compare_json(const std::string& db, const std::string& options) {
+  const testing::TempDir out;
+  const std::string file = out.path() + "/compare.json";
+  const auto result =
+      testing::run_moelab(fmt::format("compare {} --sweep s --baseline topk --format json -o {} {}",
+                                      db, file, options));
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  return json::parse(testing::read_text(file));
+}
+
+const json& row_of(const json& rows, const std::string& group) {
+  for (const auto& row : rows) {
+    if (row["group"] == group) return row;
+  }
+  FAIL("no row for group " << group);
+  return rows[0];
+}
+
+TEST_CASE("compare pairs runs by seed and matches SciPy on every statistic", "[compare]") {
+  const testing::TempDir dir;
+  const std::string db = standard_database(dir);
+  const json rows = compare_json(db, "--margin 0.005");
+  REQUIRE(rows.size() == 3);
+
+  const auto ssr = plus(kBaseline, kSsrGain), noisy = plus(kBaseline, kNoisyGain);
+  std::vector<double> ssr_d, noisy_d;
+  for (size_t i = 0; i < kBaseline.size(); ++i) {
+    ssr_d.push_back(ssr[i] - kBaseline[i]);
+    noisy_d.push_back(noisy[i] - kBaseline[i]);
+  }
+  const json reference = scipy_reference(json::array({
+      {{"op", "paired_t"}, {"treatment", ssr}, {"baseline", kBaseline}, {"confidence", 0.95}},
+      {{"op", "paired_t"}, {"treatment", noisy}, {"baseline", kBaseline}, {"confidence", 0.95}},
+      {{"op", "welch"}, {"a", kLonely}, {"b", kBaseline}, {"confidence", 0.95}},
+      {{"op", "wilcoxon"}, {"d", ssr_d}, {"method", "auto"}},
+      {{"op", "wilcoxon"}, {"d", noisy_d}, {"method", "auto"}},
+      {{"op", "tost"}, {"d", noisy_d}, {"margin", 0.005}, {"alpha", 0.05}},
+  }));
+  const json& ssr_t = reference[0];
+  const json& noisy_t = reference[1];
+  const json& welch = reference[2];
+  const json mde = scipy_reference(json::array({
+      {{"op", "mde"}, {"n", 6}, {"sd", ssr_t["sd"]}, {"alpha", 0.05}, {"power", 0.8}},
+      {{"op", "mde"}, {"n", 6}, {"sd", noisy_t["sd"]}, {"alpha", 0.05}, {"power", 0.8}},
+      {{"op", "holm"}, {"p", {ssr_t["p"], noisy_t["p"], welch["p"]}}},
+  }));
+
+  const json& ssr_row = row_of(rows, "ssr");
+  CHECK(ssr_row["paired"] == true);
+  CHECK(ssr_row["n_pairs"] == 6);
+  check_close(number(ssr_row["mean_diff"]), ssr_t["mean_diff"], kClosedForm);
+  check_close(number(ssr_row["ci_low"]), ssr_t["ci_low"], kClosedForm);
+  check_close(number(ssr_row["ci_high"]), ssr_t["ci_high"], kClosedForm);
+  check_close(number(ssr_row["p"]), ssr_t["p"], kClosedForm);
+  check_close(number(ssr_row["p_wilcoxon"]), reference[3], kClosedForm);
+  check_close(number(ssr_row["mde"]), mde[0], kSolved);
+  check_close(number(ssr_row["p_holm"]), mde[2][0], kClosedForm);
+  CHECK(ssr_row["verdict"] == "higher");
+
+  const json& noisy_row = row_of(rows, "noisy_topk");
+  CHECK(noisy_row["paired"] == true);
+  check_close(number(noisy_row["p"]), noisy_t["p"], kClosedForm);
+  check_close(number(noisy_row["p_wilcoxon"]), reference[4], kClosedForm);
+  check_close(number(noisy_row["mde"]), mde[1], kSolved);
+  check_close(number(noisy_row["p_holm"]), mde[2][1], kClosedForm);
+  check_close(number(noisy_row["p_equivalence"]), reference[5]["p"], kClosedForm);
+  CHECK(noisy_row["verdict"] == "equivalent within ±0.005");
+
+  // No partner on seeds 7..9: Welch's unpaired test on all runs, said so.
+  const json& hash_row = row_of(rows, "hash");
+  CHECK(hash_row["paired"] == false);
+  CHECK(hash_row["n_pairs"] == 0);
+  check_close(number(hash_row["p"]), welch["p"], kClosedForm);
+  check_close(number(hash_row["ci_low"]), welch["ci_low"], kClosedForm);
+  check_close(number(hash_row["p_holm"]), mde[2][2], kClosedForm);
+  CHECK(hash_row["p_wilcoxon"].is_null());
+  CHECK(hash_row["corrected_for"] == 3);
+
+  // The same pairs unpaired would not show ssr's gain (seed-to-seed spread is larger): the
+  // reason pairing exists.
+  const json unpaired = scipy_reference(json::array(
+      {{{"op", "welch"}, {"a", ssr}, {"b", kBaseline}, {"confidence", 0.95}}}));
+  CHECK(number(unpaired[0]["p"]) > 0.05);
+  CHECK(number(ssr_row["p"]) < 0.001);
+}
+
+TEST_CASE("compare's text names n, the interval, the correction, pairing and power",
+          "[compare]") {
+  const testing::TempDir dir;
+  const std::string db = standard_database(dir);
+  const auto result = testing::run_moelab("compare " + db + " --sweep s --baseline topk");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  for (const char* expected : {"test/accuracy (higher is better)", "Paired by seed",
+                               "95% t interval", "Holm-Bonferroni over the 3 comparison(s)",
+                               "80% power", "no (Welch)", "No equivalence margin given",
+                               "inconclusive"}) {
+    CHECK_THAT(result.output, Catch::Matchers::Contains(expected));
+  }
+  CHECK_THAT(result.output, !Catch::Matchers::Contains("no difference"));
+  // Without a margin nothing is called equivalent.
+  CHECK_THAT(result.output, !Catch::Matchers::Contains("equivalent within"));
+}
+
+TEST_CASE("compare refuses runs that pair up but differ in a key it does not compare",
+          "[compare]") {
+  const testing::TempDir dir;
+  const std::string db = dir.path() + "/results.db";
+  {
+    Store store(db);
+    add_done_run(store, {"topk", 1, 0.8, {}}, 0);
+    add_done_run(store, {"topk", 2, 0.81, {}}, 1);
+    add_done_run(store, {"ssr", 1, 0.82, {{"train.lr", "0.002"}}}, 2);
+    add_done_run(store, {"ssr", 2, 0.83, {{"train.lr", "0.002"}}}, 3);
+  }
+  auto result = testing::run_moelab("compare " + db + " --baseline topk");
+  CHECK(result.exit_code == 2);
+  CHECK_THAT(result.output,
+             Catch::Matchers::Contains("run 3 (ssr) and run 1 (topk) pair up on seed=1 but differ "
+                                       "in train.lr (0.002 vs 0.001)"));
+  // Compared as a group key, the same runs are a valid comparison.
+  result = testing::run_moelab("compare " + db + " --group-by router,train.lr --baseline "
+                               "'topk, 0.001'");
+  INFO(result.output);
+  CHECK(result.exit_code == 0);
+}
+
+TEST_CASE("compare refuses two runs of a group on one seed, and an unknown baseline",
+          "[compare]") {
+  const testing::TempDir dir;
+  const std::string db = dir.path() + "/results.db";
+  {
+    Store store(db);
+    add_done_run(store, {"topk", 1, 0.8, {}}, 0);
+    add_done_run(store, {"ssr", 1, 0.82, {}}, 1);
+    add_done_run(store, {"ssr", 1, 0.83, {{"train.steps", "200"}}}, 2);
+  }
+  auto result = testing::run_moelab("compare " + db + " --baseline topk");
+  CHECK(result.exit_code == 2);
+  CHECK_THAT(result.output, Catch::Matchers::Contains("group 'ssr' has two runs with seed=1"));
+  result = testing::run_moelab("compare " + db + " --baseline top_k");
+  CHECK(result.exit_code == 2);
+  CHECK_THAT(result.output, Catch::Matchers::Contains("--baseline 'top_k' is not a group"));
+  result = testing::run_moelab("compare " + db + " --baseline topk --margin -1");
+  CHECK(result.exit_code == 2);
+  CHECK_THAT(result.output, Catch::Matchers::Contains("--margin must be positive"));
+}
+
+}  // namespace
+}  // namespace moelab
