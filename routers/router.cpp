@@ -119,6 +119,17 @@ torch::Tensor real_expert_counts(const RouteResult& result, int64_t experts,
   return torch::zeros({experts}, real.options()).index_add_(0, result.expert, real);  // [E]
 }
 
+void ComputeTally::add(const ComputeTally& other) {
+  for (const auto& [part, value] : other.flops) add(part, value);
+  tokens += other.tokens;
+}
+
+double ComputeTally::total() const {
+  double sum = 0.0;
+  for (const auto& [part, value] : flops) sum += value;
+  return sum;
+}
+
 double derived_uniform(int64_t seed, int64_t step, int64_t salt) {
   return Rng::keyed({static_cast<uint64_t>(seed), fnv1a("router draw"), static_cast<uint64_t>(step),
                      static_cast<uint64_t>(salt)})

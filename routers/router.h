@@ -16,12 +16,24 @@ namespace moelab {
 
 using NamedTensor = std::pair<std::string, torch::Tensor>;
 
+// The work of forward passes: floating-point operations by part ("attention", "ffn",
+// "experts", "router", "embed_head"; the counting rule of harness/model/flops.h) and the
+// tokens the backbone processed. Host numbers from tensor shapes: counting never syncs a GPU.
+struct ComputeTally {
+  std::map<std::string, double> flops;
+  int64_t tokens = 0;
+  void add(const std::string& part, double value) { flops[part] += value; }
+  void add(const ComputeTally& other);
+  double total() const;
+};
+
 // What the MoE layers report during one forward, collected explicitly through
 // RouteContext::record by whoever asks (the trainer, a test, a benchmark).
 struct RoutingRecord {
   torch::Tensor aux_loss;  // 0-dim sum of every layer's weighted aux losses; undefined if none ran
   // With collect_metrics: (block index, that layer's detached metrics) in forward order.
   std::vector<std::pair<int64_t, std::vector<NamedTensor>>> layer_metrics;
+  ComputeTally compute;  // the forward's work, every forward (not only when collecting metrics)
 
   void add_aux_loss(const torch::Tensor& loss) {
     aux_loss = aux_loss.defined() ? aux_loss + loss : loss;
@@ -69,6 +81,7 @@ struct RouteResult {
   torch::Tensor probs;     // [T, E] full routing probabilities, optional (gate entropy)
   std::vector<NamedTensor> aux_losses;  // already weighted, differentiable scalars
   std::vector<NamedTensor> metrics;     // router-specific, detached, on the device
+  double solver_flops = 0.0;  // the decision's work beyond the router's linear maps (Sinkhorn)
 
   // Soft routing (soft_moe) instead of assignments: slots are convex mixtures of the tokens
   // of a group. Both [G, Tg, E*S]; token rows follow `soft_tokens` [G, Tg].

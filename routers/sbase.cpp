@@ -21,11 +21,13 @@ RouteResult SbaseRouter::decide(const torch::Tensor& logits, const RouteContext&
     indices = std::get<1>(torch::topk(logits.detach() + plan.g.unsqueeze(0), options_.k, -1));
     const auto solve = sinkhorn_metrics(plan);
     result.metrics.insert(result.metrics.end(), solve.begin(), solve.end());
+    result.solver_flops = sinkhorn_flops(plan);
   } else {
     indices = std::get<1>(torch::topk(activation, options_.k, -1));
   }
   RouteResult chosen = RouteResult::from_topk(indices, activation.gather(1, indices));
   chosen.metrics = std::move(result.metrics);
+  chosen.solver_flops = result.solver_flops;
   chosen.logits = logits;
   chosen.probs = torch::softmax(logits, -1);
   return chosen;

@@ -51,6 +51,11 @@ std::vector<std::pair<std::string, torch::Tensor>> sinkhorn_metrics(const Sinkho
           {"sinkhorn_capped", torch::full({}, plan.converged ? 0.0 : 1.0)}};
 }
 
+double sinkhorn_flops(const SinkhornResult& plan) {
+  return 8.0 * static_cast<double>(plan.iterations) * static_cast<double>(plan.f.numel()) *
+         static_cast<double>(plan.g.numel());
+}
+
 SinkhornResult sinkhorn_balanced(const torch::Tensor& log_kernel, const SinkhornOptions& options) {
   const int64_t m = log_kernel.size(0), n = log_kernel.size(1);
   auto opts = log_kernel.options().dtype(torch::kFloat);

@@ -36,6 +36,12 @@ struct SinkhornResult {
 // trainer warns once per run).
 std::vector<std::pair<std::string, torch::Tensor>> sinkhorn_metrics(const SinkhornResult& plan);
 
+// The floating-point operations of a solve on an [m, n] kernel: each iteration is two
+// log-sum-exp passes over the m x n matrix (an add, an exp, a sum and a max per element each),
+// 8 m n per iteration, the counting rule's elementwise work made explicit because Sinkhorn
+// repeats it (harness/model/flops.h).
+double sinkhorn_flops(const SinkhornResult& plan);
+
 SinkhornResult sinkhorn_log(const torch::Tensor& log_kernel,  // [m, n]
                             const torch::Tensor& log_row,     // [m]
                             const torch::Tensor& log_col,     // [n]

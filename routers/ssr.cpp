@@ -49,6 +49,7 @@ RouteResult SsrRouter::sinkhorn_branch(const torch::Tensor& logits, const RouteC
   RouteResult result = RouteResult::from_topk(indices, chosen_softmax(scores, indices));
   const auto solve = sinkhorn_metrics(plan);
   result.metrics.insert(result.metrics.end(), solve.begin(), solve.end());
+  result.solver_flops = sinkhorn_flops(plan);
   return result;
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -237,6 +238,63 @@ TEST_CASE("compare refuses two runs of a group on one seed, and an unknown basel
   result = testing::run_moelab("compare " + db + " --baseline topk --margin -1");
   CHECK(result.exit_code == 2);
   CHECK_THAT(result.output, Catch::Matchers::Contains("--margin must be positive"));
+}
+
+TEST_CASE("compare at a FLOP budget reads each run's curve at equal compute", "[compare][flops]") {
+  const testing::TempDir dir;
+  const std::string db = dir.path() + "/results.db";
+  {
+    Store store(db);
+    // topk spends 10 training FLOPs a step, topp 20; val/accuracy logged at steps 10, 20, 30.
+    // A third router stopped at 100 FLOPs. Per seed offsets give the differences a spread.
+    const std::vector<double> topk_offset = {0.0, 0.01, 0.02}, topp_offset = {0.005, 0.0, 0.03};
+    int64_t index = 0;
+    for (int64_t seed = 1; seed <= 3; ++seed) {
+      const auto i = static_cast<size_t>(seed - 1);
+      for (const auto& [router, per_step, offset] :
+           {std::tuple{"topk", 10.0, topk_offset[i]}, std::tuple{"topp", 20.0, topp_offset[i]}}) {
+        RunRecord record;
+        record.config_hash = fmt::format("hash-{}", index++);
+        record.task = "image";
+        record.router = router;
+        record.params = {{"router.name", router}, {"seed", std::to_string(seed)}, {"task.name", "image"}};
+        const int64_t id = store.create_run(record);
+        std::vector<MetricRow> rows;
+        for (int64_t step : {10, 20, 30}) {
+          rows.push_back({step, "train", "flops", per_step * static_cast<double>(step)});
+          rows.push_back({step, "val", "accuracy", 0.4 + 0.01 * static_cast<double>(step) + offset});
+        }
+        store.log_metrics(id, rows);
+        store.finish_run(id, RunStatus::Done, {{"test/accuracy", 0.9}, {"val/accuracy", 0.7}});
+      }
+    }
+    RunRecord short_run;
+    short_run.config_hash = "short";
+    short_run.task = "image";
+    short_run.router = "hash";
+    short_run.params = {{"router.name", "hash"}, {"seed", "1"}, {"task.name", "image"}};
+    const int64_t id = store.create_run(short_run);
+    store.log_metrics(id, {{10, "train", "flops", 100.0}, {10, "val", "accuracy", 0.5}});
+    store.finish_run(id, RunStatus::Done, {{"test/accuracy", 0.9}, {"val/accuracy", 0.5}});
+  }
+  // At 300 FLOPs: topk at step 30 (0.7 + offset), topp between steps 10 (200 FLOPs, 0.5) and
+  // 20 (400 FLOPs, 0.6): 0.55 + offset. Differences -0.145, -0.16, -0.14.
+  const json rows = [&] {
+    const testing::TempDir out;
+    const auto result = testing::run_moelab(fmt::format(
+        "compare {} --baseline topk --at-flops 300 --format json -o {}", db, out.file("c.json")));
+    INFO(result.output);
+    REQUIRE(result.exit_code == 0);
+    return json::parse(testing::read_text(out.file("c.json")));
+  }();
+  const json& topp = row_of(rows, "topp");
+  CHECK(topp["metric"] == "val/accuracy");
+  CHECK(topp["n_pairs"] == 3);
+  CHECK(number(topp["mean_diff"]) == Approx((-0.145 - 0.16 - 0.14) / 3).epsilon(1e-12));
+  CHECK(number(topp["at_flops"]) == 300);
+  // The router that stopped at 100 FLOPs has no value there: left out, and said so.
+  const auto text = testing::run_moelab("compare " + db + " --baseline topk --at-flops 300");
+  CHECK_THAT(text.output, Catch::Matchers::Contains("Left out, short of that budget: run 7 (hash)"));
 }
 
 }  // namespace

@@ -105,7 +105,7 @@ void add_query_command(CLI::App& app, Command& command) {
 void add_compare_command(CLI::App& app, Command& command) {
   struct Args {
     std::string db, format = "text", output, group_by = "router", pair_by = "seed";
-    double margin = 0;
+    double margin = 0, at_flops = 0;
     CompareRequest request;
   };
   auto args = std::make_shared<Args>();
@@ -123,12 +123,17 @@ void add_compare_command(CLI::App& app, Command& command) {
                       "config keys whose equal values pair runs of two groups (default seed)");
   auto* margin = compare->add_option(
       "--margin", args->margin, "equivalence margin delta > 0, in the metric's units, fixed before looking");
+  auto* at_flops = compare->add_option(
+      "--at-flops", args->at_flops,
+      "compare at this many training FLOPs (the metric's logged curve; default metric: the main "
+      "val metric) instead of at the end")->check(CLI::PositiveNumber);
   compare->add_option("--alpha", args->request.alpha, "significance level")->check(CLI::Range(1e-6, 0.5));
   compare->add_option("--format", args->format, "text | md | csv | latex | json")
       ->check(CLI::IsMember({"text", "md", "csv", "latex", "json"}));
   compare->add_option("-o,--output", args->output, "write to this file instead of stdout");
-  compare->callback([args, margin, &command] {
+  compare->callback([args, margin, at_flops, &command] {
     if (margin->count() > 0) args->request.margin = args->margin;
+    if (at_flops->count() > 0) args->request.at_flops = args->at_flops;
     command = [args] {
       args->request.group_by = split_keys(args->group_by);
       args->request.pair_by = split_keys(args->pair_by);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "harness/core/error.h"
+#include "harness/model/flops.h"
 
 namespace moelab {
 namespace {
@@ -111,6 +112,7 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
 
   if (ctx.record) {
     for (const auto& [name, loss] : route.aux_losses) ctx.record->add_aux_loss(loss);
+    ctx.record->compute.add("router", router_flops(x.size(0)) + route.solver_flops);
   }
   RouteResult nulls;  // the assignments to null experts, handled here at no FFN cost
   if (!null_kinds_.empty()) {
@@ -138,6 +140,14 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   return nulls.token.defined() ? y + null_outputs(x, nulls) : y;
 }
 
+double MoELayerImpl::router_flops(int64_t tokens) const {
+  int64_t weights = 0;  // the router's matrices: 2 operations per token per weight
+  for (const auto& parameter : router_->parameters()) {
+    if (parameter.dim() >= 2) weights += parameter.numel();
+  }
+  return 2.0 * static_cast<double>(tokens) * static_cast<double>(weights);
+}
+
 RouteResult MoELayerImpl::keep_assignments(const RouteResult& route, const torch::Tensor& keep) {
   RouteResult kept = route;
   for (auto* field : {&kept.token, &kept.expert, &kept.weight, &kept.priority}) {
@@ -158,6 +168,9 @@ torch::Tensor MoELayerImpl::null_outputs(const torch::Tensor& x, const RouteResu
 torch::Tensor MoELayerImpl::forward_form(const torch::Tensor& x, const RouteResult& route,
                                          const RouteContext& ctx, double route_ms) {
   FormOutput out = form_->combine(x, route, ctx, expert_weights());
+  if (ctx.record) {  // a training form runs every expert's neurons on every token
+    ctx.record->compute.add("experts", ffn_flops(x.size(0), x.size(1), config_.experts * config_.expert_hidden));
+  }
   if (ctx.collect_metrics && ctx.record) {
     torch::NoGradGuard no_grad;
     RouteResult measured = route;
@@ -179,6 +192,9 @@ torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteRe
   auto expert_out = run_experts(inputs, expert_weights(), dispatch.kept_per_expert);  // [A', D]
   auto weighted = expert_out * dispatch.weight.to(x.dtype()).unsqueeze(1);  // [A', D]
   auto y = torch::zeros_like(x).index_add(0, dispatch.token, weighted);     // [T, D]
+  if (ctx.record) {  // the assignments the experts ran: after capacity, without null experts
+    ctx.record->compute.add("experts", ffn_flops(dispatch.token.numel(), x.size(1), config_.expert_hidden));
+  }
   if (ctx.collect_metrics && ctx.record) {
     torch::NoGradGuard no_grad;
     const int64_t kept = dispatch.token.numel();
@@ -215,6 +231,10 @@ torch::Tensor MoELayerImpl::forward_soft(const torch::Tensor& x, const RouteResu
   auto combined = torch::matmul(route.soft_combine.to(x.dtype()), slots_out);  // [G, Tg, D]
   auto real = real_token_column(x.size(0), ctx, x.options());                  // [T, 1]
   auto y = torch::zeros_like(x).index_add(0, rows, combined.reshape({-1, dim})) * real;  // [T, D]
+  if (ctx.record) {  // slot inputs and outputs are dense mixtures over a group's tokens
+    ctx.record->compute.add("experts", ffn_flops(experts * groups * slots, dim, config_.expert_hidden) +
+                                           2.0 * linear_flops(groups * group_tokens, experts * slots, dim));
+  }
   if (ctx.collect_metrics && ctx.record) {
     torch::NoGradGuard no_grad;
     // Load of an expert: the combine mass its slots receive from real tokens.

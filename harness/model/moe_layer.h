@@ -86,6 +86,8 @@ class MoELayerImpl : public torch::nn::Module {
                              const RouteContext& ctx, double route_ms);
   // The assignments of `route` where keep [A] is true; every other field as it was.
   static RouteResult keep_assignments(const RouteResult& route, const torch::Tensor& keep);
+  // The router's linear maps on `tokens` tokens: 2 per token per weight of its matrices.
+  double router_flops(int64_t tokens) const;
   // Null experts' outputs (MoE++): weight x (x_t for copy, the learned vector for constant,
   // 0 for zero) summed per token. [T, D]
   torch::Tensor null_outputs(const torch::Tensor& x, const RouteResult& nulls);

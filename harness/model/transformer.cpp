@@ -2,6 +2,7 @@
 #include "harness/model/transformer.h"
 
 #include "harness/model/attention.h"
+#include "harness/model/flops.h"
 #include "harness/model/init_streams.h"
 
 #include <algorithm>
@@ -30,6 +31,7 @@ BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Rout
   if (router) {
     moe_ = register_module("moe", MoELayer(model.dim, model.moe, std::move(router)));
   } else {
+    ffn_hidden_ = model.ffn_hidden;
     dense_ = register_module("ffn", torch::nn::Sequential(
                                         torch::nn::Linear(model.dim, model.ffn_hidden),
                                         torch::nn::GELU(),
@@ -38,6 +40,7 @@ BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Rout
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
+  if (ctx.record) ctx.record->compute.add("attention", attention_flops(x.size(0), x.size(1), x.size(2)));
   auto h = x + dropout_(attention_(norm_attn_(x)));  // [B, L, D]
   auto normed = norm_ffn_(h);
   if (capture_) capture_->push_back(normed.detach().reshape({-1, normed.size(-1)}));
@@ -49,6 +52,7 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx
     ffn_out = moe_(normed.reshape({-1, shape[2]}), layer_ctx).view(shape);  // [B, L, D]
   } else {
     ffn_out = dense_->forward(normed);
+    if (ctx.record) ctx.record->compute.add("ffn", ffn_flops(normed.numel() / normed.size(-1), normed.size(-1), ffn_hidden_));
   }
   return h + dropout_(ffn_out);
 }
@@ -73,6 +77,7 @@ TransformerImpl::TransformerImpl(const ModelConfig& model, const RouterFactory& 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& x, RouteContext ctx) {
   auto h = x;
   ctx.causal = causal_;
+  if (ctx.record) ctx.record->compute.tokens += x.size(0) * x.size(1);  // [B, L, D]
   for (size_t i = 0; i < blocks_.size(); ++i) {
     ctx.layer = static_cast<int64_t>(i);
     h = blocks_[i]->forward(h, ctx);

@@ -46,6 +46,7 @@ class BlockImpl : public torch::nn::Module {
   Attention attention_{nullptr};
   MoELayer moe_{nullptr};
   torch::nn::Sequential dense_{nullptr};
+  int64_t ffn_hidden_ = 0;  // the dense FFN's hidden width (0 in MoE blocks)
   torch::nn::Dropout dropout_{nullptr};
 };
 TORCH_MODULE(Block);

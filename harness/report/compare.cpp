@@ -35,6 +35,49 @@ struct RunValues {
   double value = kNaN;
 };
 
+// (step, value) rows of one run's logged metric, by step.
+std::vector<std::pair<double, double>> logged_curve(Store& store, int64_t run,
+                                                    const std::string& split,
+                                                    const std::string& name) {
+  std::vector<std::pair<double, double>> curve;
+  for (const auto& row : store.query("SELECT step, value FROM metrics WHERE run_id = ? AND "
+                                     "split = ? AND name = ? AND value IS NOT NULL ORDER BY step",
+                                     {run, split, name})
+                             .rows) {
+    curve.emplace_back(row[0].number(), row[1].number());
+  }
+  return curve;
+}
+
+// y at x on the piecewise-linear curve through the points (x ascending); NaN beyond its ends.
+double interpolate(const std::vector<std::pair<double, double>>& points, double x) {
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (points[i].first < x) continue;
+    if (points[i].first == x || i == 0) return points[i].first == x ? points[i].second : kNaN;
+    const auto& [x0, y0] = points[i - 1];
+    const auto& [x1, y1] = points[i];
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+  }
+  return kNaN;
+}
+
+// A run's metric ("val/accuracy") at `flops` training FLOPs: its cumulative train/flops
+// curve gives the FLOPs at each step where the metric was logged (linear between logging
+// steps, 0 at step 0), then the metric is linear in FLOPs between those points. NaN when the
+// run never reached `flops` or logged the metric on neither side of it.
+double metric_at_flops(Store& store, int64_t run, const std::string& metric, double flops) {
+  const auto slash = metric.rfind('/');
+  if (slash == std::string::npos) throw ConfigError(fmt::format("compare: --metric '{}' is not SPLIT/METRIC", metric));
+  auto compute = logged_curve(store, run, "train", "flops");
+  compute.insert(compute.begin(), std::make_pair(0.0, 0.0));
+  std::vector<std::pair<double, double>> by_flops;  // (FLOPs, metric) at the metric's steps
+  for (const auto& [step, value] : logged_curve(store, run, metric.substr(0, slash), metric.substr(slash + 1))) {
+    const double at = interpolate(compute, step);
+    if (std::isfinite(at)) by_flops.emplace_back(at, value);
+  }
+  return interpolate(by_flops, flops);
+}
+
 std::map<int64_t, RunValues> read_runs(Store& store, const std::string& sweep,
                                        const std::string& metric) {
   std::map<int64_t, RunValues> runs;
@@ -254,8 +297,19 @@ ComparisonTable compare_groups(Store& store, CompareRequest request) {
     throw ConfigError(fmt::format("compare: --margin must be positive, not {}", *request.margin));
   }
   const auto groups = group_done_runs(store, request.sweep, request.group_by);
-  if (request.metric.empty()) request.metric = main_summary(store, request.sweep, "test");
-  const auto runs = read_runs(store, request.sweep, request.metric);
+  if (request.metric.empty()) {  // at a FLOP budget: the curve of the main validation metric
+    request.metric = main_summary(store, request.sweep, request.at_flops ? "val" : "test");
+  }
+  auto runs = read_runs(store, request.sweep, request.metric);
+  ComparisonTable table;
+  if (request.at_flops) {
+    for (auto& [id, run] : runs) {
+      run.value = metric_at_flops(store, id, request.metric, *request.at_flops);
+      if (std::isnan(run.value)) {
+        table.short_of_budget.push_back(fmt::format("run {} ({})", id, run.params["router.name"]));
+      }
+    }
+  }
   const RunGroup* baseline = nullptr;
   std::vector<std::string> labels;
   for (const auto& group : groups) {
@@ -272,7 +326,6 @@ ComparisonTable compare_groups(Store& store, CompareRequest request) {
     throw ConfigError(fmt::format("compare: no run of the baseline '{}' has the summary '{}'",
                                   request.baseline, request.metric));
   }
-  ComparisonTable table;
   for (const auto& group : groups) {
     if (&group == baseline) continue;
     const auto group_runs = runs_by_pair_key(group, runs, request);
@@ -368,6 +421,7 @@ std::string as_json(const ComparisonTable& table) {
                     {"mde", number_or_null(row.mde)},
                     {"power", request.power},
                     {"margin", request.margin ? nlohmann::json(*request.margin) : nlohmann::json(nullptr)},
+                    {"at_flops", request.at_flops ? nlohmann::json(*request.at_flops) : nlohmann::json(nullptr)},
                     {"p_equivalence", number_or_null(row.p_equivalence)},
                     {"equivalent", row.equivalent},
                     {"verdict", row.verdict}});
@@ -397,6 +451,15 @@ std::string method_note(const ComparisonTable& table) {
                             *request.margin, static_cast<int>(std::lround(100 * (1 - 2 * request.alpha))),
                             request.alpha)
               : "No equivalence margin given (--margin): no row can be called equivalent.\n";
+  if (request.at_flops) {
+    note += fmt::format("Compute-matched: each run's {} at {:.4g} training FLOPs, from its logged "
+                        "curve.{}\n",
+                        request.metric, *request.at_flops,
+                        table.short_of_budget.empty()
+                            ? std::string()
+                            : fmt::format(" Left out, short of that budget: {}.",
+                                          fmt::join(table.short_of_budget, ", ")));
+  }
   note += "inconclusive: neither shown different (p_holm >= alpha) nor shown equivalent; a "
           "difference smaller than mde would likely go unseen.\n";
   return note;

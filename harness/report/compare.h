@@ -1,4 +1,5 @@
-// `moelab compare`: each group of runs against a baseline group on one metric, paired by seed
+// `moelab compare`: each group of runs against a baseline group on one metric (its final
+// summary, or with at_flops its value at a training-FLOP budget), paired by seed
 // where the runs allow it. Per group: the number of pairs, the mean paired difference (group −
 // baseline) with its 95 % t interval, the paired t and Wilcoxon signed-rank p-values, the
 // Holm–Bonferroni adjusted p over every comparison of the table, the minimum detectable effect
@@ -22,6 +23,10 @@ struct CompareRequest {
   std::string metric;                                   // "" = the runs' main test metric
   std::vector<std::string> pair_by = {"seed"};          // runs with equal values pair up
   std::optional<double> margin;                         // δ > 0 for the equivalence test
+  // Compute-matched: each run's metric at this many training FLOPs, read from its logged
+  // curve (SPLIT/METRIC at the logged steps, linear in FLOPs between them) instead of its
+  // final summary; runs that stopped short of it are left out and named.
+  std::optional<double> at_flops;
   double alpha = 0.05;
   double power = 0.8;
 };
@@ -49,6 +54,7 @@ struct ComparisonTable {
   std::optional<bool> higher_is_better;  // the metric's direction, where the task declares one
   std::vector<Comparison> rows;
   int64_t corrected_for = 0;  // comparisons in the Holm family
+  std::vector<std::string> short_of_budget;  // with at_flops: "run 7 (topp): 1.2e12 FLOPs"
 };
 
 // Reads the done runs (of request.sweep) and compares every group with the baseline.

@@ -210,14 +210,6 @@ constexpr std::pair<RunStatus, std::string_view> kRunStatusTexts[] = {
     {RunStatus::Diverged, "diverged"}, {RunStatus::Interrupted, "interrupted"},
 };
 
-RunStatus parse_run_status(const std::string& text) {
-  std::string known;
-  for (const auto& [status, status_text] : kRunStatusTexts) {
-    if (status_text == text) return status;
-    known += (known.empty() ? "" : ", ") + std::string(status_text);
-  }
-  throw Error(fmt::format("run status '{}' is not one of {}", text, known));
-}
 
 // A status bound to a statement's placeholder, and one read from a result.
 SqlParam status_param(RunStatus status) { return std::string(run_status_text(status)); }
@@ -252,6 +244,15 @@ void insert_rows(SqlConnection& db, const std::string& into, const std::vector<s
 }
 
 }  // namespace
+
+RunStatus parse_run_status(std::string_view text) {
+  std::string known;
+  for (const auto& [status, status_text] : kRunStatusTexts) {
+    if (status_text == text) return status;
+    known += (known.empty() ? "" : ", ") + std::string(status_text);
+  }
+  throw Error(fmt::format("run status '{}' is not one of {}", text, known));
+}
 
 std::string_view run_status_text(RunStatus status) {
   for (const auto& [known, text] : kRunStatusTexts) {

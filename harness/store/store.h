@@ -49,8 +49,10 @@ struct RunRecord {
 // the schema), converted only where the store binds or reads it.
 enum class RunStatus { Pending, Running, Done, Failed, Diverged, Interrupted };
 
-// "pending", "running", "done", "failed", "diverged", "interrupted".
+// "pending", "running", "done", "failed", "diverged", "interrupted", and back (an Error
+// naming the text and the known ones for any other).
 std::string_view run_status_text(RunStatus status);
+RunStatus parse_run_status(std::string_view text);
 
 // A running run's progress: steps done (at its last logging step) of its total, in `seconds`
 // since it started.

@@ -125,19 +125,19 @@ MergeReport merge_databases(const std::vector<std::string>& inputs, const std::s
       for (size_t r = 0; r < runs.rows.size(); ++r) {
         const auto& row = runs.rows[r];
         const int64_t old_id = row[id_column].integer;
-        const std::string& status = row[status_column].text;
+        const RunStatus status = parse_run_status(row[status_column].text);
         const std::string& hash = row[hash_column].text;
-        if (status == "pending" || status == "running") {
+        if (status == RunStatus::Pending || status == RunStatus::Running) {
           ++report.unfinished;
           continue;
         }
         const std::string identity = run_identity(runs, row);
-        if (const auto same = seen.find(identity); status != "done" && same != seen.end()) {
+        if (const auto same = seen.find(identity); status != RunStatus::Done && same != seen.end()) {
           ++report.duplicates;  // the same unfinished attempt, met again
           id_map[old_id] = same->second;
           continue;
         }
-        const auto kept = status == "done" ? done.find(hash) : done.end();
+        const auto kept = status == RunStatus::Done ? done.find(hash) : done.end();
         if (kept != done.end()) {
           ++report.duplicates;
           id_map[old_id] = kept->second;
@@ -157,7 +157,7 @@ MergeReport merge_databases(const std::vector<std::string>& inputs, const std::s
         const int64_t id = copy_run(input, output, runs, r, std::nullopt, id_map);
         id_map[old_id] = id;
         seen[identity] = id;
-        if (status == "done") done[hash] = id;
+        if (status == RunStatus::Done) done[hash] = id;
         ++report.copied;
       }
     });

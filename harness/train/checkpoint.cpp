@@ -76,6 +76,8 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   archive.write("optimizer", optimizer_archive);
   archive.write("step", torch::tensor(progress.step, torch::kLong));
   archive.write("train_seconds", torch::tensor(progress.train_seconds, torch::kDouble));
+  archive.write("flops", torch::tensor(progress.flops, torch::kDouble));
+  archive.write("tokens", torch::tensor(progress.tokens, torch::kDouble));
   archive.write("format", torch::tensor(kFormatVersion, torch::kLong));
   std::ostringstream bytes;  // in memory first: LibTorch's file writer aborts on a full disk
   archive.save_to(bytes);
@@ -117,8 +119,11 @@ TrainingProgress load_checkpoint(const std::string& path, torch::nn::Module& mod
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
-    torch::Tensor seconds;  // absent from checkpoints written before it was recorded
+    // Each absent from checkpoints written before it was recorded.
+    torch::Tensor seconds, flops, tokens;
     if (archive.try_read("train_seconds", seconds)) progress.train_seconds = seconds.item<double>();
+    progress.flops = archive.try_read("flops", flops) ? flops.item<double>() : std::nan("");
+    progress.tokens = archive.try_read("tokens", tokens) ? tokens.item<double>() : std::nan("");
   });
   return progress;
 }

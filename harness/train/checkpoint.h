@@ -20,6 +20,10 @@ std::string checkpoint_path(const std::string& checkpoint_dir, const std::string
 struct TrainingProgress {
   int64_t step = 0;             // completed steps
   double train_seconds = 0.0;   // training time over all attempts up to `step`
+  // The work of those steps (harness/model/flops.h): NaN when the checkpoint predates its
+  // recording, so that a run resumed from one reports its compute as unknown, not too low.
+  double flops = 0.0;
+  double tokens = 0.0;  // tokens the backbone processed in training
 };
 
 // Throws Error naming the path when the file cannot be written (full disk, permissions).

@@ -1,5 +1,6 @@
 // The shared training loop.
 #include "harness/train/trainer.h"
+#include "harness/model/flops.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -203,6 +204,8 @@ class TrainingLoop {
     moe_layers_ = model_.backbone()->moe_layers();
     if (resume) {
       resumed_ = load_checkpoint(checkpoint_, model_, *optimizer_);
+      flops_ = resumed_.flops;
+      tokens_ = resumed_.tokens;
       for (auto& layer : moe_layers_) layer->router().on_resume(resumed_.step);
     }
     started_ = std::chrono::steady_clock::now();
@@ -241,7 +244,11 @@ class TrainingLoop {
     }
     optimizer_->step();
     for (auto& layer : moe_layers_) layer->router().on_step_end(step);
+    flops_ += kTrainingFactor * record.compute.total();
+    tokens_ += static_cast<double>(record.compute.tokens);
     if (!log_step) return;
+    log_.add(step, "train", "flops", flops_);
+    log_.add(step, "train", "tokens", tokens_);
     log_.add(step, "train", "loss", last_loss_);
     log_.add(step, "train", "aux_loss", losses.aux.item<double>());
     for (const auto& [name, value] : losses.extra) log_.add(step, "train", name, value.item<double>());
@@ -306,6 +313,7 @@ class TrainingLoop {
     }
     record.layer_metrics.insert(record.layer_metrics.end(), micro_record.layer_metrics.begin(),
                                 micro_record.layer_metrics.end());
+    record.compute.add(micro_record.compute);
   }
 
   static void accumulate(torch::Tensor& sum, const torch::Tensor& value) {
@@ -345,7 +353,9 @@ class TrainingLoop {
     failpoint("after_final_checkpoint");
     if (hooks_) hooks_->after_training(model_);
     MetricValues summaries = {{"train/seconds", seconds},
-                              {"train/steps_per_second", train_.steps / seconds}};
+                              {"train/steps_per_second", train_.steps / seconds},
+                              {"train/flops", flops_},
+                              {"train/tokens", tokens_}};
     const MetricValues last_step = last_step_summaries();
     summaries.insert(summaries.end(), last_step.begin(), last_step.end());
     log_.delete_evaluations(train_.steps);  // what an interrupted earlier attempt wrote of it
@@ -368,7 +378,7 @@ class TrainingLoop {
   // Writes the buffered rows, then the checkpoint: a checkpoint never covers unwritten rows.
   void save(int64_t step) {
     log_.flush();
-    save_checkpoint(checkpoint_, model_, *optimizer_, {step, train_seconds()});
+    save_checkpoint(checkpoint_, model_, *optimizer_, {step, train_seconds(), flops_, tokens_});
     failpoint("after_checkpoint");
   }
 
@@ -409,6 +419,8 @@ class TrainingLoop {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<MoELayer> moe_layers_;
   double last_loss_ = std::nan("");
+  double flops_ = 0.0;   // training FLOPs so far (kTrainingFactor x the forwards' count)
+  double tokens_ = 0.0;  // tokens the backbone processed so far
   bool warned_sinkhorn_ = false;
   BalanceScope balance_scope_ = BalanceScope::MicroBatch;
 };

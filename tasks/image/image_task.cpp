@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 
+#include "harness/model/flops.h"
 #include "harness/model/init_streams.h"
 #include "harness/core/parse.h"
 #include "tasks/image/corruption_files.h"
@@ -68,6 +69,13 @@ torch::Tensor VitImpl::logits(const torch::Tensor& images, const RouteContext& c
   auto patches = images.reshape({batch, channels, grid, patch_, grid, patch_})
                      .permute({0, 2, 4, 1, 3, 5})
                      .reshape({batch, grid * grid, channels * patch_ * patch_});  // [B, N, C*p*p]
+  if (ctx.record) {
+    ctx.record->compute.add("embed_head",
+                            linear_flops(patches.size(0) * patches.size(1), patches.size(2),
+                                         embed_->options.out_features()) +
+                                linear_flops(batch, head_->options.in_features(),
+                                             head_->options.out_features()));
+  }
   auto h = embed_(patches) + positions_;                                            // [B, N, D]
   h = backbone_(h, ctx);                                                            // [B, N, D]
   return head_(h.mean(1));                                                          // [B, classes]

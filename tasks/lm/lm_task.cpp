@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "harness/model/flops.h"
 #include "harness/model/init_streams.h"
 #include "harness/core/rng.h"
 
@@ -33,6 +34,10 @@ torch::Tensor LmModelImpl::logits(const torch::Tensor& tokens, RouteContext ctx)
   ctx.token_ids = tokens.reshape({-1});                        // [B*L]
   auto h = embed_(tokens) + positions_.narrow(1, 0, length);  // [B, L, D]
   h = backbone_(h, ctx);                                      // [B, L, D]
+  if (ctx.record) {  // the tied output projection; the embedding is a lookup
+    ctx.record->compute.add("embed_head", linear_flops(tokens.numel(), embed_->weight.size(1),
+                                                       embed_->weight.size(0)));
+  }
   return torch::matmul(h, embed_->weight.t());                // tied output [B, L, V]
 }
 
