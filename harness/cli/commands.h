@@ -28,6 +28,7 @@ void add_sweep_commands(CLI::App& app, Command& command);
 void add_query_command(CLI::App& app, Command& command);
 void add_report_command(CLI::App& app, Command& command);
 void add_compare_command(CLI::App& app, Command& command);
+void add_claims_command(CLI::App& app, Command& command);
 void add_plot_command(CLI::App& app, Command& command);
 void add_robustness_command(CLI::App& app, Command& command);
 void add_db_commands(CLI::App& app, Command& command);

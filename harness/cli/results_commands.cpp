@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "harness/cli/commands.h"
+#include "harness/report/claims.h"
 #include "harness/report/compare.h"
 #include "harness/report/plots.h"
 #include "harness/report/presets.h"
@@ -57,6 +58,14 @@ int command_compare(const std::string& db, const CompareRequest& request, const 
                     const std::string& output) {
   Store store(db, Store::Access::ReadOnly);
   emit(render_comparison(compare_groups(store, request), format), output);
+  return kExitOk;
+}
+
+int command_claims(const std::string& path, const std::string& db, const std::string& format,
+                   const std::string& output) {
+  Store store(db, Store::Access::ReadOnly);
+  const ClaimsFile file = read_claims(path, store);
+  emit(render_claims(test_claims(store, file), file, db, format), output);
   return kExitOk;
 }
 
@@ -139,6 +148,24 @@ void add_compare_command(CLI::App& app, Command& command) {
       args->request.pair_by = split_keys(args->pair_by);
       return command_compare(args->db, args->request, args->format, args->output);
     };
+  });
+}
+
+void add_claims_command(CLI::App& app, Command& command) {
+  struct Args {
+    std::string file, db = "results/moelab.db", format = "text", output;
+  };
+  auto args = std::make_shared<Args>();
+  auto* claims = app.add_subcommand(
+      "claims", "test a claims file (experiments/claims/*.yaml) on the results: effect, CI, "
+                "adjusted p, MDE, verdict, scale");
+  claims->add_option("file", args->file, "claims YAML")->required();
+  claims->add_option("--db", args->db, "results database (default results/moelab.db)");
+  claims->add_option("--format", args->format, "text | md | json | html")
+      ->check(CLI::IsMember({"text", "md", "json", "html"}));
+  claims->add_option("-o,--output", args->output, "write to this file instead of stdout");
+  claims->callback([args, &command] {
+    command = [args] { return command_claims(args->file, args->db, args->format, args->output); };
   });
 }
 

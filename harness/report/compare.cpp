@@ -23,12 +23,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string param_key(const std::string& key) {
-  if (key == "router") return "router.name";
-  if (key == "task") return "task.name";
-  return key;
-}
-
 // A done run's config keys and its value of the metric (NaN when it has none).
 struct RunValues {
   std::map<std::string, std::string> params;

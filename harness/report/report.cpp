@@ -23,12 +23,6 @@ Cell real(double value) {
   return std::isfinite(value) ? Cell{Cell::Type::Real, 0, value, ""} : Cell{};
 }
 
-std::string param_key(const std::string& key) {
-  if (key == "router") return "router.name";
-  if (key == "task") return "task.name";
-  return key;
-}
-
 // What a run recorded before `key` existed had for it: the key's default, for keys outside the
 // plugin sections (whose keys depend on the plugin chosen); "?" otherwise.
 std::string value_before_key_existed(const std::string& key) {
@@ -62,17 +56,6 @@ void check_group_keys(Store& store, const std::vector<std::string>& keys) {
   }
 }
 
-std::string escape_html(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else out += c;
-  }
-  return out;
-}
-
 std::string html(const QueryResult& table, const ReportRequest& request) {
   std::string out = fmt::format(
       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>moelab report: {0}</title>\n"
@@ -95,6 +78,12 @@ std::string html(const QueryResult& table, const ReportRequest& request) {
 }
 
 }  // namespace
+
+std::string param_key(const std::string& key) {
+  if (key == "router") return "router.name";
+  if (key == "task") return "task.name";
+  return key;
+}
 
 std::vector<std::string> split_keys(const std::string& keys) {
   std::vector<std::string> out;

@@ -17,6 +17,10 @@ struct ReportRequest {
   std::string baseline;                  // group label to test against; "" = none
 };
 
+// A --group-by key as the config key it stands for: "router" -> "router.name", "task" ->
+// "task.name", any other as it is.
+std::string param_key(const std::string& key);
+
 // "a,b,c" -> {"a", "b", "c"} (the --group-by option).
 std::vector<std::string> split_keys(const std::string& keys);
 

@@ -124,4 +124,15 @@ std::string format_latex(const QueryResult& table, const std::string& caption) {
   return out + "\\hline\n\\end{tabular}\n% " + escape_latex(caption) + "\n";
 }
 
+std::string escape_html(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace moelab

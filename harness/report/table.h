@@ -13,5 +13,6 @@ std::string format_json(const QueryResult& result);  // array of objects, typed 
 std::string format_markdown(const QueryResult& result);  // a pipe table, numbers right-aligned
 // A tabular environment, `caption` as a comment under it; _ % & # $ escaped.
 std::string format_latex(const QueryResult& result, const std::string& caption);
+std::string escape_html(const std::string& text);  // < > & as entities
 
 }  // namespace moelab

@@ -355,7 +355,8 @@ class TrainingLoop {
     MetricValues summaries = {{"train/seconds", seconds},
                               {"train/steps_per_second", train_.steps / seconds},
                               {"train/flops", flops_},
-                              {"train/tokens", tokens_}};
+                              {"train/tokens", tokens_},
+                              {"model/parameters", parameter_count()}};
     const MetricValues last_step = last_step_summaries();
     summaries.insert(summaries.end(), last_step.begin(), last_step.end());
     log_.delete_evaluations(train_.steps);  // what an interrupted earlier attempt wrote of it
@@ -373,6 +374,12 @@ class TrainingLoop {
   }
 
   double last_loss() const { return last_loss_; }
+
+  double parameter_count() const {
+    double count = 0;
+    for (const auto& parameter : model_.parameters()) count += static_cast<double>(parameter.numel());
+    return count;
+  }
 
  private:
   // Writes the buffered rows, then the checkpoint: a checkpoint never covers unwritten rows.
