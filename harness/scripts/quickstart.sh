@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set-up, build, then a small sweep comparing three routers
-# over four seeds on Fashion-MNIST and its MNIST-C corruptions (experiments/sweeps/main.yaml,
+# over six seeds on Fashion-MNIST and its MNIST-C corruptions (experiments/sweeps/main.yaml,
 # 2 workers), ending with the paired comparisons against topk (clean test accuracy and
 # FMNIST-C mean error: difference, interval, Holm-adjusted p, MDE, verdict) and the corruption
 # table. Re-running skips the runs already done; Ctrl-C and re-run resumes.
