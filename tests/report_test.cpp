@@ -15,6 +15,7 @@
 #include "harness/report/report.h"
 #include "harness/report/robustness.h"
 #include "harness/store/store.h"
+#include "scipy_reference.h"
 #include "test_util.h"
 
 namespace moelab {
@@ -71,18 +72,23 @@ void fill_report_runs(Store& store) {
 
 // The expected table, computed here: n = 2 per group, sample std sqrt(2), the 95 % half-width
 // t(0.975, 1) * std / sqrt(2) = 12.7062047 (t quantile from the tables), Welch's
-// t = 3 / sqrt(2/2 + 2/2) on 2 degrees of freedom, whose two-sided p is 1 - t / sqrt(t^2 + 2).
+// t = 3 / sqrt(2/2 + 2/2) on 2 degrees of freedom, whose two-sided p is 1 - t / sqrt(t^2 + 2);
+// Holm over one comparison leaves it as it is; the minimum detectable effect of that Welch test
+// (n 2 and 2, both standard deviations sqrt 2) from SciPy's noncentral t.
 struct ExpectedRow {
   std::string label;
   double n, mean, std, ci95;
-  double delta, p;  // NaN: empty cell
+  double delta, p, p_holm, mde;  // NaN: empty cell
 };
 std::vector<ExpectedRow> expected_report() {
   const double t = 3.0 / std::sqrt(2.0 / 2.0 + 2.0 / 2.0);
   const double p = 1.0 - t / std::sqrt(t * t + 2.0);
   const double none = std::nan("");
-  return {{"topk", 2, 1.0, std::sqrt(2.0), 12.7062047, none, none},
-          {"ssr", 2, 4.0, std::sqrt(2.0), 12.7062047, 3.0, p}};
+  static const double mde = testing::number(testing::scipy_reference(nlohmann::json::array(
+      {{{"op", "mde_two_sample"}, {"n_a", 2}, {"n_b", 2}, {"sd_a", std::sqrt(2.0)},
+        {"sd_b", std::sqrt(2.0)}, {"alpha", 0.05}, {"power", 0.8}}}))[0]);
+  return {{"topk", 2, 1.0, std::sqrt(2.0), 12.7062047, none, none, none, none},
+          {"ssr", 2, 4.0, std::sqrt(2.0), 12.7062047, 3.0, p, p, mde}};
 }
 
 void check_rows(const Rows& rows, const std::string& format) {
@@ -92,10 +98,11 @@ void check_rows(const Rows& rows, const std::string& format) {
     INFO(format << " row " << i);
     const auto& row = rows[i];
     const auto& want = expected[i];
-    REQUIRE(row.size() == 7);
+    REQUIRE(row.size() == 9);
     CHECK(row[0] == want.label);
-    const double numbers[] = {want.n, want.mean, want.std, want.ci95, want.delta, want.p};
-    for (size_t c = 1; c < 7; ++c) {
+    const double numbers[] = {want.n,     want.mean, want.std,    want.ci95,
+                              want.delta, want.p,    want.p_holm, want.mde};
+    for (size_t c = 1; c < 9; ++c) {
       INFO("column " << c << " '" << row[c] << "'");
       if (std::isnan(numbers[c - 1])) {
         CHECK(row[c].empty());
@@ -117,8 +124,8 @@ TEST_CASE("every report format holds the table computed by hand", "[report]") {
   request.sweep = "s";
   request.baseline = "topk";
   const auto table = report_table(collect_groups(store, request), request);
-  const std::vector<std::string> header = {"router.name", "n", "mean", "std", "ci95", "delta",
-                                           "p_welch"};
+  const std::vector<std::string> header = {"router.name", "n",       "mean",   "std", "ci95",
+                                           "delta",       "p_welch", "p_holm", "mde"};
   check_rows([&] {
     Rows rows;
     for (const auto& row : table.rows) {
@@ -144,13 +151,13 @@ TEST_CASE("every report format holds the table computed by hand", "[report]") {
       return split_on(line.substr(1, line.size() - 2), "|");
     };
     CHECK(cells(lines[0]) == header);
-    CHECK(lines[1] == "|---|---:|---:|---:|---:|---:|---:|");
+    CHECK(lines[1] == "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     check_rows({cells(lines[2]), cells(lines[3])}, "md");
   }
   SECTION("latex: a tabular with a column spec, hlines, rows ending in \\\\") {
     const auto lines = lines_of(render_report(table, request, "latex"));
     REQUIRE(lines.size() == 9);
-    CHECK(lines[0] == "\\begin{tabular}{lrrrrrr}");
+    CHECK(lines[0] == "\\begin{tabular}{lrrrrrrrr}");
     CHECK(lines[1] == "\\hline");
     auto cells = [](const std::string& line) {
       REQUIRE(line.size() > 3);
@@ -158,7 +165,7 @@ TEST_CASE("every report format holds the table computed by hand", "[report]") {
       return split_on(line.substr(0, line.size() - 3), "&");
     };
     CHECK(cells(lines[2]) == std::vector<std::string>{"router.name", "n", "mean", "std", "ci95",
-                                                      "delta", "p\\_welch"});
+                                                      "delta", "p\\_welch", "p\\_holm", "mde"});
     CHECK(lines[3] == "\\hline");
     check_rows({cells(lines[4]), cells(lines[5])}, "latex");
     CHECK(lines[6] == "\\hline");
@@ -210,9 +217,11 @@ TEST_CASE("every report format holds the table computed by hand", "[report]") {
   }
   SECTION("text: a title line, then the table aligned under its dashed rule") {
     const auto lines = lines_of(render_report(table, request, "text"));
-    REQUIRE(lines.size() == 6);
+    REQUIRE(lines.size() == 7);
     CHECK(lines[0] == "test/accuracy by router.name (baseline topk):");
     CHECK(lines[5] == "(2 rows)");
+    CHECK_THAT(lines[6], Catch::Matchers::Contains("Holm-adjusted") &&
+                             Catch::Matchers::Contains("moelab compare"));
     // Columns are the runs of dashes; labels are left-aligned, numbers right-aligned in them.
     std::vector<std::pair<size_t, size_t>> spans;  // [start, end)
     for (size_t at = lines[2].find('-'); at != std::string::npos; at = lines[2].find('-', at)) {

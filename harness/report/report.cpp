@@ -161,25 +161,39 @@ QueryResult report_table(const std::vector<ReportGroup>& groups, const ReportReq
   }
   QueryResult table;
   table.columns = {fmt::format("{}", fmt::join(request.group_by, ", ")), "n", "mean", "std",
-                   "ci95", "delta", "p_welch"};
+                   "ci95", "delta", "p_welch", "p_holm", "mde"};
   const Summary base = baseline ? summarise(baseline->values) : Summary{};
+  std::vector<double> p;  // NaN for the baseline and for groups with no test
   for (const auto& group : groups) {
     const Summary s = summarise(group.values);
     const bool compare = baseline && baseline != &group;
     const WelchTest test = compare ? welch_test(group.values, baseline->values) : WelchTest{};
+    p.push_back(compare ? test.p : std::nan(""));
+    const bool has_spread = s.n >= 2 && base.n >= 2 && (s.std > 0 || base.std > 0);
+    const double mde = compare && has_spread
+                           ? minimum_detectable_effect_two_sample(s.n, base.n, s.std, base.std)
+                           : std::nan("");
     table.rows.push_back({text(group.label), integer(s.n), real(s.mean), real(s.std),
                           real(s.ci_half), compare ? real(s.mean - base.mean) : Cell{},
-                          compare ? real(test.p) : Cell{}});
+                          compare ? real(test.p) : Cell{}, Cell{}, real(mde)});
   }
+  const auto adjusted = holm_adjust(p);
+  for (size_t i = 0; i < table.rows.size(); ++i) table.rows[i][7] = real(adjusted[i]);
   return table;
 }
 
 std::string render_report(const QueryResult& table, const ReportRequest& request,
                           const std::string& format) {
   if (format == "text") {
-    return fmt::format("{} by {}{}:\n{}", request.metric, fmt::join(request.group_by, ", "),
+    return fmt::format("{} by {}{}:\n{}{}", request.metric, fmt::join(request.group_by, ", "),
                        request.baseline.empty() ? "" : " (baseline " + request.baseline + ")",
-                       format_aligned(table));
+                       format_aligned(table),
+                       request.baseline.empty()
+                           ? ""
+                           : "Unpaired: ci95 the 95% t half-width; p_welch Welch's test against the "
+                             "baseline, p_holm Holm-adjusted over the rows; mde the smallest "
+                             "difference Welch's test detects with 80% power at alpha 0.05. For "
+                             "runs paired by seed: moelab compare.\n");
   }
   if (format == "md") return format_markdown(table);
   if (format == "csv") return format_csv(table);
