@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "harness/core/text_file.h"
 #include "harness/core/parse.h"
 #include "harness/core/yaml_path.h"
 #include "harness/core/sha256.h"
@@ -49,11 +50,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& sour
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("cannot open config file '{}'", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_run_config(text.str(), path, overrides);
+  return parse_run_config(read_text_file(path), path, overrides);
 }
 
 std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "harness/core/error.h"
+#include "harness/core/text_file.h"
 #include "harness/core/yaml_path.h"
 #include "harness/report/compare.h"
 #include "harness/report/report.h"
@@ -33,16 +34,6 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // "file:line:column" of a node of the claims file.
 std::string where(const std::string& source, const YAML::Node& node) {
   return YamlSource{source, {}}.locate("", node);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!std::filesystem::is_regular_file(path) || !in) {
-    throw ConfigError(fmt::format("'{}' cannot be read", path));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 // The file that produces a claim's runs: its sweep_file (relative to the claims file's folder),
@@ -67,13 +58,13 @@ std::string task_of(Store& store, const Claim& claim, const std::string& sweep_f
   if (!rows.rows.empty()) return rows.rows[0][0].text;
   // The sweep file's task as written (its base, else the config it extends), without
   // expanding it: expansion checks data paths, which need not exist where claims are read.
-  const YAML::Node sweep = load_yaml(read_file(sweep_file), sweep_file);
+  const YAML::Node sweep = load_yaml(read_text_file(sweep_file), sweep_file);
   if (const YAML::Node name = yaml_at_path(sweep, "base.task.name"); name && name.IsScalar()) {
     return name.Scalar();
   }
   if (const YAML::Node extends = yaml_at_path(sweep, "extends"); extends && extends.IsScalar()) {
     const auto config = std::filesystem::path(sweep_file).parent_path() / extends.Scalar();
-    const YAML::Node run = load_yaml(read_file(config.string()), config.string());
+    const YAML::Node run = load_yaml(read_text_file(config.string()), config.string());
     if (const YAML::Node name = yaml_at_path(run, "task.name"); name && name.IsScalar()) return name.Scalar();
   }
   return RunConfig{}.task.name;
@@ -137,7 +128,7 @@ Claim read_claim(const YAML::Node& node, const YamlSource& source) {
 }  // namespace
 
 ClaimsFile read_claims(const std::string& path, Store& store) {
-  const YAML::Node root = load_yaml(read_file(path), path);
+  const YAML::Node root = load_yaml(read_text_file(path), path);
   for (const auto& entry : root) {
     if (entry.first.Scalar() != "claims") {
       throw ConfigError(fmt::format("{}: unknown key '{}' (a claims file has one key: claims)",

@@ -203,12 +203,6 @@ std::vector<double> values_of(const std::map<std::string, int64_t>& by_key,
   return values;
 }
 
-double mean(const std::vector<double>& values) {
-  double sum = 0;
-  for (double v : values) sum += v;
-  return values.empty() ? kNaN : sum / static_cast<double>(values.size());
-}
-
 // The tests on n >= 2 pairs.
 void compare_paired(const std::vector<double>& group, const std::vector<double>& baseline,
                     const CompareRequest& request, Comparison& row) {
@@ -234,7 +228,7 @@ void compare_paired(const std::vector<double>& group, const std::vector<double>&
 void compare_unpaired(const std::vector<double>& group, const std::vector<double>& baseline,
                       const CompareRequest& request, Comparison& row) {
   row.paired = false;
-  row.mean_diff = mean(group) - mean(baseline);
+  row.mean_diff = summarise(group).mean - summarise(baseline).mean;
   row.p_wilcoxon = kNaN;
   row.p_equivalence = kNaN;
   if (group.size() < 2 || baseline.size() < 2) {
@@ -337,8 +331,8 @@ ComparisonTable compare_groups(Store& store, CompareRequest request) {
     row.n_pairs = static_cast<int64_t>(paired_group.size());
     row.n_group = static_cast<int64_t>(group_runs.size());
     row.n_baseline = static_cast<int64_t>(baseline_runs.size());
-    row.mean_group = mean(values_of(group_runs, runs));
-    row.mean_baseline = mean(values_of(baseline_runs, runs));
+    row.mean_group = summarise(values_of(group_runs, runs)).mean;
+    row.mean_baseline = summarise(values_of(baseline_runs, runs)).mean;
     row.p_equivalence = kNaN;
     if (row.n_pairs >= 2) {
       compare_paired(values_of(paired_group, runs), values_of(paired_baseline, runs), request, row);

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "harness/core/parse.h"
+#include "harness/core/text_file.h"
 #include "harness/core/yaml_path.h"
 #include "harness/run/runner.h"
 #include "routers/registry.h"
@@ -31,17 +32,6 @@ struct Axis {
 std::string where(const std::string& source, const YAML::Node& node) {
   const auto mark = node.Mark();
   return fmt::format("{}:{}:{}", source, mark.line + 1, mark.column + 1);
-}
-
-std::string read_text(const std::string& path) {
-  if (!std::filesystem::is_regular_file(path)) {
-    throw ConfigError(fmt::format("'{}' is not a file", path));
-  }
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("cannot open '{}'", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::string flow(const YAML::Node& node) {
@@ -284,7 +274,7 @@ std::string SweepRun::label() const {
 SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& overrides,
                        const std::vector<std::string>& launcher_settings) {
   const std::string dir = std::filesystem::path(path).parent_path().string();
-  SweepPlan plan = expand_sweep_text(read_text(path), path, dir.empty() ? "." : dir, overrides,
+  SweepPlan plan = expand_sweep_text(read_text_file(path), path, dir.empty() ? "." : dir, overrides,
                                      launcher_settings);
   if (plan.name.empty()) plan.name = std::filesystem::path(path).stem().string();
   return plan;
@@ -351,7 +341,7 @@ BaseConfig base_config(const YAML::Node& root, const std::string& source,
       throw ConfigError(fmt::format("{}: extends: '{}' is not a run config file",
                                     where(source, root["extends"]), file));
     }
-    base.yaml = read_text(file);
+    base.yaml = read_text_file(file);
     base.source = file;
   }
   if (root["base"]) flatten_base(root["base"], "", source, base.overrides);
