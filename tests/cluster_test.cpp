@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -90,6 +91,19 @@ seeds: {}
   testing::TestDatabases databases_;
   std::string name_, db_;
 };
+
+// How many steps of a ClusterSweep run take at least `seconds` here: a local 2000-step run, timed
+// with its start-up, so the rate is underestimated and the run lasts longer, not shorter.
+int steps_lasting(ClusterSweep& sweep, double seconds) {
+  constexpr int kCalibrationSteps = 2000;
+  sweep.write("calibration", kCalibrationSteps, kCalibrationSteps, "topk", 1);
+  const auto start = std::chrono::steady_clock::now();
+  const auto calibration = sweep.moelab("sweep " + sweep.file());
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  INFO(calibration.output);
+  REQUIRE(calibration.exit_code == 0);
+  return std::max(6000, static_cast<int>(seconds * kCalibrationSteps / elapsed) / 50 * 50);
+}
 
 std::string cluster_engine() { return testing::postgres_skip_reason().empty() ? "postgres" : "sqlite"; }
 
@@ -222,9 +236,11 @@ TEST_CASE("a real time limit: Slurm's warning before it checkpoints the run, the
   MOELAB_REQUIRE_SLURM();
   ClusterSweep sweep(cluster_engine());
   if (!sweep.available()) return;
-  // One run longer than a 1-minute limit; the warning 50 s before it (Slurm sends it up to a
-  // minute early: here within the first 10-40 s).
-  sweep.write("limited", 6000, 50, "topk", 1);
+  // One run longer than a 1-minute limit on this machine, whatever its speed; the warning 50 s
+  // before the limit (Slurm sends it up to a minute early: here within the first 10-40 s).
+  const int steps = steps_lasting(sweep, 100);
+  INFO("steps: " << steps);
+  sweep.write("limited", steps, 50, "topk", 1);
   const auto submitted = sweep.moelab("sweep " + sweep.file() + " --launcher slurm --time 1 --signal-seconds 50");
   INFO(submitted.output);
   REQUIRE(submitted.exit_code == 0);
@@ -234,7 +250,7 @@ TEST_CASE("a real time limit: Slurm's warning before it checkpoints the run, the
   CHECK_THAT(logs, Catch::Matchers::Contains("requeueing task " + sweep.job() + "_1") &&
                        Catch::Matchers::Contains("resuming at step"));
   CHECK(duplicated_loss_rows(sweep) == 0);
-  CHECK(sweep.count("SELECT MAX(step) FROM metrics WHERE split = 'train'") == 6000);
+  CHECK(sweep.count("SELECT MAX(step) FROM metrics WHERE split = 'train'") == steps);
 }
 
 TEST_CASE("sweep cancel: the jobs end and the runs they held are pending again", "[slurm][.slow]") {
