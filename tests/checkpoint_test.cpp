@@ -69,7 +69,8 @@ TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterr
   auto router = GENERATE(as<std::string>{}, "router.name=topk", "router.name=noisy_topk",
                          "router.name=stablemoe", "router.name=loss_free", "router.name=ssr",
                          "router.name=quantile", "router.name=deepseek_v3", "router.name=remoe",
-                         "train.grad_accum=2", "task.augment=crop_flip");
+                         "train.grad_accum=2", "task.augment=crop_flip",
+                         "train.budget=2200 tokens");
   INFO(router);
   testing::TempDir dir;
   std::vector<std::string> overrides = {router};
@@ -101,6 +102,9 @@ TEST_CASE("a run interrupted and resumed from its checkpoint equals the uninterr
   std::map<std::string, double> b(resumed.summaries.begin(), resumed.summaries.end());
   CHECK(a.at("test/accuracy") == b.at("test/accuracy"));
   CHECK(a.at("test/loss") == b.at("test/loss"));
+  CHECK(a.at("train/steps") == b.at("train/steps"));
+  // 16 images of 16 patches a step: 2200 tokens are spent at step 9 (2304), before train.steps.
+  if (router == "train.budget=2200 tokens") CHECK(b.at("train/steps") == 9);
 }
 
 TEST_CASE("grad_accum 4 x batch 32 gives the same updates as batch 128 on the same examples",

@@ -228,6 +228,16 @@ TEST_CASE("a run's identity is its meaning: every spelling of one value has one 
     CHECK(lm("aaa:1.5e-2, qwerty:.1") == lm("aaa:0.015,qwerty:0.1"));
     CHECK(lm("aaa:0.015") != lm("aaa:0.025"));
   }
+  SECTION("train.budget: the spelling of an amount, and a budget in steps is train.steps") {
+    const std::string flops = hash_of({"train.budget=2.5e12 flops"});
+    CHECK(hash_of({"train.budget=2500e9  flops"}) == flops);
+    CHECK(hash_of({"train.budget= 2500000000000 flops "}) == flops);
+    CHECK(hash_of({"train.budget=2.5e12 tokens"}) != flops);
+    CHECK(hash_of({"train.budget=none"}) == hash_of({}));
+    CHECK(hash_of({"train.steps=1000", "train.budget=300 steps"}) == hash_of({"train.steps=300"}));
+    CHECK(dumped("train.budget=300 steps", "train.steps") == "300");
+    CHECK(dumped("train.budget=300 steps", "train.budget") == "none");
+  }
 }
 
 TEST_CASE("bad values in the small languages are errors naming the key, line and column",
@@ -242,6 +252,14 @@ TEST_CASE("bad values in the small languages are errors naming the key, line and
   CHECK_THAT(config_error("model:\n  moe: {layers: \"\"}\n"), Contains("write none"));
   CHECK_THAT(config_error("model:\n  moe: {null_experts: \"zero:40,zero:40\"}\n"),
              Contains("model.moe.null_experts") && Contains("at most 64"));
+  CHECK_THAT(config_error("train:\n  budget: 1e12 flop\n"),
+             Contains("test.yaml:2:11") && Contains("train.budget") && Contains("unknown budget unit 'flop'"));
+  CHECK_THAT(config_error("train: {budget: -3 tokens}\n"),
+             Contains("train.budget") && Contains("'-3' is not a positive number"));
+  CHECK_THAT(config_error("", {"train.budget=12.5 steps"}), Contains("whole number"));
+  CHECK_THAT(config_error("", {"train.budget=1e12"}), Contains("none or '<amount> steps|tokens|flops'"));
+  CHECK_THAT(config_error("", {"train.steps=100", "train.budget=200 steps"}),
+             Contains("train.budget") && Contains("more steps than train.steps = 100"));
 }
 
 TEST_CASE("cross-field errors carry their key and are located by it", "[config]") {

@@ -2,8 +2,11 @@
 // pass, against multiply-adds worked out by hand below (2 FLOPs each), and a trained run's
 // train/flops and train/tokens summaries against the same arithmetic for its whole model.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
+#include <cmath>
 #include <fstream>
+#include <set>
 
 #include "harness/config/config.h"
 #include "harness/model/moe_layer.h"
@@ -117,6 +120,68 @@ eval: {max_examples: 50}
       "SELECT step, value FROM metrics WHERE split = 'train' AND name = 'flops' ORDER BY step");
   REQUIRE(curve.rows.size() == 2);
   CHECK(curve.rows[0][1].number() == 3 * forward);  // the curve is cumulative
+}
+
+TEST_CASE("a FLOP-budgeted top-p run stops where the arithmetic says, its decay over the budget",
+          "[flops][smoke]") {
+  testing::TempDir dir;
+  constexpr double kBudget = 30e6, kLr = 0.01, kMinRatio = 0.1;
+  constexpr int64_t kWarmup = 2;
+  std::ofstream(dir.file("run.yaml")) << fmt::format(R"(name: budget
+seed: 2
+task: {{name: image, patch: 7, train_limit: 256, val_size: 100}}
+model: {{dim: 16, depth: 1, heads: 2, moe: {{experts: 4, expert_hidden: 32, capacity_factor: 0}}}}
+router: {{name: topp, p: 0.6}}
+train: {{steps: 60, budget: {} flops, batch_size: 8, log_every: 1, lr: {}, min_lr_ratio: {},
+         warmup_steps: {}, eval_every: 0}}
+eval: {{max_examples: 50}}
+)",
+                                                     kBudget, kLr, kMinRatio, kWarmup);
+  const std::string db = dir.file("results.db");
+  const auto run = testing::run_moelab("run " + dir.file("run.yaml") + " db=" + db +
+                                       " checkpoint_dir=" + dir.file("ckpt"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  Store store(db, Store::Access::ReadOnly);
+  const auto curve = [&](const std::string& name) {
+    std::vector<double> values;
+    for (const auto& row : store.query("SELECT value FROM metrics WHERE split = 'train' AND name = ? "
+                                       "ORDER BY step",
+                                       {name})
+                               .rows) {
+      values.push_back(row[0].number());
+    }
+    return values;
+  };
+  // Each step, as in the test above (8 images, 128 tokens): 306432 MACs outside the experts
+  // and 2 x 16 x 32 = 1024 MACs per expert a token used (experts_per_token of the 128);
+  // 2 FLOPs a MAC, and training is 3 forwards.
+  const std::vector<double> experts_per_token = curve("moe/experts_per_token");
+  std::vector<double> spent = {0.0};  // after each step
+  for (double k : experts_per_token) spent.push_back(spent.back() + 6.0 * (306432 + 128 * k * 1024));
+  size_t stop = 1;
+  while (stop < spent.size() && spent[stop] < kBudget) ++stop;
+  REQUIRE(stop < spent.size());  // the budget was reached within the logged steps
+  CHECK(experts_per_token.size() == stop);  // every step was logged, and none after the stop
+  CHECK(std::set<double>(experts_per_token.begin(), experts_per_token.end()).size() > 1);  // k varied
+  const auto summary = [&](const std::string& name) {
+    const auto rows = store.query("SELECT value FROM summaries WHERE name = ?", {name});
+    REQUIRE(rows.rows.size() == 1);
+    return rows.rows[0][0].number();
+  };
+  CHECK(summary("train/steps") == static_cast<double>(stop));
+  CHECK(summary("train/flops") == Approx(spent[stop]).epsilon(1e-12));
+  CHECK(summary("train/budget_spent") == Approx(spent[stop] / kBudget).epsilon(1e-12));
+  // After warm-up, the cosine runs over the budget's FLOPs after warm-up, measured before
+  // each step: lr_s = lr (m + (1 - m) (1 + cos(pi (spent_{s-1} - spent_w) / (B - spent_w))) / 2).
+  const std::vector<double> lr = curve("lr");
+  REQUIRE(lr.size() == stop);
+  for (size_t step = kWarmup + 1; step <= stop; ++step) {
+    const double done = (spent[step - 1] - spent[kWarmup]) / (kBudget - spent[kWarmup]);
+    const double expected = kLr * (kMinRatio + (1 - kMinRatio) * 0.5 * (1 + std::cos(M_PI * done)));
+    INFO("step " << step);
+    CHECK(lr[step - 1] == Approx(expected).epsilon(1e-9));
+  }
 }
 
 }  // namespace moelab

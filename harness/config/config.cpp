@@ -152,10 +152,21 @@ void validate(const RunConfig& config) {
                               "\"global_batch\": needs train.grad_accum > 1 (with one "
                               "micro-batch per step it is micro_batch)");
   }
+  const TrainBudget& budget = config.train.budget;
+  if (budget.unit == TrainBudget::Unit::Steps && budget.amount > static_cast<double>(config.train.steps)) {
+    throw ConfigError::at_key("train.budget",
+                              fmt::format("\"{}\": more steps than train.steps = {}, its cap",
+                                          budget.canonical(), config.train.steps));
+  }
   validate_convert(config);
 }
 
 void normalize(RunConfig& config) {
+  // A budget in steps is a shorter run (the schedule runs over the budget either way).
+  if (config.train.budget.unit == TrainBudget::Unit::Steps) {
+    config.train.steps = static_cast<int64_t>(config.train.budget.amount);
+    config.train.budget = TrainBudget{};
+  }
   config.model.moe.layers = config.model.moe.layers.normalized(config.model.depth);
 }
 

@@ -8,6 +8,7 @@
 #include "harness/core/fields.h"
 #include "harness/config/moe_fields.h"
 #include "harness/config/plugins.h"
+#include "harness/config/train_budget.h"
 
 namespace moelab {
 
@@ -80,10 +81,17 @@ struct TrainConfig {
   int64_t checkpoint_every = 0;
   int64_t grad_accum = 1;
   std::string aux_scope = "micro_batch";
+  TrainBudget budget;
 
   template <class V>
   void visit(V& v) {
-    v(steps, "steps", "optimizer steps", at_least(1));
+    v(steps, "steps", "optimizer steps (with a budget: the most steps the run may take)", at_least(1));
+    v(budget, "budget",
+      "stop at a compute budget instead of train.steps: none | '<amount> steps|tokens|flops' "
+      "(e.g. '2.5e12 flops'); the run ends at the first step whose cumulative train/flops "
+      "(train/tokens) reaches the amount, and the learning-rate decay runs over the budget. "
+      "A budget in steps is written as train.steps",
+      hashed_unless(TrainBudget{}));
     v(batch_size, "batch_size", "examples per micro-batch (a step takes grad_accum of them)",
       at_least(1));
     v(grad_accum, "grad_accum",

@@ -178,7 +178,9 @@ Scale scale_of(Store& store, const std::vector<int64_t>& runs) {
   scale.parameters = mean_summary(store, runs, "model/parameters");
   scale.tokens = mean_summary(store, runs, "train/tokens");
   scale.flops = mean_summary(store, runs, "train/flops");
-  double steps = 0;
+  scale.steps = mean_summary(store, runs, "train/steps");  // steps taken (a budget may end a run early)
+  if (scale.steps) return scale;
+  double steps = 0;  // runs from before train/steps was recorded: the configured steps
   for (int64_t run : runs) {
     const auto rows = store.query("SELECT value FROM params WHERE run_id = ? AND key = 'train.steps'", {run});
     if (rows.rows.empty()) return scale;

@@ -78,6 +78,7 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   archive.write("train_seconds", torch::tensor(progress.train_seconds, torch::kDouble));
   archive.write("flops", torch::tensor(progress.flops, torch::kDouble));
   archive.write("tokens", torch::tensor(progress.tokens, torch::kDouble));
+  archive.write("decay_start", torch::tensor(progress.decay_start, torch::kDouble));
   archive.write("format", torch::tensor(kFormatVersion, torch::kLong));
   std::ostringstream bytes;  // in memory first: LibTorch's file writer aborts on a full disk
   archive.save_to(bytes);
@@ -120,10 +121,11 @@ TrainingProgress load_checkpoint(const std::string& path, torch::nn::Module& mod
     archive.read("optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
     // Each absent from checkpoints written before it was recorded.
-    torch::Tensor seconds, flops, tokens;
+    torch::Tensor seconds, flops, tokens, decay_start;
     if (archive.try_read("train_seconds", seconds)) progress.train_seconds = seconds.item<double>();
     progress.flops = archive.try_read("flops", flops) ? flops.item<double>() : std::nan("");
     progress.tokens = archive.try_read("tokens", tokens) ? tokens.item<double>() : std::nan("");
+    if (archive.try_read("decay_start", decay_start)) progress.decay_start = decay_start.item<double>();
   });
   return progress;
 }

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <string>
 
 
@@ -24,6 +25,9 @@ struct TrainingProgress {
   // recording, so that a run resumed from one reports its compute as unknown, not too low.
   double flops = 0.0;
   double tokens = 0.0;  // tokens the backbone processed in training
+  // With train.budget: the run's cost in the budget's unit when the learning-rate decay
+  // began (after warm-up); NaN before that, and without a budget.
+  double decay_start = std::nan("");
 };
 
 // Throws Error naming the path when the file cannot be written (full disk, permissions).

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -45,28 +46,37 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // Progress: a redrawn line with ETA on a terminal, plain lines at log steps otherwise.
+// `goal` is what the run ends at: "/400" (steps), or "of 2.5e12 flops" for a budget, whose
+// share done then drives the ETA.
 class Progress {
  public:
-  Progress(int64_t first, int64_t total)
-      : first_(first), total_(total), interactive_(isatty(fileno(stderr)) != 0) {}
+  Progress(int64_t first, double first_fraction, std::string goal)
+      : first_(first), first_fraction_(first_fraction), goal_(std::move(goal)),
+        interactive_(isatty(fileno(stderr)) != 0) {}
 
-  void update(int64_t step, double loss, bool log_step) {
-    if (!interactive_ && !log_step) return;
+  // `fraction`: the share of the run done after `step`.
+  void update(int64_t step, double fraction, double loss, bool log_step, bool last) {
+    if (!interactive_ && !log_step && !last) return;
     const double elapsed = seconds_since(start_);
     const double rate = (step - first_) / std::max(elapsed, 1e-9);
-    const double eta = rate > 0 ? (total_ - step) / rate : 0.0;
-    std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | {:.1f} steps/s | ETA {:.0f}s",
-                                   step, total_, loss, rate, eta);
+    const double done = fraction - first_fraction_;
+    const double eta = done > 0 ? elapsed * (1.0 - fraction) / done : 0.0;
+    const std::string where = goal_.front() == '/' ? fmt::format("{:>6}{}", step, goal_)
+                                                   : fmt::format("{:>6} ({:.0f}% {})", step, 100 * fraction, goal_);
+    std::string line = fmt::format("step {} | loss {:.4f} | {:.1f} steps/s | ETA {:.0f}s", where,
+                                   loss, rate, std::max(eta, 0.0));
     if (interactive_) {
       fmt::print(stderr, "\r{}\x1b[K", line);
-      if (step == total_) fmt::print(stderr, "\n");
+      if (last) fmt::print(stderr, "\n");
     } else {
       fmt::print(stderr, "{}\n", line);
     }
     std::fflush(stderr);
   }
  private:
-  int64_t first_, total_;
+  int64_t first_;
+  double first_fraction_;
+  std::string goal_;
   bool interactive_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
@@ -171,11 +181,15 @@ std::vector<std::shared_ptr<Router>> swap_in_override(Transformer backbone, cons
 }  // namespace
 
 double learning_rate(const TrainConfig& train, int64_t step) {
+  const double span = std::max<int64_t>(train.steps - train.warmup_steps, 1);
+  return learning_rate(train, step, static_cast<double>(step - train.warmup_steps) / span);
+}
+
+double learning_rate(const TrainConfig& train, int64_t step, double decay_done) {
   if (step <= train.warmup_steps) {
     return train.lr * static_cast<double>(step) / std::max<int64_t>(train.warmup_steps, 1);
   }
-  const double span = std::max<int64_t>(train.steps - train.warmup_steps, 1);
-  const double progress = std::min(1.0, static_cast<double>(step - train.warmup_steps) / span);
+  const double progress = std::clamp(decay_done, 0.0, 1.0);
   const double cosine = 0.5 * (1.0 + std::cos(kPi * progress));
   return train.lr * (train.min_lr_ratio + (1.0 - train.min_lr_ratio) * cosine);
 }
@@ -206,10 +220,46 @@ class TrainingLoop {
       resumed_ = load_checkpoint(checkpoint_, model_, *optimizer_);
       flops_ = resumed_.flops;
       tokens_ = resumed_.tokens;
+      decay_start_ = resumed_.decay_start;
       for (auto& layer : moe_layers_) layer->router().on_resume(resumed_.step);
+      if (budget().set() && std::isnan(spent())) {
+        throw Error(fmt::format("checkpoint '{}' predates compute recording: a run with "
+                                "train.budget cannot resume from it (delete it to start over)",
+                                checkpoint_));
+      }
     }
+    last_step_ = resumed_.step;
+    if (budget().set() && train_.warmup_steps == 0) decay_start_ = 0.0;
     started_ = std::chrono::steady_clock::now();
     return resumed_.step;
+  }
+
+  const TrainBudget& budget() const { return train_.budget; }
+  // The run's cost so far in the budget's unit (steps without one).
+  double spent() const { return budget().spent(static_cast<double>(last_step_), tokens_, flops_); }
+  // Training ends at train.steps or, before it, where the budget is spent.
+  bool finished() const {
+    return last_step_ >= train_.steps || (budget().set() && spent() >= budget().amount);
+  }
+  // The share of the run done: of the budget, or of train.steps.
+  double fraction_done() const {
+    return budget().set() ? spent() / budget().amount
+                          : static_cast<double>(last_step_) / static_cast<double>(train_.steps);
+  }
+  // The progress line's goal (see Progress).
+  std::string goal() const {
+    return budget().set() ? "of " + budget().canonical() : fmt::format("/{}", train_.steps);
+  }
+
+  // Whether `step` logs its train metrics: every log_every steps and the last one. A budget's
+  // last step is known only once it is taken, so the steps from where two more steps at the
+  // mean cost so far would spend it are logged too (for steps and tokens, exactly the last).
+  bool log_step(int64_t step) const {
+    if (step % train_.log_every == 0 || step == train_.steps) return true;
+    if (!budget().set() || last_step_ == 0) return false;
+    const double mean_cost = spent() / static_cast<double>(last_step_);
+    const double margin = budget().unit == TrainBudget::Unit::Flops ? 2.0 : 1.0;
+    return spent() + margin * mean_cost >= budget().amount;
   }
 
   // Training time of every attempt so far.
@@ -226,7 +276,7 @@ class TrainingLoop {
   // metrics at logging steps.
   void step(int64_t step, bool log_step) {
     seed_step(config_.seed, step);
-    const double lr = learning_rate(train_, step);
+    const double lr = step_learning_rate(step);
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
     // The step's examples: what one batch of batch_size x grad_accum would hold, in order.
     const Batch batch = task_.train_batch(step - 1, train_.batch_size * train_.grad_accum);
@@ -246,6 +296,8 @@ class TrainingLoop {
     for (auto& layer : moe_layers_) layer->router().on_step_end(step);
     flops_ += kTrainingFactor * record.compute.total();
     tokens_ += static_cast<double>(record.compute.tokens);
+    last_step_ = step;
+    if (budget().set() && step == train_.warmup_steps) decay_start_ = spent();
     if (!log_step) return;
     log_.add(step, "train", "flops", flops_);
     log_.add(step, "train", "tokens", tokens_);
@@ -255,6 +307,14 @@ class TrainingLoop {
     log_.add(step, "train", "lr", lr);
     if (train_.grad_clip > 0) log_.add(step, "train", "grad_norm", grad_norm);
     warn_if_sinkhorn_capped(step, log_routing_metrics(record, step, log_));
+  }
+
+  // Without a budget, the decay runs over the steps after warm-up; with one, over its cost
+  // after warm-up, measured before the step (a resumed run computes the same rate).
+  double step_learning_rate(int64_t step) const {
+    if (!budget().set()) return learning_rate(train_, step);
+    const double span = budget().amount - decay_start_;
+    return learning_rate(train_, step, span > 0 ? (spent() - decay_start_) / span : 1.0);
   }
 
   // The step's losses, each the mean over its micro-batches (detached, for logging).
@@ -336,30 +396,34 @@ class TrainingLoop {
 
   // Periodic evaluation, the metric flush at logging steps, periodic checkpoints.
   void after_step(int64_t step, bool log_step) {
-    if (train_.eval_every > 0 && step % train_.eval_every == 0 && step != train_.steps) {
+    if (train_.eval_every > 0 && step % train_.eval_every == 0 && !finished()) {
       evaluate_splits(task_.periodic_splits(), config_, task_, model_, log_, step, device_, nullptr);
       failpoint("after_evaluation");
     }
     if (log_step) log_.flush();
-    if (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0 && step != train_.steps) {
+    if (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0 && !finished()) {
       save(step);
     }
   }
 
   // The final checkpoint, the hooks' end of training, the final evaluation and the summaries.
   MetricValues finish() {
-    const double seconds = resumed_.step < train_.steps ? train_seconds() : resumed_.train_seconds;
-    if (resumed_.step < train_.steps) save(train_.steps);
+    const bool trained = last_step_ > resumed_.step;  // this attempt took steps
+    const double seconds = trained ? train_seconds() : resumed_.train_seconds;
+    if (trained) save(last_step_);
     failpoint("after_final_checkpoint");
     if (hooks_) hooks_->after_training(model_);
     MetricValues summaries = {{"train/seconds", seconds},
-                              {"train/steps_per_second", train_.steps / seconds},
+                              {"train/steps", static_cast<double>(last_step_)},
+                              {"train/steps_per_second", static_cast<double>(last_step_) / seconds},
                               {"train/flops", flops_},
                               {"train/tokens", tokens_},
                               {"model/parameters", parameter_count()}};
+    if (budget().set()) summaries.emplace_back("train/budget_spent", fraction_done());
+    warn_if_budget_unspent();
     const MetricValues last_step = last_step_summaries();
     summaries.insert(summaries.end(), last_step.begin(), last_step.end());
-    log_.delete_evaluations(train_.steps);  // what an interrupted earlier attempt wrote of it
+    log_.delete_evaluations(last_step_);  // what an interrupted earlier attempt wrote of it
     evaluate_final(summaries);
     const MetricValues derived = task_.derived_summaries(summaries);
     for (const auto& [name, value] : derived) task_metrics(config_.task.name).find(metric_of(name));
@@ -375,6 +439,15 @@ class TrainingLoop {
 
   double last_loss() const { return last_loss_; }
 
+  // A budgeted run that reached train.steps first is not at the compute it was meant to be.
+  void warn_if_budget_unspent() const {
+    if (!budget().set() || spent() >= budget().amount) return;
+    fmt::print(stderr,
+               "warning: train.steps = {} ended the run at {:.1f}% of train.budget {} "
+               "(train/budget_spent); raise train.steps to reach the budget\n",
+               train_.steps, 100 * fraction_done(), budget().canonical());
+  }
+
   double parameter_count() const {
     double count = 0;
     for (const auto& parameter : model_.parameters()) count += static_cast<double>(parameter.numel());
@@ -385,7 +458,7 @@ class TrainingLoop {
   // Writes the buffered rows, then the checkpoint: a checkpoint never covers unwritten rows.
   void save(int64_t step) {
     log_.flush();
-    save_checkpoint(checkpoint_, model_, *optimizer_, {step, train_seconds(), flops_, tokens_});
+    save_checkpoint(checkpoint_, model_, *optimizer_, {step, train_seconds(), flops_, tokens_, decay_start_});
     failpoint("after_checkpoint");
   }
 
@@ -393,7 +466,7 @@ class TrainingLoop {
   // the rows of the last step, which a run resumed after that step did not compute itself.
   MetricValues last_step_summaries() {
     MetricValues summaries;
-    for (const auto& [name, value] : log_.written("train", train_.steps)) {
+    for (const auto& [name, value] : log_.written("train", last_step_)) {
       const bool routing_mean = name.rfind("moe/", 0) == 0 && name.find('/', 4) == std::string::npos;
       if (name == "loss" || routing_mean) summaries.emplace_back("train/" + name, value);
     }
@@ -402,12 +475,12 @@ class TrainingLoop {
 
   // The final splits, then again under eval.router_override when one is configured.
   void evaluate_final(MetricValues& summaries) {
-    evaluate_splits(task_.final_splits(), config_, task_, model_, log_, train_.steps, device_,
+    evaluate_splits(task_.final_splits(), config_, task_, model_, log_, last_step_, device_,
                     &summaries);
     if (config_.eval.router_override.name == "none") return;
     Transformer backbone = model_.backbone();
     auto trained = swap_in_override(backbone, config_, device_);
-    evaluate_splits(task_.final_splits(), config_, task_, model_, log_, train_.steps, device_,
+    evaluate_splits(task_.final_splits(), config_, task_, model_, log_, last_step_, device_,
                     &summaries, config_.eval.router_override.name);
     auto layers = backbone->moe_layers();
     for (size_t i = 0; i < layers.size(); ++i) layers[i]->swap_router(trained[i]);
@@ -428,6 +501,8 @@ class TrainingLoop {
   double last_loss_ = std::nan("");
   double flops_ = 0.0;   // training FLOPs so far (kTrainingFactor x the forwards' count)
   double tokens_ = 0.0;  // tokens the backbone processed so far
+  int64_t last_step_ = 0;  // the last step taken (by this attempt or the one it resumed)
+  double decay_start_ = std::nan("");  // see TrainingProgress::decay_start
   bool warned_sinkhorn_ = false;
   BalanceScope balance_scope_ = BalanceScope::MicroBatch;
 };
@@ -439,14 +514,13 @@ MetricValues train_and_evaluate(const RunSpec& run, Task& task, TaskModel& model
                                 TrainingHooks* hooks) {
   TrainingLoop loop(run, task, model, log, device, hooks);
   const int64_t first_step = loop.start(resume);
-  const TrainConfig& train = run.config.train;
-  Progress progress(first_step, train.steps);
-  for (int64_t step = first_step + 1; step <= train.steps; ++step) {
+  Progress progress(first_step, loop.fraction_done(), loop.goal());
+  for (int64_t step = first_step + 1; !loop.finished(); ++step) {
     loop.stop_if_interrupted(step);
-    const bool log_step = step % train.log_every == 0 || step == train.steps;
+    const bool log_step = loop.log_step(step);
     loop.step(step, log_step);
     loop.after_step(step, log_step);
-    progress.update(step, loop.last_loss(), log_step);
+    progress.update(step, loop.fraction_done(), loop.last_loss(), log_step, loop.finished());
   }
   return loop.finish();
 }

@@ -69,8 +69,12 @@ class TrainingHooks {
   virtual MetricValues summaries(TaskModel& model, const MetricValues& finals) = 0;
 };
 
-// Learning rate at 1-based step: linear warm-up to lr, then cosine down to lr*min_lr_ratio.
+// Learning rate at 1-based step: linear warm-up to lr, then cosine down to lr*min_lr_ratio
+// over the steps after warm-up.
 double learning_rate(const TrainConfig& train, int64_t step);
+// The same with the decay's progress given: `decay_done` in [0, 1] (clamped) is the share of
+// the decay span behind the step (with train.budget: of the budget's cost after warm-up).
+double learning_rate(const TrainConfig& train, int64_t step, double decay_done);
 
 // Trains and evaluates; returns the summaries ("split/metric" -> value) on success.
 // Checkpoints go to run.checkpoint; `resume` continues from the one there and
