@@ -82,6 +82,7 @@ struct TrainConfig {
   int64_t grad_accum = 1;
   std::string aux_scope = "micro_batch";
   TrainBudget budget;
+  std::string precision = "fp32";
 
   template <class V>
   void visit(V& v) {
@@ -102,6 +103,11 @@ struct TrainConfig {
       "tokens the Switch balance loss counts expert frequencies over: micro_batch, "
       "global_batch (every micro-batch of the step so far; needs grad_accum > 1) or sequence",
       hashed_unless(std::string("micro_batch"), one_of({"micro_batch", "global_batch", "sequence"})));
+    v(precision, "precision",
+      "fp32, or bf16: autocast to bfloat16 for the matrix products of attention, experts and "
+      "dense parts, with the router, its losses and the task loss in fp32 and fp32 master "
+      "weights (docs/design.md, Precision)",
+      hashed_unless(std::string("fp32"), one_of({"fp32", "bf16"})));
     v(optimizer, "optimizer",
       "adam, adamw (decoupled weight decay) or sgd (heavy-ball momentum beta1, L2 weight decay)",
       one_of({"adam", "adamw", "sgd"}));

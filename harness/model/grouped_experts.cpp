@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "harness/core/error.h"
+#include "harness/model/precision.h"
 
 namespace moelab {
 
@@ -146,8 +147,13 @@ at::Tensor experts_parallel(const at::Tensor& inputs, const ExpertWeights& exper
 
 at::Tensor run_experts(const at::Tensor& inputs, const ExpertWeights& experts,
                        const std::vector<int64_t>& rows_per_expert) {
-  if (inputs.device().is_cpu()) return experts_parallel(inputs, experts, rows_per_expert);
-  return experts_reference(inputs, experts, rows_per_expert);
+  // Under bf16 autocast the experts compute in bf16 like every other matrix product; the
+  // casts are differentiable, so the weights' gradients arrive in fp32.
+  const auto type = autocast_compute_type(inputs.device());
+  const auto cast = [type](const at::Tensor& t) { return !type || t.scalar_type() == *type ? t : t.to(*type); };
+  const ExpertWeights weights{cast(experts.w_in), cast(experts.b_in), cast(experts.w_out), cast(experts.b_out)};
+  if (inputs.device().is_cpu()) return experts_parallel(cast(inputs), weights, rows_per_expert);
+  return experts_reference(cast(inputs), weights, rows_per_expert);
 }
 
 }  // namespace moelab

@@ -6,6 +6,7 @@
 
 #include "harness/core/error.h"
 #include "harness/model/flops.h"
+#include "harness/model/precision.h"
 
 namespace moelab {
 namespace {
@@ -63,6 +64,7 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
   const int64_t experts = config.experts;
   const int64_t hidden = config.expert_hidden;
   register_module("router", router_);
+  count_router_weights();
   w_in_ = register_parameter("w_in", init_uniform({experts, dim, hidden}, 1.0 / std::sqrt(dim)));
   b_in_ = register_parameter("b_in", torch::zeros({experts, hidden}));
   w_out_ = register_parameter("w_out",
@@ -98,12 +100,13 @@ std::shared_ptr<Router> MoELayerImpl::swap_router(std::shared_ptr<Router> router
   auto previous = router_;
   router_ = std::move(router);
   replace_module("router", router_);
+  count_router_weights();
   return previous;
 }
 
 torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
-  RouteResult route = router_->route(x, ctx);
+  RouteResult route = route_in_fp32(x, ctx);
   if (ctx.valid.defined() && route.token.defined()) {  // padding never reaches an expert
     route = keep_assignments(route, real_assignments(route.token, ctx));
   }
@@ -140,12 +143,22 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   return nulls.token.defined() ? y + null_outputs(x, nulls) : y;
 }
 
-double MoELayerImpl::router_flops(int64_t tokens) const {
-  int64_t weights = 0;  // the router's matrices: 2 operations per token per weight
+// Under bf16 autocast the router still decides from fp32 logits of the fp32 input, and its
+// losses are fp32 (docs/design.md, Precision).
+RouteResult MoELayerImpl::route_in_fp32(const torch::Tensor& x, const RouteContext& ctx) {
+  Fp32Region fp32;
+  return router_->route(as_fp32(x), ctx);
+}
+
+void MoELayerImpl::count_router_weights() {
+  router_weights_ = 0;
   for (const auto& parameter : router_->parameters()) {
-    if (parameter.dim() >= 2) weights += parameter.numel();
+    if (parameter.dim() >= 2) router_weights_ += parameter.numel();
   }
-  return 2.0 * static_cast<double>(tokens) * static_cast<double>(weights);
+}
+
+double MoELayerImpl::router_flops(int64_t tokens) const {
+  return 2.0 * static_cast<double>(tokens) * static_cast<double>(router_weights_);
 }
 
 RouteResult MoELayerImpl::keep_assignments(const RouteResult& route, const torch::Tensor& keep) {

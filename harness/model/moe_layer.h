@@ -86,8 +86,12 @@ class MoELayerImpl : public torch::nn::Module {
                              const RouteContext& ctx, double route_ms);
   // The assignments of `route` where keep [A] is true; every other field as it was.
   static RouteResult keep_assignments(const RouteResult& route, const torch::Tensor& keep);
+  // Routes `x` from fp32 logits, autocast or not (precision.h).
+  RouteResult route_in_fp32(const torch::Tensor& x, const RouteContext& ctx);
   // The router's linear maps on `tokens` tokens: 2 per token per weight of its matrices.
   double router_flops(int64_t tokens) const;
+  // Counts the weights of router_'s matrices (at construction and on a swap).
+  void count_router_weights();
   // Null experts' outputs (MoE++): weight x (x_t for copy, the learned vector for constant,
   // 0 for zero) summed per token. [T, D]
   torch::Tensor null_outputs(const torch::Tensor& x, const RouteResult& nulls);
@@ -100,6 +104,7 @@ class MoELayerImpl : public torch::nn::Module {
 
   MoeConfig config_;
   std::shared_ptr<Router> router_;
+  int64_t router_weights_ = 0;                 // of router_'s matrices (router_flops)
   std::shared_ptr<TrainingForm> form_;         // none: the sparse (or soft) forward
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]
   torch::Tensor interval_load_;  // [E] assignments requested in training since the last logging step

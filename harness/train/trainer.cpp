@@ -1,6 +1,7 @@
 // The shared training loop.
 #include "harness/train/trainer.h"
 #include "harness/model/flops.h"
+#include "harness/model/precision.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -134,7 +135,12 @@ void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& co
           "during the final evaluation (checkpoint at step {}; --resume evaluates again)", step));
     }
     const std::string label = SplitId::parse(splits[i]).under_router(swap_router).text();
-    for (const auto& [name, value] : task.evaluate(model, splits[i], config, device)) {
+    MetricValues values;
+    {
+      AutocastGuard autocast(parse_precision(config.train.precision), device);
+      values = task.evaluate(model, splits[i], config, device);
+    }
+    for (const auto& [name, value] : values) {
       declared.find(name);  // every reported metric has a declared direction
       log.add(step, label, name, value);
       if (summaries) summaries->emplace_back(label + "/" + name, value);
@@ -206,7 +212,8 @@ class TrainingLoop {
         device_(device), hooks_(hooks), checkpoint_(run.checkpoint),
         balance_scope_(train_.aux_scope == "global_batch" ? BalanceScope::GlobalBatch
                        : train_.aux_scope == "sequence"   ? BalanceScope::Sequence
-                                                          : BalanceScope::MicroBatch) {}
+                                                          : BalanceScope::MicroBatch),
+        precision_(parse_precision(train_.precision)) {}
 
   // Moves the model, runs the hooks, builds the optimizer and loads the checkpoint on resume;
   // returns the last step already done.
@@ -350,7 +357,12 @@ class TrainingLoop {
     ctx.step_counts = &step_counts;
 
     const double share = 1.0 / static_cast<double>(train_.grad_accum);
-    auto logits = model_.predict(micro, ctx);  // [N, C]
+    torch::Tensor logits;  // [N, C]
+    {
+      AutocastGuard autocast(precision_, device_);
+      logits = model_.predict(micro, ctx);
+    }
+    logits = as_fp32(logits);  // the losses in fp32
     auto loss = task_loss(logits, micro);
     auto aux_loss = micro_record.total_aux_loss(loss.device());
     auto total = loss + aux_loss;
@@ -505,6 +517,7 @@ class TrainingLoop {
   double decay_start_ = std::nan("");  // see TrainingProgress::decay_start
   bool warned_sinkhorn_ = false;
   BalanceScope balance_scope_ = BalanceScope::MicroBatch;
+  Precision precision_ = Precision::Fp32;
 };
 
 }  // namespace
