@@ -67,7 +67,9 @@ RouteResult DeepSeekV3Router::decide(const torch::Tensor& logits, const RouteCon
         "seq_balance", options_.alpha * sequence_balance_loss(result.probs, result, ctx));
   }
   add_token_choice_losses(result, logits, result.probs, 0.0, options_.z_coef, ctx);
-  add_bias_metrics(result, bias_);
+  add_bias_metrics(result, bias_, indices, [&] {
+    return group_limited_topk(scores.detach(), options_.k, options_.groups, options_.topk_groups);
+  }, ctx);
   return result;
 }
 

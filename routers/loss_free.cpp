@@ -27,7 +27,8 @@ RouteResult LossFreeRouter::decide(const torch::Tensor& logits, const RouteConte
   result.probs = torch::softmax(logits, -1);
   count_assignments(step_counts_, result, ctx);
   add_token_choice_losses(result, logits, result.probs, options_.aux_coef, options_.z_coef, ctx);
-  add_bias_metrics(result, bias_);
+  add_bias_metrics(result, bias_, indices,
+                   [&] { return std::get<1>(torch::topk(scores.detach(), options_.k, -1)); }, ctx);
   return result;
 }
 

@@ -77,9 +77,16 @@ void move_selection_bias(torch::Tensor& bias, torch::Tensor& counts, double rate
   counts.zero_();
 }
 
-void add_bias_metrics(RouteResult& result, const torch::Tensor& bias) {
+void add_bias_metrics(RouteResult& result, const torch::Tensor& bias, const torch::Tensor& chosen,
+                      const std::function<torch::Tensor()>& unbiased, const RouteContext& ctx) {
   result.metrics.emplace_back("bias_abs_max", bias.abs().max().detach());
   result.metrics.emplace_back("bias_norm", bias.norm().detach());
+  if (!ctx.collect_metrics) return;
+  torch::NoGradGuard no_grad;
+  const auto biased = real_rows(chosen, ctx).unsqueeze(2);       // [T, k, 1]
+  const auto plain = real_rows(unbiased(), ctx).unsqueeze(1);    // [T, 1, k]
+  const auto kept = (biased == plain).any(2).to(torch::kFloat);  // [T, k] also chosen unbiased
+  result.metrics.emplace_back("bias_override_frac", 1.0 - kept.mean());
 }
 
 }  // namespace moelab

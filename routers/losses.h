@@ -2,6 +2,8 @@
 // selection-bias bookkeeping of the bias-balanced routers (loss_free, deepseek_v3).
 #pragma once
 
+#include <functional>
+
 #include <torch/torch.h>
 
 namespace moelab {
@@ -43,7 +45,10 @@ void count_assignments(torch::Tensor& counts, const RouteResult& result, const R
 // step without training forwards leaves the bias alone).
 void move_selection_bias(torch::Tensor& bias, torch::Tensor& counts, double rate);
 
-// The metrics of a selection bias [E]: bias_abs_max and bias_norm (L2).
-void add_bias_metrics(RouteResult& result, const torch::Tensor& bias);
+// The metrics of a selection bias [E]: bias_abs_max and bias_norm (L2), and where metrics are
+// collected, bias_override_frac: the share of the real tokens' chosen experts `chosen` [T, k]
+// that the top-k of the unbiased scores, `unbiased()` [T, k], would not have chosen.
+void add_bias_metrics(RouteResult& result, const torch::Tensor& bias, const torch::Tensor& chosen,
+                      const std::function<torch::Tensor()>& unbiased, const RouteContext& ctx);
 
 }  // namespace moelab

@@ -68,7 +68,8 @@ RouteResult QuantileRouter::decide(const torch::Tensor& logits, const RouteConte
     step_required_.push_back(real_rows(cutoff - scores.detach(), ctx));          // [N_i, E]
   }
   add_token_choice_losses(result, logits, result.probs, 0.0, options_.z_coef, ctx);
-  add_bias_metrics(result, bias_);
+  add_bias_metrics(result, bias_, indices,
+                   [&] { return std::get<1>(torch::topk(scores.detach(), options_.k, -1)); }, ctx);
   return result;
 }
 

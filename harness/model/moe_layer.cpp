@@ -7,6 +7,7 @@
 #include "harness/core/error.h"
 #include "harness/model/flops.h"
 #include "harness/model/precision.h"
+#include "harness/model/routing_diagnostics.h"
 
 namespace moelab {
 namespace {
@@ -110,6 +111,9 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   if (ctx.valid.defined() && route.token.defined()) {  // padding never reaches an expert
     route = keep_assignments(route, real_assignments(route.token, ctx));
   }
+  if (ctx.collect_metrics && ctx.record && route.probs.defined() && route.token.defined()) {
+    add_selection_diagnostics(route, ctx);
+  }
   const double route_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
@@ -154,6 +158,20 @@ void MoELayerImpl::count_router_weights() {
   router_weights_ = 0;
   for (const auto& parameter : router_->parameters()) {
     if (parameter.dim() >= 2) router_weights_ += parameter.numel();
+  }
+}
+
+// topk_margin and selected_mass over the real tokens, null experts included (before they
+// are split off), as router metrics.
+void MoELayerImpl::add_selection_diagnostics(RouteResult& route, const RouteContext& ctx) {
+  torch::NoGradGuard no_grad;
+  auto token = route.token;  // [A]
+  if (ctx.valid.defined()) {  // assignments renumbered to the rows of the real tokens
+    const auto row_of = ctx.valid.to(token.device()).to(torch::kLong).cumsum(0) - 1;  // [T]
+    token = row_of.index_select(0, token);
+  }
+  for (auto& metric : selection_diagnostics(real_rows(route.probs, ctx), token, route.expert)) {
+    route.metrics.push_back(metric);
   }
 }
 
@@ -282,6 +300,7 @@ void MoELayerImpl::compute_metrics(const RouteResult& route, const RouteContext&
                                        : torch::ones({}));
   add("overload_factor", capacity > 0 ? load.max() / capacity : load.max() / mean);
   add("dead_experts", (load == 0).sum());
+  add("load_gini", load_gini(load));
   if (ctx.training && !route.soft_dispatch.defined()) {
     // Experts under 1 % of their fair share of the assignments since the last logging step.
     auto interval_share = interval_load_ / interval_load_.sum().clamp_min(1.0);  // [E]

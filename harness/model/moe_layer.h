@@ -86,6 +86,8 @@ class MoELayerImpl : public torch::nn::Module {
                              const RouteContext& ctx, double route_ms);
   // The assignments of `route` where keep [A] is true; every other field as it was.
   static RouteResult keep_assignments(const RouteResult& route, const torch::Tensor& keep);
+  // Adds the selection diagnostics (routing_diagnostics.h) to route.metrics.
+  static void add_selection_diagnostics(RouteResult& route, const RouteContext& ctx);
   // Routes `x` from fp32 logits, autocast or not (precision.h).
   RouteResult route_in_fp32(const torch::Tensor& x, const RouteContext& ctx);
   // The router's linear maps on `tokens` tokens: 2 per token per weight of its matrices.
