@@ -141,7 +141,7 @@ exclude:
   CHECK(heads.runs[2].config.model.dim == 32);
   CHECK(heads.runs[2].config.model.heads == 8);
   CHECK_THROWS_WITH(expand_sweep(path, {"model.heads=2,4"}),
-                    Catch::Matchers::Contains("model.heads is zipped with model.dim"));
+                    Catch::Matchers::Contains("model.heads is swept together with model.dim"));
   // seeds= on the command line replaces the file's seeds: a count, or a list.
   CHECK(expand_sweep(path, {"seeds=3"}).runs.size() == 18);
   const SweepPlan listed = expand_sweep(path, {"seeds=7,42"});

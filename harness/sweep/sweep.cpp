@@ -16,6 +16,8 @@
 #include "harness/core/text_file.h"
 #include "harness/core/yaml_path.h"
 #include "harness/run/runner.h"
+#include "harness/sweep/search.h"
+#include "harness/sweep/sweep_yaml.h"
 #include "routers/registry.h"
 #include "tasks/registry.h"
 
@@ -27,29 +29,8 @@ struct Axis {
   std::vector<std::vector<std::string>> values;   // values[i][key] as flow YAML
   std::vector<std::vector<std::string>> labels;   // the same, as written for display
   std::vector<std::vector<std::string>> origins;  // where each was written ("" = command line)
+  std::string tag;  // when set, each run's label starts "tag=row" (search trials: trial=3)
 };
-
-std::string where(const std::string& source, const YAML::Node& node) {
-  const auto mark = node.Mark();
-  return fmt::format("{}:{}:{}", source, mark.line + 1, mark.column + 1);
-}
-
-std::string flow(const YAML::Node& node) {
-  YAML::Emitter out;
-  out.SetMapFormat(YAML::Flow);
-  out.SetSeqFormat(YAML::Flow);
-  out << node;
-  return out.c_str();
-}
-
-// A short label for an axis value: a scalar as written, a section by its name.
-std::string display(const YAML::Node& node) {
-  if (node.IsScalar()) return node.Scalar();
-  if (node.IsMap() && node["name"] && node["name"].IsScalar()) {
-    return node.size() == 1 ? node["name"].Scalar() : flow(node);
-  }
-  return flow(node);
-}
 
 // Every key a run config can have: its fields with the options of every registered task and
 // router (under task., router. and eval.router_override.), sorted.
@@ -207,8 +188,8 @@ void apply_override(const std::string& assignment, const std::string& key,
   });
   if (swept != axes.end() && swept->keys.size() > 1) {
     if (values.size() > 1) {
-      throw ConfigError(fmt::format("override '{}': {} is zipped with {} in the sweep file; a "
-                                    "single value replaces it, a list cannot",
+      throw ConfigError(fmt::format("override '{}': {} is swept together with {} in the sweep "
+                                    "file (zip or search); a single value replaces it, a list cannot",
                                     assignment, key, fmt::join(swept->keys, ", ")));
     }
     const auto column = static_cast<size_t>(
@@ -283,11 +264,11 @@ SweepPlan expand_sweep(const std::string& path, const std::vector<std::string>& 
 namespace {
 
 void check_sweep_keys(const YAML::Node& root, const std::string& source) {
-  static const std::set<std::string> kKeys = {"name", "base", "extends", "grid", "zip", "seeds",
-                                              "exclude", "launcher"};
+  static const std::set<std::string> kKeys = {"name", "base", "extends", "grid", "zip", "search",
+                                              "seeds", "exclude", "launcher"};
   if (!root.IsMap()) {
     throw ConfigError(fmt::format("{}: a sweep file is a mapping of name, extends, base, grid, "
-                                  "zip, seeds, exclude and launcher",
+                                  "zip, search, seeds, exclude and launcher",
                                   where(source, root)));
   }
   for (const auto& item : root) {
@@ -295,7 +276,7 @@ void check_sweep_keys(const YAML::Node& root, const std::string& source) {
     if (!kKeys.count(key)) {
       throw ConfigError(fmt::format(
           "{}: unknown sweep key '{}' (did you mean '{}'?); valid keys: name, base, extends, "
-          "grid, zip, seeds, exclude, launcher",
+          "grid, zip, search, seeds, exclude, launcher",
           where(source, item.first), key,
           nearest_name(key, std::vector<std::string>(kKeys.begin(), kKeys.end()))));
     }
@@ -365,6 +346,30 @@ std::vector<Axis> grid_axes(const YAML::Node& root, const std::string& source) {
     axes.push_back(axis);
   }
   return axes;
+}
+
+// The search's trials as one axis of its keys, each row labelled trial=N; none when absent.
+// A key the grid or the zip sweeps already is an error (which would win is not obvious).
+std::optional<Axis> search_axis(const YAML::Node& root, const std::string& source,
+                                const std::vector<Axis>& file_axes) {
+  if (!root["search"]) return std::nullopt;
+  SearchTrials trials = sample_search(root["search"], source);
+  Axis axis;
+  axis.tag = "trial";
+  axis.keys = trials.keys;
+  for (size_t k = 0; k < trials.keys.size(); ++k) {
+    check_config_key(trials.keys[k], trials.key_nodes[k], source, "search.space");
+    for (const auto& other : file_axes) {
+      if (std::find(other.keys.begin(), other.keys.end(), trials.keys[k]) != other.keys.end()) {
+        throw ConfigError(fmt::format("{}: search.space: {} is swept by the grid or the zip too",
+                                      where(source, trials.key_nodes[k]), trials.keys[k]));
+      }
+    }
+  }
+  axis.values = std::move(trials.values);
+  axis.labels = std::move(trials.labels);
+  axis.origins.assign(axis.values.size(), trials.origins);
+  return axis;
 }
 
 // The zip as one axis of several keys (lists of equal length); none when absent or empty.
@@ -539,6 +544,7 @@ void expand_product(const BaseConfig& base, const std::vector<Axis>& axes,
     for (const auto& assignment : fixed_overrides) run_overrides.push_back({assignment, ""});
     SweepRun run;
     for (size_t a = 0; a < axes.size(); ++a) {
+      if (!axes[a].tag.empty()) run.axes.emplace_back(axes[a].tag, std::to_string(index[a]));
       for (size_t k = 0; k < axes[a].keys.size(); ++k) {
         run_overrides.push_back({axes[a].keys[k] + "=" + axes[a].values[index[a]][k],
                                  axes[a].origins[index[a]][k]});
@@ -590,6 +596,7 @@ SweepPlan expand_sweep_text(const std::string& yaml_text, const std::string& sou
   // `seeds=` override replaces the file's).
   std::vector<Axis> axes = grid_axes(root, source);
   if (auto zip = zip_axis(root, source)) axes.push_back(*zip);
+  if (auto search = search_axis(root, source, axes)) axes.push_back(*search);
   std::optional<std::vector<int64_t>> file_seeds;
   if (root["seeds"]) file_seeds = seeds_from_yaml(root["seeds"], source);
   std::vector<Axis> file_axes = axes;

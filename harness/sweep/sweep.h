@@ -1,4 +1,4 @@
-// Sweep files: a base run config crossed with grid axes, zipped axes and seeds, minus
+// Sweep files: a base run config crossed with grid axes, zipped axes, search trials and seeds, minus
 // excluded combinations, expanded and validated completely before anything runs.
 //
 //   name: routers_fmnist
@@ -8,6 +8,8 @@
 //     router: [{name: topk, k: 2}, {name: base}]   # a mapping replaces the whole section
 //     train.lr: [0.001, 0.002]
 //   zip: {model.dim: [32, 64], model.heads: [2, 4]}  # advanced together
+//   search: {method: random, trials: 8, space: {train.lr: {log_uniform: [1e-4, 1e-2]}}}
+//                                        # seeded random trials, one more axis (search.h)
 //   seeds: 3                             # or a list [0, 1, 2]
 //   exclude: [{router.name: base, train.lr: 0.001}]
 //   launcher: {name: slurm, partition: gpu}  # where the workers run (launcher.h)
