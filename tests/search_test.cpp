@@ -135,6 +135,19 @@ TEST_CASE("a sampled value is written canonically: the trial is the run of that 
   CHECK(config_hash(written) == config_hash(plan.runs[0].config));
 }
 
+TEST_CASE("the shipped search example plans its twelve trials, the same learning rates for both "
+          "routers", "[sweep][search]") {
+  const auto plan = testing::run_moelab("sweep plan " + std::string(MOELAB_SOURCE_DIR) +
+                                        "/experiments/sweeps/search_lr.yaml");
+  INFO(plan.output);
+  CHECK(plan.exit_code == 0);
+  CHECK_THAT(plan.output, Catch::Matchers::Contains("(12 rows)"));
+  const SweepPlan expanded = expand_sweep(std::string(MOELAB_SOURCE_DIR) + "/experiments/sweeps/search_lr.yaml");
+  REQUIRE(expanded.runs.size() == 12);
+  // Trial t draws from (seed, key, t) only: both routers get the same six rates.
+  for (size_t t = 0; t < 6; ++t) CHECK(expanded.runs[t].config.train.lr == expanded.runs[t + 6].config.train.lr);
+}
+
 TEST_CASE("search errors name the line and column", "[sweep][search]") {
   testing::TempDir dir;
   using Catch::Matchers::Contains;
