@@ -113,6 +113,9 @@ class Router : public torch::nn::Module {
   // The run continues from a checkpoint taken after `steps_done` optimizer steps: restore
   // host-side state kept outside parameters and buffers.
   virtual void on_resume(int64_t /*steps_done*/) {}
+  // The rows that score the experts, [E, d] (a gate's weight, X-MoE's expert embeddings), for
+  // the representation-collapse measure router_erank; undefined when the router has none.
+  virtual torch::Tensor expert_embeddings() const { return {}; }
 };
 
 // A router whose decision is a function of linear router logits z = x W^T (fp32) alone.
@@ -124,6 +127,7 @@ class LogitRouter : public Router {
   // logits: [T, E] -> the decision.
   virtual RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) = 0;
   torch::nn::Linear gate() const { return gate_; }
+  torch::Tensor expert_embeddings() const override { return gate_->weight; }
   // Weight of the orthogonality loss on the gate (the token-choice routers' ortho_coef).
   virtual double ortho_coef() const { return 0.0; }
 

@@ -45,6 +45,7 @@ class StableMoeRouter : public Router {
   void on_step_end(int64_t step) override;
   void on_resume(int64_t steps_done) override { steps_done_ = steps_done; }
   bool in_stage1() const;
+  torch::Tensor expert_embeddings() const override { return centroids_; }
 
  private:
   torch::Tensor distilled_logits(const torch::Tensor& x, const RouteContext& ctx);  // [T, E]

@@ -36,6 +36,7 @@ class XmoeRouter : public Router {
   using Options = XmoeOptions;
   XmoeRouter(const XmoeOptions& options, const RouterShape& shape);
   RouteResult route(const torch::Tensor& x, const RouteContext& ctx) override;
+  torch::Tensor expert_embeddings() const override { return expert_embeddings_; }
 
  private:
   XmoeOptions options_;

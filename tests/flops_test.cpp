@@ -116,6 +116,11 @@ eval: {max_examples: 50}
   };
   CHECK(summary("train/flops") == 2 * 3 * forward);  // 2 steps, backward = 2 forwards
   CHECK(summary("train/tokens") == 2 * 128.0);
+  // The router's 4 expert rows of width 16: an effective rank between 1 and 4, the layer's
+  // figure and the mean over the one layer alike.
+  CHECK(summary("model/moe/l0/router_erank") > 1.0);
+  CHECK(summary("model/moe/l0/router_erank") <= 4.0 + 1e-6);
+  CHECK(summary("model/moe/router_erank") == summary("model/moe/l0/router_erank"));
   const auto curve = store.query(
       "SELECT step, value FROM metrics WHERE split = 'train' AND name = 'flops' ORDER BY step");
   REQUIRE(curve.rows.size() == 2);

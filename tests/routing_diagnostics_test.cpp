@@ -66,6 +66,17 @@ TEST_CASE("load_gini: 0 when equal, (E - 1) / E for one expert, hand-worked in b
   CHECK(load_gini(torch::tensor({10.0F, 20.0F, 30.0F, 40.0F})).item<double>() == Approx(0.25));
 }
 
+TEST_CASE("effective_rank: E for orthogonal rows, 1 for collapsed ones, hand-worked between",
+          "[diagnostics]") {
+  CHECK(effective_rank(torch::eye(4)).item<double>() == Approx(4.0));
+  CHECK(effective_rank(torch::eye(4, 16) * 3).item<double>() == Approx(4.0));  // scale-free
+  // Every expert's row the same direction: rank one.
+  CHECK(effective_rank(torch::ones({8, 16})).item<double>() == Approx(1.0));
+  // Singular values 3 and 1: p = (0.75, 0.25), entropy 0.562335, exp = 1.754765.
+  CHECK(effective_rank(torch::tensor({3.0F, 0.0F, 0.0F, 1.0F}).view({2, 2})).item<double>() ==
+        Approx(1.754765).epsilon(1e-5));
+}
+
 TEST_CASE("bias_override_frac: the chosen experts the unbiased top-k would not have chosen",
           "[diagnostics]") {
   RouteResult result;

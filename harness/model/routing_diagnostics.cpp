@@ -25,6 +25,12 @@ std::vector<std::pair<std::string, torch::Tensor>> selection_diagnostics(const t
   return metrics;
 }
 
+torch::Tensor effective_rank(const torch::Tensor& matrix) {
+  const auto singular = at::linalg_svdvals(matrix.detach().to(torch::kDouble));  // [min(E, d)]
+  const auto p = singular / singular.sum().clamp_min(1e-300);
+  return torch::exp(-(p * torch::log(p.clamp_min(1e-300))).sum()).to(torch::kFloat);
+}
+
 torch::Tensor load_gini(const torch::Tensor& load) {
   const auto l = load.detach().to(torch::kFloat).flatten();  // [E]
   const double experts = static_cast<double>(l.numel());

@@ -22,6 +22,11 @@ std::vector<std::pair<std::string, torch::Tensor>> selection_diagnostics(const t
                                                                           const torch::Tensor& token,
                                                                           const torch::Tensor& expert);
 
+// Effective rank (Roy & Vetterli 2007) of a matrix [E, d]: exp of the entropy of its singular
+// values normalised to sum 1; from 1 (rank one: the experts' router rows collapsed onto one
+// direction) to min(E, d). 0-dim.
+torch::Tensor effective_rank(const torch::Tensor& matrix);
+
 // Gini coefficient of a load vector [E] (sum over pairs |l_i - l_j| / (2 E^2 mean)): 0 when
 // equal, (E - 1) / E when one expert takes everything. 0-dim.
 torch::Tensor load_gini(const torch::Tensor& load);

@@ -2,6 +2,7 @@
 #include "harness/train/trainer.h"
 #include "harness/model/flops.h"
 #include "harness/model/precision.h"
+#include "harness/model/routing_diagnostics.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -432,6 +433,7 @@ class TrainingLoop {
                               {"train/tokens", tokens_},
                               {"model/parameters", parameter_count()}};
     if (budget().set()) summaries.emplace_back("train/budget_spent", fraction_done());
+    add_router_erank(summaries);
     warn_if_budget_unspent();
     const MetricValues last_step = last_step_summaries();
     summaries.insert(summaries.end(), last_step.begin(), last_step.end());
@@ -450,6 +452,23 @@ class TrainingLoop {
   }
 
   double last_loss() const { return last_loss_; }
+
+  // model/moe/l<block>/router_erank per MoE layer whose router has expert embeddings, and
+  // their mean model/moe/router_erank (methods.md, Router diagnostics).
+  void add_router_erank(MetricValues& summaries) {
+    const std::vector<int64_t> blocks = moe_layer_indices(config_.model);
+    double sum = 0;
+    int measured = 0;
+    for (size_t i = 0; i < moe_layers_.size() && i < blocks.size(); ++i) {
+      const torch::Tensor embeddings = moe_layers_[i]->router().expert_embeddings();
+      if (!embeddings.defined()) continue;
+      const double erank = effective_rank(embeddings).item<double>();
+      summaries.emplace_back(fmt::format("model/moe/l{}/router_erank", blocks[i]), erank);
+      sum += erank;
+      ++measured;
+    }
+    if (measured > 0) summaries.emplace_back("model/moe/router_erank", sum / measured);
+  }
 
   // A budgeted run that reached train.steps first is not at the compute it was meant to be.
   void warn_if_budget_unspent() const {
