@@ -256,7 +256,8 @@ class TrainingLoop {
   }
   // The progress line's goal (see Progress).
   std::string goal() const {
-    return budget().set() ? "of " + budget().canonical() : fmt::format("/{}", train_.steps);
+    return budget().set() ? fmt::format("of {:.4g} {}", budget().amount, budget().unit_name())
+                          : fmt::format("/{}", train_.steps);
   }
 
   // Whether `step` logs its train metrics: every log_every steps and the last one. A budget's
