@@ -13,23 +13,25 @@
 #include "harness/sweep/sweep.h"
 #include "routers/topk.h"
 #include "test_util.h"
+#include "tiny_sweep.h"
 
 namespace moelab {
 namespace {
 
-const char* kBase = R"(name: tiny
-task: {name: image, train_limit: 256, val_size: 200}
-model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16}}
-router: {name: topk, k: 2}
-train: {steps: 4, batch_size: 16, log_every: 2, warmup_steps: 1}
-)";
+// The plan of the tiny sweep "extends: base.yaml\n" + body, in `dir`.
+SweepPlan plan_of(const testing::TempDir& dir, const std::string& body) {
+  return expand_sweep(testing::write_sweep(dir, body));
+}
 
-// The plan of "extends: base.yaml\n" + body, in `dir`.
-SweepPlan plan_of(const testing::TempDir& dir, const std::string& body,
-                  const std::vector<std::string>& overrides = {}) {
-  std::ofstream(dir.file("base.yaml")) << kBase << "db: " << dir.file("s.db") << "\n";
-  std::ofstream(dir.file("sweep.yaml")) << "extends: base.yaml\n" << body;
-  return expand_sweep(dir.file("sweep.yaml"), overrides);
+// A random search of train.lr alone, log-uniform on [1e-4, 1e-2], with `trials` trials.
+std::string lr_search(int trials) {
+  return fmt::format(R"(search:
+  method: random
+  trials: {}
+  space:
+    train.lr: {{log_uniform: [1.0e-4, 1.0e-2]}}
+)",
+                     trials);
 }
 
 std::string error_of(const testing::TempDir& dir, const std::string& body) {
@@ -96,25 +98,12 @@ TEST_CASE("random search: seeded trials, in range, one more axis of the sweep", 
     CHECK(other.runs[0].config.train.lr != plan.runs[0].config.train.lr);
   }
   SECTION("a trial's value of a key stays when the space grows or trials are added") {
-    const SweepPlan fewer = plan_of(dir, R"(search:
-  method: random
-  trials: 3
-  space:
-    train.lr: {log_uniform: [1.0e-4, 1.0e-2]}
-)");
+    const SweepPlan fewer = plan_of(dir, lr_search(3));
     REQUIRE(fewer.runs.size() == 3);
     for (size_t i = 0; i < 3; ++i) CHECK(fewer.runs[i].config.train.lr == plan.runs[i].config.train.lr);
   }
   SECTION("crossed with the grid and the seeds") {
-    const SweepPlan crossed = plan_of(dir, R"(grid:
-  router.name: [topk, loss_free]
-search:
-  method: random
-  trials: 3
-  space:
-    train.lr: {log_uniform: [1.0e-4, 1.0e-2]}
-seeds: 2
-)");
+    const SweepPlan crossed = plan_of(dir, "grid:\n  router.name: [topk, loss_free]\n" + lr_search(3) + "seeds: 2\n");
     CHECK(crossed.runs.size() == 12);
     CHECK(crossed.runs[0].label().rfind("router.name=topk trial=0 train.lr=", 0) == 0);
   }
@@ -123,12 +112,7 @@ seeds: 2
 TEST_CASE("a sampled value is written canonically: the trial is the run of that value however "
           "it is spelled", "[sweep][search]") {
   testing::TempDir dir;
-  const SweepPlan plan = plan_of(dir, R"(search:
-  method: random
-  trials: 1
-  space:
-    train.lr: {log_uniform: [1.0e-4, 1.0e-2]}
-)");
+  const SweepPlan plan = plan_of(dir, lr_search(1));
   const double lr = plan.runs[0].config.train.lr;
   const RunConfig written = parse_run_config(canonical_yaml(plan.runs[0].config), "x",
                                              {fmt::format("train.lr={:.17g}", lr)});

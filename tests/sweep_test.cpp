@@ -20,17 +20,12 @@
 #include "harness/sweep/progress.h"
 #include "harness/sweep/sweep_runner.h"
 #include "test_util.h"
+#include "tiny_sweep.h"
 
 namespace moelab {
 namespace {
 
-const char* kBase = R"(name: tiny
-task: {name: image, train_limit: 256, val_size: 200}
-model: {dim: 16, depth: 2, heads: 2, moe: {experts: 4, expert_hidden: 16}}
-router: {name: topk, k: 2}
-train: {steps: 4, batch_size: 16, log_every: 2, warmup_steps: 1}
-eval: {max_examples: 100}
-)";
+using testing::write_sweep;
 
 std::vector<std::string> labels(const SweepPlan& plan) {
   std::vector<std::string> out;
@@ -41,14 +36,6 @@ std::vector<std::string> labels(const SweepPlan& plan) {
 int shell(const std::string& command) {
   const int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// A tiny sweep file in `dir` with the given body after the base; db and checkpoints inside dir.
-std::string write_sweep(const testing::TempDir& dir, const std::string& body) {
-  std::ofstream(dir.file("base.yaml")) << kBase << "db: " << dir.file("s.db") << "\n"
-                                       << "checkpoint_dir: " << dir.file("ckpt") << "\n";
-  std::ofstream(dir.file("sweep.yaml")) << "extends: base.yaml\n" << body;
-  return dir.file("sweep.yaml");
 }
 
 // Two runs (topk, loss_free) of `steps` steps that checkpoint every 20 steps and log every 10.

@@ -5,7 +5,6 @@
 
 #include <array>
 #include <cmath>
-#include <cstdlib>
 #include <utility>
 
 #include "harness/core/error.h"
@@ -21,14 +20,6 @@ constexpr std::array<std::pair<TrainBudget::Unit, const char*>, 3> kUnits = {{
 }};
 
 constexpr const char* kForm = "none or '<amount> steps|tokens|flops' (e.g. '1.5e12 flops')";
-
-// The whole of `text` as a finite number, or nothing.
-bool read_amount(const std::string& text, double& amount) {
-  if (text.empty()) return false;
-  char* end = nullptr;
-  amount = std::strtod(text.c_str(), &end);
-  return end == text.c_str() + text.size() && std::isfinite(amount);
-}
 
 }  // namespace
 
@@ -47,7 +38,9 @@ TrainBudget TrainBudget::parse(const std::string& text) {
   if (budget.unit == Unit::None) {
     throw ConfigError(fmt::format("unknown budget unit '{}': steps, tokens or flops", parts[1]));
   }
-  if (!read_amount(parts[0], budget.amount) || budget.amount <= 0) {
+  const auto amount = parse_double(parts[0]);
+  budget.amount = amount.value_or(0.0);
+  if (!amount || !std::isfinite(*amount) || *amount <= 0) {
     throw ConfigError(fmt::format("budget amount '{}' is not a positive number", parts[0]));
   }
   if (budget.unit == Unit::Steps && budget.amount != std::floor(budget.amount)) {

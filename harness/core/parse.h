@@ -1,10 +1,12 @@
-// The one integer parser of the project: the whole text as a base-10 int64 (optional '-'),
-// nothing before or after it. Config values, overrides, seeds, run ids, file headers and
-// metric names all go through it; callers add what the text was in their error.
+// The project's parsers of numbers in text: the whole text as a base-10 int64 (optional '-')
+// or as a double, nothing before or after it. Config values, overrides, seeds, run ids, file
+// headers, metric names and sweep values all go through them; callers add what the text was
+// in their error.
 #pragma once
 
 #include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -21,6 +23,16 @@ inline std::optional<int64_t> parse_int64(std::string_view text) {
   int64_t value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (error != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
+// The whole text as a number (strtod's syntax: decimals, exponents, inf, nan), nothing before
+// or after it; callers that need a finite value check it.
+inline std::optional<double> parse_double(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size()) return std::nullopt;
   return value;
 }
 

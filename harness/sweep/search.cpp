@@ -37,12 +37,8 @@ int64_t whole_number(const YAML::Node& node, const std::string& what, const std:
 }
 
 double number(const YAML::Node& node, const std::string& what, const std::string& source) {
-  if (node.IsScalar()) {
-    char* end = nullptr;
-    const std::string& text = node.Scalar();
-    const double value = std::strtod(text.c_str(), &end);
-    if (!text.empty() && *end == '\0' && std::isfinite(value)) return value;
-  }
+  const auto value = node.IsScalar() ? parse_double(node.Scalar()) : std::nullopt;
+  if (value && std::isfinite(*value)) return *value;
   throw ConfigError(fmt::format("{}: {} must be a number, not '{}'", where(source, node), what, flow(node)));
 }
 

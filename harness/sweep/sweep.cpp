@@ -118,10 +118,8 @@ std::vector<std::string> split_top_level(const std::string& text) {
 
 bool same_value(const std::string& a, const std::string& b) {
   if (a == b) return true;
-  char* end_a = nullptr;
-  char* end_b = nullptr;
-  const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
-  return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
+  const auto x = parse_double(a), y = parse_double(b);
+  return x && y && *x == *y;
 }
 
 // More seeds than any sweep runs is a typo (seeds: 100000000 would allocate the queue first).

@@ -48,23 +48,20 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // Progress: a redrawn line with ETA on a terminal, plain lines at log steps otherwise.
-// `goal` is what the run ends at: "/400" (steps), or "of 2.5e12 flops" for a budget, whose
-// share done then drives the ETA.
+// The ETA follows the share of the run done (of train.steps, or of a budget).
 class Progress {
  public:
-  Progress(int64_t first, double first_fraction, std::string goal)
-      : first_(first), first_fraction_(first_fraction), goal_(std::move(goal)),
-        interactive_(isatty(fileno(stderr)) != 0) {}
+  Progress(int64_t first, double first_fraction)
+      : first_(first), first_fraction_(first_fraction), interactive_(isatty(fileno(stderr)) != 0) {}
 
-  // `fraction`: the share of the run done after `step`.
-  void update(int64_t step, double fraction, double loss, bool log_step, bool last) {
+  // `where`: the step and how far the run is ("   120/400"); `fraction`: the share done.
+  void update(int64_t step, const std::string& where, double fraction, double loss, bool log_step,
+              bool last) {
     if (!interactive_ && !log_step && !last) return;
     const double elapsed = seconds_since(start_);
     const double rate = (step - first_) / std::max(elapsed, 1e-9);
     const double done = fraction - first_fraction_;
     const double eta = done > 0 ? elapsed * (1.0 - fraction) / done : 0.0;
-    const std::string where = goal_.front() == '/' ? fmt::format("{:>6}{}", step, goal_)
-                                                   : fmt::format("{:>6} ({:.0f}% {})", step, 100 * fraction, goal_);
     std::string line = fmt::format("step {} | loss {:.4f} | {:.1f} steps/s | ETA {:.0f}s", where,
                                    loss, rate, std::max(eta, 0.0));
     if (interactive_) {
@@ -78,7 +75,6 @@ class Progress {
  private:
   int64_t first_;
   double first_fraction_;
-  std::string goal_;
   bool interactive_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
@@ -254,10 +250,11 @@ class TrainingLoop {
     return budget().set() ? spent() / budget().amount
                           : static_cast<double>(last_step_) / static_cast<double>(train_.steps);
   }
-  // The progress line's goal (see Progress).
-  std::string goal() const {
-    return budget().set() ? fmt::format("of {:.4g} {}", budget().amount, budget().unit_name())
-                          : fmt::format("/{}", train_.steps);
+  // The progress line's position: "   120/400", or "   120 (31% of 2e+10 flops)".
+  std::string position() const {
+    if (!budget().set()) return fmt::format("{:>6}/{}", last_step_, train_.steps);
+    return fmt::format("{:>6} ({:.0f}% of {:.4g} {})", last_step_, 100 * fraction_done(),
+                       budget().amount, budget().unit_name());
   }
 
   // Whether `step` logs its train metrics: every log_every steps and the last one. A budget's
@@ -547,13 +544,14 @@ MetricValues train_and_evaluate(const RunSpec& run, Task& task, TaskModel& model
                                 TrainingHooks* hooks) {
   TrainingLoop loop(run, task, model, log, device, hooks);
   const int64_t first_step = loop.start(resume);
-  Progress progress(first_step, loop.fraction_done(), loop.goal());
+  Progress progress(first_step, loop.fraction_done());
   for (int64_t step = first_step + 1; !loop.finished(); ++step) {
     loop.stop_if_interrupted(step);
     const bool log_step = loop.log_step(step);
     loop.step(step, log_step);
     loop.after_step(step, log_step);
-    progress.update(step, loop.fraction_done(), loop.last_loss(), log_step, loop.finished());
+    progress.update(step, loop.position(), loop.fraction_done(), loop.last_loss(), log_step,
+                    loop.finished());
   }
   return loop.finish();
 }
