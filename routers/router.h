@@ -27,6 +27,20 @@ struct ComputeTally {
   double total() const;
 };
 
+// What one MoE layer decided and measured on a probe forward (RouteContext::probe): the
+// routing probe's raw material (harness/train/routing_probe.h).
+struct LayerProbe {
+  int64_t layer = 0;    // block index
+  int64_t tokens = 0;   // T of the forward, padding included
+  int64_t choices = 0;  // the columns an assignment can name: E FFN experts, then null experts
+  // The assignments of the real tokens (null experts included), token-major; undefined for
+  // soft routing, which has none.
+  torch::Tensor token, expert, weight;  // [A] int64, int64, float
+  // Mean over real tokens (the first kCosineTokens) and expert pairs of the cosine between
+  // the FFN experts' outputs on the same token (expert_cosine, docs/methods.md). 0-dim.
+  torch::Tensor expert_cosine;
+};
+
 // What the MoE layers report during one forward, collected explicitly through
 // RouteContext::record by whoever asks (the trainer, a test, a benchmark).
 struct RoutingRecord {
@@ -34,6 +48,7 @@ struct RoutingRecord {
   // With collect_metrics: (block index, that layer's detached metrics) in forward order.
   std::vector<std::pair<int64_t, std::vector<NamedTensor>>> layer_metrics;
   ComputeTally compute;  // the forward's work, every forward (not only when collecting metrics)
+  std::vector<LayerProbe> probes;  // with RouteContext::probe, in forward order
 
   void add_aux_loss(const torch::Tensor& loss) {
     aux_loss = aux_loss.defined() ? aux_loss + loss : loss;
@@ -47,6 +62,8 @@ struct RoutingRecord {
   // for the imbalance metrics also "{name}_p90" and "{name}_max" over the layers.
   std::vector<NamedTensor> routing_metrics() const;
 };
+
+struct RouteReplay;  // below
 
 // The tokens a balance loss counts expert frequencies over (train.aux_scope).
 enum class BalanceScope { MicroBatch, GlobalBatch, Sequence };
@@ -65,6 +82,8 @@ struct RouteContext {
   int64_t group_size = 0;    // tokens per sequence / image (row-major [B, L] order); 0 = all T
   bool causal = false;       // a token must not be influenced by later tokens of its sequence
   bool collect_metrics = false;  // a logging step: compute the detached metrics
+  bool probe = false;  // a routing-probe forward: each MoE layer adds a LayerProbe to record
+  RouteReplay* replay = nullptr;  // evaluation-time routing replay: record or impose decisions
   RoutingRecord* record = nullptr;  // where the MoE layers report; nullptr = nobody asks
   BalanceScope balance_scope = BalanceScope::MicroBatch;
   StepCounts* step_counts = nullptr;  // kept by the trainer across a step's micro-batches
@@ -95,6 +114,22 @@ struct RouteResult {
   // token-major like from_topk, weight = scores[token, expert].
   static RouteResult from_pairs(const torch::Tensor& token, const torch::Tensor& expert,
                                 const torch::Tensor& scores);
+};
+
+// Routing replay (docs/methods.md, "Routing replay and flips"): in Record mode each MoE layer
+// keeps the decision its router made; in Replay mode it skips its router and takes the
+// decision recorded for its block, on an input of the same tokens (a corrupted image's patches
+// with the clean image's routes). Everything after the decision — padding, null experts,
+// capacity, dispatch, combine — runs as usual, so replaying an input's own decisions gives the
+// ordinary forward's output bit for bit.
+struct RouteReplay {
+  enum class Mode { Record, Replay };
+  struct Recorded {
+    int64_t tokens = 0;  // T of the input it was made for
+    RouteResult route;   // as the router returned it
+  };
+  Mode mode = Mode::Record;
+  std::map<int64_t, Recorded> routes;  // block index -> decision
 };
 
 struct RouterShape {

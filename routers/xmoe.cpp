@@ -17,7 +17,7 @@ XmoeRouter::XmoeRouter(const XmoeOptions& options, const RouterShape& shape) : o
 }
 
 RouteResult XmoeRouter::route(const torch::Tensor& x, const RouteContext& ctx) {
-  {
+  if (ctx.training) {  // an evaluation forward changes no parameter
     torch::NoGradGuard no_grad;
     expert_embeddings_.mul_(options_.embedding_norm /
                             expert_embeddings_.norm(2, -1, true).clamp_min(1e-6));

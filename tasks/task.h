@@ -45,6 +45,10 @@ class Task {
   virtual std::shared_ptr<TaskModel> build_model(const RunConfig& config) = 0;
   // Batch number `step` (0-based) of the run's data order; depends only on (seed, step).
   virtual Batch train_batch(int64_t step, int64_t batch_size) = 0;
+  // The routing probe's examples (harness/train/routing_probe.h): `count` examples of the val
+  // split (fewer when it has fewer) chosen by the run seed alone, so every router and every
+  // call gets the same ones; targets as in train batches.
+  virtual Batch probe_batch(int64_t count) = 0;
   // Metrics on a split ("val", "test", ...), model in eval mode, no gradients.
   virtual MetricValues evaluate(TaskModel& model, const std::string& split,
                                 const RunConfig& config, torch::Device device) = 0;

@@ -1,5 +1,8 @@
 // The language-modelling task: corpus normalisation and splits, vocabularies, text
 // corruptions, and a tiny training run on a corpus of our own.
+#include <fmt/format.h>
+
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -174,6 +177,14 @@ eval: {max_examples: 20}
         CHECK(summaries["test/ppl"] < 10.0);
       }
       CHECK(summaries["test:aaa:0.025/loss"] > summaries["test/loss"]);
+      // The routing probe: the next token is each position's label; NMI and cosine in range.
+      for (const char* layer : {"l0", "l1"}) {
+        const std::string nmi = fmt::format("probe/moe/{}/spec_nmi", layer);
+        REQUIRE(summaries.count(nmi) == 1);
+        CHECK(summaries[nmi] >= 0.0);
+        CHECK(summaries[nmi] <= 1.0);
+        CHECK(std::abs(summaries[fmt::format("probe/moe/{}/expert_cosine", layer)]) <= 1.0);
+      }
     }
   }
 }

@@ -19,14 +19,14 @@ namespace moelab {
 namespace {
 
 // Evaluations at non-logging steps (3, 9), checkpoints after them, dropout and router noise
-// (so a resumed run must redraw exactly), and a final evaluation of 17 splits (val, test and
-// the 15 FMNIST-C corruptions).
+// (so a resumed run must redraw exactly), routing traces at steps 0, 3, 6, 9 and 12, and a
+// final evaluation of 17 splits (val, test and the 15 FMNIST-C corruptions).
 const char* kRun = R"(name: resumable
 seed: 5
 task: {name: image, train_limit: 256, val_size: 100, corruptions: fmnist_c, corruption_examples: 40}
 model: {dim: 16, depth: 2, heads: 2, dropout: 0.1, moe: {experts: 4, expert_hidden: 16}}
 router: {name: noisy_topk, k: 2}
-train: {steps: 12, batch_size: 16, log_every: 4, eval_every: 3, checkpoint_every: 3, warmup_steps: 2}
+train: {steps: 12, batch_size: 16, log_every: 4, eval_every: 3, checkpoint_every: 3, trace_every: 3, warmup_steps: 2}
 eval: {max_examples: 100}
 )";
 
@@ -120,6 +120,17 @@ size_t differences(const Record& expected, const Record& actual) {
   return count;
 }
 
+// The routing-trace files under dir/ckpt: name -> bytes.
+std::map<std::string, std::string> trace_files(const testing::TempDir& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.file("ckpt"))) {
+    if (entry.is_regular_file() && entry.path().extension() != ".pt") {
+      files[entry.path().filename().string()] = testing::read_text(entry.path().string());
+    }
+  }
+  return files;
+}
+
 // The config in `dir` with its database and checkpoints there.
 std::string write_config(const testing::TempDir& dir) {
   std::ofstream(dir.file("run.yaml")) << kRun << "db: " << dir.file("r.db") << "\n"
@@ -137,9 +148,14 @@ std::string write_sweep(const testing::TempDir& dir) {
 
 bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
 
-const Record& uninterrupted() {
+const testing::TempDir& uninterrupted_dir() {
   static const testing::TempDir dir;
+  return dir;
+}
+
+const Record& uninterrupted() {
   static const Record record = [] {
+    const testing::TempDir& dir = uninterrupted_dir();
     const int status = run_moelab(dir, {"run", write_config(dir)});
     INFO(log_of(dir));
     REQUIRE(exited_with(status, 0));
@@ -185,8 +201,11 @@ TEST_CASE("a run stopped at any moment and resumed leaves the uninterrupted run'
   const int resumed = run_moelab(dir, {"run", config, "--resume"});
   REQUIRE(exited_with(resumed, 0));
   CHECK(differences(expected, read_record(dir.file("r.db"))) == 0);
+  const auto traces = trace_files(dir);
+  CHECK(traces.size() == 1 + 5 * 2 * 2);  // labels; 5 traced steps x 2 layers x experts, gates
+  CHECK(traces == trace_files(uninterrupted_dir()));  // no temporary left behind either
   for (const auto& entry : std::filesystem::directory_iterator(dir.file("ckpt"))) {
-    CHECK(entry.path().extension() == ".pt");  // no temporary left behind
+    CHECK((entry.path().extension() == ".pt" || entry.path().extension() == ".trace"));
   }
 }
 

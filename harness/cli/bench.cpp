@@ -31,6 +31,8 @@ const std::vector<Benchmark>& benchmarks() {
        render_lm},
       {"image", "quickstart ViT training images/s of moelab run against eager PyTorch",
        measure_image, render_image},
+      {"trace", "training with routing traces against without (quickstart ViT)", measure_trace,
+       render_trace},
       {"store", "the results store under 1 and 4 workers; a sweep through Slurm", measure_store,
        render_store},
   };

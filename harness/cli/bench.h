@@ -83,6 +83,10 @@ std::string render_lm(const nlohmann::json& result);
 // model trained in eager PyTorch (Python) in the same invocation (bench_training.cpp).
 nlohmann::json measure_image(const BenchOptions& options, const std::string& executable);
 std::string render_image(const nlohmann::json& result);
+// The quickstart ViT's training steps with routing traces (train.trace_every) against
+// without, in alternating rounds (bench_training.cpp).
+nlohmann::json measure_trace(const BenchOptions& options, const std::string& executable);
+std::string render_trace(const nlohmann::json& result);
 // The results store under 1 and 4 worker processes (claim latency, metric-logging throughput),
 // SQLite and, given options.postgres, PostgreSQL; and options.sweep_file through Slurm against
 // local workers where sbatch is on PATH (bench_store.cpp).

@@ -1,5 +1,6 @@
 // `moelab bench lm | image`: training throughput of `moelab run` (a child process, started
-// without a shell) against the same model trained in eager PyTorch, in alternating rounds.
+// without a shell) against the same model trained in eager PyTorch, in alternating rounds;
+// `moelab bench trace`: the quickstart ViT's training with routing traces against without.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -227,6 +228,38 @@ std::string render_image(const nlohmann::json& result) {
              result["batch"].get<int64_t>(), device_text(result), result["steps"].get<int64_t>(),
              result["rounds"].get<int64_t>()) +
          render_comparison(result, "images");
+}
+
+nlohmann::json measure_trace(const BenchOptions& options, const std::string& executable) {
+  const int64_t every = std::max<int64_t>(1, options.steps / 4);  // four traces in the timed steps
+  const std::vector<std::string> base = {"device=" + options.device,
+                                         fmt::format("threads={}", options.threads)};
+  std::vector<std::string> traced = base;
+  traced.push_back(fmt::format("train.trace_every={}", every));
+  std::vector<double> plain_s, traced_s, ratios;
+  for (int64_t round = 0; round < options.repeats; ++round) {  // alternating rounds
+    plain_s.push_back(timed_steps_seconds(executable, "experiments/quickstart.yaml", base, options.steps));
+    traced_s.push_back(timed_steps_seconds(executable, "experiments/quickstart.yaml", traced, options.steps));
+    ratios.push_back(traced_s.back() / plain_s.back());
+  }
+  return {{"device", options.device}, {"threads", options.threads}, {"steps", options.steps},
+          {"trace_every", every},     {"probe_examples", 64},         {"rounds", options.repeats},
+          {"plain_seconds", spread(plain_s)}, {"traced_seconds", spread(traced_s)},
+          {"ratio", spread(ratios)}};
+}
+
+std::string render_trace(const nlohmann::json& result) {
+  const auto& ratio = result["ratio"];
+  return fmt::format(
+      "moelab bench trace: the quickstart ViT on {}, {} timed steps, traced every {} ({} probe "
+      "images, 4 MoE layers); median (range) of {} alternating rounds\n"
+      "  without traces  {}\n  with traces     {}\n"
+      "  ratio           {:.3f} ({:.3f}-{:.3f}): tracing costs {:.1f}% of the training time\n",
+      device_text(result), result["steps"].get<int64_t>(), result["trace_every"].get<int64_t>(),
+      result["probe_examples"].get<int64_t>(), result["rounds"].get<int64_t>(),
+      spread_text(result["plain_seconds"], 1.0, "s"), spread_text(result["traced_seconds"], 1.0, "s"),
+      ratio["median"].get<double>(), ratio["min"].get<double>(), ratio["max"].get<double>(),
+      100 * (ratio["median"].get<double>() - 1));
 }
 
 }  // namespace moelab

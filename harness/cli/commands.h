@@ -1,6 +1,7 @@
 // The subcommands of `moelab`, one registration function each, listed once in main.cpp:
 // run_commands.cpp (run, list, route), sweep_commands.cpp (sweep, sweep-worker),
-// results_commands.cpp (query, report, plot, robustness, db), bench_command.cpp (bench).
+// results_commands.cpp (query, report, plot, robustness, db), trace_command.cpp (trace),
+// bench_command.cpp (bench).
 // Each registers its options on the app and, once parsed, sets `command` to its work; the
 // option values live in a shared struct the work reads after parsing.
 #pragma once
@@ -33,6 +34,7 @@ void add_plot_command(CLI::App& app, Command& command);
 void add_robustness_command(CLI::App& app, Command& command);
 void add_db_commands(CLI::App& app, Command& command);
 void add_bench_command(CLI::App& app, Command& command);
+void add_trace_command(CLI::App& app, Command& command);
 
 // Writes a rendered table to `output`, or to stdout when it is "".
 void emit(const std::string& text, const std::string& output);

@@ -24,7 +24,7 @@ namespace {
 constexpr void (*kSubcommands[])(CLI::App&, Command&) = {
     add_run_command,     add_list_command,       add_query_command, add_route_command,
     add_bench_command,   add_sweep_commands,     add_report_command, add_compare_command, add_claims_command, add_plot_command,
-    add_robustness_command, add_db_commands,
+    add_robustness_command, add_db_commands, add_trace_command,
 };
 
 std::string version_text() {

@@ -203,15 +203,18 @@ void add_plot_command(CLI::App& app, Command& command) {
   PlotRequest& request = args->request;
   auto* plot = app.add_subcommand("plot", "figures with gnuplot (PNG, SVG, data and script)");
   plot->add_option("db", args->db, "results database")->required();
-  plot->add_option("--kind", request.kind, "curves | corruption | load | shares")
-      ->check(CLI::IsMember({"curves", "corruption", "load", "shares"}));
+  plot->add_option("--kind", request.kind, "curves | corruption | load | shares | flips | specialisation")
+      ->check(CLI::IsMember({"curves", "corruption", "load", "shares", "flips", "specialisation"}));
   plot->add_option("--sweep", request.sweep, "only this sweep's runs");
   plot->add_option("--group-by", args->group_by, "config keys, comma separated (router = router.name)");
   plot->add_option("--metric", request.metric,
                    "curves: SPLIT/NAME (e.g. train/loss); default: the runs' main val metric. "
                    "load: a per-layer routing metric; default: load_max_over_mean");
   plot->add_option("--suite", request.suite,
-                   "corruption: a suite with severities; default: the first declared one");
+                   "corruption: a suite with severities; default: the first declared one. "
+                   "flips: a suite with routing_flip results; default: the first found");
+  plot->add_option("--layer", request.layer,
+                   "specialisation: the MoE layer's block index; default: the deepest traced");
   plot->add_option("-o,--output-dir", request.output_dir, "folder for the files");
   plot->add_flag("--data-only", args->data_only, "write data and script, do not run gnuplot");
   plot->callback([args, &command] {

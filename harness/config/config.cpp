@@ -152,6 +152,12 @@ void validate(const RunConfig& config) {
                               "\"global_batch\": needs train.grad_accum > 1 (with one "
                               "micro-batch per step it is micro_batch)");
   }
+  if (config.train.trace_every > 0 && config.eval.probe_examples == 0) {
+    throw ConfigError::at_key("train.trace_every",
+                              fmt::format("{}: traces route the probe examples; "
+                                          "eval.probe_examples = 0 turns them off",
+                                          config.train.trace_every));
+  }
   const TrainBudget& budget = config.train.budget;
   if (budget.unit == TrainBudget::Unit::Steps && budget.amount > static_cast<double>(config.train.steps)) {
     throw ConfigError::at_key("train.budget",

@@ -79,6 +79,7 @@ struct TrainConfig {
   int64_t log_every = 25;
   int64_t eval_every = 0;
   int64_t checkpoint_every = 0;
+  int64_t trace_every = 0;
   int64_t grad_accum = 1;
   std::string aux_scope = "micro_batch";
   TrainBudget budget;
@@ -121,6 +122,11 @@ struct TrainConfig {
     v(log_every, "log_every", "log training metrics every N steps", at_least(1));
     v(eval_every, "eval_every", "evaluate on validation every N steps; 0 = only at the end",
       at_least(0));
+    v(trace_every, "trace_every",
+      "record the routing of the probe examples (eval.probe_examples) every N steps and at the "
+      "end: every token's experts and gates per layer, in files beside the checkpoint (moelab "
+      "trace), and routing_fluctuation between traced steps; 0 = off",
+      hashed_unless(int64_t{0}, at_least(0)));
     v(checkpoint_every, "checkpoint_every",
       "save a checkpoint every N steps (always at the end and on interruption); 0 = only then",
       at_least(0).unhashed());
@@ -130,6 +136,7 @@ struct TrainConfig {
 struct EvalConfig {
   int64_t batch_size = 1000;
   int64_t max_examples = 0;
+  int64_t probe_examples = 64;
   PluginChoice router_override{"none", &make_router_options, nullptr};
 
   EvalConfig() { router_override.reset_options(); }
@@ -138,6 +145,10 @@ struct EvalConfig {
   void visit(V& v) {
     v(batch_size, "batch_size", "examples per evaluation batch", at_least(1));
     v(max_examples, "max_examples", "cap on evaluated examples per split; 0 = all", at_least(0));
+    v(probe_examples, "probe_examples",
+      "examples of the val split (chosen by the seed) the routing probe routes at the end and "
+      "at trace steps: spec_nmi, expert_cosine, traces; 0 = off",
+      hashed_unless(int64_t{64}, at_least(0)));
     v(router_override, "router_override",
       "after training, also evaluate under this routing rule, reusing the trained router "
       "logits (training-free swap; logged as split@router); name none = off");

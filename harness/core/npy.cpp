@@ -162,6 +162,8 @@ void write_npy(const std::string& path, const torch::Tensor& tensor) {
   out.write(length_bytes, 2);
   out << header;
   out.write(static_cast<const char*>(data.data_ptr()), static_cast<std::streamsize>(data.nbytes()));
+  out.flush();
+  if (!out) throw Error(fmt::format("cannot write '{}' (disk full?)", path));
 }
 
 void write_npy_float32(const std::string& path, const torch::Tensor& tensor) {

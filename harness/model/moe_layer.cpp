@@ -1,6 +1,8 @@
 // MoE layer: capacity, permutation dispatch, experts, combine, shared metrics.
 #include "harness/model/moe_layer.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
 
@@ -107,13 +109,14 @@ std::shared_ptr<Router> MoELayerImpl::swap_router(std::shared_ptr<Router> router
 
 torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
-  RouteResult route = route_in_fp32(x, ctx);
+  RouteResult route = decide(x, ctx);
   if (ctx.valid.defined() && route.token.defined()) {  // padding never reaches an expert
     route = keep_assignments(route, real_assignments(route.token, ctx));
   }
   if (ctx.collect_metrics && ctx.record && route.probs.defined() && route.token.defined()) {
     add_selection_diagnostics(route, ctx);
   }
+  if (ctx.probe && ctx.record) record_probe(x, route, ctx);
   const double route_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
@@ -147,6 +150,24 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
   return nulls.token.defined() ? y + null_outputs(x, nulls) : y;
 }
 
+RouteResult MoELayerImpl::decide(const torch::Tensor& x, const RouteContext& ctx) {
+  if (ctx.replay == nullptr) return route_in_fp32(x, ctx);
+  if (ctx.replay->mode == RouteReplay::Mode::Record) {
+    auto& recorded = ctx.replay->routes[ctx.layer];
+    recorded = {x.size(0), route_in_fp32(x, ctx)};
+    return recorded.route;
+  }
+  const auto found = ctx.replay->routes.find(ctx.layer);
+  if (found == ctx.replay->routes.end()) {
+    throw Error(fmt::format("routing replay: no decision was recorded for block {}", ctx.layer));
+  }
+  if (found->second.tokens != x.size(0)) {
+    throw Error(fmt::format("routing replay in block {}: a decision for {} tokens, an input of {}",
+                            ctx.layer, found->second.tokens, x.size(0)));
+  }
+  return found->second.route;
+}
+
 // Under bf16 autocast the router still decides from fp32 logits of the fp32 input, and its
 // losses are fp32 (docs/design.md, Precision).
 RouteResult MoELayerImpl::route_in_fp32(const torch::Tensor& x, const RouteContext& ctx) {
@@ -173,6 +194,28 @@ void MoELayerImpl::add_selection_diagnostics(RouteResult& route, const RouteCont
   for (auto& metric : selection_diagnostics(real_rows(route.probs, ctx), token, route.expert)) {
     route.metrics.push_back(metric);
   }
+}
+
+void MoELayerImpl::record_probe(const torch::Tensor& x, const RouteResult& route,
+                                const RouteContext& ctx) {
+  torch::NoGradGuard no_grad;
+  LayerProbe probe;
+  probe.layer = ctx.layer;
+  probe.tokens = x.size(0);
+  probe.choices = config_.experts + static_cast<int64_t>(null_kinds_.size());
+  if (route.token.defined()) {
+    probe.token = route.token.detach();
+    probe.expert = route.expert.detach();
+    probe.weight = route.weight.detach().to(torch::kFloat);
+  }
+  // Every FFN expert on the same tokens: E copies of the rows, one slice per expert.
+  const auto real = real_rows(x.detach(), ctx);
+  const auto rows = real.narrow(0, 0, std::min<int64_t>(real.size(0), kCosineTokens));  // [N, D]
+  const int64_t experts = config_.experts, n = rows.size(0);
+  auto outputs = run_experts(rows.repeat({experts, 1}), expert_weights(),
+                             std::vector<int64_t>(static_cast<size_t>(experts), n));  // [E*N, D]
+  probe.expert_cosine = mean_pairwise_cosine(as_fp32(outputs).view({experts, n, -1}));
+  ctx.record->probes.push_back(std::move(probe));
 }
 
 double MoELayerImpl::router_flops(int64_t tokens) const {

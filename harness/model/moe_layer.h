@@ -51,6 +51,9 @@ class TrainingForm : public torch::nn::Module {
                              const RouteContext& ctx, const ExpertWeights& experts) = 0;
 };
 
+// expert_cosine is measured on a probe forward's first real tokens, at most this many.
+inline constexpr int64_t kCosineTokens = 1024;
+
 class MoELayerImpl : public torch::nn::Module {
  public:
   MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router);
@@ -86,8 +89,13 @@ class MoELayerImpl : public torch::nn::Module {
                              const RouteContext& ctx, double route_ms);
   // The assignments of `route` where keep [A] is true; every other field as it was.
   static RouteResult keep_assignments(const RouteResult& route, const torch::Tensor& keep);
+  // With ctx.probe: the layer's LayerProbe (router.h) of this forward, added to ctx.record.
+  void record_probe(const torch::Tensor& x, const RouteResult& route, const RouteContext& ctx);
   // Adds the selection diagnostics (routing_diagnostics.h) to route.metrics.
   static void add_selection_diagnostics(RouteResult& route, const RouteContext& ctx);
+  // The router's decision on x, or with ctx.replay the one recorded for this block
+  // (RouteReplay, router.h): recorded in Record mode, imposed in Replay mode.
+  RouteResult decide(const torch::Tensor& x, const RouteContext& ctx);
   // Routes `x` from fp32 logits, autocast or not (precision.h).
   RouteResult route_in_fp32(const torch::Tensor& x, const RouteContext& ctx);
   // The router's linear maps on `tokens` tokens: 2 per token per weight of its matrices.

@@ -1,11 +1,13 @@
 // Router diagnostics the MoE layer measures the same way for every router that makes
 // token-expert assignments and reports its probabilities (docs/methods.md, "Router
 // diagnostics"): how decisively each token chose, how much of its probability it kept, and
-// how unequal the experts' loads are.
+// how unequal the experts' loads are; and the measures of specialisation, representation
+// collapse and routing change that the routing probe computes from its records.
 #pragma once
 
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,5 +32,25 @@ torch::Tensor effective_rank(const torch::Tensor& matrix);
 // Gini coefficient of a load vector [E] (sum over pairs |l_i - l_j| / (2 E^2 mean)): 0 when
 // equal, (E - 1) / E when one expert takes everything. 0-dim.
 torch::Tensor load_gini(const torch::Tensor& load);
+
+// Mean over tokens and unordered expert pairs of cos(y_i, y_j) for outputs [E, N, D] (expert i's
+// output y_i on token n): 1 when the experts compute the same function on these tokens (a
+// zero output counts as cosine 0). 0-dim; undefined when E < 2 or N = 0.
+torch::Tensor mean_pairwise_cosine(const torch::Tensor& outputs);
+
+// Normalised mutual information of two labellings from their joint counts [A, B]:
+// I(X; Y) / ((H(X) + H(Y)) / 2), the arithmetic mean of the entropies (scikit-learn's
+// default). 1 when either labelling determines the other and both have the same entropy;
+// nullopt when both entropies are 0 (one cell: nothing to inform).
+std::optional<double> normalized_mutual_information(const torch::Tensor& counts);
+
+// The experts each of `tokens` tokens selected, from assignments token [A], expert [A] (any
+// order): [T, S] int64, each row ascending and padded with -1; S = the most any token took.
+torch::Tensor selected_sets(const torch::Tensor& token, const torch::Tensor& expert,
+                            int64_t tokens);
+
+// Share of rows whose selected set differs between two selected_sets() tables of the same
+// tokens (their widths may differ). 0-dim.
+torch::Tensor changed_share(const torch::Tensor& before, const torch::Tensor& after);
 
 }  // namespace moelab

@@ -19,6 +19,7 @@
 #include "harness/report/report.h"
 #include "harness/report/robustness.h"
 #include "harness/report/stats.h"
+#include "harness/train/routing_probe.h"
 #include "tasks/task_metrics.h"
 
 namespace moelab {
@@ -336,6 +337,152 @@ std::vector<std::string> load(Store& store, const PlotRequest& request, const st
   return finish(request, base, body, panel_canvas(labels.size()));
 }
 
+// A suite's routing_flip (task.routing_replay) per group: against severity (mean over the
+// corruptions, then over the runs with a 95% CI band), or for a one-severity suite per
+// corruption.
+std::vector<std::string> flips(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
+  const std::string suffix = "/moe/routing_flip";
+  // group -> x (severity, or the corruption's index) -> one value per run
+  std::vector<std::map<int64_t, std::vector<double>>> by_group(groups.size());
+  std::string suite_name = request.suite;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (int64_t run : groups[g].run_ids) {
+      const auto rows = store.query("SELECT name, value FROM summaries WHERE run_id = ? AND name LIKE ? "
+                                    "AND name NOT LIKE '%@%' AND value IS NOT NULL",
+                                    {run, "%:%" + suffix});
+      std::map<int64_t, std::vector<double>> per_x;  // this run's splits at each x
+      for (const auto& row : rows.rows) {
+        const std::string& name = row[0].text;
+        if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+        const SplitId split = SplitId::parse(name.substr(0, name.size() - suffix.size()));
+        if (split.kind != SplitId::Kind::Corruption) continue;
+        if (suite_name.empty()) suite_name = split.base;
+        if (split.base != suite_name) continue;
+        const CorruptionSuite& suite = *find_suite(split.base).suite;
+        const auto position = std::find(suite.corruptions.begin(), suite.corruptions.end(), split.corruption);
+        const int64_t x = suite.severities > 1 ? split.severity
+                                               : static_cast<int64_t>(position - suite.corruptions.begin());
+        per_x[x].push_back(row[1].number());
+      }
+      for (const auto& [x, values] : per_x) by_group[g][x].push_back(summarise(values).mean);
+    }
+  }
+  if (suite_name.empty()) {
+    throw Error("plot flips: no run has routing_flip results (task.routing_replay: true with task.corruptions)");
+  }
+  const CorruptionSuite& suite = *find_suite(suite_name).suite;
+  const bool severities = suite.severities > 1;
+  const std::string base = request.output_dir + "/flips_" + suite.name;
+  std::ofstream data(base + ".dat");
+  data << "# " << (severities ? "severity" : "corruption") << " mean ci95_low ci95_high n: share of "
+       << "tokens whose experts the corruption changed (mean over the layers"
+       << (severities ? " and corruptions" : "") << "; per group the mean and 95% CI over runs)\n";
+  std::string xtics = "  set xtics 1\n";
+  if (!severities) {
+    xtics = "  set xtics rotate by -45 (";
+    for (size_t i = 0; i < suite.corruptions.size(); ++i) {
+      xtics += fmt::format("{}{} {}", i == 0 ? "" : ", ", quote(suite.corruptions[i]), i);
+    }
+    xtics += ")\n";
+  }
+  std::string plot = fmt::format(
+      "  set title {}\n  set xlabel {}\n  set ylabel \"routing flip (share of tokens)\"\n{}"
+      "  set key below\n  set grid\n  set yrange [0:*]\n"
+      "  set style fill transparent solid 0.2 noborder\n  plot ",
+      quote(fmt::format("{}: {} routing flips (mean over layers; band: 95% CI over seeds)",
+                        scope_of(request), suite.name)),
+      quote(severities ? "severity" : "corruption"), xtics);
+  int index = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (by_group[g].empty()) continue;
+    data << "# " << groups[g].label << "\n";
+    for (const auto& [x, values] : by_group[g]) {
+      const Summary s = summarise(values);
+      const double half = std::isnan(s.ci_half) ? 0.0 : s.ci_half;
+      data << x << " " << s.mean << " " << s.mean - half << " " << s.mean + half << " " << s.n << "\n";
+    }
+    data << "\n\n";
+    plot += fmt::format("{}\"{}.dat\" index {} using 1:3:4 with filledcurves lc {} notitle, "
+                        "'' index {} using 1:2 with linespoints lc {} pt 7 title {}",
+                        index == 0 ? "" : ", \\\n       ", std::filesystem::path(base).filename().string(),
+                        index, index + 1, index, index + 1, quote(groups[g].label));
+    ++index;
+  }
+  data.close();
+  if (index == 0) throw Error(fmt::format("plot flips: no run has {} routing_flip results", suite.name));
+  return finish(request, base, plot + "\n");
+}
+
+// Expert x label specialisation per group from the runs' last routing trace of one MoE layer
+// (train.trace_every): the share of each label's assignments that each expert took, averaged
+// over the group's runs; the groups side by side on one colour scale.
+std::vector<std::string> specialisation(Store& store, const PlotRequest& request,
+                                        const std::vector<RunGroup>& groups) {
+  const std::string base = request.output_dir + "/specialisation";
+  std::ofstream data(base + ".dat");
+  std::vector<std::string> labels;
+  int64_t layer = request.layer;
+  for (const auto& group : groups) {
+    std::map<int64_t, std::map<int64_t, std::vector<double>>> shares;  // label -> expert -> runs
+    for (int64_t run : group.run_ids) {
+      const auto traced = store.query(
+          "SELECT r.config_hash, r.config_yaml, m.step, m.name FROM runs r JOIN metrics m ON m.run_id = r.id "
+          "WHERE r.id = ? AND m.split = 'probe' AND m.name LIKE 'moe/l%/trace_tokens' ORDER BY m.step DESC",
+          {run});
+      if (traced.rows.empty()) continue;
+      const int64_t last_step = traced.rows[0][2].integer;
+      int64_t run_layer = layer;
+      if (run_layer < 0) {  // the deepest traced layer
+        for (const auto& row : traced.rows) {
+          if (row[2].integer == last_step) run_layer = std::max(run_layer, layer_of(row[3].text).value_or(-1));
+        }
+      }
+      const RunConfig config = parse_run_config(traced.rows[0][1].text, fmt::format("run {}'s config", run));
+      const LayerTrace trace = read_layer_trace(trace_dir(config.checkpoint_dir, traced.rows[0][0].text),
+                                                last_step, run_layer);
+      if (layer < 0) layer = run_layer;
+      std::map<int64_t, std::map<int64_t, double>> counts;  // label -> expert -> assignments
+      std::map<int64_t, double> totals;
+      const auto experts = trace.experts.accessor<int64_t, 2>();
+      const auto token_labels = trace.labels.accessor<int64_t, 1>();
+      for (int64_t t = 0; t < trace.experts.size(0); ++t) {
+        for (int64_t s = 0; s < trace.experts.size(1) && experts[t][s] >= 0; ++s) {
+          counts[token_labels[t]][experts[t][s]] += 1;
+          totals[token_labels[t]] += 1;
+        }
+      }
+      const int64_t choices = routed_experts(config.model.moe);
+      for (const auto& [label, total] : totals) {
+        for (int64_t e = 0; e < choices; ++e) shares[label][e].push_back(counts[label][e] / total);
+      }
+    }
+    if (shares.empty()) continue;
+    data << "# " << group.label << "\n";
+    for (const auto& [expert, unused] : shares.begin()->second) {
+      (void)unused;
+      for (const auto& [label, experts] : shares) {
+        const auto found = experts.find(expert);
+        data << expert << " " << label << " " << (found == experts.end() ? 0.0 : summarise(found->second).mean) << "\n";
+      }
+      data << "\n";
+    }
+    data << "\n";
+    labels.push_back(group.label);
+  }
+  data.close();
+  if (labels.empty()) {
+    throw Error("plot specialisation: no run has a routing trace (train.trace_every > 0 keeps one "
+                "at the end of training)");
+  }
+  const std::string body = heatmap_panels(
+      std::filesystem::path(base).filename().string() + ".dat", labels,
+      fmt::format("{}: block {}, share of each label's assignments per expert at the last trace "
+                  "(mean over seeds)",
+                  scope_of(request), layer),
+      "expert", "label", "share of the label's assignments", 0.0, 1.0);
+  return finish(request, base, body, panel_canvas(labels.size()));
+}
+
 }  // namespace
 
 std::vector<std::string> make_plot(Store& store, const PlotRequest& request) {
@@ -345,7 +492,10 @@ std::vector<std::string> make_plot(Store& store, const PlotRequest& request) {
   if (request.kind == "corruption") return corruption(store, request, groups);
   if (request.kind == "load") return load(store, request, groups);
   if (request.kind == "shares") return shares(store, request, groups);
-  throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load, shares)",
+  if (request.kind == "flips") return flips(store, request, groups);
+  if (request.kind == "specialisation") return specialisation(store, request, groups);
+  throw ConfigError(fmt::format("plot: unknown kind '{}' (curves, corruption, load, shares, flips, "
+                                "specialisation)",
                                 request.kind));
 }
 

@@ -9,7 +9,12 @@
 //               default load_max_over_mean) per block and logging step, mean over each
 //               group's runs: one heatmap per group, side by side on one colour scale;
 //   shares      expert-load shares per block at the last logged step, mean over each group's
-//               runs: heatmaps side by side on one colour scale.
+//               runs: heatmaps side by side on one colour scale;
+//   flips       a suite's routing_flip (task.routing_replay) versus severity, or per
+//               corruption for a one-severity suite, per group (mean, 95% CI band);
+//   specialisation  expert x label shares of one MoE layer (--layer, default the deepest
+//               traced) from the runs' last routing trace (train.trace_every), one heatmap
+//               per group on one colour scale.
 #pragma once
 
 #include <string>
@@ -24,7 +29,8 @@ struct PlotRequest {
   std::string sweep;
   std::vector<std::string> group_by = {"router.name"};
   std::string metric;                   // curves: SPLIT/NAME ("" = main); load: a layer metric
-  std::string suite;                    // corruption: a suite with severities; "" = the first
+  std::string suite;                    // corruption, flips: a suite; "" = the first found
+  int64_t layer = -1;                   // specialisation: a block index; -1 = the deepest traced
   std::string output_dir = "results/reports";
   bool render = true;                   // run gnuplot (false: data and script only)
 };

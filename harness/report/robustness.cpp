@@ -170,6 +170,21 @@ Measures corruption_measures(const CorruptionErrors& errors, const CorruptionErr
   return measures;
 }
 
+// A run's routing-replay summaries of the suite, where it has them: the mean error with the
+// clean images' routes and the mean routing flip (docs/methods.md, Routing replay and flips).
+Measures routing_replay_measures(Store& store, int64_t run, const std::string& suite) {
+  Measures measures;
+  const std::pair<const char*, std::string> names[] = {
+      {"clean_routes_error", suite + "@clean_routes/mean_error"},
+      {"routing_flip", suite + "/moe/routing_flip"}};
+  for (const auto& [measure, summary] : names) {
+    const auto rows = store.query("SELECT value FROM summaries WHERE run_id = ? AND name = ? AND value IS NOT NULL",
+                                  {run, summary});
+    if (!rows.rows.empty()) measures.push_back({measure, rows.rows[0][0].number()});
+  }
+  return measures;
+}
+
 // measure -> group label -> values over the group's runs, measures in first-seen order.
 struct MeasureTable {
   std::vector<std::string> order;
@@ -216,6 +231,15 @@ QueryResult robustness_report(Store& store, RobustnessRequest& request) {
       for (int64_t run : group.run_ids) {
         for (const auto& [measure, value] :
              corruption_measures(corruption_errors(store, run, request.suite), base, request.by)) {
+          table.add(measure, group.label, value);
+        }
+      }
+    }
+  }
+  if (!request.suite.empty() && request.by.empty()) {  // routing replay (task.routing_replay)
+    for (const auto& group : groups) {
+      for (int64_t run : group.run_ids) {
+        for (const auto& [measure, value] : routing_replay_measures(store, run, request.suite)) {
           table.add(measure, group.label, value);
         }
       }

@@ -56,7 +56,8 @@ struct RobustnessRequest {
 
 // Long format, one row per (group, measure): n, mean, std, ci95 over seeds, delta and Welch p
 // against the baseline group. Measures: clean_error, mean_corruption_error, mCE, relative_mCE,
-// robust_accuracy[ATTACK] per attack; with by = corruption: error[NAME] (mean over
+// with task.routing_replay clean_routes_error (the suite's mean error under the clean images'
+// routes) and routing_flip (its mean flip), robust_accuracy[ATTACK] per attack; with by = corruption: error[NAME] (mean over
 // severities) and CE[NAME]; with by = severity: error[s=S] (mean over corruptions).
 // Fills in request.suite and request.baseline when empty. ConfigError when the runs have
 // neither corruption nor attack results, or the baseline is not a group.

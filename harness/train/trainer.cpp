@@ -15,6 +15,7 @@
 #include "harness/core/failpoint.h"
 #include "harness/core/rng.h"
 #include "harness/train/checkpoint.h"
+#include "harness/train/routing_probe.h"
 #include "routers/registry.h"
 #include "tasks/registry.h"
 
@@ -131,14 +132,19 @@ void evaluate_splits(const std::vector<std::string>& splits, const RunConfig& co
       throw_if_interrupted(fmt::format(
           "during the final evaluation (checkpoint at step {}; --resume evaluates again)", step));
     }
-    const std::string label = SplitId::parse(splits[i]).under_router(swap_router).text();
+    SplitId id = SplitId::parse(splits[i]);
+    if (!swap_router.empty()) {
+      if (!id.router.empty()) continue;  // a split with its own routing rule (routing replay)
+      id = id.under_router(swap_router);
+    }
+    const std::string label = id.text();
     MetricValues values;
     {
       AutocastGuard autocast(parse_precision(config.train.precision), device);
       values = task.evaluate(model, splits[i], config, device);
     }
     for (const auto& [name, value] : values) {
-      declared.find(name);  // every reported metric has a declared direction
+      declared.find(metric_of(name));  // every reported metric has a declared direction
       log.add(step, label, name, value);
       if (summaries) summaries->emplace_back(label + "/" + name, value);
     }
@@ -206,7 +212,7 @@ class TrainingLoop {
   TrainingLoop(const RunSpec& run, Task& task, TaskModel& model, MetricLog& log,
                torch::Device device, TrainingHooks* hooks)
       : config_(run.config), train_(run.config.train), task_(task), model_(model), log_(log),
-        device_(device), hooks_(hooks), checkpoint_(run.checkpoint),
+        device_(device), hooks_(hooks), checkpoint_(run.checkpoint), probe_(run, task, log, device),
         balance_scope_(train_.aux_scope == "global_batch" ? BalanceScope::GlobalBatch
                        : train_.aux_scope == "sequence"   ? BalanceScope::Sequence
                                                           : BalanceScope::MicroBatch),
@@ -233,6 +239,8 @@ class TrainingLoop {
       }
     }
     last_step_ = resumed_.step;
+    probe_.start(resume, resumed_.step);
+    if (!resume && probe_.tracing()) probe_.measure(model_, 0);  // the routing at initialisation
     if (budget().set() && train_.warmup_steps == 0) decay_start_ = 0.0;
     started_ = std::chrono::steady_clock::now();
     return resumed_.step;
@@ -411,6 +419,7 @@ class TrainingLoop {
       evaluate_splits(task_.periodic_splits(), config_, task_, model_, log_, step, device_, nullptr);
       failpoint("after_evaluation");
     }
+    if (probe_.due(step) && !finished()) probe_.measure(model_, step);
     if (log_step) log_.flush();
     if (train_.checkpoint_every > 0 && step % train_.checkpoint_every == 0 && !finished()) {
       save(step);
@@ -436,6 +445,8 @@ class TrainingLoop {
     const MetricValues last_step = last_step_summaries();
     summaries.insert(summaries.end(), last_step.begin(), last_step.end());
     log_.delete_evaluations(last_step_);  // what an interrupted earlier attempt wrote of it
+    const MetricValues probed = probe_.measure(model_, last_step_);
+    summaries.insert(summaries.end(), probed.begin(), probed.end());
     evaluate_final(summaries);
     const MetricValues derived = task_.derived_summaries(summaries);
     for (const auto& [name, value] : derived) task_metrics(config_.task.name).find(metric_of(name));
@@ -523,6 +534,7 @@ class TrainingLoop {
   torch::Device device_;
   TrainingHooks* hooks_;
   const std::string checkpoint_;
+  RoutingProbe probe_;
   TrainingProgress resumed_;  // where this attempt started: step 0 or the checkpoint's
   std::chrono::steady_clock::time_point started_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;

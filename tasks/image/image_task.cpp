@@ -9,7 +9,9 @@
 
 #include "harness/model/flops.h"
 #include "harness/model/init_streams.h"
+#include "harness/model/routing_diagnostics.h"
 #include "harness/core/parse.h"
+#include "harness/core/rng.h"
 #include "tasks/image/corruption_files.h"
 #include "tasks/image/corruptions.h"
 
@@ -141,6 +143,10 @@ void ImageTask::check(const ImageOptions& options, const RunConfig&) {
   const int64_t train_images = check_dataset_files(dataset_request(options));
   check_geometry(options, info.side, train_images);
   check_corruptions(options);
+  if (options.routing_replay && options.corruptions.names.empty()) {
+    throw ConfigError("task.routing_replay = true: replays the clean images' routes on corrupted "
+                      "ones, so it needs task.corruptions");
+  }
 }
 
 CorruptionSuites CorruptionSuites::parse(const std::string& text) {
@@ -210,6 +216,22 @@ Batch ImageTask::train_batch(int64_t step, int64_t batch_size) {
   return {normalise_pixels(images, info_), train_.labels.index_select(0, indices)};
 }
 
+Batch ImageTask::probe_batch(int64_t count) {
+  const int64_t available = val_.images.size(0);
+  count = std::min(count, available);
+  // A partial Fisher-Yates shuffle of the val indices by the run seed: `count` distinct images.
+  std::vector<int64_t> order(static_cast<size_t>(available));
+  for (int64_t i = 0; i < available; ++i) order[static_cast<size_t>(i)] = i;
+  Rng rng = Rng::keyed({seed_, fnv1a("probe")});
+  for (int64_t i = 0; i < count; ++i) {
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.between(i, available - 1))]);
+  }
+  order.resize(static_cast<size_t>(count));
+  auto indices = torch::tensor(order, torch::kLong);
+  return {normalise_pixels(val_.images.index_select(0, indices), info_),
+          val_.labels.index_select(0, indices)};
+}
+
 ImageSplit ImageTask::split(const std::string& name) const {
   if (name == "train") return train_;
   if (name == "val") return val_;
@@ -247,7 +269,9 @@ const TaskMetrics& ImageTask::metrics() {
     m.task = "image";
     m.metrics = {{"accuracy", Better::Higher, "share of images classified correctly"},
                  {"loss", Better::Lower, "mean cross-entropy (nats)"},
-                 {"mean_error", Better::Lower, "mean of 1 - accuracy over a corruption suite"}};
+                 {"mean_error", Better::Lower, "mean of 1 - accuracy over a corruption suite"},
+                 {"routing_flip", Better::Lower,
+                  "share of tokens whose selected experts a corruption changed (task.routing_replay)"}};
     m.main = {"accuracy"};
     const std::vector<std::pair<const char*, const char*>> suites = {
         {"fmnist_c", "the 15 MNIST-C corruptions at their fixed severity, generated"},
@@ -275,6 +299,13 @@ std::vector<std::string> ImageTask::final_splits() const {
     const auto suite = metrics().suite(name).splits();
     splits.insert(splits.end(), suite.begin(), suite.end());
   }
+  if (options_.routing_replay) {
+    for (const auto& name : options_.corruptions.names) {
+      for (const auto& split : metrics().suite(name).splits()) {
+        splits.push_back(SplitId::parse(split).under_router(kCleanRoutes).text());
+      }
+    }
+  }
   for (const auto& attack : options_.attacks.attacks) {
     splits.push_back(SplitId::test_variant(attack.label()).text());
   }
@@ -294,6 +325,21 @@ MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
     }
     groups.push_back({group, {error, 1}});
   };
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> flips;  // suite -> (sum, count)
+  const std::string flip_suffix = "/moe/routing_flip";
+  for (const auto& [name, value] : finals) {
+    if (name.size() <= flip_suffix.size() ||
+        name.compare(name.size() - flip_suffix.size(), flip_suffix.size(), flip_suffix) != 0) {
+      continue;
+    }
+    SplitId suite = SplitId::parse(name.substr(0, name.size() - flip_suffix.size()));
+    if (suite.kind != SplitId::Kind::Corruption) continue;
+    suite.kind = SplitId::Kind::Suite;
+    auto found = std::find_if(flips.begin(), flips.end(), [&](const auto& e) { return e.first == suite.text(); });
+    if (found == flips.end()) found = flips.insert(flips.end(), {suite.text(), {0.0, 0}});
+    found->second.first += value;
+    found->second.second += 1;
+  }
   for (const auto& [name, value] : finals) {
     const auto slash = name.rfind('/');
     if (slash == std::string::npos || name.substr(slash + 1) != "accuracy") continue;
@@ -311,6 +357,9 @@ MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
   MetricValues derived;
   for (const auto& [group, sum] : groups) {
     derived.emplace_back(group + "/mean_error", sum.first / static_cast<double>(sum.second));
+  }
+  for (const auto& [suite, sum] : flips) {
+    derived.emplace_back(suite + flip_suffix, sum.first / static_cast<double>(sum.second));
   }
   return derived;
 }
@@ -350,6 +399,9 @@ MetricValues ImageTask::evaluate(TaskModel& model, const std::string& split_name
   for (const auto& attack : options_.attacks.attacks) {
     if (split_name == SplitId::test_variant(attack.label()).text()) return evaluate_attack(vit, attack, config, device);
   }
+  if (options_.routing_replay && SplitId::parse(split_name).kind == SplitId::Kind::Corruption) {
+    return evaluate_replayed(vit, SplitId::parse(split_name), config, device);
+  }
   const ImageSplit data = split(split_name);
   int64_t count = data.images.size(0);
   if (config.eval.max_examples > 0) count = std::min(count, config.eval.max_examples);
@@ -386,6 +438,62 @@ MetricValues ImageTask::evaluate_attack(VitImpl& vit, const AttackSpec& attack,
     scores.add(pixel_logits(adversarial), labels);
   }
   return scores.values();
+}
+
+MetricValues ImageTask::evaluate_replayed(VitImpl& vit, const SplitId& id, const RunConfig& config,
+                                          torch::Device device) const {
+  const bool clean_routes = id.router == kCleanRoutes;
+  MOELAB_CHECK(clean_routes || id.router.empty(), "image task: no routing rule '{}' in '{}'", id.router, id.text());
+  const ImageSplit data = corrupted_test(id.under_router("").text());
+  int64_t count = data.images.size(0);
+  if (config.eval.max_examples > 0) count = std::min(count, config.eval.max_examples);
+  if (!torch::equal(data.labels.narrow(0, 0, count), test_.labels.narrow(0, 0, count))) {
+    throw Error(fmt::format("task.routing_replay: the images of '{}' are not the test images in "
+                            "their order (their labels differ), so they have no clean routes",
+                            id.under_router("").text()));
+  }
+  torch::NoGradGuard no_grad;
+  const RouteContext ctx = eval_context(config);
+  auto with = [&ctx](RouteReplay& replay) {
+    RouteContext replaying = ctx;
+    replaying.replay = &replay;
+    return replaying;
+  };
+  Scores scores;
+  std::map<int64_t, std::pair<double, int64_t>> flips;  // block -> (changed tokens, tokens)
+  for (int64_t start = 0; start < count; start += config.eval.batch_size) {
+    const int64_t size = std::min(config.eval.batch_size, count - start);
+    auto clean = normalise_pixels(test_.images.narrow(0, start, size), info_).to(device);
+    auto corrupted = normalise_pixels(data.images.narrow(0, start, size), info_).to(device);
+    auto labels = data.labels.narrow(0, start, size).to(device);
+    RouteReplay clean_decisions;
+    vit.logits(clean, with(clean_decisions));
+    if (clean_routes) {
+      clean_decisions.mode = RouteReplay::Mode::Replay;
+      scores.add(vit.logits(corrupted, with(clean_decisions)), labels);  // [b, classes]
+      continue;
+    }
+    RouteReplay own_decisions;
+    scores.add(vit.logits(corrupted, with(own_decisions)), labels);  // [b, classes]
+    for (const auto& [block, recorded] : clean_decisions.routes) {
+      const RouteResult& before = recorded.route;
+      const RouteResult& after = own_decisions.routes.at(block).route;
+      if (!before.token.defined()) continue;  // soft routing: no selected sets
+      const auto changed = changed_share(selected_sets(before.token, before.expert, recorded.tokens),
+                                         selected_sets(after.token, after.expert, recorded.tokens));
+      flips[block].first += changed.item<double>() * static_cast<double>(recorded.tokens);
+      flips[block].second += recorded.tokens;
+    }
+  }
+  MetricValues values = scores.values();
+  double sum = 0;
+  for (const auto& [block, tally] : flips) {
+    const double share = tally.first / static_cast<double>(tally.second);
+    values.emplace_back(fmt::format("moe/l{}/routing_flip", block), share);
+    sum += share;
+  }
+  if (!flips.empty()) values.emplace_back("moe/routing_flip", sum / static_cast<double>(flips.size()));
+  return values;
 }
 
 }  // namespace moelab

@@ -38,6 +38,7 @@ struct ImageOptions {
   int64_t corruption_examples = 0;
   AttackList attacks;
   int64_t attack_examples = 0;
+  bool routing_replay = false;
 
   template <class V>
   void visit(V& v) {
@@ -72,6 +73,11 @@ struct ImageOptions {
     v(attacks, "attacks", kAttacksHelp, hashed_unless(std::string("")));
     v(attack_examples, "attack_examples", "attack only the first N test images; 0 = all",
       hashed_unless(int64_t{0}, at_least(0)));
+    v(routing_replay, "routing_replay",
+      "with task.corruptions: also evaluate every corrupted split with the routes the clean "
+      "images took (split SUITE:NAME[:S]@clean_routes), and log routing_flip, the share of "
+      "tokens whose experts the corruption changed, per split and layer",
+      hashed_unless(false));
   }
 };
 
@@ -93,6 +99,10 @@ class VitImpl : public TaskModel {
   Transformer backbone_{nullptr};
 };
 
+// The routing rule of a corrupted split evaluated with the clean images' routes
+// (task.routing_replay): "SUITE:NAME[:S]@clean_routes".
+inline const std::string kCleanRoutes = "clean_routes";
+
 class ImageTask : public Task {
  public:
   using Options = ImageOptions;
@@ -104,13 +114,16 @@ class ImageTask : public Task {
 
   std::shared_ptr<TaskModel> build_model(const RunConfig& config) override;
   Batch train_batch(int64_t step, int64_t batch_size) override;
+  Batch probe_batch(int64_t count) override;
   MetricValues evaluate(TaskModel& model, const std::string& split, const RunConfig& config,
                         torch::Device device) override;
   // val, test, then "SUITE:NAME" (one severity) or "SUITE:NAME:SEVERITY" for the configured
-  // suites, then "test:LABEL" per attack (AttackSpec::label).
+  // suites (with task.routing_replay each again as "...@clean_routes"), then "test:LABEL"
+  // per attack (AttackSpec::label).
   std::vector<std::string> final_splits() const override;
   // Per suite "SUITE/mean_error" over every corruption (and severity), and for a suite with
-  // severities "SUITE:NAME/mean_error" over them: the inputs of CE and mCE.
+  // severities "SUITE:NAME/mean_error" over them: the inputs of CE and mCE; with
+  // task.routing_replay also "SUITE/moe/routing_flip", the mean over the suite's splits.
   MetricValues derived_summaries(const MetricValues& finals) const override;
   std::vector<std::string> data_paths() const override { return files_; }
 
@@ -119,6 +132,10 @@ class ImageTask : public Task {
   ImageSplit corrupted_test(const std::string& name) const;
   MetricValues evaluate_attack(VitImpl& vit, const AttackSpec& attack, const RunConfig& config,
                                torch::Device device) const;
+  // A corrupted split under task.routing_replay: its own routing (with routing_flip against
+  // the clean images' routes), or with id.router "clean_routes" the clean images' routing.
+  MetricValues evaluate_replayed(VitImpl& vit, const SplitId& id, const RunConfig& config,
+                                 torch::Device device) const;
 
   ImageOptions options_;
   const DatasetInfo& info_;

@@ -17,6 +17,17 @@ torch::Tensor to_tensor(const std::vector<int64_t>& ids) {
   return torch::tensor(ids, torch::kLong);
 }
 
+// `count` windows of length + 1 tokens of `ids` at starts drawn from `rng`: inputs and their
+// next tokens, [B, L] each.
+Batch random_windows(const torch::Tensor& ids, int64_t length, int64_t count, Rng& rng) {
+  const int64_t starts = ids.size(0) - length;
+  std::vector<torch::Tensor> windows;
+  windows.reserve(static_cast<size_t>(count));
+  for (int64_t b = 0; b < count; ++b) windows.push_back(ids.narrow(0, rng.below(starts), length + 1));
+  auto block = torch::stack(windows);  // [B, L+1]
+  return {block.narrow(1, 0, length), block.narrow(1, 1, length)};
+}
+
 }  // namespace
 
 LmModelImpl::LmModelImpl(const RunConfig& config, int64_t vocab, int64_t seq_len) {
@@ -96,15 +107,13 @@ std::shared_ptr<TaskModel> LmTask::build_model(const RunConfig& config) {
 }
 
 Batch LmTask::train_batch(int64_t step, int64_t batch_size) {
-  const torch::Tensor& ids = tokens("train");
-  const int64_t length = options_.seq_len;
-  const int64_t starts = ids.size(0) - length;  // windows of length + 1 tokens
   Rng rng = Rng::keyed({seed_, fnv1a("lm batch"), static_cast<uint64_t>(step)});
-  std::vector<torch::Tensor> windows;
-  windows.reserve(static_cast<size_t>(batch_size));
-  for (int64_t b = 0; b < batch_size; ++b) windows.push_back(ids.narrow(0, rng.below(starts), length + 1));
-  auto block = torch::stack(windows);  // [B, L+1]
-  return {block.narrow(1, 0, length), block.narrow(1, 1, length)};
+  return random_windows(tokens("train"), options_.seq_len, batch_size, rng);
+}
+
+Batch LmTask::probe_batch(int64_t count) {
+  Rng rng = Rng::keyed({seed_, fnv1a("probe")});
+  return random_windows(tokens("val"), options_.seq_len, count, rng);
 }
 
 MetricValues LmTask::evaluate(TaskModel& model, const std::string& split,

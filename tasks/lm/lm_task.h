@@ -68,6 +68,7 @@ class LmTask : public Task {
 
   std::shared_ptr<TaskModel> build_model(const RunConfig& config) override;
   Batch train_batch(int64_t step, int64_t batch_size) override;
+  Batch probe_batch(int64_t count) override;
   MetricValues evaluate(TaskModel& model, const std::string& split, const RunConfig& config,
                         torch::Device device) override;
   std::vector<std::string> final_splits() const override;
