@@ -18,13 +18,20 @@
 # passing check's root is deleted after it; a failing one is kept for inspection
 # (chroot ROOT_DIR bash). Logs: ROOT_DIR.quickstart.log, ROOT_DIR.test.log.
 #
-# Taken from this machine into the root: the clone, and what its network needs: the proxy
+# Taken from this machine into the root: the clone, its compiler cache (read-only, below), and
+# what its network needs: the proxy
 # variables where set, and its trusted certificates for npm (NODE_EXTRA_CA_CERTS, for a
 # TLS-intercepting proxy; a no-op elsewhere). As in any chroot, package scripts start no
 # daemons there (policy-rc.d; test.sh starts the servers it needs itself), and as in Debian's
 # container images dpkg does not sync each file it writes (force-unsafe-io).
 # The .debs downloaded are kept in build/fresh-debian-cache/ and copied in at the next check:
 # apt verifies each against the archive's index, so the cache only saves downloads.
+# The host's compiler cache (ccache, where it has one: CI's clone built the same sources just
+# before) is lent to the root read-only, as CCACHE_DIR with CCACHE_READONLY: the build in the
+# root reuses an object only where the same compiler (by its contents) compiled the same
+# preprocessed sources with the same flags (CMakeLists.txt makes the paths relative to the
+# source folder), so it saves compile time and changes no object; everything else the two
+# commands do runs from nothing. MOELAB_CHECK_NO_HOST_CCACHE=1 builds without it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -103,6 +110,18 @@ if [ -r "$certificates" ]; then
   mkdir -p "$TARGET/usr/local/share/moelab-check"
   cp "$certificates" "$TARGET/usr/local/share/moelab-check/host-certificates.pem"
   ENVIRONMENT+=(NODE_EXTRA_CA_CERTS=/usr/local/share/moelab-check/host-certificates.pem)
+fi
+host_ccache="$(ccache -k cache_dir 2>/dev/null || true)"
+if [ -z "${MOELAB_CHECK_NO_HOST_CCACHE:-}" ] && [ -n "$host_ccache" ] && [ -d "$host_ccache" ]; then
+  lent=/var/cache/moelab-host-ccache
+  mkdir -p "$TARGET$lent"
+  if mount --bind "$host_ccache" "$TARGET$lent" 2>/dev/null &&
+     mount -o remount,bind,ro "$TARGET$lent" 2>/dev/null; then
+    ENVIRONMENT+=(CCACHE_DIR=$lent CCACHE_READONLY=1 CCACHE_NOSTATS=1 CCACHE_TEMPDIR=/tmp)
+    echo "check_fresh_debian: the host's compiler cache ($host_ccache) is lent read-only"
+  else
+    echo "check_fresh_debian: note: cannot lend the host's compiler cache; building without it"
+  fi
 fi
 echo "check_fresh_debian: Debian $(cat "$TARGET/etc/debian_version") root ready in $((SECONDS - started)) s;" \
   "commit $(git -C "$ROOT" log -1 --format='%h %s' "$COMMIT" | cut -c1-60) in /root/project"
