@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <functional>
 #include <map>
 #include <set>
 
@@ -136,15 +137,35 @@ double derived_uniform(int64_t seed, int64_t step, int64_t salt) {
       .uniform();
 }
 
-torch::Tensor routing_noise_like(const torch::Tensor& like, const RouteContext& ctx) {
+namespace {
+
+// `draw(generator)` with the device's default generator reseeded from (seed, stream, step,
+// micro-batch, layer), then restored to its state.
+torch::Tensor draw_from_stream(const torch::Tensor& like, const RouteContext& ctx, const std::string& stream,
+                               const std::function<torch::Tensor(at::Generator&)>& draw) {
   at::Generator generator = at::globalContext().defaultGenerator(like.device());
   const at::Tensor saved = generator.get_state();
   generator.set_current_seed(derived_seed(
-      {static_cast<uint64_t>(ctx.seed), fnv1a("routing noise"), static_cast<uint64_t>(ctx.step),
+      {static_cast<uint64_t>(ctx.seed), fnv1a(stream), static_cast<uint64_t>(ctx.step),
        static_cast<uint64_t>(ctx.micro_batch), static_cast<uint64_t>(ctx.layer)}));
-  auto noise = at::randn(like.sizes(), generator, like.options());  // [T, E]
+  auto values = draw(generator);
   generator.set_state(saved);
-  return noise;
+  return values;
+}
+
+}  // namespace
+
+torch::Tensor routing_noise_like(const torch::Tensor& like, const RouteContext& ctx) {
+  return draw_from_stream(like, ctx, "routing noise", [&](at::Generator& generator) {
+    return at::randn(like.sizes(), generator, like.options());  // [T, E]
+  });
+}
+
+torch::Tensor routing_uniform_like(const torch::Tensor& like, const RouteContext& ctx,
+                                   const std::string& stream) {
+  return draw_from_stream(like, ctx, stream, [&](at::Generator& generator) {
+    return at::rand(like.sizes(), generator, like.options());
+  });
 }
 
 }  // namespace moelab

@@ -212,5 +212,9 @@ double derived_uniform(int64_t seed, int64_t step, int64_t salt);
 // (the router contract test checks that none touches the default generator's sequence):
 // runs that differ only in the router then see the same dropout (docs/design.md#paired-runs).
 torch::Tensor routing_noise_like(const torch::Tensor& like, const RouteContext& ctx);
+// Uniform [0, 1) values shaped like `like`, drawn as routing_noise_like draws, from the stream
+// (seed, `stream`, step, micro-batch, layer): the MoE layer's router-input jitter.
+torch::Tensor routing_uniform_like(const torch::Tensor& like, const RouteContext& ctx,
+                                   const std::string& stream);
 
 }  // namespace moelab

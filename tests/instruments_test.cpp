@@ -43,6 +43,21 @@ MoELayer class_routed_layer(int64_t experts) {
   return layer;
 }
 
+// The default MoE layer of width 16 under router `name`, and an evaluation context for 64
+// tokens (token ids for the hash router); the global generator seeded for the inputs.
+std::pair<MoELayer, RouteContext> registry_layer(const std::string& name) {
+  const RunConfig config = parse_run_config("", "defaults.yaml", {"router.name=" + name});
+  const int64_t dim = 16;
+  MoELayer layer(dim, config.model.moe,
+                 make_router(config.router, RouterShape{dim, config.model.moe.experts, 3, 0}));
+  torch::manual_seed(0);
+  RouteContext ctx;
+  ctx.seed = 3;
+  ctx.group_size = 16;
+  ctx.token_ids = torch::randint(0, 1000, {64}, torch::kLong);
+  return {layer, ctx};
+}
+
 LayerProbe probe_forward(MoELayer& layer, const torch::Tensor& x) {
   RoutingRecord record;
   RouteContext ctx;
@@ -127,15 +142,11 @@ TEST_CASE("every router of the registry is probed the same way by the MoE layer"
           "[instruments][registry]") {
   for (const auto& entry : router_registry()) {
     DYNAMIC_SECTION("router " << entry.name) {
-      const RunConfig config = parse_run_config("", "defaults.yaml", {std::string("router.name=") + entry.name});
+      auto setup = registry_layer(entry.name);
+      MoELayer& layer = setup.first;
+      RouteContext& ctx = setup.second;
       const int64_t dim = 16;
-      MoELayer layer(dim, config.model.moe, make_router(config.router, RouterShape{dim, config.model.moe.experts, 3, 0}));
-      torch::manual_seed(0);
       RoutingRecord record;
-      RouteContext ctx;
-      ctx.seed = 3;
-      ctx.group_size = 16;
-      ctx.token_ids = torch::randint(0, 1000, {64}, torch::kLong);
       ctx.record = &record;
       ctx.probe = true;
       torch::NoGradGuard no_grad;
@@ -169,14 +180,10 @@ TEST_CASE("routing replay: every router's recorded decisions replayed give its f
           "[instruments][replay][registry]") {
   for (const auto& entry : router_registry()) {
     DYNAMIC_SECTION("router " << entry.name) {
-      const RunConfig config = parse_run_config("", "defaults.yaml", {std::string("router.name=") + entry.name});
+      auto setup = registry_layer(entry.name);
+      MoELayer& layer = setup.first;
+      RouteContext& ctx = setup.second;
       const int64_t dim = 16;
-      MoELayer layer(dim, config.model.moe, make_router(config.router, RouterShape{dim, config.model.moe.experts, 3, 0}));
-      torch::manual_seed(0);
-      RouteContext ctx;
-      ctx.seed = 3;
-      ctx.group_size = 16;
-      ctx.token_ids = torch::randint(0, 1000, {64}, torch::kLong);
       torch::NoGradGuard no_grad;
       const auto x = torch::randn({64, dim}), other = torch::randn({64, dim});
       RouteReplay decisions;

@@ -19,7 +19,9 @@ const std::vector<Benchmark>& benchmarks() {
   static const std::vector<Benchmark> table = {
       {"matmul", "the BLAS (library and running core) and a 1024^3 fp32 matmul", measure_matmul,
        render_matmul},
-      {"routers", "every router's decision and MoE layer step; MoE against dense; SSR, S-BASE",
+      {"routers",
+       "every router's decision and MoE layer step; MoE against dense; SSR, S-BASE; dense router "
+       "gradient",
        measure_routers, render_routers},
       {"sweep", "the sweep runner's overhead, metric logging's share, 2 workers against 1",
        measure_sweep, render_sweep},

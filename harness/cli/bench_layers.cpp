@@ -139,10 +139,15 @@ void time_against_topk(const BenchOptions& options, LayerBench& topk, nlohmann::
   LayerBench topk1 = make_layer_bench(options, bench_config(options, "topk", {"router.k=1"}));
   LayerBench sbase = make_layer_bench(options, bench_config(options, "sbase", {"router.k=1"}));
   auto [topk1_s, sbase_s] = paired_step_seconds(topk1, sbase, options.repeats, 4);
+  LayerBench dense = make_layer_bench(
+      options, bench_config(options, "topk", {k_override(options), "model.moe.router_grad=dense"}));
+  auto [sparse_s, dense_s] = paired_step_seconds(topk, dense, options.repeats, 4);
   out["paired_step_ms"] = {{"topk", topk_s * 1e3}, {"ssr_p0.01", ssr_s * 1e3},
-                           {"topk_k1", topk1_s * 1e3}, {"sbase_k1", sbase_s * 1e3}};
+                           {"topk_k1", topk1_s * 1e3}, {"sbase_k1", sbase_s * 1e3},
+                           {"topk_sparse_grad", sparse_s * 1e3}, {"topk_dense_grad", dense_s * 1e3}};
   out["ssr_p0.01_over_topk"] = ssr_s / topk_s;
   out["sbase_over_topk_k1"] = sbase_s / topk1_s;
+  out["dense_grad_over_sparse"] = dense_s / sparse_s;
 }
 
 // The solvers `bench sinkhorn` times, in its report's order: label (a key of its JSON) and how
@@ -231,6 +236,10 @@ std::string render_routers(const nlohmann::json& result) {
       "  sbase vs topk (k=1): {:.1f} ms vs {:.1f} ms per step, {:+.1f}% (Sinkhorn every step)\n",
       ssr, topk, 100 * (result["ssr_p0.01_over_topk"].get<double>() - 1), sbase, topk1,
       100 * (result["sbase_over_topk_k1"].get<double>() - 1));
+  text += fmt::format("  topk, router_grad dense vs sparse: {:.1f} ms vs {:.1f} ms per step, {:+.1f}% "
+                      "(every expert on every token)\n",
+                      paired["topk_dense_grad"].get<double>(), paired["topk_sparse_grad"].get<double>(),
+                      100 * (result["dense_grad_over_sparse"].get<double>() - 1));
   return text;
 }
 

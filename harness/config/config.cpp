@@ -92,8 +92,14 @@ void validate_convert(const RunConfig& config) {
     fail(fmt::format("model.moe.capacity_factor = {}: converted layers are dropless (0)",
                      moe.capacity_factor));
   }
+  if (moe.eval_capacity_factor > 0) {
+    fail(fmt::format("model.moe.eval_capacity_factor = {}: converted layers are dropless (0 or -1)",
+                     moe.eval_capacity_factor));
+  }
   if (moe_layer_indices(config.model).empty()) fail("model.moe.layers = none converts nothing");
   if (!config.model.moe.null_experts.empty()) fail("model.moe.null_experts: a converted FFN has no null experts");
+  if (moe.shared_experts > 0) fail("model.moe.shared_experts: a converted FFN has no shared experts");
+  if (moe.router_grad != "sparse") fail("model.moe.router_grad = dense: a converted layer trains in its masked-dense form");
   if (!is_parent_reference(convert.parent)) {
     fail(fmt::format("convert.parent = \"{}\": not auto, a run id or a config hash prefix "
                      "(>= 8 lowercase hex digits)",
@@ -151,6 +157,12 @@ void validate(const RunConfig& config) {
     throw ConfigError::at_key("train.aux_scope",
                               "\"global_batch\": needs train.grad_accum > 1 (with one "
                               "micro-batch per step it is micro_batch)");
+  }
+  const double eval_capacity = config.model.moe.eval_capacity_factor;
+  if (eval_capacity < 0 && eval_capacity != -1.0) {
+    throw ConfigError::at_key("model.moe.eval_capacity_factor",
+                              fmt::format("{}: -1 (as capacity_factor), 0 (dropless) or a factor > 0",
+                                          eval_capacity));
   }
   if (config.train.trace_every > 0 && config.eval.probe_examples == 0) {
     throw ConfigError::at_key("train.trace_every",

@@ -17,8 +17,14 @@ struct MoeConfig {
   int64_t expert_hidden = 128;
   LayerSelection layers;
   double capacity_factor = 0.0;
+  double eval_capacity_factor = -1.0;
   std::string drop_policy = "probs";
+  double router_jitter = 0.0;
   NullExperts null_experts;
+  int64_t shared_experts = 0;
+  int64_t shared_hidden = 0;
+  std::string shared_gate = "none";
+  std::string router_grad = "sparse";
 
   template <class V>
   void visit(V& v) {
@@ -34,12 +40,36 @@ struct MoeConfig {
     v(drop_policy, "drop_policy",
       "which assignments an over-full expert keeps: probs (highest gate) or position (earliest)",
       one_of({"probs", "position"}));
+    v(eval_capacity_factor, "eval_capacity_factor",
+      "expert capacity in evaluation forwards (Megatron-Core's moe_expert_capacity_factor for "
+      "inference); -1 = capacity_factor, 0 = dropless",
+      hashed_unless(-1.0, at_least(-1)));
+    v(router_jitter, "router_jitter",
+      "multiplicative jitter on the router's input in training forwards, x * U(1 - eps, 1 + eps) "
+      "(Switch Transformer; Megatron-Core's moe_input_jitter_eps); 0 = off",
+      hashed_unless(0.0, in_range(0, 1)));
     v(null_experts, "null_experts",
       "MoE++ null experts beside the FFN experts, as kind:count list (\"zero:1,copy:1,"
       "constant:2\"): zero (outputs 0), copy (the token itself), constant (a learned vector); "
       "routers choose among experts + null experts, which cost no FFN compute. They follow the "
       "FFN experts in the order zero, copy, constant whatever order they are written in",
       hashed_unless(std::string("")));
+    v(shared_experts, "shared_experts",
+      "shared experts beside the routed ones (DeepSeekMoE, Qwen-MoE, Megatron-Core): FFNs every "
+      "token passes through, added to the routed output, outside the load metrics; 0 = none",
+      hashed_unless(int64_t{0}, in_range(0, 64)));
+    v(shared_hidden, "shared_hidden",
+      "hidden width of each shared expert; 0 = model.moe.expert_hidden",
+      hashed_unless(int64_t{0}, at_least(0)));
+    v(shared_gate, "shared_gate",
+      "none, or sigmoid: the shared output scaled per token by sigmoid(x . w), w learned "
+      "(Qwen-MoE's shared-expert gate)",
+      hashed_unless(std::string("none"), one_of({"none", "sigmoid"})));
+    v(router_grad, "router_grad",
+      "sparse: the router learns from its selected experts only; dense (DenseMixer): the forward "
+      "stays the sparse output, and a value-zero term gives the router the gradient of every "
+      "expert's output through its probabilities (all experts run on every token, detached)",
+      hashed_unless(std::string("sparse"), one_of({"sparse", "dense"})));
   }
 };
 

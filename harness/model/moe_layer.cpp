@@ -86,6 +86,18 @@ MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr
     null_is_constant_ = register_buffer("null_is_constant", torch::tensor(is_constant).view({nulls, 1}));
     null_constant_ = register_parameter("null_constant", torch::zeros({nulls, dim}));
   }
+  if (config.shared_experts > 0) {  // each shared expert initialised as a routed one of its width
+    const int64_t each = config.shared_hidden > 0 ? config.shared_hidden : hidden;
+    const int64_t neurons = config.shared_experts * each;
+    shared_w_in_ = register_parameter("shared_w_in", init_uniform({dim, neurons}, 1.0 / std::sqrt(dim)));
+    shared_b_in_ = register_parameter("shared_b_in", torch::zeros({neurons}));
+    shared_w_out_ = register_parameter("shared_w_out",
+                                       init_uniform({neurons, dim}, 1.0 / std::sqrt(each)));
+    shared_b_out_ = register_parameter("shared_b_out", torch::zeros({dim}));
+    if (config.shared_gate == "sigmoid") {
+      shared_gate_ = register_parameter("shared_gate", init_uniform({dim}, 1.0 / std::sqrt(dim)));
+    }
+  }
 }
 
 void MoELayerImpl::install_form(std::shared_ptr<TrainingForm> form) {
@@ -144,10 +156,59 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
     interval_load_.index_add_(0, route.expert,
                               torch::ones({route.expert.numel()}, interval_load_.options()));
   }
-  if (form_) return forward_form(x, route, ctx, route_ms);
-  if (route.soft_dispatch.defined()) return forward_soft(x, route, ctx, route_ms);
-  auto y = forward_sparse(x, route, ctx, route_ms);  // [T, D]
-  return nulls.token.defined() ? y + null_outputs(x, nulls) : y;
+  torch::Tensor y;  // [T, D]
+  if (form_) {
+    y = forward_form(x, route, ctx, route_ms);
+  } else if (route.soft_dispatch.defined()) {
+    y = forward_soft(x, route, ctx, route_ms);
+  } else {
+    y = forward_sparse(x, route, ctx, route_ms);
+    if (nulls.token.defined()) y = y + null_outputs(x, nulls);
+  }
+  if (config_.router_grad == "dense" && ctx.training && torch::GradMode::is_enabled()) {
+    y = y + dense_router_term(x, route, ctx);
+  }
+  if (shared_w_in_.defined()) y = y + shared_output(x, ctx);
+  return y;
+}
+
+torch::Tensor MoELayerImpl::shared_output(const torch::Tensor& x, const RouteContext& ctx) {
+  auto hidden = torch::gelu(torch::addmm(shared_b_in_, x, shared_w_in_));  // [T, S]
+  auto y = torch::addmm(shared_b_out_, hidden, shared_w_out_);               // [T, D]
+  if (shared_gate_.defined()) y = y * torch::sigmoid(torch::mv(x, shared_gate_.to(x.dtype()))).unsqueeze(1);
+  if (ctx.record) {
+    ctx.record->compute.add("ffn", ffn_flops(x.size(0), x.size(1), shared_w_in_.size(1)) +
+                                       (shared_gate_.defined() ? linear_flops(x.size(0), x.size(1), 1) : 0.0));
+  }
+  return ctx.valid.defined() ? y * real_token_column(x.size(0), ctx, y.options()) : y;
+}
+
+torch::Tensor MoELayerImpl::dense_router_term(const torch::Tensor& x, const RouteResult& route,
+                                              const RouteContext& ctx) {
+  if (form_ || !route.probs.defined() || !route.token.defined() || !route.probs.requires_grad()) {
+    throw Error(fmt::format("model.moe.router_grad = dense: the router {} {}", router_->name(),
+                            form_ ? "trains in a converted layer's form"
+                                  : "reports no differentiable probabilities over the experts "
+                                    "beside its assignments (soft routing, a fixed or biased "
+                                    "table)"));
+  }
+  const int64_t experts = config_.experts, tokens = x.size(0);
+  torch::Tensor outputs;  // [E, T, D]: every FFN expert on every token, outside the graph
+  {
+    torch::NoGradGuard no_grad;
+    outputs = as_fp32(run_experts(x.detach().repeat({experts, 1}), expert_weights(),
+                                  std::vector<int64_t>(static_cast<size_t>(experts), tokens)))
+                  .view({experts, tokens, -1});
+  }
+  auto probs = route.probs.narrow(1, 0, experts);  // [T, E] the FFN experts' columns
+  auto is_ffn = route.expert < experts;             // [A]
+  auto selected = torch::zeros({tokens, experts}, probs.options().dtype(torch::kBool))
+                      .index_put_({route.token.masked_select(is_ffn), route.expert.masked_select(is_ffn)},
+                                  torch::ones({}, probs.options().dtype(torch::kBool)));  // [T, E]
+  auto delta = (probs - probs.detach()).masked_fill(selected, 0.0);                       // [T, E], 0
+  if (ctx.valid.defined()) delta = delta * real_token_column(tokens, ctx, delta.options());
+  if (ctx.record) ctx.record->compute.add("experts", ffn_flops(experts * tokens, x.size(1), config_.expert_hidden));
+  return torch::einsum("te,etd->td", {delta, outputs}).to(x.dtype());  // [T, D]
 }
 
 RouteResult MoELayerImpl::decide(const torch::Tensor& x, const RouteContext& ctx) {
@@ -172,7 +233,12 @@ RouteResult MoELayerImpl::decide(const torch::Tensor& x, const RouteContext& ctx
 // losses are fp32 (docs/design.md, Precision).
 RouteResult MoELayerImpl::route_in_fp32(const torch::Tensor& x, const RouteContext& ctx) {
   Fp32Region fp32;
-  return router_->route(as_fp32(x), ctx);
+  auto input = as_fp32(x);  // [T, D]
+  if (ctx.training && config_.router_jitter > 0) {  // x * U(1 - eps, 1 + eps), the router's copy only
+    const double eps = config_.router_jitter;
+    input = input * (1.0 - eps + 2.0 * eps * routing_uniform_like(input, ctx, "router jitter"));
+  }
+  return router_->route(input, ctx);
 }
 
 void MoELayerImpl::count_router_weights() {
@@ -260,8 +326,10 @@ torch::Tensor MoELayerImpl::forward_form(const torch::Tensor& x, const RouteResu
 
 torch::Tensor MoELayerImpl::forward_sparse(const torch::Tensor& x, const RouteResult& route,
                                            const RouteContext& ctx, double route_ms) {
-  Dispatch dispatch = plan_dispatch(route, config_.experts, config_.capacity_factor,
-                                    config_.drop_policy);
+  const double capacity_factor = !ctx.training && config_.eval_capacity_factor >= 0
+                                     ? config_.eval_capacity_factor
+                                     : config_.capacity_factor;
+  Dispatch dispatch = plan_dispatch(route, config_.experts, capacity_factor, config_.drop_policy);
   auto inputs = x.index_select(0, dispatch.token);  // [A', D], contiguous per expert
   auto expert_out = run_experts(inputs, expert_weights(), dispatch.kept_per_expert);  // [A', D]
   auto weighted = expert_out * dispatch.weight.to(x.dtype()).unsqueeze(1);  // [A', D]

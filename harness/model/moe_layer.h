@@ -1,6 +1,8 @@
 // The MoE layer: asks its router for a decision, applies expert capacity, dispatches tokens
 // by permutation (sorted by expert, one contiguous slice per expert), runs the experts,
-// combines, and computes the shared routing metrics the same way for every router. Null
+// combines, and computes the shared routing metrics the same way for every router. Shared
+// experts (model.moe.shared_experts) see every token and are added to the routed output
+// outside the load metrics; model.moe.router_grad = dense adds DenseMixer's value-zero term. Null
 // experts (MoE++: zero, copy, constant; model.moe.null_experts) follow the E FFN experts in
 // the router's choices and are applied here without capacity or FFN compute; the load
 // metrics cover the FFN experts, null_frac the share of assignments the null experts took.
@@ -102,6 +104,14 @@ class MoELayerImpl : public torch::nn::Module {
   double router_flops(int64_t tokens) const;
   // Counts the weights of router_'s matrices (at construction and on a swap).
   void count_router_weights();
+  // The shared experts' output (model.moe.shared_experts): one GELU FFN of their neurons
+  // together, times sigmoid(x . w) when gated; 0 for padding. [T, D]
+  torch::Tensor shared_output(const torch::Tensor& x, const RouteContext& ctx);
+  // model.moe.router_grad = dense (DenseMixer): sum over each real token's unselected FFN
+  // experts e of (p_te - sg(p_te)) sg(f_e(x_t)), p the router's probabilities: 0 in value, and
+  // through p the gradient of every expert's output. [T, D]
+  torch::Tensor dense_router_term(const torch::Tensor& x, const RouteResult& route,
+                                  const RouteContext& ctx);
   // Null experts' outputs (MoE++): weight x (x_t for copy, the learned vector for constant,
   // 0 for zero) summed per token. [T, D]
   torch::Tensor null_outputs(const torch::Tensor& x, const RouteResult& nulls);
@@ -122,6 +132,9 @@ class MoELayerImpl : public torch::nn::Module {
   torch::Tensor null_copy_;              // [N] 1 for a copy expert
   torch::Tensor null_is_constant_;       // [N, 1] 1 for a constant expert
   torch::Tensor null_constant_;          // [N, D] the constant experts' vectors (rows of others stay 0)
+  // The shared experts as one FFN of all their neurons S: [D, S], [S], [S, D], [D]; the gate's
+  // weight [D] with shared_gate sigmoid. Undefined without shared experts.
+  torch::Tensor shared_w_in_, shared_b_in_, shared_w_out_, shared_b_out_, shared_gate_;
 };
 TORCH_MODULE(MoELayer);
 
