@@ -8,29 +8,18 @@
 
 #include "harness/config/config.h"
 #include "harness/model/moe_layer.h"
+#include "registry_layer.h"
 #include "routers/registry.h"
 #include "test_util.h"
 
 namespace moelab {
 namespace {
 
-const int64_t kDim = 16;
+const int64_t kDim = testing::kLayerDim;
 
-MoELayer layer_for(const std::vector<std::string>& overrides) {
-  const RunConfig config = parse_run_config("", "defaults.yaml", overrides);
-  return MoELayer(kDim, config.model.moe,
-                  make_router(config.router, RouterShape{kDim, routed_experts(config.model.moe), 3, 0}));
-}
+MoELayer layer_for(const std::vector<std::string>& overrides) { return testing::registry_layer(overrides); }
 
-RouteContext training_context() {
-  RouteContext ctx;
-  ctx.training = true;
-  ctx.step = 1;
-  ctx.seed = 3;
-  ctx.group_size = 16;
-  ctx.token_ids = torch::randint(0, 1000, {64}, torch::kLong);
-  return ctx;
-}
+RouteContext training_context() { return testing::context_for_64_tokens(/*training=*/true); }
 
 torch::Tensor parameter(MoELayer& layer, const std::string& name) {
   return layer->named_parameters(/*recurse=*/true)[name];

@@ -21,6 +21,7 @@
 #include "harness/model/routing_diagnostics.h"
 #include "harness/store/store.h"
 #include "harness/train/routing_probe.h"
+#include "registry_layer.h"
 #include "routers/registry.h"
 #include "test_util.h"
 
@@ -43,19 +44,12 @@ MoELayer class_routed_layer(int64_t experts) {
   return layer;
 }
 
-// The default MoE layer of width 16 under router `name`, and an evaluation context for 64
-// tokens (token ids for the hash router); the global generator seeded for the inputs.
+// The registry's MoE layer under router `name` and an evaluation context for 64 tokens; the
+// global generator seeded for the inputs.
 std::pair<MoELayer, RouteContext> registry_layer(const std::string& name) {
-  const RunConfig config = parse_run_config("", "defaults.yaml", {"router.name=" + name});
-  const int64_t dim = 16;
-  MoELayer layer(dim, config.model.moe,
-                 make_router(config.router, RouterShape{dim, config.model.moe.experts, 3, 0}));
+  MoELayer layer = testing::registry_layer({"router.name=" + name});
   torch::manual_seed(0);
-  RouteContext ctx;
-  ctx.seed = 3;
-  ctx.group_size = 16;
-  ctx.token_ids = torch::randint(0, 1000, {64}, torch::kLong);
-  return {layer, ctx};
+  return {layer, testing::context_for_64_tokens(/*training=*/false)};
 }
 
 LayerProbe probe_forward(MoELayer& layer, const torch::Tensor& x) {

@@ -10,6 +10,7 @@
 #include "harness/model/moe_layer.h"
 #include "harness/model/routing_diagnostics.h"
 #include "routers/losses.h"
+#include "registry_layer.h"
 #include "routers/registry.h"
 #include "test_util.h"
 
@@ -98,18 +99,11 @@ TEST_CASE("bias_override_frac: the chosen experts the unbiased top-k would not h
 TEST_CASE("every router reports the diagnostics through the MoE layer", "[diagnostics][registry]") {
   for (const auto& entry : router_registry()) {
     DYNAMIC_SECTION("router " << entry.name) {
-      const RunConfig config = parse_run_config("", "defaults.yaml", {std::string("router.name=") + entry.name});
-      const int64_t dim = 16;
-      MoeConfig moe = config.model.moe;
-      MoELayer layer(dim, moe, make_router(config.router, RouterShape{dim, moe.experts, 3, 0}));
+      MoELayer layer = testing::registry_layer({std::string("router.name=") + entry.name});
+      const int64_t dim = testing::kLayerDim;
       torch::manual_seed(0);
       RoutingRecord record;
-      RouteContext ctx;
-      ctx.training = true;
-      ctx.step = 1;
-      ctx.seed = 3;
-      ctx.group_size = 16;
-      ctx.token_ids = torch::randint(0, 1000, {64}, torch::kLong);
+      RouteContext ctx = testing::context_for_64_tokens(/*training=*/true);
       ctx.collect_metrics = true;
       ctx.record = &record;
       torch::NoGradGuard no_grad;
