@@ -52,7 +52,8 @@ DeepSeekV3Router::DeepSeekV3Router(const DeepSeekV3Options& options, const Route
 }
 
 RouteResult DeepSeekV3Router::decide(const torch::Tensor& logits, const RouteContext& ctx) {
-  auto scores = torch::sigmoid(logits);                                              // [T, E]
+  auto scores = options_.score == "sqrtsoftplus" ? torch::sqrt(torch::softplus(logits))
+                                                 : torch::sigmoid(logits);          // [T, E]
   auto indices = group_limited_topk(scores.detach() + bias_.to(scores.device()), options_.k,
                                     options_.groups, options_.topk_groups);          // [T, k]
   auto chosen = scores.gather(1, indices);                                           // [T, k]

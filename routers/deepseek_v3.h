@@ -1,5 +1,6 @@
 // `deepseek_v3`: DeepSeek-V3's routing (arXiv 2412.19437 §2.1.2; the bias from Wang et al.,
-// arXiv 2408.15664). Affinities s = sigmoid(logits); each token takes the k experts of largest
+// arXiv 2408.15664). Affinities s = sigmoid(logits) (score: sqrtsoftplus, DeepSeek-V4's and
+// Megatron-Core's sqrt(softplus(logits)), instead); each token takes the k experts of largest
 // s + b, where b is a per-expert selection bias that no gradient reaches, moved after every
 // optimizer step by b_e += gamma * sign(mean load - load_e); the gates are the chosen
 // affinities normalised to sum to 1 (for k > 1; with k = 1 the affinity itself), times `scale`. Group-limited routing (groups > 1): the
@@ -24,10 +25,15 @@ struct DeepSeekV3Options {
   int64_t topk_groups = 1;
   double z_coef = 0.0;
   double ortho_coef = 0.0;
+  std::string score = "sigmoid";
 
   template <class V>
   void visit(V& v) {
     v(k, "k", "experts per token", at_least(1));
+    v(score, "score",
+      "affinity of the logits: sigmoid (DeepSeek-V3) or sqrtsoftplus, sqrt(softplus(z)) "
+      "(DeepSeek-V4; Megatron-Core's score function of that name)",
+      hashed_unless(std::string("sigmoid"), one_of({"sigmoid", "sqrtsoftplus"})));
     v(gamma, "gamma", "bias update speed (selection bias moved by gamma per step)", at_least(0));
     v(alpha, "alpha", "weight of the sequence-wise balance loss", at_least(0));
     v(scale, "scale", "routed scaling factor: the gates sum to this", greater_than(0));

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 
 #include "harness/config/config.h"
 #include "harness/model/moe_layer.h"
@@ -267,6 +268,36 @@ TEST_CASE("router input jitter: the router's input scaled by U(1 - eps, 1 + eps)
   CHECK_FALSE(torch::equal(y, jittered->forward(x, ctx)));  // another step, other jitter
   ctx.training = false;
   CHECK(torch::equal(jittered->forward(x, ctx), plain->forward(x, ctx)));  // none in evaluation
+}
+
+TEST_CASE("deepseek_v3 with score sqrtsoftplus: affinities sqrt(softplus(z)), gates normalised",
+          "[baselines][deepseek]") {
+  const RunConfig config = parse_run_config(
+      "", "defaults.yaml", {"router.name=deepseek_v3", "router.score=sqrtsoftplus", "router.alpha=0"});
+  auto router = std::dynamic_pointer_cast<LogitRouter>(make_router(config.router, RouterShape{kDim, 4, 3, 0}));
+  REQUIRE(router);
+  const std::vector<std::vector<double>> z = {{1.0, -0.5, 2.0, 0.0}, {-1.0, 0.5, 0.3, -2.0}};
+  auto logits = torch::tensor({1.0F, -0.5F, 2.0F, 0.0F, -1.0F, 0.5F, 0.3F, -2.0F}).view({2, 4});
+  RouteContext ctx;
+  const RouteResult result = router->decide(logits, ctx);
+  auto affinity = [](double v) { return std::sqrt(std::log1p(std::exp(v))); };
+  // Top-2 of each row (monotone in z, no bias yet): experts {2, 0} and {1, 2}.
+  const std::map<std::pair<int64_t, int64_t>, double> expected = {
+      {{0, 2}, affinity(2.0) / (affinity(2.0) + affinity(1.0))},
+      {{0, 0}, affinity(1.0) / (affinity(2.0) + affinity(1.0))},
+      {{1, 1}, affinity(0.5) / (affinity(0.5) + affinity(0.3))},
+      {{1, 2}, affinity(0.3) / (affinity(0.5) + affinity(0.3))}};
+  REQUIRE(result.token.numel() == 4);
+  for (int64_t a = 0; a < 4; ++a) {
+    const std::pair<int64_t, int64_t> key{result.token[a].item<int64_t>(), result.expert[a].item<int64_t>()};
+    INFO("token " << key.first << " expert " << key.second);
+    REQUIRE(expected.count(key) == 1);
+    CHECK(result.weight[a].item<double>() == Approx(expected.at(key)).epsilon(1e-6));
+  }
+  // The reported probabilities: the affinities normalised over all experts.
+  double row = 0;
+  for (double v : z[0]) row += affinity(v);
+  CHECK(result.probs[0][2].item<double>() == Approx(affinity(2.0) / row).epsilon(1e-6));
 }
 
 TEST_CASE("shared experts and dense router gradients: configuration rules", "[baselines][config]") {
