@@ -2,7 +2,6 @@
 // against a dense FFN written out here, under every router; DenseMixer's dense router gradient
 // with the sparse forward bit for bit, the experts' gradients unchanged, and the router's
 // gradient against central finite differences of the function it is the gradient of.
-#include <catch2/catch.hpp>
 
 #include <cmath>
 #include <map>

@@ -4,7 +4,6 @@
 // experts: similarity 1; a router that routes by class: NMI 1) through the MoE layer; every
 // router of the registry probed; and a traced run end to end: its rows, its files, `moelab
 // trace` in each format, and training that is bit for bit the run without traces.
-#include <catch2/catch.hpp>
 
 #include <fmt/format.h>
 
