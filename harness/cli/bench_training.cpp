@@ -254,7 +254,8 @@ std::string render_trace(const nlohmann::json& result) {
       "moelab bench trace: the quickstart ViT on {}, {} timed steps, traced every {} ({} probe "
       "images, 4 MoE layers); median (range) of {} alternating rounds\n"
       "  without traces  {}\n  with traces     {}\n"
-      "  ratio           {:.3f} ({:.3f}-{:.3f}): tracing costs {:.1f}% of the training time\n",
+      "  ratio           {:.3f} ({:.3f}-{:.3f}) per round: traced over untraced training "
+      "time, {:+.1f}%\n",
       device_text(result), result["steps"].get<int64_t>(), result["trace_every"].get<int64_t>(),
       result["probe_examples"].get<int64_t>(), result["rounds"].get<int64_t>(),
       spread_text(result["plain_seconds"], 1.0, "s"), spread_text(result["traced_seconds"], 1.0, "s"),
