@@ -43,12 +43,18 @@ MoELayer class_routed_layer(int64_t experts) {
   return layer;
 }
 
-// The registry's MoE layer under router `name` and an evaluation context for 64 tokens; the
-// global generator seeded for the inputs.
-std::pair<MoELayer, RouteContext> registry_layer(const std::string& name) {
+// The registry's MoE layer under router `name`, an evaluation context for 64 tokens and their
+// inputs [64, D] (the global generator seeded first).
+struct RegistryCase {
+  MoELayer layer;
+  RouteContext ctx;
+  torch::Tensor x;
+};
+RegistryCase registry_case(const std::string& name) {
   MoELayer layer = testing::registry_layer({"router.name=" + name});
   torch::manual_seed(0);
-  return {layer, testing::context_for_64_tokens(/*training=*/false)};
+  RouteContext ctx = testing::context_for_64_tokens(/*training=*/false);
+  return {layer, ctx, torch::randn({64, testing::kLayerDim})};
 }
 
 LayerProbe probe_forward(MoELayer& layer, const torch::Tensor& x) {
@@ -135,21 +141,15 @@ TEST_CASE("every router of the registry is probed the same way by the MoE layer"
           "[instruments][registry]") {
   for (const auto& entry : router_registry()) {
     DYNAMIC_SECTION("router " << entry.name) {
-      auto setup = registry_layer(entry.name);
-      MoELayer& layer = setup.first;
-      RouteContext& ctx = setup.second;
-      const int64_t dim = 16;
+      auto [layer, ctx, x] = registry_case(entry.name);
       RoutingRecord record;
       ctx.record = &record;
       ctx.probe = true;
       torch::NoGradGuard no_grad;
-      const auto x = torch::randn({64, dim});
-      const auto plain = [&] {
-        RouteContext quiet = ctx;
-        quiet.record = nullptr;
-        quiet.probe = false;
-        return layer->forward(x, quiet);
-      }();
+      RouteContext quiet = ctx;
+      quiet.record = nullptr;
+      quiet.probe = false;
+      const auto plain = layer->forward(x, quiet);
       // Probing does not change the layer's output.
       CHECK(torch::equal(layer->forward(x, ctx), plain));
       REQUIRE(record.probes.size() == 1);
@@ -173,12 +173,9 @@ TEST_CASE("routing replay: every router's recorded decisions replayed give its f
           "[instruments][replay][registry]") {
   for (const auto& entry : router_registry()) {
     DYNAMIC_SECTION("router " << entry.name) {
-      auto setup = registry_layer(entry.name);
-      MoELayer& layer = setup.first;
-      RouteContext& ctx = setup.second;
-      const int64_t dim = 16;
+      auto [layer, ctx, x] = registry_case(entry.name);
       torch::NoGradGuard no_grad;
-      const auto x = torch::randn({64, dim}), other = torch::randn({64, dim});
+      const auto other = torch::randn({64, testing::kLayerDim});
       RouteReplay decisions;
       ctx.replay = &decisions;
       const auto recorded = layer->forward(x, ctx);

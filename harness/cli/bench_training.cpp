@@ -7,6 +7,7 @@
 #include <map>
 
 #include "harness/cli/bench.h"
+#include "harness/config/config.h"
 #include "harness/core/build_info.h"
 #include "harness/core/error.h"
 #include "harness/core/subprocess.h"
@@ -243,7 +244,7 @@ nlohmann::json measure_trace(const BenchOptions& options, const std::string& exe
     ratios.push_back(traced_s.back() / plain_s.back());
   }
   return {{"device", options.device}, {"threads", options.threads}, {"steps", options.steps},
-          {"trace_every", every},     {"probe_examples", 64},         {"rounds", options.repeats},
+          {"trace_every", every},     {"probe_examples", EvalConfig{}.probe_examples},         {"rounds", options.repeats},
           {"plain_seconds", spread(plain_s)}, {"traced_seconds", spread(traced_s)},
           {"ratio", spread(ratios)}};
 }

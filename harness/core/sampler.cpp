@@ -1,12 +1,24 @@
 // Epoch permutations for the training order.
 #include "harness/core/sampler.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "harness/core/error.h"
 #include "harness/core/rng.h"
 
 namespace moelab {
+
+std::vector<int64_t> sample_without_replacement(int64_t size, int64_t count, Rng& rng) {
+  std::vector<int64_t> order(static_cast<size_t>(size));
+  std::iota(order.begin(), order.end(), 0);
+  count = std::min(count, size);
+  for (int64_t i = 0; i < count; ++i) {
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(i + rng.below(size - i))]);
+  }
+  order.resize(static_cast<size_t>(count));
+  return order;
+}
 
 EpochSampler::EpochSampler(int64_t size, uint64_t seed) : size_(size), seed_(seed) {
   MOELAB_CHECK(size > 0, "cannot sample from an empty training set");

@@ -9,6 +9,13 @@
 
 namespace moelab {
 
+class Rng;
+
+// `count` distinct indices of [0, size), drawn by the first `count` steps of a Fisher-Yates
+// shuffle with `rng` (step i swaps i with a uniform pick of [i, size)); all of them, shuffled,
+// when count >= size.
+std::vector<int64_t> sample_without_replacement(int64_t size, int64_t count, Rng& rng);
+
 class EpochSampler {
  public:
   EpochSampler(int64_t size, uint64_t seed);

@@ -63,7 +63,7 @@ Dispatch plan_dispatch(const RouteResult& route, int64_t experts, double capacit
 }
 
 MoELayerImpl::MoELayerImpl(int64_t dim, const MoeConfig& config, std::shared_ptr<Router> router)
-    : config_(config), router_(std::move(router)) {
+    : config_(config), router_(std::move(router)), dense_router_grad_(config.router_grad == "dense") {
   const int64_t experts = config.experts;
   const int64_t hidden = config.expert_hidden;
   register_module("router", router_);
@@ -165,7 +165,7 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x, const RouteContext& 
     y = forward_sparse(x, route, ctx, route_ms);
     if (nulls.token.defined()) y = y + null_outputs(x, nulls);
   }
-  if (config_.router_grad == "dense" && ctx.training && torch::GradMode::is_enabled()) {
+  if (dense_router_grad_ && ctx.training && torch::GradMode::is_enabled()) {
     y = y + dense_router_term(x, route, ctx);
   }
   if (shared_w_in_.defined()) y = y + shared_output(x, ctx);
@@ -193,13 +193,7 @@ torch::Tensor MoELayerImpl::dense_router_term(const torch::Tensor& x, const Rout
                                     "table)"));
   }
   const int64_t experts = config_.experts, tokens = x.size(0);
-  torch::Tensor outputs;  // [E, T, D]: every FFN expert on every token, outside the graph
-  {
-    torch::NoGradGuard no_grad;
-    outputs = as_fp32(run_experts(x.detach().repeat({experts, 1}), expert_weights(),
-                                  std::vector<int64_t>(static_cast<size_t>(experts), tokens)))
-                  .view({experts, tokens, -1});
-  }
+  const torch::Tensor outputs = every_expert(x);  // [E, T, D], outside the graph
   auto probs = route.probs.narrow(1, 0, experts);  // [T, E] the FFN experts' columns
   auto is_ffn = route.expert < experts;             // [A]
   auto selected = torch::zeros({tokens, experts}, probs.options().dtype(torch::kBool))
@@ -268,20 +262,25 @@ void MoELayerImpl::record_probe(const torch::Tensor& x, const RouteResult& route
   LayerProbe probe;
   probe.layer = ctx.layer;
   probe.tokens = x.size(0);
-  probe.choices = config_.experts + static_cast<int64_t>(null_kinds_.size());
+  probe.choices = routed_experts(config_);
   if (route.token.defined()) {
     probe.token = route.token.detach();
     probe.expert = route.expert.detach();
     probe.weight = route.weight.detach().to(torch::kFloat);
   }
-  // Every FFN expert on the same tokens: E copies of the rows, one slice per expert.
-  const auto real = real_rows(x.detach(), ctx);
-  const auto rows = real.narrow(0, 0, std::min<int64_t>(real.size(0), kCosineTokens));  // [N, D]
-  const int64_t experts = config_.experts, n = rows.size(0);
-  auto outputs = run_experts(rows.repeat({experts, 1}), expert_weights(),
-                             std::vector<int64_t>(static_cast<size_t>(experts), n));  // [E*N, D]
-  probe.expert_cosine = mean_pairwise_cosine(as_fp32(outputs).view({experts, n, -1}));
+  const auto real = real_rows(x, ctx);
+  probe.expert_cosine =
+      mean_pairwise_cosine(every_expert(real.narrow(0, 0, std::min<int64_t>(real.size(0), kCosineTokens))));
   ctx.record->probes.push_back(std::move(probe));
+}
+
+torch::Tensor MoELayerImpl::every_expert(const torch::Tensor& rows) {
+  torch::NoGradGuard no_grad;
+  const int64_t experts = config_.experts, n = rows.size(0);
+  // E copies of the rows, one contiguous slice per expert.
+  auto outputs = run_experts(rows.detach().repeat({experts, 1}), expert_weights(),
+                             std::vector<int64_t>(static_cast<size_t>(experts), n));  // [E*N, D]
+  return as_fp32(outputs).view({experts, n, -1});
 }
 
 double MoELayerImpl::router_flops(int64_t tokens) const {

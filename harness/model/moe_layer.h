@@ -104,6 +104,8 @@ class MoELayerImpl : public torch::nn::Module {
   double router_flops(int64_t tokens) const;
   // Counts the weights of router_'s matrices (at construction and on a swap).
   void count_router_weights();
+  // Every FFN expert on the same rows [N, D], outside the autograd graph: [E, N, D] fp32.
+  torch::Tensor every_expert(const torch::Tensor& rows);
   // The shared experts' output (model.moe.shared_experts): one GELU FFN of their neurons
   // together, times sigmoid(x . w) when gated; 0 for padding. [T, D]
   torch::Tensor shared_output(const torch::Tensor& x, const RouteContext& ctx);
@@ -124,6 +126,7 @@ class MoELayerImpl : public torch::nn::Module {
 
   MoeConfig config_;
   std::shared_ptr<Router> router_;
+  bool dense_router_grad_;                     // model.moe.router_grad = dense
   int64_t router_weights_ = 0;                 // of router_'s matrices (router_flops)
   std::shared_ptr<TrainingForm> form_;         // none: the sparse (or soft) forward
   torch::Tensor w_in_, b_in_, w_out_, b_out_;  // [E, D, H], [E, H], [E, H, D], [E, D]

@@ -157,6 +157,22 @@ std::vector<std::string> curves(Store& store, const PlotRequest& request, const 
   return finish(request, base, plot + "\n");
 }
 
+// A data row "x mean ci95_low ci95_high n" of `values` (no interval for one value).
+void write_ci_row(std::ofstream& data, int64_t x, const std::vector<double>& values) {
+  const Summary s = summarise(values);
+  const double half = std::isnan(s.ci_half) ? 0.0 : s.ci_half;
+  data << x << " " << s.mean << " " << s.mean - half << " " << s.mean + half << " " << s.n << "\n";
+}
+
+// The plot terms of data block `index` of base.dat: its CI band (columns 3:4) and its mean
+// line (column 2), in colour index + 1, titled `label`.
+std::string band_and_line(const std::string& base, int index, const std::string& label) {
+  return fmt::format("{}\"{}.dat\" index {} using 1:3:4 with filledcurves lc {} notitle, "
+                     "'' index {} using 1:2 with linespoints lc {} pt 7 title {}",
+                     index == 0 ? "" : ", \\\n       ", std::filesystem::path(base).filename().string(),
+                     index, index + 1, index, index + 1, quote(label));
+}
+
 std::vector<std::string> corruption(Store& store, const PlotRequest& request, const std::vector<RunGroup>& groups) {
   std::vector<int64_t> runs;
   for (const auto& group : groups) runs.insert(runs.end(), group.run_ids.begin(), group.run_ids.end());
@@ -207,17 +223,10 @@ std::vector<std::string> corruption(Store& store, const PlotRequest& request, co
     if (by_severity.empty()) continue;
     data << "# " << group.label << "\n";
     for (const auto& [severity, values] : by_severity) {
-      const Summary s = summarise(values);
-      const double half = std::isnan(s.ci_half) ? 0.0 : s.ci_half;
-      data << severity << " " << s.mean << " " << s.mean - half << " " << s.mean + half << " "
-           << s.n << "\n";
+      write_ci_row(data, severity, values);
     }
     data << "\n\n";
-    plot += fmt::format("{}\"{}.dat\" index {} using 1:3:4 with filledcurves lc {} notitle, "
-                        "'' index {} using 1:2 with linespoints lc {} pt 7 title {}",
-                        index == 0 ? "" : ", \\\n       ",
-                        std::filesystem::path(base).filename().string(), index, index + 1, index,
-                        index + 1, quote(group.label));
+    plot += band_and_line(base, index, group.label);
     ++index;
   }
   data.close();
@@ -396,16 +405,9 @@ std::vector<std::string> flips(Store& store, const PlotRequest& request, const s
   for (size_t g = 0; g < groups.size(); ++g) {
     if (by_group[g].empty()) continue;
     data << "# " << groups[g].label << "\n";
-    for (const auto& [x, values] : by_group[g]) {
-      const Summary s = summarise(values);
-      const double half = std::isnan(s.ci_half) ? 0.0 : s.ci_half;
-      data << x << " " << s.mean << " " << s.mean - half << " " << s.mean + half << " " << s.n << "\n";
-    }
+    for (const auto& [x, values] : by_group[g]) write_ci_row(data, x, values);
     data << "\n\n";
-    plot += fmt::format("{}\"{}.dat\" index {} using 1:3:4 with filledcurves lc {} notitle, "
-                        "'' index {} using 1:2 with linespoints lc {} pt 7 title {}",
-                        index == 0 ? "" : ", \\\n       ", std::filesystem::path(base).filename().string(),
-                        index, index + 1, index, index + 1, quote(groups[g].label));
+    plot += band_and_line(base, index, groups[g].label);
     ++index;
   }
   data.close();

@@ -144,8 +144,9 @@ MetricValues RoutingProbe::measure(TaskModel& model, int64_t step) {
   }
   std::vector<std::pair<int64_t, double>> nmi, cosine, fluctuation, traced;
   const int64_t previous = tracing() ? last_traced_before(step).value_or(-1) : -1;  // -1: none
+  // Every MoE layer routes the same T tokens: one label per token for all of them.
+  const auto labels = record.probes.empty() ? torch::Tensor() : token_labels(record.probes.front().tokens);
   for (const auto& probe : record.probes) {
-    const auto labels = token_labels(probe.tokens);
     if (const auto value = specialisation(probe, labels)) nmi.emplace_back(probe.layer, *value);
     if (probe.expert_cosine.defined()) {
       cosine.emplace_back(probe.layer, probe.expert_cosine.item<double>());

@@ -217,17 +217,8 @@ Batch ImageTask::train_batch(int64_t step, int64_t batch_size) {
 }
 
 Batch ImageTask::probe_batch(int64_t count) {
-  const int64_t available = val_.images.size(0);
-  count = std::min(count, available);
-  // A partial Fisher-Yates shuffle of the val indices by the run seed: `count` distinct images.
-  std::vector<int64_t> order(static_cast<size_t>(available));
-  for (int64_t i = 0; i < available; ++i) order[static_cast<size_t>(i)] = i;
   Rng rng = Rng::keyed({seed_, fnv1a("probe")});
-  for (int64_t i = 0; i < count; ++i) {
-    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.between(i, available - 1))]);
-  }
-  order.resize(static_cast<size_t>(count));
-  auto indices = torch::tensor(order, torch::kLong);
+  auto indices = torch::tensor(sample_without_replacement(val_.images.size(0), count, rng), torch::kLong);
   return {normalise_pixels(val_.images.index_select(0, indices), info_),
           val_.labels.index_select(0, indices)};
 }
@@ -312,55 +303,52 @@ std::vector<std::string> ImageTask::final_splits() const {
   return splits;
 }
 
-MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
-  // (group name) -> (sum of errors, count), in first-seen order.
-  std::vector<std::pair<std::string, std::pair<double, int64_t>>> groups;
-  auto add = [&](const std::string& group, double error) {
-    for (auto& entry : groups) {
-      if (entry.first == group) {
-        entry.second.first += error;
-        entry.second.second += 1;
-        return;
-      }
-    }
-    groups.push_back({group, {error, 1}});
-  };
-  std::vector<std::pair<std::string, std::pair<double, int64_t>>> flips;  // suite -> (sum, count)
-  const std::string flip_suffix = "/moe/routing_flip";
-  for (const auto& [name, value] : finals) {
-    if (name.size() <= flip_suffix.size() ||
-        name.compare(name.size() - flip_suffix.size(), flip_suffix.size(), flip_suffix) != 0) {
-      continue;
-    }
-    SplitId suite = SplitId::parse(name.substr(0, name.size() - flip_suffix.size()));
-    if (suite.kind != SplitId::Kind::Corruption) continue;
-    suite.kind = SplitId::Kind::Suite;
-    auto found = std::find_if(flips.begin(), flips.end(), [&](const auto& e) { return e.first == suite.text(); });
-    if (found == flips.end()) found = flips.insert(flips.end(), {suite.text(), {0.0, 0}});
+namespace {
+
+// Means of values added under names, in the order the names were first seen.
+class NamedMeans {
+ public:
+  void add(const std::string& name, double value) {
+    auto found = std::find_if(sums_.begin(), sums_.end(), [&](const auto& entry) { return entry.first == name; });
+    if (found == sums_.end()) found = sums_.insert(sums_.end(), {name, {0.0, 0}});
     found->second.first += value;
     found->second.second += 1;
   }
+  void append_to(MetricValues& out) const {
+    for (const auto& [name, sum] : sums_) out.emplace_back(name, sum.first / static_cast<double>(sum.second));
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> sums_;  // name -> (sum, count)
+};
+
+}  // namespace
+
+MetricValues ImageTask::derived_summaries(const MetricValues& finals) const {
+  NamedMeans errors, flips;
   for (const auto& [name, value] : finals) {
-    const auto slash = name.rfind('/');
-    if (slash == std::string::npos || name.substr(slash + 1) != "accuracy") continue;
+    const auto slash = name.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string metric = name.substr(slash + 1);
+    if (metric != "accuracy" && metric != "moe/routing_flip") continue;
     const SplitId split = SplitId::parse(name.substr(0, slash));
     if (split.kind != SplitId::Kind::Corruption) continue;  // clean, or an attack
     SplitId suite = split;  // "SUITE[@ROUTER]"
     suite.kind = SplitId::Kind::Suite;
-    add(suite.text(), 1.0 - value);
+    if (metric == "moe/routing_flip") {
+      flips.add(suite.text() + "/moe/routing_flip", value);
+      continue;
+    }
+    errors.add(suite.text() + "/mean_error", 1.0 - value);
     if (split.severity > 0) {  // "SUITE:NAME[@ROUTER]" over the severities
       SplitId corruption = split;
       corruption.severity = 0;
-      add(corruption.text(), 1.0 - value);
+      errors.add(corruption.text() + "/mean_error", 1.0 - value);
     }
   }
   MetricValues derived;
-  for (const auto& [group, sum] : groups) {
-    derived.emplace_back(group + "/mean_error", sum.first / static_cast<double>(sum.second));
-  }
-  for (const auto& [suite, sum] : flips) {
-    derived.emplace_back(suite + flip_suffix, sum.first / static_cast<double>(sum.second));
-  }
+  errors.append_to(derived);
+  flips.append_to(derived);
   return derived;
 }
 

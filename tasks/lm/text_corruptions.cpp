@@ -16,6 +16,7 @@
 #include "harness/core/error.h"
 #include "harness/core/parse.h"
 #include "harness/core/rng.h"
+#include "harness/core/sampler.h"
 
 namespace moelab {
 namespace {
@@ -134,13 +135,12 @@ std::string corrupt_line(const std::string& line, const TextCorruption& corrupti
   }
   const auto wanted = std::max<size_t>(
       static_cast<size_t>(std::floor(corruption.rate * static_cast<double>(spans.size()))), 1);
-  // A partial Fisher-Yates shuffle picks the positions uniformly without replacement.
-  const size_t count = std::min(wanted, candidates.size());
-  for (size_t i = 0; i < count; ++i) {
-    const auto j = i + static_cast<size_t>(rng.below(static_cast<int64_t>(candidates.size() - i)));
-    std::swap(candidates[i], candidates[j]);
+  // The positions, uniformly without replacement.
+  std::vector<size_t> chosen;
+  for (int64_t pick : sample_without_replacement(static_cast<int64_t>(candidates.size()),
+                                                 static_cast<int64_t>(wanted), rng)) {
+    chosen.push_back(candidates[static_cast<size_t>(pick)]);
   }
-  std::vector<size_t> chosen(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(count));
   std::sort(chosen.begin(), chosen.end());
   std::string out;
   size_t cursor = 0;
