@@ -37,8 +37,9 @@ NoisyTopKRouter::NoisyTopKRouter(const NoisyTopKOptions& options, const RouterSh
 }
 
 RouteResult NoisyTopKRouter::route(const torch::Tensor& x, const RouteContext& ctx) {
-  auto x32 = x.to(torch::kFloat);
-  return regularised(decide_with_noise(gate_(x32), noise_gate_(x32), ctx));
+  auto noise_logits = torch::nn::functional::linear(x.to(logit_dtype_),
+                                                    noise_gate_->weight.to(logit_dtype_));
+  return regularised(decide_with_noise(logits(x), noise_logits, ctx));
 }
 
 RouteResult NoisyTopKRouter::decide(const torch::Tensor& logits, const RouteContext& ctx) {

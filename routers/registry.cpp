@@ -73,6 +73,12 @@ const RouterEntry& find_router(const std::string& name) {
   return find_entry(router_registry(), name, "router");
 }
 
+RouterShape router_shape(const ModelConfig& model, int64_t seed, int64_t block) {
+  RouterShape shape{model.dim, routed_experts(model.moe), seed, block};
+  shape.logit_dtype = model.moe.router_dtype == "fp64" ? torch::kDouble : torch::kFloat;
+  return shape;
+}
+
 std::shared_ptr<Router> make_router(const PluginChoice& choice, const RouterShape& shape) {
   return find_router(choice.name).make(*choice.options, shape);
 }

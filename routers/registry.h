@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/config/config.h"
 #include "harness/core/fields.h"
 #include "routers/router.h"
 
@@ -23,6 +24,9 @@ struct RouterEntry {
 const std::vector<RouterEntry>& router_registry();
 const RouterEntry& find_router(const std::string& name);  // ConfigError listing known names
 
+// The router shape of block `block` of `model`: width, FFN plus null experts, the run's seed
+// and model.moe.router_dtype.
+RouterShape router_shape(const ModelConfig& model, int64_t seed, int64_t block);
 // Builds the router named in the config for one MoE layer.
 std::shared_ptr<Router> make_router(const PluginChoice& choice, const RouterShape& shape);
 // The config layer's catalog entries (installed by harness/run/plugins.h): options by name

@@ -69,13 +69,17 @@ RouteResult RouteResult::from_pairs(const torch::Tensor& token, const torch::Ten
   return result;
 }
 
-LogitRouter::LogitRouter(const RouterShape& shape) {
+LogitRouter::LogitRouter(const RouterShape& shape) : logit_dtype_(shape.logit_dtype) {
   gate_ = register_module(
       "gate", torch::nn::Linear(torch::nn::LinearOptions(shape.dim, shape.experts).bias(false)));
 }
 
+torch::Tensor LogitRouter::logits(const torch::Tensor& x) const {
+  return torch::nn::functional::linear(x.to(logit_dtype_), gate_->weight.to(logit_dtype_));
+}
+
 RouteResult LogitRouter::route(const torch::Tensor& x, const RouteContext& ctx) {
-  return regularised(decide(gate_(x.to(torch::kFloat)), ctx));  // router in fp32
+  return regularised(decide(logits(x), ctx));
 }
 
 RouteResult LogitRouter::regularised(RouteResult result) const {

@@ -137,6 +137,8 @@ struct RouterShape {
   int64_t experts = 0;  // E
   int64_t seed = 0;     // run seed, for routers with fixed random state (hash tables)
   int64_t layer = 0;    // block index of the MoE layer
+  // LogitRouter: the dtype of the logits and of the decision (model.moe.router_dtype).
+  torch::ScalarType logit_dtype = torch::kFloat;
 };
 
 class Router : public torch::nn::Module {
@@ -153,7 +155,8 @@ class Router : public torch::nn::Module {
   virtual torch::Tensor expert_embeddings() const { return {}; }
 };
 
-// A router whose decision is a function of linear router logits z = x W^T (fp32) alone.
+// A router whose decision is a function of linear router logits z = x W^T alone, computed in
+// fp32 (or fp64: RouterShape::logit_dtype) whatever the model's precision.
 // `moelab route` and evaluation-time routing swaps work on such routers through decide().
 class LogitRouter : public Router {
  public:
@@ -163,6 +166,8 @@ class LogitRouter : public Router {
   virtual RouteResult decide(const torch::Tensor& logits, const RouteContext& ctx) = 0;
   torch::nn::Linear gate() const { return gate_; }
   torch::Tensor expert_embeddings() const override { return gate_->weight; }
+  // x [T, D] -> z [T, E] in the router's logit dtype.
+  torch::Tensor logits(const torch::Tensor& x) const;
   // Weight of the orthogonality loss on the gate (the token-choice routers' ortho_coef).
   virtual double ortho_coef() const { return 0.0; }
 
@@ -171,6 +176,7 @@ class LogitRouter : public Router {
   RouteResult regularised(RouteResult result) const;
 
   torch::nn::Linear gate_{nullptr};
+  torch::ScalarType logit_dtype_ = torch::kFloat;
 };
 
 // The token-choice routers' ortho_coef option: SimBal (Omi et al. 2025, arXiv 2506.14038),

@@ -1,6 +1,8 @@
 // Every registered task, in one explicit list.
 #include "tasks/registry.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "harness/core/registry.h"
@@ -43,11 +45,22 @@ const TaskEntry& find_task(const std::string& name) {
 }
 
 Transformer backbone_for(const RunConfig& config, bool causal) {
-  const RouterFactory routers = [&config](int64_t block) {
-    return make_router(config.router, RouterShape{config.model.dim, routed_experts(config.model.moe),
-                                                  config.seed, block});
+  const auto moe_blocks = moe_layer_indices(config.model);
+  const bool pruned = conversion_kind(config.convert.method) == ConversionKind::Prune;
+  const BlockFfnFactory ffns = [&](int64_t block) -> BlockFfn {
+    const bool listed = std::find(moe_blocks.begin(), moe_blocks.end(), block) != moe_blocks.end();
+    if (!listed) return {nullptr, config.model.ffn_hidden};
+    if (pruned) return {nullptr, pruned_ffn_hidden(config)};
+    auto router = make_router(config.router, router_shape(config.model, config.seed, block));
+    if (config.model.moe.router_dtype == "fp64" && !dynamic_cast<LogitRouter*>(router.get())) {
+      throw ConfigError::at_key("model.moe.router_dtype",
+                                fmt::format("fp64: router {} has no linear logits to compute in "
+                                            "fp64 (hash, soft_moe, stablemoe and xmoe have none)",
+                                            config.router.name));
+    }
+    return {router, 0};
   };
-  return Transformer(config.model, routers, causal);
+  return Transformer(config.model, ffns, causal);
 }
 
 std::unique_ptr<Task> make_task(const RunConfig& config) {

@@ -10,6 +10,7 @@
 #include "harness/model/moe_layer.h"
 #include "registry_layer.h"
 #include "routers/registry.h"
+#include "tasks/task.h"
 #include "test_util.h"
 
 namespace moelab {
@@ -297,6 +298,72 @@ TEST_CASE("deepseek_v3 with score sqrtsoftplus: affinities sqrt(softplus(z)), ga
   double row = 0;
   for (double v : z[0]) row += affinity(v);
   CHECK(result.probs[0][2].item<double>() == Approx(affinity(2.0) / row).epsilon(1e-6));
+}
+
+TEST_CASE("router_dtype fp64: the decision of fp32 where fp32 resolves it, under every router with logits",
+          "[baselines][router_dtype][registry]") {
+  for (const auto& entry : router_registry()) {
+    DYNAMIC_SECTION("router " << entry.name) {
+      const std::string router = std::string("router.name=") + entry.name;
+      torch::manual_seed(8);
+      MoELayer fp32 = layer_for({router});
+      torch::manual_seed(8);
+      MoELayer fp64 = layer_for({router, "model.moe.router_dtype=fp64"});
+      if (dynamic_cast<LogitRouter*>(&fp64->router()) == nullptr) {  // refused where models are built
+        const RunConfig config = parse_run_config("", "t.yaml", {router, "model.moe.router_dtype=fp64"});
+        CHECK_THROWS_WITH(backbone_for(config, false), Catch::Matchers::Contains("model.moe.router_dtype"));
+        continue;
+      }
+      const auto x = torch::randn({64, kDim});
+      RouteContext eval = testing::context_for_64_tokens(/*training=*/false);
+      {
+        torch::NoGradGuard no_grad;
+        const RouteResult a = fp32->router().route(x, eval), b = fp64->router().route(x, eval);
+        if (b.logits.defined()) CHECK(b.logits.scalar_type() == torch::kDouble);
+        REQUIRE(torch::equal(a.token, b.token));
+        CHECK(torch::equal(a.expert, b.expert));
+        CHECK(torch::allclose(a.weight.to(torch::kDouble), b.weight.to(torch::kDouble), 1e-5, 1e-6));
+        CHECK(torch::allclose(fp32->forward(x, eval), fp64->forward(x, eval), 1e-5, 1e-5));
+      }
+      // Training: the layer's output stays fp32 and the gate's gradient arrives in fp32.
+      RouteContext train = training_context();
+      RoutingRecord record;
+      train.record = &record;
+      const auto y = fp64->forward(x, train);
+      CHECK(y.scalar_type() == torch::kFloat);
+      (y.pow(2).sum() + record.total_aux_loss(torch::kCPU)).backward();
+      const auto grad = dynamic_cast<LogitRouter&>(fp64->router()).gate()->weight.grad();
+      if (grad.defined()) {
+        CHECK(grad.scalar_type() == torch::kFloat);
+        CHECK(torch::isfinite(grad).all().item<bool>());
+      }
+    }
+  }
+}
+
+TEST_CASE("router_dtype fp64 separates logits that fp32 rounds to a tie", "[baselines][router_dtype]") {
+  // z0 = 1, z1 = 1 + 2^-26: equal in fp32 (the gap is below half an ulp of 1), apart in fp64.
+  for (const char* dtype : {"fp32", "fp64"}) {
+    MoELayer layer = layer_for({"router.name=topk", "router.k=1", "model.moe.experts=2",
+                                std::string("model.moe.router_dtype=") + dtype});
+    auto gate = dynamic_cast<LogitRouter&>(layer->router()).gate()->weight;  // [2, D]
+    torch::NoGradGuard no_grad;
+    gate.zero_();
+    gate[0][0] = 1.0F;
+    gate[1][0] = 1.0F;
+    gate[1][1] = 1.0F;
+    auto x = torch::zeros({1, kDim});
+    x[0][0] = 1.0F;
+    x[0][1] = std::ldexp(1.0F, -26);
+    const RouteResult route = layer->router().route(x, RouteContext{});
+    INFO(dtype);
+    if (std::string(dtype) == "fp32") {
+      CHECK(route.logits[0][0].item<double>() == route.logits[0][1].item<double>());
+    } else {
+      CHECK(route.logits[0][1].item<double>() - route.logits[0][0].item<double>() == std::ldexp(1.0, -26));
+      CHECK(route.expert.item<int64_t>() == 1);
+    }
+  }
 }
 
 TEST_CASE("shared experts and dense router gradients: configuration rules", "[baselines][config]") {

@@ -39,7 +39,7 @@ MoELayer topk_layer(const ModelConfig& model, int64_t k) {
 
 TEST_CASE("an attention block and a dense FFN count their multiply-adds", "[flops]") {
   const ModelConfig model = small_model();
-  Block block(model, /*causal=*/false, nullptr);
+  Block block(model, /*causal=*/false, BlockFfn{nullptr, model.ffn_hidden});
   RoutingRecord record;
   RouteContext ctx;
   ctx.record = &record;

@@ -16,8 +16,9 @@ inline constexpr int64_t kLayerDim = 16;
 
 inline MoELayer registry_layer(const std::vector<std::string>& overrides) {
   const RunConfig config = parse_run_config("", "defaults.yaml", overrides);
-  return MoELayer(kLayerDim, config.model.moe,
-                  make_router(config.router, RouterShape{kLayerDim, routed_experts(config.model.moe), 3, 0}));
+  RouterShape shape = router_shape(config.model, 3, 0);
+  shape.dim = kLayerDim;
+  return MoELayer(kLayerDim, config.model.moe, make_router(config.router, shape));
 }
 
 // Draws the token ids from the default generator.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "harness/core/text_file.h"
@@ -57,6 +58,15 @@ std::vector<int64_t> moe_layer_indices(const ModelConfig& model) {
   return model.moe.layers.resolve(model.depth);
 }
 
+ConversionKind conversion_kind(const std::string& method) {
+  if (method == "none") return ConversionKind::None;
+  if (method == "copy" || method == "granular" || method == "drop_upcycling") {
+    return ConversionKind::Upcycle;
+  }
+  if (method == "prune") return ConversionKind::Prune;
+  return ConversionKind::Split;
+}
+
 int64_t routed_experts(const MoeConfig& moe) {
   return moe.experts + moe.null_experts.total();
 }
@@ -71,35 +81,82 @@ bool is_parent_reference(const std::string& text) {
   return digits || hash;
 }
 
-void validate_convert(const RunConfig& config) {
-  const ConvertConfig& convert = config.convert;
-  if (convert.method == "none") return;
-  const MoeConfig& moe = config.model.moe;
-  auto fail = [&](const std::string& what) {
-    throw ConfigError::at_key("convert.method", fmt::format("{}: {}", convert.method, what));
-  };
-  if (config.router.name != "dot_moe") {
-    fail(fmt::format("router.name = {}: converted models route with dot_moe (unweighted sum of "
-                     "the chosen experts, which k = E makes equal to the dense FFN)",
-                     config.router.name));
+// The router's integer option `key` (router.k), read through the options' field list.
+int64_t router_int_option(const RunConfig& config, const std::string& key) {
+  for (const FieldRow& row : list_fields(*config.router.options)) {
+    if (row.path == key) return std::stoll(row.value);
   }
+  throw ConfigError::at_key("router." + key, fmt::format("router {} has no option '{}'",
+                                                         config.router.name, key));
+}
+
+void validate_split(const RunConfig& config, const std::function<void(const std::string&)>& fail) {
+  const MoeConfig& moe = config.model.moe;
   if (moe.experts * moe.expert_hidden != config.model.ffn_hidden) {
     fail(fmt::format("model.moe.experts x model.moe.expert_hidden = {} x {} must equal "
                      "model.ffn_hidden = {} (every neuron in exactly one expert)",
                      moe.experts, moe.expert_hidden, config.model.ffn_hidden));
   }
-  if (moe.capacity_factor != 0) {
-    fail(fmt::format("model.moe.capacity_factor = {}: converted layers are dropless (0)",
-                     moe.capacity_factor));
+  if (config.router.name != "dot_moe") {
+    fail(fmt::format("router.name = {}: split and pruned models route with dot_moe (unweighted "
+                     "sum of the chosen experts, which k = E makes equal to the dense FFN)",
+                     config.router.name));
   }
-  if (moe.eval_capacity_factor > 0) {
-    fail(fmt::format("model.moe.eval_capacity_factor = {}: converted layers are dropless (0 or -1)",
-                     moe.eval_capacity_factor));
+}
+
+void validate_upcycle(const RunConfig& config, const std::function<void(const std::string&)>& fail) {
+  const MoeConfig& moe = config.model.moe;
+  const int64_t dense = config.model.ffn_hidden;
+  if (dense % moe.expert_hidden != 0 || moe.experts % (dense / moe.expert_hidden) != 0) {
+    fail(fmt::format("model.ffn_hidden = {} must be g x model.moe.expert_hidden = {} x g, and "
+                     "model.moe.experts = {} a multiple of g (each of the g slices copied "
+                     "experts / g times)",
+                     dense, moe.expert_hidden, moe.experts));
+  }
+  const int64_t granularity = dense / moe.expert_hidden;
+  if (config.convert.method == "copy" && granularity != 1) {
+    fail(fmt::format("model.moe.expert_hidden = {} must equal model.ffn_hidden = {} (every "
+                     "expert a whole copy); use granular for slices",
+                     moe.expert_hidden, dense));
+  }
+  if (config.convert.method == "granular" && granularity == 1) {
+    fail(fmt::format("model.moe.expert_hidden = model.ffn_hidden = {}: one slice per expert is "
+                     "copy; granular needs expert_hidden = ffn_hidden / g with g >= 2",
+                     dense));
+  }
+}
+
+void validate_convert(const RunConfig& config) {
+  const ConvertConfig& convert = config.convert;
+  const ConversionKind kind = conversion_kind(convert.method);
+  if (kind == ConversionKind::None) return;
+  const MoeConfig& moe = config.model.moe;
+  const std::function<void(const std::string&)> fail = [&](const std::string& what) {
+    throw ConfigError::at_key("convert.method", fmt::format("{}: {}", convert.method, what));
+  };
+  if (kind == ConversionKind::Upcycle) {
+    validate_upcycle(config, fail);
+  } else {
+    validate_split(config, fail);
+  }
+  if (kind == ConversionKind::Split) {
+    if (moe.capacity_factor != 0) {
+      fail(fmt::format("model.moe.capacity_factor = {}: split layers are dropless (0)",
+                       moe.capacity_factor));
+    }
+    if (moe.eval_capacity_factor > 0) {
+      fail(fmt::format("model.moe.eval_capacity_factor = {}: split layers are dropless (0 or -1)",
+                       moe.eval_capacity_factor));
+    }
+    if (moe.router_grad != "sparse") fail("model.moe.router_grad = dense: a split layer trains in its masked-dense form");
+  }
+  if (kind == ConversionKind::Prune && pruned_ffn_hidden(config) >= config.model.ffn_hidden) {
+    fail(fmt::format("router.k x model.moe.expert_hidden = {} keeps every one of the {} neurons",
+                     pruned_ffn_hidden(config), config.model.ffn_hidden));
   }
   if (moe_layer_indices(config.model).empty()) fail("model.moe.layers = none converts nothing");
   if (!config.model.moe.null_experts.empty()) fail("model.moe.null_experts: a converted FFN has no null experts");
   if (moe.shared_experts > 0) fail("model.moe.shared_experts: a converted FFN has no shared experts");
-  if (moe.router_grad != "sparse") fail("model.moe.router_grad = dense: a converted layer trains in its masked-dense form");
   if (!is_parent_reference(convert.parent)) {
     fail(fmt::format("convert.parent = \"{}\": not auto, a run id or a config hash prefix "
                      "(>= 8 lowercase hex digits)",
@@ -112,6 +169,10 @@ void validate_convert(const RunConfig& config) {
 }
 
 }  // namespace
+
+int64_t pruned_ffn_hidden(const RunConfig& config) {
+  return router_int_option(config, "k") * config.model.moe.expert_hidden;
+}
 
 RunConfig dense_parent_config(const RunConfig& config) {
   RunConfig parent = config;

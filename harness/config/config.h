@@ -25,6 +25,7 @@ struct MoeConfig {
   int64_t shared_hidden = 0;
   std::string shared_gate = "none";
   std::string router_grad = "sparse";
+  std::string router_dtype = "fp32";
 
   template <class V>
   void visit(V& v) {
@@ -70,6 +71,11 @@ struct MoeConfig {
       "stays the sparse output, and a value-zero term gives the router the gradient of every "
       "expert's output through its probabilities (all experts run on every token, detached)",
       hashed_unless(std::string("sparse"), one_of({"sparse", "dense"})));
+    v(router_dtype, "router_dtype",
+      "precision of the router logits and of the decision made from them: fp32, or fp64 "
+      "(Megatron-Core's moe_router_dtype; routers with linear logits, not hash, soft_moe, "
+      "stablemoe or xmoe)",
+      hashed_unless(std::string("fp32"), one_of({"fp32", "fp64"})));
   }
 };
 
@@ -185,10 +191,12 @@ struct EvalConfig {
   }
 };
 
-// Dense -> MoE conversion (MoEfication / DOT-MoE, docs/methods.md). With a method set, the
-// run takes a trained dense model (its parent), splits every FFN of model.moe.layers into
-// model.moe.experts experts of model.moe.expert_hidden = model.ffn_hidden / experts neurons,
-// fine-tunes for train.steps with a `dot_moe` router, and evaluates the exported MoE.
+// Dense -> MoE conversion (docs/methods.md). With a method set, the run takes a trained dense
+// model (its parent) and turns every FFN of model.moe.layers into model.moe.experts experts
+// of model.moe.expert_hidden neurons: split (MoEfication, DOT-MoE: ffn_hidden = experts x
+// expert_hidden, a `dot_moe` router), upcycled (copies of the FFN or of its slices, any
+// router), or pruned to router.k x expert_hidden neurons of a dense FFN (the MoE's active
+// width); then it fine-tunes for train.steps and evaluates the result.
 struct ConvertConfig {
   std::string method = "none";
   std::string parent = "auto";
@@ -205,14 +213,21 @@ struct ConvertConfig {
   std::string affinity_init = "random";
   double affinity_lr_scale = 1.0;
   std::string split_grad = "fixed_duals";
+  double drop_ratio = 0.5;
 
   template <class V>
   void visit(V& v) {
     v(method, "method",
       "none | random (LLaMA-MoE) | weight_cluster (balanced k-means on FFN input weights, "
       "MoEfication) | activation_cluster (balanced k-means on hidden activations, CMoE) | "
-      "dot_moe (split learned by entropic transport + greedy rounding + straight-through)",
-      one_of({"none", "random", "weight_cluster", "activation_cluster", "dot_moe"}));
+      "dot_moe (split learned by entropic transport + greedy rounding + straight-through) | "
+      "copy (sparse upcycling: every expert a copy of the dense FFN) | granular (the FFN cut "
+      "into g = ffn_hidden / expert_hidden slices, each copied experts / g times, outputs "
+      "scaled so the MoE starts as the dense model) | drop_upcycling (copy or granular, then "
+      "drop_ratio of each expert's neurons re-initialised) | prune (structured pruning: the "
+      "router.k x expert_hidden most important neurons of each FFN kept, a dense model)",
+      one_of({"none", "random", "weight_cluster", "activation_cluster", "dot_moe", "copy",
+              "granular", "drop_upcycling", "prune"}));
     v(parent, "parent",
       "the dense model: auto (this config with dense FFNs, train.steps = dense_steps and "
       "train.lr = dense_lr; run first unless already done) or the id / config hash (prefix of "
@@ -252,8 +267,18 @@ struct ConvertConfig {
       "dot_moe: gradient of the transport plan: fixed_duals (through A / tau with the Sinkhorn "
       "duals held fixed) or unrolled (through the Sinkhorn iterations too)",
       hashed_unless(std::string("fixed_duals"), one_of({"fixed_duals", "unrolled"})));
+    v(drop_ratio, "drop_ratio",
+      "drop_upcycling: the share of each expert's neurons re-initialised from the statistics "
+      "of the dense weights (Drop-Upcycling's r; 0.5 is the paper's choice)",
+      hashed_unless(0.5, in_range(0, 1)));
   }
 };
+
+// The families of convert.method: a neuron split of the FFN into experts (random,
+// weight_cluster, activation_cluster, dot_moe), upcycling (copy, granular, drop_upcycling), or
+// structured pruning into a narrower dense FFN (prune).
+enum class ConversionKind { None, Split, Upcycle, Prune };
+ConversionKind conversion_kind(const std::string& method);
 
 struct RunConfig {
   std::string name = "run";
@@ -332,5 +357,9 @@ inline constexpr const char* kDenseParentLabel = "dense parent";
 
 // Indices of the blocks with an MoE FFN, from model.moe.layers.
 std::vector<int64_t> moe_layer_indices(const ModelConfig& model);
+
+// convert.method = prune: the FFN width the pruned blocks keep, router.k x
+// model.moe.expert_hidden (the active FFN neurons of the MoE the config describes).
+int64_t pruned_ffn_hidden(const RunConfig& config);
 
 }  // namespace moelab

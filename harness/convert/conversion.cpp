@@ -12,6 +12,8 @@
 #include "harness/train/checkpoint.h"
 #include "harness/convert/masked_dense.h"
 #include "harness/convert/neuron_split.h"
+#include "harness/convert/pruning.h"
+#include "harness/convert/upcycling.h"
 #include "harness/train/provenance.h"
 #include "harness/core/rng.h"
 #include "routers/dot_moe.h"
@@ -30,6 +32,31 @@ torch::nn::Sequential parent_ffn(TaskModel& teacher, size_t block) {
   auto dense = teacher.backbone()->blocks().at(block)->dense_ffn();
   MOELAB_CHECK(!dense.is_empty(), "the dense parent's block {} has no dense FFN", block);
   return dense;
+}
+
+// A dense FFN's weights in torch Linear layout: w1 [H, D], b1 [H], w2 [D, H], b2 [D].
+struct FfnWeights {
+  torch::Tensor w1, b1, w2, b2;
+};
+FfnWeights ffn_weights(torch::nn::Sequential ffn) {
+  auto first = ffn->ptr<torch::nn::LinearImpl>(0), second = ffn->ptr<torch::nn::LinearImpl>(2);
+  return {first->weight, first->bias, second->weight, second->bias};
+}
+
+double relative_error(const torch::Tensor& output, const torch::Tensor& target) {
+  return (output - target).pow(2).sum().item<double>() / target.pow(2).sum().item<double>();
+}
+
+// Whether parameter `name` belongs to the FFN of one of `blocks` (its MoE layer or dense FFN).
+bool in_converted_ffn(const std::string& name, const std::vector<int64_t>& blocks) {
+  for (int64_t block : blocks) {
+    const std::string prefix = fmt::format(".block{}.", block);
+    if (name.find(prefix + "moe.") != std::string::npos ||
+        name.find(prefix + "ffn.") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -56,20 +83,13 @@ torch::Tensor heuristic_split(const std::string& method, const torch::Tensor& w1
   return assignment;
 }
 
-Reconstruction reconstruction_error(MoELayer layer, const torch::Tensor& split,
-                                    torch::nn::Sequential dense, const torch::Tensor& x, int64_t k,
-                                    int64_t layer_index) {
+double oracle_reconstruction_error(MoELayer layer, const torch::Tensor& split,
+                                   torch::nn::Sequential dense, const torch::Tensor& x, int64_t k) {
   torch::NoGradGuard no_grad;
-  auto target = dense->forward(x);                                  // [N, D]
-  const double energy = target.pow(2).sum().item<double>();
-  RouteContext ctx;
-  ctx.layer = layer_index;
-  auto routed = layer->forward(x, ctx);                             // [N, D]
   auto outputs = all_expert_outputs(*layer, x, split);              // [E, N, D]
   auto best = std::get<1>(outputs.pow(2).sum(-1).topk(k, 0));       // [k, N]
   auto oracle = outputs.gather(0, best.unsqueeze(-1).expand({k, x.size(0), x.size(1)})).sum(0);
-  return {(routed - target).pow(2).sum().item<double>() / energy,
-          (oracle - target).pow(2).sum().item<double>() / energy};
+  return relative_error(oracle, dense->forward(x));
 }
 
 MetricValues retention(const TaskMetrics& metrics, const std::map<std::string, double>& dense,
@@ -92,8 +112,9 @@ MetricValues retention(const TaskMetrics& metrics, const std::map<std::string, d
 
 Conversion::Conversion(const RunSpec& run, const RunSpec& parent, Task& task, Store& store,
                        torch::Device device)
-    : config_(run.config), parent_run_id_(parent.run_id), store_(store), run_id_(run.run_id),
-      device_(device) {
+    : config_(run.config), kind_(conversion_kind(run.config.convert.method)),
+      blocks_(moe_layer_indices(run.config.model)), parent_run_id_(parent.run_id), store_(store),
+      run_id_(run.run_id), device_(device) {
   const RunConfig& config = run.config;
   store_.set_parent(run_id_, parent_run_id_);
   teacher_ = task.build_model(parent.config);
@@ -121,31 +142,53 @@ Conversion::Conversion(const RunSpec& run, const RunSpec& parent, Task& task, St
   }
 }
 
+void Conversion::split_layer(MoELayer layer, size_t block) {
+  const FfnWeights dense = ffn_weights(parent_ffn(*teacher_, block));
+  const uint64_t seed = derived_seed({static_cast<uint64_t>(config_.seed), fnv1a("convert"), block});
+  const ConvertConfig& convert = config_.convert;
+  auto split = [&](const std::string& method) {
+    return heuristic_split(method, dense.w1, dense.b1, calibration_[block],
+                           config_.model.moe.experts, convert.kmeans_iters, seed);
+  };
+  torch::Tensor order;  // dot_moe keeps the dense order: its split lives in the affinities
+  if (convert.method == "dot_moe") {
+    order = torch::arange(dense.w1.size(0), torch::kLong);
+    if (convert.affinity_init != "random") {
+      forms_[block]->seed_affinity(split(convert.affinity_init).to(device_), convert.tau_end);
+    }
+  } else {
+    order = expert_major_order(split(convert.method));
+  }
+  load_dense(*layer, dense.w1, dense.b1, dense.w2, dense.b2, order.to(device_), router_k(layer));
+}
+
+void Conversion::upcycle_layer(MoELayer layer, size_t block) {
+  const FfnWeights dense = ffn_weights(parent_ffn(*teacher_, block));
+  const int64_t granularity = upcycling_granularity(*layer, dense.w1.size(0));
+  tie_router_groups(*layer, granularity);
+  const double gate_sum = route_averages(*layer, calibration_[block].to(device_)).gate_sum;
+  load_upcycled(*layer, dense.w1, dense.b1, dense.w2, dense.b2, granularity, gate_sum);
+  if (config_.convert.method == "drop_upcycling") {
+    drop_reinitialise(*layer, config_.convert.drop_ratio,
+                      derived_seed({static_cast<uint64_t>(config_.seed), fnv1a("drop_upcycling"),
+                                    block}));
+  }
+}
+
 void Conversion::convert(TaskModel& model) {
   torch::NoGradGuard no_grad;
   auto blocks = model.backbone()->blocks();
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    MoELayer layer = blocks[i]->moe();
-    if (layer.is_empty()) continue;
-    auto dense = parent_ffn(*teacher_, i);
-    auto first = dense->ptr<torch::nn::LinearImpl>(0), second = dense->ptr<torch::nn::LinearImpl>(2);
-    const uint64_t seed = derived_seed({static_cast<uint64_t>(config_.seed), fnv1a("convert"), i});
-    const ConvertConfig& convert = config_.convert;
-    auto split = [&](const std::string& method) {
-      return heuristic_split(method, first->weight, first->bias, calibration_[i],
-                             config_.model.moe.experts, convert.kmeans_iters, seed);
-    };
-    torch::Tensor order;  // dot_moe keeps the dense order: its split lives in the affinities
-    if (convert.method == "dot_moe") {
-      order = torch::arange(first->weight.size(0), torch::kLong);
-      if (convert.affinity_init != "random") {
-        forms_[i]->seed_affinity(split(convert.affinity_init).to(device_), convert.tau_end);
-      }
-    } else {
-      order = expert_major_order(split(convert.method));
+  for (int64_t index : blocks_) {
+    const auto block = static_cast<size_t>(index);
+    if (kind_ == ConversionKind::Split) split_layer(blocks[block]->moe(), block);
+    if (kind_ == ConversionKind::Upcycle) upcycle_layer(blocks[block]->moe(), block);
+    if (kind_ == ConversionKind::Prune) {
+      const FfnWeights dense = ffn_weights(parent_ffn(*teacher_, block));
+      const auto kept = kept_neurons(
+          neuron_importance(dense.w1, dense.b1, dense.w2, calibration_[block]),
+          pruned_ffn_hidden(config_));
+      load_pruned(blocks[block]->dense_ffn(), dense.w1, dense.b1, dense.w2, dense.b2, kept);
     }
-    load_dense(*layer, first->weight, first->bias, second->weight, second->bias,
-               order.to(device_), router_k(layer));
   }
   // Everything outside the converted FFNs (embeddings, attention, norms, heads, dense FFNs of
   // blocks left dense) is the parent's.
@@ -153,7 +196,7 @@ void Conversion::convert(TaskModel& model) {
   for (auto& item : model.named_parameters()) {
     const std::string& name = item.key();
     torch::Tensor& parameter = item.value();
-    if (name.find(".moe.") != std::string::npos) continue;
+    if (in_converted_ffn(name, blocks_)) continue;
     const torch::Tensor* from = source.find(name);
     if (from == nullptr || !from->sizes().equals(parameter.sizes())) {
       throw Error(fmt::format("dense parent run {} has no parameter '{}' of shape {}",
@@ -163,29 +206,43 @@ void Conversion::convert(TaskModel& model) {
   }
 }
 
+torch::Tensor Conversion::converted_output(TaskModel& model, size_t block) {
+  torch::NoGradGuard no_grad;
+  auto converted = model.backbone()->blocks().at(block);
+  const auto& x = calibration_[block];
+  if (kind_ == ConversionKind::Prune) return converted->dense_ffn()->forward(x);
+  RouteContext ctx;
+  ctx.layer = static_cast<int64_t>(block);
+  return converted->moe()->forward(x, ctx);
+}
+
 MetricValues Conversion::measure(TaskModel& model, const std::string& prefix, bool with_routed) {
   const bool was_training = model.is_training();
   model.eval();
-  auto blocks = model.backbone()->blocks();
+  const bool oracle = kind_ == ConversionKind::Split;
   MetricValues values;
-  double routed = 0.0, oracle = 0.0;
-  int64_t layers = 0;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    MoELayer layer = blocks[i]->moe();
-    if (layer.is_empty()) continue;
-    const auto split = forms_.empty() ? contiguous_split(*layer) : forms_[i]->split();
-    const auto error = reconstruction_error(layer, split, parent_ffn(*teacher_, i),
-                                            calibration_[i], router_k(layer),
-                                            static_cast<int64_t>(i));
-    const std::string name = fmt::format("{}l{}/", prefix, i);
-    values.emplace_back(name + "recon_err_oracle", error.oracle);
-    if (with_routed) values.emplace_back(name + "recon_err", error.routed);
-    routed += error.routed;
-    oracle += error.oracle;
-    ++layers;
+  double routed_sum = 0.0, oracle_sum = 0.0;
+  for (int64_t index : blocks_) {
+    const auto block = static_cast<size_t>(index);
+    const std::string name = fmt::format("{}l{}/", prefix, block);
+    if (oracle) {
+      MoELayer layer = model.backbone()->blocks().at(block)->moe();
+      const auto split = forms_.empty() ? contiguous_split(*layer) : forms_[block]->split();
+      const double error = oracle_reconstruction_error(layer, split, parent_ffn(*teacher_, block),
+                                                       calibration_[block], router_k(layer));
+      values.emplace_back(name + "recon_err_oracle", error);
+      oracle_sum += error;
+    }
+    if (with_routed) {
+      const double error = relative_error(converted_output(model, block),
+                                          parent_ffn(*teacher_, block)->forward(calibration_[block]));
+      values.emplace_back(name + "recon_err", error);
+      routed_sum += error;
+    }
   }
-  values.emplace_back(prefix + "recon_err_oracle", oracle / layers);
-  if (with_routed) values.emplace_back(prefix + "recon_err", routed / layers);
+  const auto layers = static_cast<double>(blocks_.size());
+  if (oracle) values.emplace_back(prefix + "recon_err_oracle", oracle_sum / layers);
+  if (with_routed) values.emplace_back(prefix + "recon_err", routed_sum / layers);
   model.train(was_training);
   return values;
 }
@@ -203,7 +260,7 @@ void Conversion::install_forms(TaskModel& model) {
 }
 
 void Conversion::before_training(TaskModel& model, MetricLog& log, bool resuming) {
-  install_forms(model);
+  if (kind_ == ConversionKind::Split) install_forms(model);
   if (resuming) {  // converted when the run started; its measurements are in the database
     for (const auto& [name, value] : store_.metrics_at(run_id_, "convert", 0)) {
       at_conversion_.emplace_back("convert/" + name, value);
@@ -212,8 +269,10 @@ void Conversion::before_training(TaskModel& model, MetricLog& log, bool resuming
   }
   const auto start = std::chrono::steady_clock::now();
   convert(model);
-  MetricValues measured = measure(model, "", false);
-  const double oracle_error = measured.back().second;  // the mean over layers comes last
+  // Split layers before any training: their oracle error (the router is new); upcycled and
+  // pruned ones: their error as they are.
+  MetricValues measured = measure(model, "", kind_ != ConversionKind::Split);
+  const auto [error_name, error] = measured.back();  // the mean over layers comes last
   measured.emplace_back("seconds", std::chrono::duration<double>(
                                        std::chrono::steady_clock::now() - start).count());
   for (const auto& [name, value] : measured) {
@@ -221,8 +280,8 @@ void Conversion::before_training(TaskModel& model, MetricLog& log, bool resuming
     at_conversion_.emplace_back("convert/" + name, value);
   }
   log.flush();
-  fmt::print(stderr, "converted by {} from dense run {}: oracle reconstruction error {:.4f}\n",
-             config_.convert.method, parent_run_id_, oracle_error);
+  fmt::print(stderr, "converted by {} from dense run {}: convert/{} {:.4g}\n",
+             config_.convert.method, parent_run_id_, error_name, error);
 }
 
 std::vector<NamedTensor> Conversion::extra_losses(const Batch& batch, const torch::Tensor& logits) {
@@ -240,7 +299,7 @@ std::vector<NamedTensor> Conversion::extra_losses(const Batch& batch, const torc
 
 void Conversion::after_training(TaskModel& model) {
   auto blocks = model.backbone()->blocks();
-  for (size_t i = 0; i < blocks.size(); ++i) {
+  for (size_t i = 0; i < forms_.size(); ++i) {
     if (forms_[i].is_empty()) continue;
     check_balanced(forms_[i]->split(), config_.model.moe.experts,
                    fmt::format("block {}'s split at export", i));
@@ -261,14 +320,23 @@ MetricValues Conversion::summaries(TaskModel& model, const MetricValues& finals)
     for (const auto& parameter : module.parameters()) total += static_cast<double>(parameter.numel());
     return total;
   };
+  // ffn_active_fraction: the FFN neurons a token uses over the dense FFN's, mean over layers.
   const double experts = static_cast<double>(config_.model.moe.experts);
+  const auto dense_hidden = static_cast<double>(config_.model.ffn_hidden);
   double active = count(model), ffn_fraction = 0.0;
-  for (const auto& layer : model.backbone()->moe_layers()) {
-    ffn_fraction = static_cast<double>(router_k(layer)) / experts;
-    active -= static_cast<double>(layer->expert_parameter_count()) * (1.0 - ffn_fraction);
+  for (int64_t index : blocks_) {
+    const auto block = static_cast<size_t>(index);
+    if (kind_ == ConversionKind::Prune) {
+      ffn_fraction += static_cast<double>(pruned_ffn_hidden(config_)) / dense_hidden;
+      continue;
+    }
+    MoELayer layer = model.backbone()->blocks().at(block)->moe();
+    const double per_token = route_averages(*layer, calibration_[block]).experts_per_token;
+    active -= static_cast<double>(layer->expert_parameter_count()) * (1.0 - per_token / experts);
+    ffn_fraction += per_token * static_cast<double>(layer->config().expert_hidden) / dense_hidden;
   }
   values.emplace_back("export/active_param_fraction", active / count(*teacher_));
-  values.emplace_back("export/ffn_active_fraction", ffn_fraction);
+  values.emplace_back("export/ffn_active_fraction", ffn_fraction / static_cast<double>(blocks_.size()));
 
   const auto parent = store_.summaries(parent_run_id_);
   const MetricValues kept = retention(task_metrics(config_.task.name),

@@ -14,6 +14,21 @@
 namespace moelab {
 namespace {
 
+// A decision made in fp64 (model.moe.router_dtype), its tensors back in fp32 for the combine,
+// the losses and the metrics; the choices are the fp64 ones.
+RouteResult in_fp32(RouteResult route) {
+  auto narrow = [](torch::Tensor& t) {
+    if (t.defined() && t.scalar_type() == torch::kDouble) t = t.to(torch::kFloat);
+  };
+  for (torch::Tensor* t : {&route.weight, &route.priority, &route.logits, &route.probs,
+                           &route.soft_dispatch, &route.soft_combine}) {
+    narrow(*t);
+  }
+  for (auto& named : route.aux_losses) narrow(named.second);
+  for (auto& named : route.metrics) narrow(named.second);
+  return route;
+}
+
 // Indices that order `key` ascending, ties kept in the order given by `within`.
 torch::Tensor stable_order(const torch::Tensor& key, const torch::Tensor& within) {
   auto permuted = key.index_select(0, within);
@@ -232,7 +247,7 @@ RouteResult MoELayerImpl::route_in_fp32(const torch::Tensor& x, const RouteConte
     const double eps = config_.router_jitter;
     input = input * (1.0 - eps + 2.0 * eps * routing_uniform_like(input, ctx, "router jitter"));
   }
-  return router_->route(input, ctx);
+  return in_fp32(router_->route(input, ctx));
 }
 
 void MoELayerImpl::count_router_weights() {

@@ -5,9 +5,6 @@
 #include "harness/model/flops.h"
 #include "harness/model/init_streams.h"
 
-#include <algorithm>
-
-
 namespace moelab {
 
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, double dropout, bool causal)
@@ -20,7 +17,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return proj_(attention(qkv_(x), heads_, causal_, dropout_, is_training()));  // [B, L, D]
 }
 
-BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router) {
+BlockImpl::BlockImpl(const ModelConfig& model, bool causal, BlockFfn ffn) {
   norm_attn_ = register_module("norm_attn", torch::nn::LayerNorm(
                                                 torch::nn::LayerNormOptions({model.dim})));
   norm_ffn_ = register_module("norm_ffn", torch::nn::LayerNorm(
@@ -28,14 +25,14 @@ BlockImpl::BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Rout
   attention_ = register_module("attention",
                                Attention(model.dim, model.heads, model.dropout, causal));
   dropout_ = register_module("dropout", torch::nn::Dropout(model.dropout));
-  if (router) {
-    moe_ = register_module("moe", MoELayer(model.dim, model.moe, std::move(router)));
+  if (ffn.router) {
+    moe_ = register_module("moe", MoELayer(model.dim, model.moe, std::move(ffn.router)));
   } else {
-    ffn_hidden_ = model.ffn_hidden;
+    ffn_hidden_ = ffn.dense_hidden;
     dense_ = register_module("ffn", torch::nn::Sequential(
-                                        torch::nn::Linear(model.dim, model.ffn_hidden),
+                                        torch::nn::Linear(model.dim, ffn_hidden_),
                                         torch::nn::GELU(),
-                                        torch::nn::Linear(model.ffn_hidden, model.dim)));
+                                        torch::nn::Linear(ffn_hidden_, model.dim)));
   }
 }
 
@@ -57,18 +54,15 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RouteContext& ctx
   return h + dropout_(ffn_out);
 }
 
-TransformerImpl::TransformerImpl(const ModelConfig& model, const RouterFactory& routers,
+TransformerImpl::TransformerImpl(const ModelConfig& model, const BlockFfnFactory& ffns,
                                  bool causal)
     : causal_(causal) {
-  const auto moe_indices = moe_layer_indices(model);
   for (int64_t i = 0; i < model.depth; ++i) {
-    const bool use_moe =
-        std::find(moe_indices.begin(), moe_indices.end(), i) != moe_indices.end();
     const std::string name = "block" + std::to_string(i);
     init_stream(name + ".router");
-    auto router = use_moe ? routers(i) : nullptr;
+    BlockFfn ffn = ffns(i);
     init_stream(name);  // attention and experts: the same for every router
-    blocks_.push_back(register_module(name, Block(model, causal, std::move(router))));
+    blocks_.push_back(register_module(name, Block(model, causal, std::move(ffn))));
   }
   final_norm_ = register_module("final_norm",
                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({model.dim})));

@@ -14,8 +14,15 @@
 
 namespace moelab {
 
-// The router of the MoE layer in one block, by block index (tasks: the run's router choice).
-using RouterFactory = std::function<std::shared_ptr<Router>(int64_t block)>;
+// What one block's FFN is: an MoE layer routed by `router`, or, with no router, a dense FFN of
+// `dense_hidden` neurons.
+struct BlockFfn {
+  std::shared_ptr<Router> router;
+  int64_t dense_hidden = 0;
+};
+// Each block's FFN by block index (tasks: from the run's router choice, model.moe.layers and
+// its conversion).
+using BlockFfnFactory = std::function<BlockFfn(int64_t block)>;
 
 class AttentionImpl : public torch::nn::Module {
  public:
@@ -32,8 +39,7 @@ TORCH_MODULE(Attention);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  // An MoE block routed by `router`, or a dense one when it is null.
-  BlockImpl(const ModelConfig& model, bool causal, std::shared_ptr<Router> router);
+  BlockImpl(const ModelConfig& model, bool causal, BlockFfn ffn);
   torch::Tensor forward(const torch::Tensor& x, const RouteContext& ctx);  // [B, L, D]
   MoELayer moe() const { return moe_; }  // empty holder in dense blocks
   torch::nn::Sequential dense_ffn() const { return dense_; }  // empty holder in MoE blocks
@@ -53,8 +59,8 @@ TORCH_MODULE(Block);
 
 class TransformerImpl : public torch::nn::Module {
  public:
-  // MoE blocks per model.moe.layers, each routed by routers(block index).
-  TransformerImpl(const ModelConfig& model, const RouterFactory& routers, bool causal);
+  // model.depth blocks, block i's FFN from ffns(i).
+  TransformerImpl(const ModelConfig& model, const BlockFfnFactory& ffns, bool causal);
 
   // x: [B, L, D] embeddings -> [B, L, D] final-normalised states. ctx.layer is set per block.
   torch::Tensor forward(const torch::Tensor& x, RouteContext ctx);

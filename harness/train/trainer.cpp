@@ -167,9 +167,7 @@ std::vector<std::shared_ptr<Router>> swap_in_override(Transformer backbone, cons
   int64_t layer_index = 0;
   for (auto& layer : backbone->moe_layers()) {
     auto source = std::dynamic_pointer_cast<LogitRouter>(layer->router_ptr());
-    auto replacement = make_router(choice, RouterShape{source ? source->gate()->weight.size(1) : 0,
-                                                       routed_experts(config.model.moe), config.seed,
-                                                       layer_index++});
+    auto replacement = make_router(choice, router_shape(config.model, config.seed, layer_index++));
     auto target = std::dynamic_pointer_cast<LogitRouter>(replacement);
     if (!source || !target) {
       throw ConfigError(fmt::format(
