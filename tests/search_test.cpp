@@ -140,6 +140,9 @@ TEST_CASE("search errors name the line and column", "[sweep][search]") {
   CHECK_THAT(error_of(dir, head + "    train.lr: {log_uniforn: [1, 2]}\n"),
              Contains("sweep.yaml:6:16") && Contains("unknown distribution 'log_uniforn'") &&
                  Contains("did you mean 'log_uniform'"));
+  const std::string far = error_of(dir, head + "    train.lr: {normal: [1, 2]}\n");
+  CHECK_THAT(far, Contains("unknown distribution 'normal'; uniform, log_uniform, int or choice"));
+  CHECK(far.find("did you mean") == std::string::npos);  // nothing close: no empty suggestion
   CHECK_THAT(error_of(dir, head + "    train.lr: {log_uniform: [0, 0.1]}\n"),
              Contains("sweep.yaml:6:") && Contains("log_uniform needs low > 0"));
   CHECK_THAT(error_of(dir, head + "    train.lr: {uniform: [0.2, 0.1]}\n"),

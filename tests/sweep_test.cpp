@@ -210,6 +210,12 @@ TEST_CASE("sweep typos are errors at their line: exclude, grid and zip keys and 
              Contains("sweep.yaml:4:11: unknown key 'train.stpes'") && Contains("did you mean 'steps'"));
   CHECK_THAT(error_of("base:\n  model: {heads: 3}\n"),
              Contains("sweep.yaml:3:11: model.heads = 3: must divide model.dim = 16"));
+  // extends: relative to the sweep file, or an absolute path.
+  std::ofstream(dir.file("absolute.yaml")) << "extends: " << dir.file("base.yaml") << "\n" << axes;
+  CHECK(expand_sweep(dir.file("absolute.yaml")).runs.size() == 4);
+  std::ofstream(dir.file("missing.yaml")) << "extends: /nonexistent/base.yaml\n" << axes;
+  CHECK_THROWS_WITH(expand_sweep(dir.file("missing.yaml")),
+                    Contains("missing.yaml:1:10: extends: '/nonexistent/base.yaml' is not a run config file"));
   // A section as the axis: exclude looks inside its values.
   const std::string sections = "grid:\n  router: [{name: topk}, {name: ssr, p: 0.5}]\n";
   CHECK_THAT(error_of(sections + "exclude:\n  - {router.name: sbase}\n"),

@@ -20,6 +20,12 @@ constexpr int64_t kMaxTrials = 10000;
 const std::vector<std::string> kSearchKeys = {"method", "trials", "seed", "space", "prune"};
 const std::vector<std::string> kDistributions = {"uniform", "log_uniform", "int", "choice"};
 
+// " (did you mean 'x'?)" when a candidate is close to `word`, else nothing.
+std::string suggestion(const std::string& word, const std::vector<std::string>& candidates) {
+  const std::string nearest = nearest_name(word, candidates);
+  return nearest.empty() ? "" : fmt::format(" (did you mean '{}'?)", nearest);
+}
+
 enum class Distribution { Uniform, LogUniform, Int, Choice };
 
 struct Dimension {
@@ -66,9 +72,9 @@ Dimension read_dimension(const std::string& key, const YAML::Node& node, const s
   else if (name == "log_uniform") d.kind = Distribution::LogUniform;
   else if (name == "int") d.kind = Distribution::Int;
   else {
-    throw ConfigError(fmt::format("{}: {}: unknown distribution '{}' (did you mean '{}'?); "
-                                  "uniform, log_uniform, int or choice",
-                                  where(source, item.first), what, name, nearest_name(name, kDistributions)));
+    throw ConfigError(fmt::format("{}: {}: unknown distribution '{}'{}; uniform, log_uniform, int "
+                                  "or choice",
+                                  where(source, item.first), what, name, suggestion(name, kDistributions)));
   }
   if (!args.IsSequence() || args.size() != 2) {
     throw ConfigError(fmt::format("{}: {}: {} takes [low, high]", where(source, args), what, name));
@@ -122,9 +128,9 @@ void check_search_keys(const YAML::Node& search, const std::string& source) {
   for (const auto& item : search) {
     const std::string key = item.first.as<std::string>();
     if (std::find(kSearchKeys.begin(), kSearchKeys.end(), key) == kSearchKeys.end()) {
-      throw ConfigError(fmt::format("{}: unknown search key '{}' (did you mean '{}'?); valid keys: "
-                                    "method, trials, seed, space, prune",
-                                    where(source, item.first), key, nearest_name(key, kSearchKeys)));
+      throw ConfigError(fmt::format("{}: unknown search key '{}'{}; valid keys: method, trials, "
+                                    "seed, space, prune",
+                                    where(source, item.first), key, suggestion(key, kSearchKeys)));
     }
   }
   for (const char* required : {"method", "trials", "space"}) {

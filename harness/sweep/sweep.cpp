@@ -315,7 +315,8 @@ BaseConfig base_config(const YAML::Node& root, const std::string& source,
                        const std::string& base_dir) {
   BaseConfig base{"{}", source, {}};
   if (root["extends"]) {
-    const std::string file = base_dir + "/" + root["extends"].Scalar();
+    const std::filesystem::path named = root["extends"].Scalar();  // absolute, or relative to the file
+    const std::string file = named.is_absolute() ? named.string() : base_dir + "/" + named.string();
     if (!std::filesystem::is_regular_file(file)) {
       throw ConfigError(fmt::format("{}: extends: '{}' is not a run config file",
                                     where(source, root["extends"]), file));
