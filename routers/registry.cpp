@@ -38,7 +38,8 @@ RouterEntry router_entry(const char* name, const char* summary) {
       },
       [](const AnyOptions& options, const RouterShape& shape) {
         options_as<Options>(options).check(shape);
-      }};
+      },
+      std::is_base_of_v<LogitRouter, R>};
 }
 
 }  // namespace
@@ -99,5 +100,7 @@ void check_router_options(const std::string& name, const AnyOptions& options, in
                           int64_t experts) {
   find_router(name).validate(options, RouterShape{dim, experts});
 }
+
+bool router_decides_from_logits(const std::string& name) { return find_router(name).logit_router; }
 
 }  // namespace moelab

@@ -19,6 +19,7 @@ struct RouterEntry {
   std::shared_ptr<Router> (*make)(const AnyOptions& options, const RouterShape& shape);
   // ConfigError when the options cannot work with layers of this shape (k > experts, ...).
   void (*validate)(const AnyOptions& options, const RouterShape& shape);
+  bool logit_router;  // a LogitRouter: decides from linear logits
 };
 
 const std::vector<RouterEntry>& router_registry();
@@ -34,5 +35,6 @@ std::shared_ptr<Router> make_router(const PluginChoice& choice, const RouterShap
 std::unique_ptr<AnyOptions> router_options_by_name(const std::string& name);
 void check_router_options(const std::string& name, const AnyOptions& options, int64_t dim,
                           int64_t experts);
+bool router_decides_from_logits(const std::string& name);
 
 }  // namespace moelab

@@ -1,8 +1,6 @@
 // Every registered task, in one explicit list.
 #include "tasks/registry.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 
 #include "harness/core/registry.h"
@@ -51,14 +49,7 @@ Transformer backbone_for(const RunConfig& config, bool causal) {
     const bool listed = std::find(moe_blocks.begin(), moe_blocks.end(), block) != moe_blocks.end();
     if (!listed) return {nullptr, config.model.ffn_hidden};
     if (pruned) return {nullptr, pruned_ffn_hidden(config)};
-    auto router = make_router(config.router, router_shape(config.model, config.seed, block));
-    if (config.model.moe.router_dtype == "fp64" && !dynamic_cast<LogitRouter*>(router.get())) {
-      throw ConfigError::at_key("model.moe.router_dtype",
-                                fmt::format("fp64: router {} has no linear logits to compute in "
-                                            "fp64 (hash, soft_moe, stablemoe and xmoe have none)",
-                                            config.router.name));
-    }
-    return {router, 0};
+    return {make_router(config.router, router_shape(config.model, config.seed, block)), 0};
   };
   return Transformer(config.model, ffns, causal);
 }

@@ -30,9 +30,8 @@ class TaskModel : public torch::nn::Module {
 };
 
 // The run's backbone: the model config, routers built by the registry from the run's router
-// choice (seeded by the run seed, one per MoE block; ConfigError when model.moe.router_dtype
-// = fp64 meets a router without linear logits), and for convert.method = prune dense FFNs of
-// pruned_ffn_hidden neurons in the blocks of model.moe.layers.
+// choice (seeded by the run seed, one per MoE block), and for convert.method = prune dense
+// FFNs of pruned_ffn_hidden neurons in the blocks of model.moe.layers.
 Transformer backbone_for(const RunConfig& config, bool causal);
 
 // Mean cross-entropy of predict()'s logits [N, C] against the batch targets (any shape with

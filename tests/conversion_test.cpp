@@ -14,6 +14,7 @@
 #include "harness/store/store.h"
 #include "harness/sweep/dense_parent.h"
 #include "routers/dot_moe.h"
+#include "convert_run.h"
 #include "test_util.h"
 
 namespace moelab {
@@ -267,16 +268,6 @@ TEST_CASE("convert config errors name the rule", "[convert][config]") {
 
 namespace {
 
-const char* kConvertRun = R"(name: conv
-seed: 3
-task: {name: image, train_limit: 512, val_size: 300}
-model: {dim: 16, depth: 2, heads: 2, ffn_hidden: 32, moe: {experts: 4, expert_hidden: 8}}
-router: {name: dot_moe, k: 2}
-train: {steps: 6, batch_size: 32, log_every: 3, warmup_steps: 2}
-eval: {max_examples: 200}
-convert: {method: random, dense_steps: 8, calibration_tokens: 256}
-)";
-
 int shell(const std::string& command) {
   const int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -292,7 +283,7 @@ TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and li
   for (const char* method : {"random", "dot_moe"}) {
     auto overrides = where;
     overrides.push_back(std::string("convert.method=") + method);
-    RunOutcome outcome = run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides));
+    RunOutcome outcome = run_alone(parse_run_config(testing::kConvertRun, "conv.yaml", overrides));
     INFO(outcome.error);
     REQUIRE(outcome.status == RunStatus::Done);
     std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
@@ -322,19 +313,19 @@ TEST_CASE("dense -> convert -> fine-tune: children share one dense parent and li
   auto overrides = where;
   overrides.push_back("convert.method=weight_cluster");
   overrides.push_back("convert.parent=1");
-  CHECK(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)).status == RunStatus::Done);
+  CHECK(run_alone(parse_run_config(testing::kConvertRun, "conv.yaml", overrides)).status == RunStatus::Done);
   overrides.back() = "convert.parent=99";
-  CHECK_THROWS_WITH(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)),
+  CHECK_THROWS_WITH(run_alone(parse_run_config(testing::kConvertRun, "conv.yaml", overrides)),
                     Catch::Matchers::Contains("convert.parent = \"99\""));
   overrides.back() = "convert.parent=2";
-  CHECK_THROWS_WITH(run_alone(parse_run_config(kConvertRun, "conv.yaml", overrides)),
+  CHECK_THROWS_WITH(run_alone(parse_run_config(testing::kConvertRun, "conv.yaml", overrides)),
                     Catch::Matchers::Contains("not a dense model"));
   CHECK(store.query("SELECT COUNT(*) FROM runs").rows[0][0].integer == 4);
 }
 
 TEST_CASE("a conversion sweep with two workers trains each dense parent once", "[convert][sweep][smoke][.slow]") {
   testing::TempDir dir;
-  std::ofstream(dir.file("base.yaml")) << kConvertRun << "db: " << dir.file("s.db") << "\n"
+  std::ofstream(dir.file("base.yaml")) << testing::kConvertRun << "db: " << dir.file("s.db") << "\n"
                                        << "checkpoint_dir: " << dir.file("ckpt") << "\n";
   std::ofstream(dir.file("sweep.yaml"))
       << "extends: base.yaml\nname: conv\ngrid:\n  convert.method: [random, weight_cluster, "

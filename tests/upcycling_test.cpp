@@ -13,6 +13,7 @@
 #include "harness/model/moe_layer.h"
 #include "harness/run/runner.h"
 #include "harness/sweep/dense_parent.h"
+#include "convert_run.h"
 #include "registry_layer.h"
 #include "routers/registry.h"
 #include "test_util.h"
@@ -244,24 +245,13 @@ TEST_CASE("upcycling and pruning config errors name the rule", "[convert][config
   CHECK(config_hash(plain) != config_hash(parse_run_config("", "t.yaml", {"model.moe.router_dtype=fp64"})));
 }
 
-namespace {
-
-const char* kUpcycleRun = R"(name: up
-seed: 3
-task: {name: image, train_limit: 512, val_size: 300}
-model: {dim: 16, depth: 2, heads: 2, ffn_hidden: 32, moe: {experts: 8, expert_hidden: 8}}
-router: {name: dot_moe, k: 4}
-train: {steps: 4, batch_size: 32, log_every: 2, warmup_steps: 1}
-eval: {max_examples: 200}
-convert: {method: granular, dense_steps: 8, calibration_tokens: 256}
-)";
-
-}  // namespace
-
 TEST_CASE("upcycling and pruning end to end: converted from the dense parent, measured, retained",
           "[convert][upcycle][prune][smoke]") {
   testing::TempDir dir;
-  const std::vector<std::string> where = {"db=" + dir.file("u.db"), "checkpoint_dir=" + dir.file("ckpt")};
+  // The shared converting run as granular upcycling into 8 experts of 8 (g = 4), top-4.
+  const std::vector<std::string> where = {"db=" + dir.file("u.db"), "checkpoint_dir=" + dir.file("ckpt"),
+                                          "model.moe.experts=8", "router.k=4",
+                                          "convert.method=granular"};
   struct Case {
     const char* what;
     std::vector<std::string> overrides;
@@ -272,6 +262,8 @@ TEST_CASE("upcycling and pruning end to end: converted from the dense parent, me
       {"granular g=4, k=4 of 8: one whole group", {}, true, 1.0},
       {"copy, topk k=2 of 4", {"convert.method=copy", "router.name=topk", "router.k=2",
                                "model.moe.experts=4", "model.moe.expert_hidden=32"}, true, 2.0},
+      {"granular, one step at lr 1e-12: the model is its dense parent",
+       {"train.steps=1", "train.lr=1e-12", "train.warmup_steps=0"}, true, 1.0},
       {"drop_upcycling on the granular layout", {"convert.method=drop_upcycling"}, false, 1.0},
       {"prune to k x s = 16 of 32 neurons", {"convert.method=prune", "router.k=2",
                                               "model.moe.experts=4"}, false, 0.5},
@@ -280,7 +272,7 @@ TEST_CASE("upcycling and pruning end to end: converted from the dense parent, me
     DYNAMIC_SECTION(c.what) {
       auto overrides = where;
       overrides.insert(overrides.end(), c.overrides.begin(), c.overrides.end());
-      RunOutcome outcome = run_alone(parse_run_config(kUpcycleRun, "up.yaml", overrides));
+      RunOutcome outcome = run_alone(parse_run_config(testing::kConvertRun, "up.yaml", overrides));
       INFO(outcome.error);
       REQUIRE(outcome.status == RunStatus::Done);
       std::map<std::string, double> summary(outcome.summaries.begin(), outcome.summaries.end());
@@ -294,6 +286,10 @@ TEST_CASE("upcycling and pruning end to end: converted from the dense parent, me
       CHECK(summary.count("export/recon_err") == 1);
       CHECK(summary.count("retention/test/accuracy") == 1);
       CHECK(summary.at("export/ffn_active_fraction") == Approx(c.ffn_fraction));
+      if (std::string(c.what).find("lr 1e-12") != std::string::npos) {  // whole-model outputs
+        CHECK(summary.at("retention/test/accuracy") == 1.0);
+        CHECK(summary.at("retention/test/loss") == Approx(1.0).epsilon(1e-6));
+      }
     }
   }
 }

@@ -206,6 +206,12 @@ void validate(const RunConfig& config) {
   }
   const int64_t experts = routed_experts(model.moe);
   validate_router_options(config.router.name, *config.router.options, model.dim, experts);
+  if (model.moe.router_dtype == "fp64" && !router_has_logits(config.router.name)) {
+    throw ConfigError::at_key("model.moe.router_dtype",
+                              fmt::format("fp64: router {} has no linear logits to compute in fp64 "
+                                          "(hash, soft_moe, stablemoe and xmoe have none)",
+                                          config.router.name));
+  }
   const PluginChoice& swap = config.eval.router_override;
   if (swap.name != "none") {
     try {

@@ -13,7 +13,8 @@ PluginCatalog& installed() {
 
 const PluginCatalog& catalog() {
   const PluginCatalog& current = installed();
-  MOELAB_CHECK(current.router_options && current.task_options && current.validate_router,
+  MOELAB_CHECK(current.router_options && current.task_options && current.validate_router &&
+                   current.router_has_logits,
                "no plugin catalog installed: the program's main must call install_plugins() "
                "(harness/run/plugins.h) before reading a config");
   return current;
@@ -35,5 +36,7 @@ void validate_router_options(const std::string& name, const AnyOptions& options,
                              int64_t experts) {
   catalog().validate_router(name, options, dim, experts);
 }
+
+bool router_has_logits(const std::string& name) { return catalog().router_has_logits(name); }
 
 }  // namespace moelab

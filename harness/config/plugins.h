@@ -20,6 +20,8 @@ struct PluginCatalog {
   // `experts` experts (k > experts, ...): routers see the layer's shape, not the whole config.
   void (*validate_router)(const std::string& name, const AnyOptions& options, int64_t dim,
                           int64_t experts) = nullptr;
+  // Whether the router decides from linear logits (a LogitRouter: model.moe.router_dtype).
+  bool (*router_has_logits)(const std::string& name) = nullptr;
 };
 
 void install_plugin_catalog(const PluginCatalog& catalog);
@@ -29,5 +31,6 @@ std::unique_ptr<AnyOptions> make_router_options(const std::string& name);
 std::unique_ptr<AnyOptions> make_task_options(const std::string& name);
 void validate_router_options(const std::string& name, const AnyOptions& options, int64_t dim,
                              int64_t experts);
+bool router_has_logits(const std::string& name);
 
 }  // namespace moelab

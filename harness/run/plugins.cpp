@@ -8,7 +8,8 @@
 namespace moelab {
 
 void install_plugins() {
-  install_plugin_catalog({&router_options_by_name, &task_options_by_name, &check_router_options});
+  install_plugin_catalog({&router_options_by_name, &task_options_by_name, &check_router_options,
+                          &router_decides_from_logits});
 }
 
 }  // namespace moelab
