@@ -166,7 +166,7 @@ void Conversion::upcycle_layer(MoELayer layer, size_t block) {
   const FfnWeights dense = ffn_weights(parent_ffn(*teacher_, block));
   const int64_t granularity = upcycling_granularity(*layer, dense.w1.size(0));
   tie_router_groups(*layer, granularity);
-  const double gate_sum = route_averages(*layer, calibration_[block].to(device_)).gate_sum;
+  const double gate_sum = route_averages(*layer, calibration_[block]).gate_sum;
   load_upcycled(*layer, dense.w1, dense.b1, dense.w2, dense.b2, granularity, gate_sum);
   if (config_.convert.method == "drop_upcycling") {
     drop_reinitialise(*layer, config_.convert.drop_ratio,

@@ -13,13 +13,19 @@
 namespace moelab {
 namespace {
 
-// `rows` x `cols` draws from N(mean, std^2) of `like`, with `rng`, as a tensor like `like`.
-torch::Tensor normal_like_stats(const torch::Tensor& like, int64_t rows, int64_t cols, Rng& rng) {
-  const double mean = like.mean().item<double>(), std = like.std().item<double>();
-  std::vector<float> values(static_cast<size_t>(rows * cols));
-  for (auto& value : values) value = static_cast<float>(mean + std * rng.normal());
-  return torch::tensor(values).view({rows, cols}).to(like.options());
-}
+// N(mean, std^2) of one tensor's entries, measured once; draws shaped like it.
+struct NormalStats {
+  explicit NormalStats(const torch::Tensor& like)
+      : mean(like.mean().item<double>()), std(like.std().item<double>()), options(like.options()) {}
+  // `rows` x `cols` draws with `rng`.
+  torch::Tensor draw(int64_t rows, int64_t cols, Rng& rng) const {
+    std::vector<float> values(static_cast<size_t>(rows * cols));
+    for (auto& value : values) value = static_cast<float>(mean + std * rng.normal());
+    return torch::tensor(values).view({rows, cols}).to(options);
+  }
+  double mean, std;
+  torch::TensorOptions options;
+};
 
 }  // namespace
 
@@ -83,15 +89,15 @@ torch::Tensor drop_reinitialise(MoELayerImpl& layer, double ratio, uint64_t seed
   const int64_t dim = w.w_in.size(1);
   torch::NoGradGuard no_grad;
   // The statistics of the weights as loaded, before any neuron changes.
-  const auto w_in = w.w_in.clone(), b_in = w.b_in.clone(), w_out = w.w_out.clone();
+  const NormalStats w_in(w.w_in), b_in(w.b_in), w_out(w.w_out);
   std::vector<torch::Tensor> dropped;
   for (int64_t e = 0; e < experts; ++e) {
     Rng rng = Rng::keyed({seed, static_cast<uint64_t>(e)});
     const auto picked = sample_without_replacement(size, count, rng);
-    auto index = torch::tensor(picked, torch::kLong).to(w.w_in.device());              // [c]
-    w.w_in[e].index_copy_(1, index, normal_like_stats(w_in, dim, count, rng));       // [D, c]
-    w.b_in[e].index_copy_(0, index, normal_like_stats(b_in, 1, count, rng).view({count}));
-    w.w_out[e].index_copy_(0, index, normal_like_stats(w_out, count, dim, rng));     // [c, D]
+    auto index = torch::tensor(picked, torch::kLong).to(w.w_in.device());  // [c]
+    w.w_in[e].index_copy_(1, index, w_in.draw(dim, count, rng));           // [D, c]
+    w.b_in[e].index_copy_(0, index, b_in.draw(1, count, rng).view({count}));
+    w.w_out[e].index_copy_(0, index, w_out.draw(count, dim, rng));         // [c, D]
     dropped.push_back(std::get<0>(index.sort()));
   }
   return torch::stack(dropped);
